@@ -1,0 +1,87 @@
+#include "services/cli/commands.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace cmdistill::cli {
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+
+void PrintUsage(std::ostream& os) {
+  os << "cmdistill " << kVersion
+     << " — budget-constrained LLM distillation as a distributed actor-learner service\n\n"
+        "usage: cmdistill <subcommand> [flags]\n\nsubcommands:\n";
+  for (const Command& c : Commands()) {
+    std::string name = "  " + c.name;
+    name.resize(std::max<size_t>(name.size() + 2, 14), ' ');
+    os << name << c.summary << "\n";
+  }
+  os << "\n`cmdistill <subcommand> --help` describes one subcommand.\n";
+}
+
+size_t Distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+const std::vector<Command>& Commands() {
+  static const auto* commands = [] {
+    auto* c = new std::vector<Command>();
+    AddServiceCommands(c);
+    AddConfigCommands(c);
+    return c;
+  }();
+  return *commands;
+}
+
+int RunCli(const std::vector<std::string>& argv, Io io) {
+  if (argv.size() < 2) {
+    PrintUsage(io.err);
+    return kExitUsage;
+  }
+  const std::string& sub = argv[1];
+  if (sub == "--help" || sub == "-h" || sub == "help") {
+    if (sub == "help" && argv.size() > 2) {
+      return RunCli({argv[0], argv[2], "--help"}, io);
+    }
+    PrintUsage(io.out);
+    return kExitOk;
+  }
+  if (sub == "--version" || sub == "version") {
+    io.out << "cmdistill " << kVersion << "\n";
+    return kExitOk;
+  }
+  const std::vector<std::string> args(argv.begin() + 2, argv.end());
+  for (const Command& c : Commands()) {
+    if (c.name == sub) return c.run(args, io);
+  }
+  std::string best;
+  size_t best_d = 3;
+  for (const Command& c : Commands()) {
+    const size_t d = Distance(sub, c.name);
+    if (d < best_d) {
+      best_d = d;
+      best = c.name;
+    }
+  }
+  io.err << "cmdistill: unknown subcommand '" << sub << "'"
+         << (best.empty() ? "" : absl::StrCat(" (did you mean '", best, "'?)"))
+         << "; run `cmdistill --help` for the list\n";
+  return kExitUsage;
+}
+
+}  // namespace cmdistill::cli

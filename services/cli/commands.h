@@ -1,0 +1,45 @@
+// Subcommand dispatch of the cmdistill binary.
+//
+// Exit codes: 0 success; 1 the command failed (bad config, file, peer...); 2 usage error
+// (unknown subcommand or flag, missing argument); 3 the subcommand is not yet available in
+// this build (it says so, and does nothing else).
+#ifndef CMDISTILL_SERVICES_CLI_COMMANDS_H_
+#define CMDISTILL_SERVICES_CLI_COMMANDS_H_
+
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace cmdistill::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitNotAvailable = 3;
+
+struct Io {
+  std::ostream& out;
+  std::ostream& err;
+};
+
+struct Command {
+  std::string name;
+  std::string summary;
+  // args: everything after the subcommand name.
+  std::function<int(const std::vector<std::string>& args, Io io)> run;
+};
+
+// All subcommands, in the order `cmdistill --help` lists them.
+const std::vector<Command>& Commands();
+
+// Entry point: argv[0] is the program name.
+int RunCli(const std::vector<std::string>& argv, Io io);
+
+// Registration helpers implemented by the command files.
+void AddConfigCommands(std::vector<Command>* commands);
+void AddServiceCommands(std::vector<Command>* commands);
+
+}  // namespace cmdistill::cli
+
+#endif  // CMDISTILL_SERVICES_CLI_COMMANDS_H_
