@@ -411,8 +411,12 @@ absl::Status ApplyOverride(const std::string& assignment, RunConfig* config, Con
       continue;
     }
     YAML::Node node;
+    // A string field takes the text verbatim ("Q: {question}" is not YAML), unless quoted.
+    const bool verbatim = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING &&
+                          !f->is_repeated() &&
+                          (value.empty() || (value[0] != '"' && value[0] != '\''));
     try {
-      node = value.empty() ? YAML::Node(YAML::NodeType::Null) : YAML::Load(value);
+      node = verbatim ? YAML::Node(value) : YAML::Load(value);
     } catch (const YAML::Exception& e) {
       ctx->Error(source, p, absl::StrCat("value is not valid YAML: ", e.msg));
       return absl::OkStatus();

@@ -135,7 +135,6 @@ HttpExposer::HttpExposer(int listen_fd, int port, std::shared_ptr<Registry> regi
 
 HttpExposer::~HttpExposer() {
   Stop();
-  close(listen_fd_);
   for (int fd : stop_pipe_) {
     if (fd >= 0) close(fd);
   }
@@ -148,6 +147,8 @@ void HttpExposer::Stop() {
     [[maybe_unused]] ssize_t n = write(stop_pipe_[1], &b, 1);
   }
   if (thread_.joinable()) thread_.join();
+  close(listen_fd_);  // refuse new connections at once
+  listen_fd_ = -1;
 }
 
 void HttpExposer::Serve() {

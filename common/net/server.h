@@ -73,7 +73,9 @@ class GrpcServer {
   // Graceful stop, in this order: health NOT_SERVING -> the gate refuses new calls with
   // UNAVAILABLE -> grpc Shutdown(now + grace) (in-flight calls get `grace` to finish, then are
   // cancelled) -> Wait(). `before_shutdown` runs between the gate and Shutdown (e.g. close the
-  // service's queues so blocked handlers finish). Idempotent; blocks until stopped.
+  // service's queues so blocked handlers finish). Idempotent; blocks until stopped, which can
+  // take the whole grace period while clients stay connected (gRPC waits for them to leave
+  // after its GOAWAY) even when no call is in flight.
   void Shutdown(absl::Duration grace, const std::function<void()>& before_shutdown = {});
 
  private:
