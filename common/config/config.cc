@@ -30,10 +30,13 @@ constexpr size_t kMaxReportedErrors = 50;
 struct Context {
   std::string source;  // "run.yaml" or "--set a.b"
   std::vector<std::string> errors;
-  std::map<std::string, std::string> origin;  // key path -> "file:line:col" / "--set ..."
+  std::map<std::string, std::string>
+      origin;  // key path -> "file:line:col" / "--set ..."
 
-  void Error(const std::string& where, const std::string& path, const std::string& what) {
-    errors.push_back(absl::StrCat(where, ": ", path.empty() ? "(top level)" : path, ": ", what));
+  void Error(const std::string& where, const std::string& path,
+             const std::string& what) {
+    errors.push_back(absl::StrCat(
+        where, ": ", path.empty() ? "(top level)" : path, ": ", what));
   }
 };
 
@@ -50,8 +53,10 @@ std::string Join(const std::string& path, const std::string& key) {
 std::string CamelToUpperSnake(const std::string& s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (i > 0 && std::isupper(static_cast<unsigned char>(s[i]))) out.push_back('_');
-    out.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(s[i]))));
+    if (i > 0 && std::isupper(static_cast<unsigned char>(s[i])))
+      out.push_back('_');
+    out.push_back(
+        static_cast<char>(std::toupper(static_cast<unsigned char>(s[i]))));
   }
   return out;
 }
@@ -64,7 +69,8 @@ size_t EditDistance(const std::string& a, const std::string& b) {
     row[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
       const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      row[j] = std::min(
+          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
       diag = up;
     }
   }
@@ -84,7 +90,8 @@ std::string Suggest(const pb::Descriptor& d, const std::string& key) {
   }
   if (best.empty() || best_d > std::max<size_t>(2, key.size() / 3)) {
     std::vector<std::string> names;
-    for (int i = 0; i < d.field_count(); ++i) names.push_back(d.field(i)->name());
+    for (int i = 0; i < d.field_count(); ++i)
+      names.push_back(d.field(i)->name());
     return absl::StrCat(" (known keys: ", absl::StrJoin(names, ", "), ")");
   }
   return absl::StrCat(" (did you mean '", best, "'?)");
@@ -103,9 +110,10 @@ std::string TypeName(const YAML::Node& n) {
   }
 }
 
-// Parses one scalar into a field (repeated: appended). Returns false with *error set.
-bool SetScalar(const pb::FieldDescriptor& f, const YAML::Node& node, pb::Message* msg,
-               std::string* error) {
+// Parses one scalar into a field (repeated: appended). Returns false with
+// *error set.
+bool SetScalar(const pb::FieldDescriptor& f, const YAML::Node& node,
+               pb::Message* msg, std::string* error) {
   const pb::Reflection* r = msg->GetReflection();
   const bool rep = f.is_repeated();
   if (node.IsNull() && f.cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING) {
@@ -128,7 +136,8 @@ bool SetScalar(const pb::FieldDescriptor& f, const YAML::Node& node, pb::Message
         return false;
       }
       if (f.cpp_type() == pb::FieldDescriptor::CPPTYPE_INT32) {
-        if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max()) {
+        if (v < std::numeric_limits<int32_t>::min() ||
+            v > std::numeric_limits<int32_t>::max()) {
           *error = absl::StrCat("integer ", v, " does not fit in 32 bits");
           return false;
         }
@@ -143,11 +152,13 @@ bool SetScalar(const pb::FieldDescriptor& f, const YAML::Node& node, pb::Message
     case pb::FieldDescriptor::CPPTYPE_UINT64: {
       uint64_t v = 0;
       if (!t.empty() && t[0] == '-') {
-        *error = absl::StrCat("expected a non-negative integer, got '", text, "'");
+        *error =
+            absl::StrCat("expected a non-negative integer, got '", text, "'");
         return false;
       }
       if (!absl::SimpleAtoi(t, &v)) {
-        *error = absl::StrCat("expected a non-negative integer, got '", text, "'");
+        *error =
+            absl::StrCat("expected a non-negative integer, got '", text, "'");
         return false;
       }
       if (f.cpp_type() == pb::FieldDescriptor::CPPTYPE_UINT32) {
@@ -171,7 +182,8 @@ bool SetScalar(const pb::FieldDescriptor& f, const YAML::Node& node, pb::Message
       }
       if (f.cpp_type() == pb::FieldDescriptor::CPPTYPE_FLOAT) {
         if (std::fabs(v) > std::numeric_limits<float>::max()) {
-          *error = absl::StrCat("number ", text, " is out of range for a float");
+          *error =
+              absl::StrCat("number ", text, " is out of range for a float");
           return false;
         }
         rep ? r->AddFloat(msg, &f, static_cast<float>(v))
@@ -198,7 +210,8 @@ bool SetScalar(const pb::FieldDescriptor& f, const YAML::Node& node, pb::Message
       std::vector<std::string> allowed;
       for (int i = 0; i < e->value_count(); ++i) {
         const pb::EnumValueDescriptor* v = e->value(i);
-        if (v->number() == 0) continue;  // *_UNSPECIFIED is never written by hand
+        if (v->number() == 0)
+          continue;  // *_UNSPECIFIED is never written by hand
         const std::string shortname = EnumShortName(*v);
         if (shortname == absl::AsciiStrToLower(t)) {
           rep ? r->AddEnum(msg, &f, v) : r->SetEnum(msg, &f, v);
@@ -206,7 +219,8 @@ bool SetScalar(const pb::FieldDescriptor& f, const YAML::Node& node, pb::Message
         }
         allowed.push_back(shortname);
       }
-      *error = absl::StrCat("'", text, "' is not one of: ", absl::StrJoin(allowed, ", "));
+      *error = absl::StrCat("'", text,
+                            "' is not one of: ", absl::StrJoin(allowed, ", "));
       return false;
     }
     case pb::FieldDescriptor::CPPTYPE_MESSAGE:
@@ -216,20 +230,22 @@ bool SetScalar(const pb::FieldDescriptor& f, const YAML::Node& node, pb::Message
   return false;
 }
 
-void ApplyMessage(const YAML::Node& node, pb::Message* msg, const std::string& path,
-                  Context* ctx);
+void ApplyMessage(const YAML::Node& node, pb::Message* msg,
+                  const std::string& path, Context* ctx);
 
 // Applies `node` to field `f` of `msg`; `path` is the field's own key path.
-void ApplyField(const pb::FieldDescriptor& f, const YAML::Node& node, pb::Message* msg,
-                const std::string& path, Context* ctx) {
+void ApplyField(const pb::FieldDescriptor& f, const YAML::Node& node,
+                pb::Message* msg, const std::string& path, Context* ctx) {
   const pb::Reflection* r = msg->GetReflection();
   const std::string where = Where(*ctx, node);
   if (f.is_repeated()) {
     if (!node.IsNull() && !node.IsSequence()) {
-      ctx->Error(where, path, absl::StrCat("expected a list, got ", TypeName(node)));
+      ctx->Error(where, path,
+                 absl::StrCat("expected a list, got ", TypeName(node)));
       return;
     }
-    r->ClearField(msg, &f);  // a list replaces the default, it does not extend it
+    r->ClearField(msg,
+                  &f);  // a list replaces the default, it does not extend it
     ctx->origin[path] = where;
     if (node.IsNull()) return;
     for (size_t i = 0; i < node.size(); ++i) {
@@ -239,7 +255,8 @@ void ApplyField(const pb::FieldDescriptor& f, const YAML::Node& node, pb::Messag
         ApplyMessage(item, r->AddMessage(msg, &f), item_path, ctx);
       } else {
         std::string error;
-        if (!SetScalar(f, item, msg, &error)) ctx->Error(Where(*ctx, item), item_path, error);
+        if (!SetScalar(f, item, msg, &error))
+          ctx->Error(Where(*ctx, item), item_path, error);
       }
     }
     return;
@@ -260,11 +277,12 @@ void ApplyField(const pb::FieldDescriptor& f, const YAML::Node& node, pb::Messag
   ctx->origin[path] = where;
 }
 
-void ApplyMessage(const YAML::Node& node, pb::Message* msg, const std::string& path,
-                  Context* ctx) {
+void ApplyMessage(const YAML::Node& node, pb::Message* msg,
+                  const std::string& path, Context* ctx) {
   if (node.IsNull()) return;  // `student:` with nothing under it
   if (!node.IsMap()) {
-    ctx->Error(Where(*ctx, node), path, absl::StrCat("expected a mapping, got ", TypeName(node)));
+    ctx->Error(Where(*ctx, node), path,
+               absl::StrCat("expected a mapping, got ", TypeName(node)));
     return;
   }
   const pb::Descriptor* d = msg->GetDescriptor();
@@ -278,7 +296,8 @@ void ApplyMessage(const YAML::Node& node, pb::Message* msg, const std::string& p
     const std::string key_path = Join(path, name);
     const pb::FieldDescriptor* f = d->FindFieldByName(name);
     if (f == nullptr) {
-      ctx->Error(Where(*ctx, key), key_path, absl::StrCat("unknown key", Suggest(*d, name)));
+      ctx->Error(Where(*ctx, key), key_path,
+                 absl::StrCat("unknown key", Suggest(*d, name)));
       continue;
     }
     ApplyField(*f, it->second, msg, key_path, ctx);
@@ -291,14 +310,17 @@ void ApplyDefaults(pb::Message* msg, const std::string& path, Context* ctx) {
   for (int i = 0; i < d->field_count(); ++i) {
     const pb::FieldDescriptor* f = d->field(i);
     const std::string p = Join(path, f->name());
-    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && !f->is_repeated()) {
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE &&
+        !f->is_repeated()) {
       ApplyDefaults(r->MutableMessage(msg, f), p, ctx);
       continue;
     }
     const v1::FieldSpec& spec = f->options().GetExtension(v1::spec);
     if (spec.default_value().empty()) continue;
-    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING && !f->is_repeated()) {
-      r->SetString(msg, f, spec.default_value());  // verbatim: a template is not YAML
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING &&
+        !f->is_repeated()) {
+      r->SetString(msg, f,
+                   spec.default_value());  // verbatim: a template is not YAML
     } else {
       ApplyField(*f, YAML::Load(spec.default_value()), msg, p, ctx);
     }
@@ -307,7 +329,8 @@ void ApplyDefaults(pb::Message* msg, const std::string& path, Context* ctx) {
 }
 
 std::string OriginOf(const Context& ctx, const std::string& path) {
-  // A field set as part of a list or a parent reports the closest recorded ancestor.
+  // A field set as part of a list or a parent reports the closest recorded
+  // ancestor.
   std::string p = path;
   for (;;) {
     auto it = ctx.origin.find(p);
@@ -318,7 +341,8 @@ std::string OriginOf(const Context& ctx, const std::string& path) {
   }
 }
 
-void CheckRanges(const pb::Message& msg, const std::string& path, Context* ctx) {
+void CheckRanges(const pb::Message& msg, const std::string& path,
+                 Context* ctx) {
   const pb::Descriptor* d = msg.GetDescriptor();
   const pb::Reflection* r = msg.GetReflection();
   for (int i = 0; i < d->field_count(); ++i) {
@@ -327,7 +351,8 @@ void CheckRanges(const pb::Message& msg, const std::string& path, Context* ctx) 
     if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
       if (f->is_repeated()) {
         for (int j = 0; j < r->FieldSize(msg, f); ++j) {
-          CheckRanges(r->GetRepeatedMessage(msg, f, j), absl::StrCat(p, "[", j, "]"), ctx);
+          CheckRanges(r->GetRepeatedMessage(msg, f, j),
+                      absl::StrCat(p, "[", j, "]"), ctx);
         }
       } else {
         CheckRanges(r->GetMessage(msg, f), p, ctx);
@@ -338,10 +363,12 @@ void CheckRanges(const pb::Message& msg, const std::string& path, Context* ctx) 
     const v1::FieldSpec& spec = f->options().GetExtension(v1::spec);
     const std::string where = OriginOf(*ctx, p);
     if (spec.required()) {
-      if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING && r->GetString(msg, f).empty()) {
+      if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING &&
+          r->GetString(msg, f).empty()) {
         ctx->Error(where, p, "is required and must not be empty");
       }
-      if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_ENUM && r->GetEnumValue(msg, f) == 0) {
+      if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_ENUM &&
+          r->GetEnumValue(msg, f) == 0) {
         ctx->Error(where, p, "is required");
       }
     }
@@ -369,23 +396,29 @@ void CheckRanges(const pb::Message& msg, const std::string& path, Context* ctx) 
       default:
         continue;
     }
-    const bool low = spec.has_min() && (spec.min_exclusive() ? v <= spec.min() : v < spec.min());
-    const bool high = spec.has_max() && (spec.max_exclusive() ? v >= spec.max() : v > spec.max());
+    const bool low = spec.has_min() &&
+                     (spec.min_exclusive() ? v <= spec.min() : v < spec.min());
+    const bool high = spec.has_max() &&
+                      (spec.max_exclusive() ? v >= spec.max() : v > spec.max());
     if (low || high) {
-      std::string range = absl::StrCat(spec.has_min() ? (spec.min_exclusive() ? "(" : "[") : "(",
-                                       spec.has_min() ? absl::StrCat(spec.min()) : "-inf", ", ",
-                                       spec.has_max() ? absl::StrCat(spec.max()) : "inf",
-                                       spec.has_max() ? (spec.max_exclusive() ? ")" : "]") : ")");
-      ctx->Error(where, p, absl::StrCat("value ", v, " is out of range ", range));
+      std::string range = absl::StrCat(
+          spec.has_min() ? (spec.min_exclusive() ? "(" : "[") : "(",
+          spec.has_min() ? absl::StrCat(spec.min()) : "-inf", ", ",
+          spec.has_max() ? absl::StrCat(spec.max()) : "inf",
+          spec.has_max() ? (spec.max_exclusive() ? ")" : "]") : ")");
+      ctx->Error(where, p,
+                 absl::StrCat("value ", v, " is out of range ", range));
     }
   }
 }
 
-absl::Status ApplyOverride(const std::string& assignment, RunConfig* config, Context* ctx) {
+absl::Status ApplyOverride(const std::string& assignment, RunConfig* config,
+                           Context* ctx) {
   const size_t eq = assignment.find('=');
   const std::string source = absl::StrCat("--set ", assignment.substr(0, eq));
   if (eq == std::string::npos || eq == 0) {
-    ctx->Error(absl::StrCat("--set ", assignment), "", "expected key.path=value");
+    ctx->Error(absl::StrCat("--set ", assignment), "",
+               "expected key.path=value");
     return absl::OkStatus();
   }
   const std::string path = assignment.substr(0, eq);
@@ -402,7 +435,8 @@ absl::Status ApplyOverride(const std::string& assignment, RunConfig* config, Con
       return absl::OkStatus();
     }
     if (i + 1 < parts.size()) {
-      if (f->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE || f->is_repeated()) {
+      if (f->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE ||
+          f->is_repeated()) {
         ctx->Error(source, p, "is not a section: cannot set a key below it");
         return absl::OkStatus();
       }
@@ -411,10 +445,12 @@ absl::Status ApplyOverride(const std::string& assignment, RunConfig* config, Con
       continue;
     }
     YAML::Node node;
-    // A string field takes the text verbatim ("Q: {question}" is not YAML), unless quoted.
-    const bool verbatim = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING &&
-                          !f->is_repeated() &&
-                          (value.empty() || (value[0] != '"' && value[0] != '\''));
+    // A string field takes the text verbatim ("Q: {question}" is not YAML),
+    // unless quoted.
+    const bool verbatim =
+        f->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING &&
+        !f->is_repeated() &&
+        (value.empty() || (value[0] != '"' && value[0] != '\''));
     try {
       node = verbatim ? YAML::Node(value) : YAML::Load(value);
     } catch (const YAML::Exception& e) {
@@ -434,9 +470,9 @@ absl::Status Finish(Context* ctx) {
   std::vector<std::string> shown(
       ctx->errors.begin(),
       ctx->errors.begin() + std::min(ctx->errors.size(), kMaxReportedErrors));
-  std::string msg = absl::StrCat("invalid configuration (", ctx->errors.size(), " problem",
-                                 ctx->errors.size() == 1 ? "" : "s", "):\n  ",
-                                 absl::StrJoin(shown, "\n  "));
+  std::string msg = absl::StrCat("invalid configuration (", ctx->errors.size(),
+                                 " problem", ctx->errors.size() == 1 ? "" : "s",
+                                 "):\n  ", absl::StrJoin(shown, "\n  "));
   return absl::InvalidArgumentError(msg);
 }
 
@@ -444,7 +480,8 @@ std::string FormatDouble(double v, int max_digits) {
   char buf[64];
   for (int prec = 1; prec <= max_digits; ++prec) {
     std::snprintf(buf, sizeof(buf), "%.*g", prec, v);
-    if (max_digits <= 9 ? static_cast<float>(std::strtod(buf, nullptr)) == static_cast<float>(v)
+    if (max_digits <= 9 ? static_cast<float>(std::strtod(buf, nullptr)) ==
+                              static_cast<float>(v)
                         : std::strtod(buf, nullptr) == v) {
       break;
     }
@@ -455,24 +492,34 @@ std::string FormatDouble(double v, int max_digits) {
   return s;
 }
 
-std::string ScalarText(const pb::Message& msg, const pb::FieldDescriptor& f, int index) {
+std::string ScalarText(const pb::Message& msg, const pb::FieldDescriptor& f,
+                       int index) {
   const pb::Reflection* r = msg.GetReflection();
   const bool rep = index >= 0;
   switch (f.cpp_type()) {
     case pb::FieldDescriptor::CPPTYPE_INT32:
-      return absl::StrCat(rep ? r->GetRepeatedInt32(msg, &f, index) : r->GetInt32(msg, &f));
+      return absl::StrCat(rep ? r->GetRepeatedInt32(msg, &f, index)
+                              : r->GetInt32(msg, &f));
     case pb::FieldDescriptor::CPPTYPE_INT64:
-      return absl::StrCat(rep ? r->GetRepeatedInt64(msg, &f, index) : r->GetInt64(msg, &f));
+      return absl::StrCat(rep ? r->GetRepeatedInt64(msg, &f, index)
+                              : r->GetInt64(msg, &f));
     case pb::FieldDescriptor::CPPTYPE_UINT32:
-      return absl::StrCat(rep ? r->GetRepeatedUInt32(msg, &f, index) : r->GetUInt32(msg, &f));
+      return absl::StrCat(rep ? r->GetRepeatedUInt32(msg, &f, index)
+                              : r->GetUInt32(msg, &f));
     case pb::FieldDescriptor::CPPTYPE_UINT64:
-      return absl::StrCat(rep ? r->GetRepeatedUInt64(msg, &f, index) : r->GetUInt64(msg, &f));
+      return absl::StrCat(rep ? r->GetRepeatedUInt64(msg, &f, index)
+                              : r->GetUInt64(msg, &f));
     case pb::FieldDescriptor::CPPTYPE_DOUBLE:
-      return FormatDouble(rep ? r->GetRepeatedDouble(msg, &f, index) : r->GetDouble(msg, &f), 17);
+      return FormatDouble(
+          rep ? r->GetRepeatedDouble(msg, &f, index) : r->GetDouble(msg, &f),
+          17);
     case pb::FieldDescriptor::CPPTYPE_FLOAT:
-      return FormatDouble(rep ? r->GetRepeatedFloat(msg, &f, index) : r->GetFloat(msg, &f), 9);
+      return FormatDouble(
+          rep ? r->GetRepeatedFloat(msg, &f, index) : r->GetFloat(msg, &f), 9);
     case pb::FieldDescriptor::CPPTYPE_BOOL:
-      return (rep ? r->GetRepeatedBool(msg, &f, index) : r->GetBool(msg, &f)) ? "true" : "false";
+      return (rep ? r->GetRepeatedBool(msg, &f, index) : r->GetBool(msg, &f))
+                 ? "true"
+                 : "false";
     case pb::FieldDescriptor::CPPTYPE_ENUM: {
       const pb::EnumValueDescriptor* v =
           rep ? r->GetRepeatedEnum(msg, &f, index) : r->GetEnum(msg, &f);
@@ -519,23 +566,26 @@ void Emit(YAML::Emitter& out, const pb::Message& msg) {
   out << YAML::EndMap;
 }
 
-absl::StatusOr<RunConfig> Load(const std::string& yaml, const std::string& source_name,
+absl::StatusOr<RunConfig> Load(const std::string& yaml,
+                               const std::string& source_name,
                                const std::vector<std::string>& overrides) {
   RunConfig config;
   Context ctx{source_name, {}, {}};
   ApplyDefaults(&config, "", &ctx);
   if (!ctx.errors.empty()) {
-    return absl::InternalError(absl::StrCat("schema defaults are broken: ", ctx.errors[0]));
+    return absl::InternalError(
+        absl::StrCat("schema defaults are broken: ", ctx.errors[0]));
   }
   YAML::Node root;
   try {
     root = YAML::Load(yaml);
   } catch (const YAML::ParserException& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source_name, ":", e.mark.line + 1, ":",
-                                                   e.mark.column + 1, ": YAML syntax error: ",
-                                                   e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_name, ":", e.mark.line + 1, ":", e.mark.column + 1,
+                     ": YAML syntax error: ", e.msg));
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source_name, ": YAML error: ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_name, ": YAML error: ", e.msg));
   }
   try {
     ApplyMessage(root, &config, "", &ctx);
@@ -543,12 +593,14 @@ absl::StatusOr<RunConfig> Load(const std::string& yaml, const std::string& sourc
       (void)ApplyOverride(o, &config, &ctx);
     }
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source_name, ": YAML error: ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_name, ": YAML error: ", e.msg));
   }
   CheckRanges(config, "", &ctx);
   std::vector<CrossFieldError> cross;
   CheckCrossFieldRules(config, &cross);
-  for (const auto& e : cross) ctx.Error(OriginOf(ctx, e.path), e.path, e.message);
+  for (const auto& e : cross)
+    ctx.Error(OriginOf(ctx, e.path), e.path, e.message);
   if (auto s = Finish(&ctx); !s.ok()) return s;
   return config;
 }
@@ -563,7 +615,8 @@ std::string EnumShortName(const pb::EnumValueDescriptor& value) {
 }
 
 std::string MethodName(v1::Method method) {
-  const pb::EnumValueDescriptor* v = v1::Method_descriptor()->FindValueByNumber(method);
+  const pb::EnumValueDescriptor* v =
+      v1::Method_descriptor()->FindValueByNumber(method);
   return v == nullptr ? "unknown" : EnumShortName(*v);
 }
 
@@ -574,16 +627,18 @@ RunConfig DefaultRunConfig() {
   return config;
 }
 
-absl::StatusOr<RunConfig> LoadRunConfigFromString(const std::string& yaml,
-                                                  const std::string& source_name,
-                                                  const std::vector<std::string>& overrides) {
+absl::StatusOr<RunConfig> LoadRunConfigFromString(
+    const std::string& yaml, const std::string& source_name,
+    const std::vector<std::string>& overrides) {
   return Load(yaml, source_name, overrides);
 }
 
-absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path,
-                                        const std::vector<std::string>& overrides) {
+absl::StatusOr<RunConfig> LoadRunConfig(
+    const std::string& path, const std::vector<std::string>& overrides) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open config file '", path, "'"));
+  if (!in)
+    return absl::NotFoundError(
+        absl::StrCat("cannot open config file '", path, "'"));
   std::ostringstream ss;
   ss << in.rdbuf();
   return Load(ss.str(), path, overrides);

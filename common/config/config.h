@@ -1,12 +1,14 @@
 // The run configuration: one YAML file parsed into cmdistill.v1.RunConfig.
 //
-// Resolution order: schema defaults (the `(spec).default_value` options in config.proto, the
-// only place defaults live) -> the YAML file -> `--set a.b.c=value` overrides -> validation
-// (ranges and `required` from the schema, cross-field rules in validate.cc).
+// Resolution order: schema defaults (the `(spec).default_value` options in
+// config.proto, the only place defaults live) -> the YAML file -> `--set
+// a.b.c=value` overrides -> validation (ranges and `required` from the schema,
+// cross-field rules in validate.cc).
 //
-// Every problem is reported, not just the first, one per line, each naming the key path and
-// where its value came from ("run.yaml:12:5", "--set optimizer.lr", or "default"). The status
-// code is INVALID_ARGUMENT for a bad file or override and NOT_FOUND for a missing file.
+// Every problem is reported, not just the first, one per line, each naming the
+// key path and where its value came from ("run.yaml:12:5", "--set
+// optimizer.lr", or "default"). The status code is INVALID_ARGUMENT for a bad
+// file or override and NOT_FOUND for a missing file.
 #ifndef CMDISTILL_COMMON_CONFIG_CONFIG_H_
 #define CMDISTILL_COMMON_CONFIG_CONFIG_H_
 
@@ -23,20 +25,21 @@ using v1::RunConfig;
 // The schema defaults alone (always valid: a test checks it).
 RunConfig DefaultRunConfig();
 
-absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path,
-                                        const std::vector<std::string>& overrides = {});
+absl::StatusOr<RunConfig> LoadRunConfig(
+    const std::string& path, const std::vector<std::string>& overrides = {});
 
-// As LoadRunConfig, from text; `source_name` is used in messages. An empty `yaml` means
-// "defaults only".
-absl::StatusOr<RunConfig> LoadRunConfigFromString(const std::string& yaml,
-                                                  const std::string& source_name,
-                                                  const std::vector<std::string>& overrides = {});
+// As LoadRunConfig, from text; `source_name` is used in messages. An empty
+// `yaml` means "defaults only".
+absl::StatusOr<RunConfig> LoadRunConfigFromString(
+    const std::string& yaml, const std::string& source_name,
+    const std::vector<std::string>& overrides = {});
 
-// The fully resolved config as YAML: every field, in schema order, enums by short name. The
-// output loads back to an equal RunConfig.
+// The fully resolved config as YAML: every field, in schema order, enums by
+// short name. The output loads back to an equal RunConfig.
 std::string ToYaml(const google::protobuf::Message& message);
 
-// Enum value <-> the short, lower-case name used in YAML ("METHOD_CMDP" <-> "cmdp").
+// Enum value <-> the short, lower-case name used in YAML ("METHOD_CMDP" <->
+// "cmdp").
 std::string EnumShortName(const google::protobuf::EnumValueDescriptor& value);
 std::string MethodName(v1::Method method);
 

@@ -4,7 +4,8 @@
 
 namespace cmdistill::config {
 
-void CheckCrossFieldRules(const v1::RunConfig& c, std::vector<CrossFieldError>* errors) {
+void CheckCrossFieldRules(const v1::RunConfig& c,
+                          std::vector<CrossFieldError>* errors) {
   auto add = [errors](std::string path, std::string message) {
     errors->push_back({std::move(path), std::move(message)});
   };
@@ -19,7 +20,8 @@ void CheckCrossFieldRules(const v1::RunConfig& c, std::vector<CrossFieldError>* 
       add("data.answer_field", "must be set when data.format is generic");
     }
   }
-  if (c.actor().retry_max_backoff_seconds() < c.actor().retry_initial_backoff_seconds()) {
+  if (c.actor().retry_max_backoff_seconds() <
+      c.actor().retry_initial_backoff_seconds()) {
     add("actor.retry_max_backoff_seconds",
         "must be at least actor.retry_initial_backoff_seconds");
   }
@@ -28,7 +30,8 @@ void CheckCrossFieldRules(const v1::RunConfig& c, std::vector<CrossFieldError>* 
   }
   const auto& sec = c.security();
   if (sec.require_client_certificate() && !sec.tls()) {
-    add("security.require_client_certificate", "mutual TLS needs security.tls: true");
+    add("security.require_client_certificate",
+        "mutual TLS needs security.tls: true");
   }
   if (sec.tls()) {
     if (sec.server().cert_file().empty() != sec.server().key_file().empty()) {
@@ -38,7 +41,8 @@ void CheckCrossFieldRules(const v1::RunConfig& c, std::vector<CrossFieldError>* 
       add("security.client", "cert_file and key_file must be given together");
     }
     if (sec.require_client_certificate() && sec.server().ca_file().empty()) {
-      add("security.server.ca_file", "mutual TLS needs the CA that signs client certificates");
+      add("security.server.ca_file",
+          "mutual TLS needs the CA that signs client certificates");
     }
   }
   for (const auto* m : {&c.student(), &c.teacher()}) {

@@ -1,4 +1,5 @@
-// Cross-field rules of RunConfig that the per-field schema options cannot express.
+// Cross-field rules of RunConfig that the per-field schema options cannot
+// express.
 #ifndef CMDISTILL_COMMON_CONFIG_VALIDATE_H_
 #define CMDISTILL_COMMON_CONFIG_VALIDATE_H_
 
@@ -15,7 +16,8 @@ struct CrossFieldError {
 };
 
 // Appends every violated rule to `errors`.
-void CheckCrossFieldRules(const v1::RunConfig& config, std::vector<CrossFieldError>* errors);
+void CheckCrossFieldRules(const v1::RunConfig& config,
+                          std::vector<CrossFieldError>* errors);
 
 }  // namespace cmdistill::config
 

@@ -1,13 +1,12 @@
 #include "common/metrics/http_exposer.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
 
 #include <cerrno>
 #include <cstring>
@@ -29,7 +28,8 @@ bool WriteAll(int fd, const std::string& data) {
   while (off < data.size()) {
     struct pollfd p = {fd, POLLOUT, 0};
     if (poll(&p, 1, kIoTimeoutMs) <= 0) return false;
-    const ssize_t n = send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    const ssize_t n =
+        send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) return false;
     off += static_cast<size_t>(n);
@@ -37,38 +37,41 @@ bool WriteAll(int fd, const std::string& data) {
   return true;
 }
 
-std::string Response(int code, const char* reason, const std::string& content_type,
-                     const std::string& body) {
-  return absl::StrCat("HTTP/1.1 ", code, " ", reason, "\r\nContent-Type: ", content_type,
-                      "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n",
-                      body);
+std::string Response(int code, const char* reason,
+                     const std::string& content_type, const std::string& body) {
+  return absl::StrCat("HTTP/1.1 ", code, " ", reason,
+                      "\r\nContent-Type: ", content_type,
+                      "\r\nContent-Length: ", body.size(),
+                      "\r\nConnection: close\r\n\r\n", body);
 }
 
 }  // namespace
 
-absl::Status SplitHostPort(const std::string& address, std::string* host, int* port) {
+absl::Status SplitHostPort(const std::string& address, std::string* host,
+                           int* port) {
   std::string h, p;
   if (!address.empty() && address[0] == '[') {
     const size_t close = address.find(']');
-    if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':') {
-      return absl::InvalidArgumentError(absl::StrCat("malformed address '", address,
-                                                     "': expected [v6-host]:port"));
+    if (close == std::string::npos || close + 1 >= address.size() ||
+        address[close + 1] != ':') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "malformed address '", address, "': expected [v6-host]:port"));
     }
     h = address.substr(1, close - 1);
     p = address.substr(close + 2);
   } else {
     const size_t colon = address.rfind(':');
     if (colon == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("malformed address '", address, "': expected host:port"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "malformed address '", address, "': expected host:port"));
     }
     h = address.substr(0, colon);
     p = address.substr(colon + 1);
   }
   int port_num = -1;
   if (!absl::SimpleAtoi(p, &port_num) || port_num < 0 || port_num > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed address '", address, "': port must be 0..65535"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "malformed address '", address, "': port must be 0..65535"));
   }
   *host = h;
   *port = port_num;
@@ -87,8 +90,8 @@ absl::StatusOr<std::unique_ptr<HttpExposer>> HttpExposer::Start(
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   struct addrinfo* res = nullptr;
   const std::string port_str = std::to_string(port);
-  const int gai = getaddrinfo(host.empty() ? nullptr : host.c_str(), port_str.c_str(), &hints,
-                              &res);
+  const int gai = getaddrinfo(host.empty() ? nullptr : host.c_str(),
+                              port_str.c_str(), &hints, &res);
   if (gai != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("metrics address '", listen, "': ", gai_strerror(gai)));
@@ -100,23 +103,26 @@ absl::StatusOr<std::unique_ptr<HttpExposer>> HttpExposer::Start(
     if (fd < 0) continue;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, 64) == 0) break;
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, 64) == 0)
+      break;
     last_error = std::strerror(errno);
     close(fd);
     fd = -1;
   }
   freeaddrinfo(res);
   if (fd < 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen for metrics on '", listen, "': ", last_error));
+    return absl::UnavailableError(absl::StrCat("cannot listen for metrics on '",
+                                               listen, "': ", last_error));
   }
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
   getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len);
-  const int bound = ss.ss_family == AF_INET6
-                        ? ntohs(reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_port)
-                        : ntohs(reinterpret_cast<struct sockaddr_in*>(&ss)->sin_port);
-  auto exposer = std::unique_ptr<HttpExposer>(new HttpExposer(fd, bound, std::move(registry)));
+  const int bound =
+      ss.ss_family == AF_INET6
+          ? ntohs(reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_port)
+          : ntohs(reinterpret_cast<struct sockaddr_in*>(&ss)->sin_port);
+  auto exposer = std::unique_ptr<HttpExposer>(
+      new HttpExposer(fd, bound, std::move(registry)));
   if (pipe2(exposer->stop_pipe_, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
   }
@@ -124,7 +130,8 @@ absl::StatusOr<std::unique_ptr<HttpExposer>> HttpExposer::Start(
   return exposer;
 }
 
-HttpExposer::HttpExposer(int listen_fd, int port, std::shared_ptr<Registry> registry)
+HttpExposer::HttpExposer(int listen_fd, int port,
+                         std::shared_ptr<Registry> registry)
     : listen_fd_(listen_fd), port_(port), registry_(std::move(registry)) {
   scrapes_ = &prometheus::BuildCounter()
                   .Name("cmdistill_metrics_scrapes_total")
@@ -168,7 +175,8 @@ void HttpExposer::Serve() {
 void HttpExposer::HandleConnection(int fd) {
   std::string request;
   char buf[2048];
-  while (request.find("\r\n\r\n") == std::string::npos && request.size() < kMaxRequestBytes) {
+  while (request.find("\r\n\r\n") == std::string::npos &&
+         request.size() < kMaxRequestBytes) {
     struct pollfd p = {fd, POLLIN, 0};
     if (poll(&p, 1, kIoTimeoutMs) <= 0) return;
     const ssize_t n = recv(fd, buf, sizeof(buf), 0);
@@ -179,7 +187,8 @@ void HttpExposer::HandleConnection(int fd) {
   const std::string line = request.substr(0, request.find("\r\n"));
   std::vector<std::string> parts = absl::StrSplit(line, ' ');
   if (parts.size() != 3 || (parts[0] != "GET" && parts[0] != "HEAD")) {
-    WriteAll(fd, Response(405, "Method Not Allowed", "text/plain", "only GET is served\n"));
+    WriteAll(fd, Response(405, "Method Not Allowed", "text/plain",
+                          "only GET is served\n"));
     return;
   }
   std::string path = parts[1].substr(0, parts[1].find('?'));

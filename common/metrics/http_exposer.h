@@ -1,7 +1,8 @@
-// A minimal HTTP/1.1 server for Prometheus scrapes: GET /metrics (text format 0.0.4) and
-// GET /healthz. One thread, one connection at a time, Connection: close — scrapes are rare
-// and small, so this is all a metrics port needs, and it starts no civetweb threads (see
-// STYLE.md: civetweb cannot start threads in a LibTorch process).
+// A minimal HTTP/1.1 server for Prometheus scrapes: GET /metrics (text format
+// 0.0.4) and GET /healthz. One thread, one connection at a time, Connection:
+// close — scrapes are rare and small, so this is all a metrics port needs, and
+// it starts no civetweb threads (see STYLE.md: civetweb cannot start threads in
+// a LibTorch process).
 #ifndef CMDISTILL_COMMON_METRICS_HTTP_EXPOSER_H_
 #define CMDISTILL_COMMON_METRICS_HTTP_EXPOSER_H_
 
@@ -17,10 +18,11 @@ namespace cmdistill::metrics {
 
 class HttpExposer {
  public:
-  // Binds `listen` ("host:port", "[v6]:port"; port 0 picks a free port) and starts serving
-  // `registry`. INVALID_ARGUMENT for a malformed address, UNAVAILABLE when it cannot bind.
-  static absl::StatusOr<std::unique_ptr<HttpExposer>> Start(std::string listen,
-                                                            std::shared_ptr<Registry> registry);
+  // Binds `listen` ("host:port", "[v6]:port"; port 0 picks a free port) and
+  // starts serving `registry`. INVALID_ARGUMENT for a malformed address,
+  // UNAVAILABLE when it cannot bind.
+  static absl::StatusOr<std::unique_ptr<HttpExposer>> Start(
+      std::string listen, std::shared_ptr<Registry> registry);
   ~HttpExposer();  // Stop()s.
 
   HttpExposer(const HttpExposer&) = delete;
@@ -44,8 +46,10 @@ class HttpExposer {
   prometheus::Counter* scrapes_ = nullptr;
 };
 
-// Splits "host:port" / "[v6]:port" / ":port" into its parts (host empty = all interfaces).
-absl::Status SplitHostPort(const std::string& address, std::string* host, int* port);
+// Splits "host:port" / "[v6]:port" / ":port" into its parts (host empty = all
+// interfaces).
+absl::Status SplitHostPort(const std::string& address, std::string* host,
+                           int* port);
 
 }  // namespace cmdistill::metrics
 

@@ -6,7 +6,8 @@ namespace cmdistill::metrics {
 
 std::shared_ptr<Registry> NewRegistry() { return std::make_shared<Registry>(); }
 
-prometheus::Histogram::BucketBoundaries ExponentialBuckets(double start, double factor,
+prometheus::Histogram::BucketBoundaries ExponentialBuckets(double start,
+                                                           double factor,
                                                            int count) {
   prometheus::Histogram::BucketBoundaries b;
   if (start <= 0 || factor <= 1 || count <= 0) return b;
@@ -16,7 +17,8 @@ prometheus::Histogram::BucketBoundaries ExponentialBuckets(double start, double 
   return b;
 }
 
-prometheus::Histogram::BucketBoundaries LinearBuckets(double start, double width, int count) {
+prometheus::Histogram::BucketBoundaries LinearBuckets(double start,
+                                                      double width, int count) {
   prometheus::Histogram::BucketBoundaries b;
   if (width <= 0 || count <= 0) return b;
   b.reserve(count);
@@ -28,7 +30,9 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
   return ExponentialBuckets(1e-4, 2.0, 21);
 }
 
-prometheus::Histogram::BucketBoundaries SizeBuckets() { return ExponentialBuckets(1, 2.0, 21); }
+prometheus::Histogram::BucketBoundaries SizeBuckets() {
+  return ExponentialBuckets(1, 2.0, 21);
+}
 
 std::string Serialize(const Registry& registry) {
   prometheus::TextSerializer serializer;

@@ -1,6 +1,7 @@
-// Metric registry helpers. Naming (DESIGN.md §7): `cmdistill_<subsystem>_<name>_<unit>`,
-// base units, `_total` on counters, low-cardinality labels only. Resolve handles once at
-// start-up (Family::Add returns a stable reference) and touch only references on hot paths.
+// Metric registry helpers. Naming (DESIGN.md §7):
+// `cmdistill_<subsystem>_<name>_<unit>`, base units, `_total` on counters,
+// low-cardinality labels only. Resolve handles once at start-up (Family::Add
+// returns a stable reference) and touch only references on hot paths.
 #ifndef CMDISTILL_COMMON_METRICS_METRICS_H_
 #define CMDISTILL_COMMON_METRICS_METRICS_H_
 
@@ -21,11 +22,14 @@ std::shared_ptr<Registry> NewRegistry();
 
 // Histogram bucket boundaries.
 // `count` boundaries start, start*factor, ... (start > 0, factor > 1).
-prometheus::Histogram::BucketBoundaries ExponentialBuckets(double start, double factor,
+prometheus::Histogram::BucketBoundaries ExponentialBuckets(double start,
+                                                           double factor,
                                                            int count);
 // `count` boundaries start, start+width, ...
-prometheus::Histogram::BucketBoundaries LinearBuckets(double start, double width, int count);
-// Latency in seconds from 100 µs to ~100 s (factor 2, 21 buckets): RPCs, model calls.
+prometheus::Histogram::BucketBoundaries LinearBuckets(double start,
+                                                      double width, int count);
+// Latency in seconds from 100 µs to ~100 s (factor 2, 21 buckets): RPCs, model
+// calls.
 prometheus::Histogram::BucketBoundaries LatencyBuckets();
 // Sizes (tokens, sequences, bytes) from 1 to 2^20 (factor 2).
 prometheus::Histogram::BucketBoundaries SizeBuckets();

@@ -7,12 +7,14 @@
 namespace cmdistill::net {
 namespace {
 
-// Constant-time comparison: the time taken must not reveal how much of a token matched.
+// Constant-time comparison: the time taken must not reveal how much of a token
+// matched.
 bool SameSecret(const std::string& a, const grpc::string_ref& b) {
   if (a.size() != b.size()) return false;
   unsigned char diff = 0;
   for (size_t i = 0; i < a.size(); ++i) {
-    diff |= static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b.data()[i]);
+    diff |= static_cast<unsigned char>(a[i]) ^
+            static_cast<unsigned char>(b.data()[i]);
   }
   return diff == 0;
 }
@@ -20,8 +22,9 @@ bool SameSecret(const std::string& a, const grpc::string_ref& b) {
 }  // namespace
 
 CallGate::CallGate(std::string bearer_token, prometheus::Registry* registry)
-    : expected_header_(bearer_token.empty() ? std::string()
-                                            : "Bearer " + std::move(bearer_token)) {
+    : expected_header_(bearer_token.empty()
+                           ? std::string()
+                           : "Bearer " + std::move(bearer_token)) {
   if (registry != nullptr) {
     auto& family = prometheus::BuildCounter()
                        .Name("cmdistill_rpc_refused_total")
@@ -35,7 +38,8 @@ CallGate::CallGate(std::string bearer_token, prometheus::Registry* registry)
 grpc::Status CallGate::Admit(const grpc::ServerContextBase& ctx) const {
   if (draining_.load()) {
     if (draining_refused_ != nullptr) draining_refused_->Increment();
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down");
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "server is shutting down");
   }
   if (expected_header_.empty()) return grpc::Status::OK;
   const auto& md = ctx.client_metadata();
@@ -47,7 +51,8 @@ grpc::Status CallGate::Admit(const grpc::ServerContextBase& ctx) const {
   }
   if (!SameSecret(expected_header_, it->second)) {
     if (unauthenticated_ != nullptr) unauthenticated_->Increment();
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong bearer token");
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "wrong bearer token");
   }
   return grpc::Status::OK;
 }

@@ -12,30 +12,36 @@
 
 namespace cmdistill::net {
 
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path, const std::string& what) {
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
+                                          const std::string& what) {
   constexpr off_t kMaxBytes = 16 << 20;
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
     const int e = errno;
-    const std::string msg = absl::StrCat(what, " '", path, "': ", std::strerror(e));
+    const std::string msg =
+        absl::StrCat(what, " '", path, "': ", std::strerror(e));
     if (e == EACCES) return absl::PermissionDeniedError(msg);
     return absl::NotFoundError(msg);
   }
   if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "' is not a file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " '", path, "' is not a file"));
   }
   if (st.st_size > kMaxBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "' is larger than 16 MiB"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " '", path, "' is larger than 16 MiB"));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::PermissionDeniedError(absl::StrCat(what, " '", path, "' cannot be opened"));
+    return absl::PermissionDeniedError(
+        absl::StrCat(what, " '", path, "' cannot be opened"));
   }
   std::ostringstream ss;
   ss << in.rdbuf();
   std::string data = ss.str();
   if (data.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "' is empty"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " '", path, "' is empty"));
   }
   return data;
 }
@@ -45,12 +51,14 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   if (!data.ok()) return data.status();
   std::string token(absl::StripAsciiWhitespace(*data));
   if (token.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("token file '", path, "' holds only whitespace"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("token file '", path, "' holds only whitespace"));
   }
   for (char c : token) {
     if (c < 0x21 || c > 0x7e) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "token file '", path, "': the token must be printable ASCII without spaces"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("token file '", path,
+                       "': the token must be printable ASCII without spaces"));
     }
   }
   return token;

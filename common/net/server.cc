@@ -23,27 +23,31 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   if (options.listen_address.empty()) {
     return absl::InvalidArgumentError("server listen address is empty");
   }
-  if (gate == nullptr) return absl::InvalidArgumentError("server needs a CallGate");
+  if (gate == nullptr)
+    return absl::InvalidArgumentError("server needs a CallGate");
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (options.use_tls) {
     const ServerTlsOptions& t = options.tls;
     if (t.cert_file.empty() || t.key_file.empty()) {
-      return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
+      return absl::InvalidArgumentError(
+          "TLS needs both a certificate and a key file");
     }
     grpc::SslServerCredentialsOptions ssl(
         t.require_client_certificate
             ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
             : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
     grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-    CMDISTILL_ASSIGN_OR_RETURN(pair.cert_chain, ReadSmallFile(t.cert_file, "TLS certificate"));
-    CMDISTILL_ASSIGN_OR_RETURN(pair.private_key, ReadSmallFile(t.key_file, "TLS private key"));
+    CMDISTILL_ASSIGN_OR_RETURN(pair.cert_chain,
+                               ReadSmallFile(t.cert_file, "TLS certificate"));
+    CMDISTILL_ASSIGN_OR_RETURN(pair.private_key,
+                               ReadSmallFile(t.key_file, "TLS private key"));
     ssl.pem_key_cert_pairs.push_back(std::move(pair));
     if (t.require_client_certificate) {
       if (t.client_ca_file.empty()) {
         return absl::InvalidArgumentError("mutual TLS needs a client CA file");
       }
-      CMDISTILL_ASSIGN_OR_RETURN(ssl.pem_root_certs,
-                                 ReadSmallFile(t.client_ca_file, "TLS client CA"));
+      CMDISTILL_ASSIGN_OR_RETURN(
+          ssl.pem_root_certs, ReadSmallFile(t.client_ca_file, "TLS client CA"));
     }
     creds = grpc::SslServerCredentials(ssl);
   } else {
@@ -56,20 +60,21 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   builder.AddListeningPort(options.listen_address, creds, &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
-                             static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIME_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
   builder.AddChannelArgument(
       GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
       static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // gRPC sets SO_REUSEPORT by default, which lets a second server silently share a port.
+  // gRPC sets SO_REUSEPORT by default, which lets a second server silently
+  // share a port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  // Clients ping every keepalive period; allow that without a "too many pings" GOAWAY.
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  // Clients ping every keepalive period; allow that without a "too many pings"
+  // GOAWAY.
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-  // The default health service is synchronous; its polling threads wake this often, which
-  // bounds how long Shutdown() waits for them once the last call is done (default: 5 s).
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC, 100);
   for (grpc::Service* s : services) builder.RegisterService(s);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
@@ -97,7 +102,8 @@ void GrpcServer::SetServing(bool serving) {
   }
 }
 
-void GrpcServer::Shutdown(absl::Duration grace, const std::function<void()>& before_shutdown) {
+void GrpcServer::Shutdown(absl::Duration grace,
+                          const std::function<void()>& before_shutdown) {
   if (stopped_ || server_ == nullptr) return;
   stopped_ = true;
   SetServing(false);

@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdint>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -27,7 +27,8 @@ void OnSignal(int sig) {
   const int fd = g_write_fd.load(std::memory_order_relaxed);
   if (fd >= 0) {
     const unsigned char b = static_cast<unsigned char>(sig);
-    // A full pipe means a shutdown is already pending: dropping the byte is fine.
+    // A full pipe means a shutdown is already pending: dropping the byte is
+    // fine.
     [[maybe_unused]] ssize_t n = write(fd, &b, 1);
   }
   errno = saved_errno;
@@ -37,7 +38,8 @@ void OnSignal(int sig) {
 
 absl::StatusOr<std::unique_ptr<ShutdownSignal>> ShutdownSignal::Install() {
   if (g_write_fd.load() >= 0) {
-    return absl::FailedPreconditionError("a ShutdownSignal is already installed");
+    return absl::FailedPreconditionError(
+        "a ShutdownSignal is already installed");
   }
   int fds[2];
   if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {

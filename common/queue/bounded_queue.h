@@ -1,15 +1,19 @@
-// A bounded multi-producer multi-consumer queue: the one queue type of cmdistill.
+// A bounded multi-producer multi-consumer queue: the one queue type of
+// cmdistill.
 //
-// Status-code contract (STYLE.md), which callers turn directly into gRPC statuses:
-//   TryPush         OK | RESOURCE_EXHAUSTED (full: back off) | UNAVAILABLE (closed)
-//   Push(deadline)  OK | DEADLINE_EXCEEDED (still full at the deadline) | UNAVAILABLE (closed)
-//   PopBatch        items | DEADLINE_EXCEEDED (nothing arrived in time) |
+// Status-code contract (STYLE.md), which callers turn directly into gRPC
+// statuses:
+//   TryPush         OK | RESOURCE_EXHAUSTED (full: back off) | UNAVAILABLE
+//   (closed) Push(deadline)  OK | DEADLINE_EXCEEDED (still full at the
+//   deadline) | UNAVAILABLE (closed) PopBatch        items | DEADLINE_EXCEEDED
+//   (nothing arrived in time) |
 //                   OUT_OF_RANGE (closed and drained)
-// After Close() no push succeeds; items already queued can still be popped (drain), and every
-// blocked caller wakes up at once.
+// After Close() no push succeeds; items already queued can still be popped
+// (drain), and every blocked caller wakes up at once.
 //
-// Thread-safety: every method may be called concurrently from any thread. Blocking methods
-// block only until their deadline; none holds the lock while waiting.
+// Thread-safety: every method may be called concurrently from any thread.
+// Blocking methods block only until their deadline; none holds the lock while
+// waiting.
 #ifndef CMDISTILL_COMMON_QUEUE_BOUNDED_QUEUE_H_
 #define CMDISTILL_COMMON_QUEUE_BOUNDED_QUEUE_H_
 
@@ -32,12 +36,14 @@ template <typename T>
 class BoundedQueue {
  public:
   // `capacity` must be at least 1.
-  explicit BoundedQueue(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {}
+  explicit BoundedQueue(size_t capacity)
+      : capacity_(std::max<size_t>(capacity, 1)) {}
 
   BoundedQueue(const BoundedQueue&) = delete;
   BoundedQueue& operator=(const BoundedQueue&) = delete;
 
-  // Never blocks. On failure `item` is left untouched, so the caller still owns it.
+  // Never blocks. On failure `item` is left untouched, so the caller still owns
+  // it.
   absl::Status TryPush(T& item) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     if (closed_) return absl::UnavailableError("queue is closed");
@@ -48,7 +54,9 @@ class BoundedQueue {
     items_.push_back(std::move(item));
     return absl::OkStatus();
   }
-  absl::Status TryPush(T&& item) ABSL_LOCKS_EXCLUDED(mu_) { return TryPush(item); }
+  absl::Status TryPush(T&& item) ABSL_LOCKS_EXCLUDED(mu_) {
+    return TryPush(item);
+  }
 
   // Blocks until there is room, the queue is closed or `deadline` passes.
   absl::Status Push(T& item, absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_) {
@@ -59,7 +67,8 @@ class BoundedQueue {
     mu_.AwaitWithDeadline(absl::Condition(&room_or_closed), deadline);
     if (closed_) return absl::UnavailableError("queue is closed");
     if (items_.size() >= capacity_) {
-      return absl::DeadlineExceededError("queue stayed full until the deadline");
+      return absl::DeadlineExceededError(
+          "queue stayed full until the deadline");
     }
     items_.push_back(std::move(item));
     return absl::OkStatus();
@@ -68,18 +77,21 @@ class BoundedQueue {
     return Push(item, deadline);
   }
 
-  // Waits until at least `min_items` are queued (or the queue is closed, or `deadline`
-  // passes), then removes and returns up to `max_items` in FIFO order. At the deadline it
-  // returns whatever is there if that is at least one item. `min_items` is clamped to
-  // [1, max_items]; `max_items` must be at least 1.
+  // Waits until at least `min_items` are queued (or the queue is closed, or
+  // `deadline` passes), then removes and returns up to `max_items` in FIFO
+  // order. At the deadline it returns whatever is there if that is at least one
+  // item. `min_items` is clamped to [1, max_items]; `max_items` must be at
+  // least 1.
   absl::StatusOr<std::vector<T>> PopBatch(size_t min_items, size_t max_items,
-                                          absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_) {
+                                          absl::Time deadline)
+      ABSL_LOCKS_EXCLUDED(mu_) {
     max_items = std::max<size_t>(max_items, 1);
     min_items = std::clamp<size_t>(min_items, 1, max_items);
     absl::MutexLock lock(&mu_);
-    auto enough_or_closed = [this, min_items]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return closed_ || items_.size() >= min_items;
-    };
+    auto enough_or_closed = [this, min_items]()
+                                ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                                  return closed_ || items_.size() >= min_items;
+                                };
     mu_.AwaitWithDeadline(absl::Condition(&enough_or_closed), deadline);
     if (items_.empty()) {
       if (closed_) return absl::OutOfRangeError("queue is closed and drained");

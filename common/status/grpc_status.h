@@ -1,5 +1,6 @@
-// Conversion between absl::Status (used everywhere inside cmdistill) and grpc::Status (only at
-// the gRPC adapters). The canonical codes have the same numbers in both.
+// Conversion between absl::Status (used everywhere inside cmdistill) and
+// grpc::Status (only at the gRPC adapters). The canonical codes have the same
+// numbers in both.
 #ifndef CMDISTILL_COMMON_STATUS_GRPC_STATUS_H_
 #define CMDISTILL_COMMON_STATUS_GRPC_STATUS_H_
 

@@ -1,5 +1,5 @@
-// Status propagation macros. Abseil 20220623 ships none, so these are prefixed to never clash
-// with glog's or a later Abseil's.
+// Status propagation macros. Abseil 20220623 ships none, so these are prefixed
+// to never clash with glog's or a later Abseil's.
 #ifndef CMDISTILL_COMMON_STATUS_STATUS_MACROS_H_
 #define CMDISTILL_COMMON_STATUS_STATUS_MACROS_H_
 
@@ -10,22 +10,24 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
-// Evaluates `expr` (an absl::Status); returns it from the enclosing function if not OK.
-#define CMDISTILL_RETURN_IF_ERROR(expr)                         \
-  do {                                                          \
-    ::absl::Status cmdistill_status_macro_status_ = (expr);     \
-    if (!cmdistill_status_macro_status_.ok()) {                 \
-      return cmdistill_status_macro_status_;                    \
-    }                                                           \
+// Evaluates `expr` (an absl::Status); returns it from the enclosing function if
+// not OK.
+#define CMDISTILL_RETURN_IF_ERROR(expr)                     \
+  do {                                                      \
+    ::absl::Status cmdistill_status_macro_status_ = (expr); \
+    if (!cmdistill_status_macro_status_.ok()) {             \
+      return cmdistill_status_macro_status_;                \
+    }                                                       \
   } while (false)
 
 #define CMDISTILL_STATUS_CONCAT_INNER_(a, b) a##b
 #define CMDISTILL_STATUS_CONCAT_(a, b) CMDISTILL_STATUS_CONCAT_INNER_(a, b)
 
-// Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status, otherwise moves the
-// value into `lhs`, which may be a declaration (`auto x`, `const Foo& y`) or an lvalue.
-#define CMDISTILL_ASSIGN_OR_RETURN(lhs, rexpr)                                 \
-  CMDISTILL_ASSIGN_OR_RETURN_IMPL_(                                            \
+// Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status,
+// otherwise moves the value into `lhs`, which may be a declaration (`auto x`,
+// `const Foo& y`) or an lvalue.
+#define CMDISTILL_ASSIGN_OR_RETURN(lhs, rexpr) \
+  CMDISTILL_ASSIGN_OR_RETURN_IMPL_(            \
       CMDISTILL_STATUS_CONCAT_(cmdistill_statusor_, __LINE__), lhs, rexpr)
 
 #define CMDISTILL_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
@@ -37,10 +39,13 @@
 
 namespace cmdistill {
 
-// Returns `status` with `context` prepended to its message ("context: message"); OK stays OK.
-inline absl::Status Annotate(const absl::Status& status, absl::string_view context) {
+// Returns `status` with `context` prepended to its message ("context:
+// message"); OK stays OK.
+inline absl::Status Annotate(const absl::Status& status,
+                             absl::string_view context) {
   if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
+  return absl::Status(status.code(),
+                      absl::StrCat(context, ": ", status.message()));
 }
 
 }  // namespace cmdistill

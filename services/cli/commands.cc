@@ -11,7 +11,8 @@ constexpr char kVersion[] = "0.1.0";
 
 void PrintUsage(std::ostream& os) {
   os << "cmdistill " << kVersion
-     << " — budget-constrained LLM distillation as a distributed actor-learner service\n\n"
+     << " — budget-constrained LLM distillation as a distributed actor-learner "
+        "service\n\n"
         "usage: cmdistill <subcommand> [flags]\n\nsubcommands:\n";
   for (const Command& c : Commands()) {
     std::string name = "  " + c.name;
@@ -29,7 +30,8 @@ size_t Distance(const std::string& a, const std::string& b) {
     row[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
       const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      row[j] = std::min(
+          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
       diag = up;
     }
   }

@@ -1,8 +1,8 @@
 // Subcommand dispatch of the cmdistill binary.
 //
-// Exit codes: 0 success; 1 the command failed (bad config, file, peer...); 2 usage error
-// (unknown subcommand or flag, missing argument); 3 the subcommand is not yet available in
-// this build (it says so, and does nothing else).
+// Exit codes: 0 success; 1 the command failed (bad config, file, peer...); 2
+// usage error (unknown subcommand or flag, missing argument); 3 the subcommand
+// is not yet available in this build (it says so, and does nothing else).
 #ifndef CMDISTILL_SERVICES_CLI_COMMANDS_H_
 #define CMDISTILL_SERVICES_CLI_COMMANDS_H_
 

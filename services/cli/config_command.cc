@@ -12,9 +12,12 @@ namespace {
 int RunConfig(const std::vector<std::string>& args, Io io) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     (args.empty() ? io.err : io.out)
-        << "usage: cmdistill config <print|validate> [--config FILE] [--set KEY=VALUE]...\n\n"
-           "  print     print the fully resolved run configuration (defaults + file + --set)\n"
-           "  validate  check a run file; prints every problem with its key path and line\n";
+        << "usage: cmdistill config <print|validate> [--config FILE] [--set "
+           "KEY=VALUE]...\n\n"
+           "  print     print the fully resolved run configuration (defaults + "
+           "file + --set)\n"
+           "  validate  check a run file; prints every problem with its key "
+           "path and line\n";
     return args.empty() ? kExitUsage : kExitOk;
   }
   const std::string action = args[0];
@@ -23,14 +26,19 @@ int RunConfig(const std::vector<std::string>& args, Io io) {
            << "' (expected print or validate)\n";
     return kExitUsage;
   }
-  FlagSet flags("cmdistill config " + action, "[--config FILE] [--set KEY=VALUE]...",
-                action == "print"
-                    ? "Prints the fully resolved run configuration as YAML: every key, with "
-                      "the\nschema defaults filled in. Without --config, prints the defaults."
-                    : "Checks a run file: unknown keys, wrong types and out-of-range values "
-                      "are\nreported with their key path and file line. Exit 0 when valid.");
+  FlagSet flags("cmdistill config " + action,
+                "[--config FILE] [--set KEY=VALUE]...",
+                action == "print" ? "Prints the fully resolved run "
+                                    "configuration as YAML: every key, with "
+                                    "the\nschema defaults filled in. Without "
+                                    "--config, prints the defaults."
+                                  : "Checks a run file: unknown keys, wrong "
+                                    "types and out-of-range values "
+                                    "are\nreported with their key path and "
+                                    "file line. Exit 0 when valid.");
   flags.AddString("config", "FILE", "YAML run file");
-  flags.AddRepeated("set", "KEY=VALUE", "override one key, e.g. --set optimizer.lr=2e-5");
+  flags.AddRepeated("set", "KEY=VALUE",
+                    "override one key, e.g. --set optimizer.lr=2e-5");
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (auto s = flags.Parse(rest); !s.ok()) {
     io.err << s.message() << "\n";
@@ -44,9 +52,11 @@ int RunConfig(const std::vector<std::string>& args, Io io) {
     io.err << "cmdistill config validate: --config FILE is required\n";
     return kExitUsage;
   }
-  auto config = flags.IsSet("config")
-                    ? config::LoadRunConfig(flags.Get("config"), flags.GetAll("set"))
-                    : config::LoadRunConfigFromString("", "(defaults)", flags.GetAll("set"));
+  auto config =
+      flags.IsSet("config")
+          ? config::LoadRunConfig(flags.Get("config"), flags.GetAll("set"))
+          : config::LoadRunConfigFromString("", "(defaults)",
+                                            flags.GetAll("set"));
   if (!config.ok()) {
     io.err << config.status().message() << "\n";
     return kExitFailure;
@@ -54,8 +64,8 @@ int RunConfig(const std::vector<std::string>& args, Io io) {
   if (action == "print") {
     io.out << config::ToYaml(*config);
   } else {
-    io.out << flags.Get("config") << ": valid (method " << config::MethodName(config->method())
-           << ")\n";
+    io.out << flags.Get("config") << ": valid (method "
+           << config::MethodName(config->method()) << ")\n";
   }
   return kExitOk;
 }
@@ -63,7 +73,8 @@ int RunConfig(const std::vector<std::string>& args, Io io) {
 }  // namespace
 
 void AddConfigCommands(std::vector<Command>* commands) {
-  commands->push_back({"config", "print or validate a run configuration", RunConfig});
+  commands->push_back(
+      {"config", "print or validate a run configuration", RunConfig});
 }
 
 }  // namespace cmdistill::cli

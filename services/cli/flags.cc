@@ -18,7 +18,8 @@ size_t Distance(const std::string& a, const std::string& b) {
     row[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
       const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      row[j] = std::min(
+          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
       diag = up;
     }
   }
@@ -32,11 +33,15 @@ const std::vector<std::string>& Empty() {
 
 }  // namespace
 
-FlagSet::FlagSet(std::string command, std::string usage, std::string description)
-    : command_(std::move(command)), usage_(std::move(usage)), description_(std::move(description)) {}
+FlagSet::FlagSet(std::string command, std::string usage,
+                 std::string description)
+    : command_(std::move(command)),
+      usage_(std::move(usage)),
+      description_(std::move(description)) {}
 
 void FlagSet::AddString(const std::string& name, const std::string& value_name,
-                        const std::string& help, const std::string& default_value) {
+                        const std::string& help,
+                        const std::string& default_value) {
   defs_[name] = {Kind::kString, value_name, help, default_value};
   order_.push_back(name);
 }
@@ -46,13 +51,15 @@ void FlagSet::AddBool(const std::string& name, const std::string& help) {
   order_.push_back(name);
 }
 
-void FlagSet::AddRepeated(const std::string& name, const std::string& value_name,
+void FlagSet::AddRepeated(const std::string& name,
+                          const std::string& value_name,
                           const std::string& help) {
   defs_[name] = {Kind::kRepeated, value_name, help, ""};
   order_.push_back(name);
 }
 
-void FlagSet::AllowPositional(const std::string& name, const std::string& help) {
+void FlagSet::AllowPositional(const std::string& name,
+                              const std::string& help) {
   positional_name_ = name;
   positional_help_ = help;
 }
@@ -63,8 +70,8 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args) {
     const std::string& a = args[i];
     if (flags_done || !absl::StartsWith(a, "-") || a == "-") {
       if (positional_name_.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(command_, ": unexpected argument '", a, "' (see --help)"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            command_, ": unexpected argument '", a, "' (see --help)"));
       }
       positional_.push_back(a);
       continue;
@@ -78,8 +85,8 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args) {
       return absl::OkStatus();
     }
     if (!absl::StartsWith(a, "--")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(command_, ": flags start with two dashes: '", a, "' (see --help)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          command_, ": flags start with two dashes: '", a, "' (see --help)"));
     }
     std::string name = a.substr(2);
     std::string value;
@@ -109,21 +116,22 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args) {
       }
       return absl::InvalidArgumentError(absl::StrCat(
           command_, ": unknown flag --", name,
-          best.empty() ? "" : absl::StrCat(" (did you mean --", best, "?)"), "; see --help"));
+          best.empty() ? "" : absl::StrCat(" (did you mean --", best, "?)"),
+          "; see --help"));
     }
     const Def& def = it->second;
     if (def.kind == Kind::kBool) {
       if (has_value && value != "true" && value != "false") {
-        return absl::InvalidArgumentError(
-            absl::StrCat(command_, ": --", name, " takes no value or =true/=false"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            command_, ": --", name, " takes no value or =true/=false"));
       }
       values_[name] = {has_value ? value : "true"};
       continue;
     }
     if (!has_value) {
       if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(command_, ": --", name, " needs a value (", def.value_name, ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            command_, ": --", name, " needs a value (", def.value_name, ")"));
       }
       value = args[++i];
     }
@@ -137,21 +145,26 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args) {
 }
 
 std::string FlagSet::Help() const {
-  std::string out = absl::StrCat("usage: ", command_, " ", usage_, "\n\n", description_, "\n");
+  std::string out = absl::StrCat("usage: ", command_, " ", usage_, "\n\n",
+                                 description_, "\n");
   if (!order_.empty()) out += "\nflags:\n";
   for (const std::string& name : order_) {
     const Def& d = defs_.at(name);
     std::string left = absl::StrCat("  --", name);
     if (d.kind != Kind::kBool) absl::StrAppend(&left, " ", d.value_name);
     if (d.kind == Kind::kRepeated) absl::StrAppend(&left, " (repeatable)");
-    if (left.size() < 30) left.resize(30, ' ');
-    else left += "\n" + std::string(30, ' ');
+    if (left.size() < 30)
+      left.resize(30, ' ');
+    else
+      left += "\n" + std::string(30, ' ');
     absl::StrAppend(&out, left, d.help);
-    if (!d.default_value.empty()) absl::StrAppend(&out, " [default: ", d.default_value, "]");
+    if (!d.default_value.empty())
+      absl::StrAppend(&out, " [default: ", d.default_value, "]");
     out += "\n";
   }
   if (!positional_name_.empty()) {
-    absl::StrAppend(&out, "\narguments:\n  ", positional_name_, "  ", positional_help_, "\n");
+    absl::StrAppend(&out, "\narguments:\n  ", positional_name_, "  ",
+                    positional_help_, "\n");
   }
   out += "  --help                      show this help\n";
   return out;
@@ -165,13 +178,17 @@ const std::string& FlagSet::Get(const std::string& name) const {
   return d == defs_.end() ? *empty : d->second.default_value;
 }
 
-bool FlagSet::GetBool(const std::string& name) const { return Get(name) == "true"; }
+bool FlagSet::GetBool(const std::string& name) const {
+  return Get(name) == "true";
+}
 
 const std::vector<std::string>& FlagSet::GetAll(const std::string& name) const {
   auto it = values_.find(name);
   return it == values_.end() ? Empty() : it->second;
 }
 
-bool FlagSet::IsSet(const std::string& name) const { return values_.count(name) > 0; }
+bool FlagSet::IsSet(const std::string& name) const {
+  return values_.count(name) > 0;
+}
 
 }  // namespace cmdistill::cli

@@ -1,9 +1,10 @@
-// Flags of one subcommand. Deliberately not absl/flags (global, and LibTorch's glog already
-// owns some names): each subcommand declares its own FlagSet, so `--help` lists exactly what
-// it accepts and an unknown flag is an error naming the subcommand.
+// Flags of one subcommand. Deliberately not absl/flags (global, and LibTorch's
+// glog already owns some names): each subcommand declares its own FlagSet, so
+// `--help` lists exactly what it accepts and an unknown flag is an error naming
+// the subcommand.
 //
-// Accepted forms: --name=value, --name value, --bool-flag, --no-bool-flag, and `--` to end
-// flags. Anything not starting with "--" is positional.
+// Accepted forms: --name=value, --name value, --bool-flag, --no-bool-flag, and
+// `--` to end flags. Anything not starting with "--" is positional.
 #ifndef CMDISTILL_SERVICES_CLI_FLAGS_H_
 #define CMDISTILL_SERVICES_CLI_FLAGS_H_
 
@@ -17,19 +18,21 @@ namespace cmdistill::cli {
 
 class FlagSet {
  public:
-  // `command`: "cmdistill config print"; `usage`: "--config FILE [--set K=V]...";
+  // `command`: "cmdistill config print"; `usage`: "--config FILE [--set
+  // K=V]...";
   FlagSet(std::string command, std::string usage, std::string description);
 
   void AddString(const std::string& name, const std::string& value_name,
-                 const std::string& help, const std::string& default_value = "");
+                 const std::string& help,
+                 const std::string& default_value = "");
   void AddBool(const std::string& name, const std::string& help);
   void AddRepeated(const std::string& name, const std::string& value_name,
                    const std::string& help);
   // Positional arguments are refused unless allowed.
   void AllowPositional(const std::string& name, const std::string& help);
 
-  // INVALID_ARGUMENT naming the flag for unknown flags, missing values, repeated single
-  // flags. `--help`/`-h` set help_requested() and stop parsing.
+  // INVALID_ARGUMENT naming the flag for unknown flags, missing values,
+  // repeated single flags. `--help`/`-h` set help_requested() and stop parsing.
   absl::Status Parse(const std::vector<std::string>& args);
 
   bool help_requested() const { return help_; }

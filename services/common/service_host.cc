@@ -8,11 +8,13 @@
 
 namespace cmdistill::services {
 
-absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Create(ServiceHostOptions options) {
+absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Create(
+    ServiceHostOptions options) {
   auto host = std::unique_ptr<ServiceHost>(new ServiceHost(std::move(options)));
   CMDISTILL_ASSIGN_OR_RETURN(host->signals_, ShutdownSignal::Install());
   host->registry_ = metrics::NewRegistry();
-  host->gate_ = net::GrpcServer::MakeGate(host->options_.server, host->registry_.get());
+  host->gate_ =
+      net::GrpcServer::MakeGate(host->options_.server, host->registry_.get());
   return host;
 }
 
@@ -20,18 +22,22 @@ ServiceHost::~ServiceHost() { Shutdown(); }
 
 absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
   if (!options_.metrics_listen.empty()) {
-    CMDISTILL_ASSIGN_OR_RETURN(exposer_,
-                               metrics::HttpExposer::Start(options_.metrics_listen, registry_));
+    CMDISTILL_ASSIGN_OR_RETURN(
+        exposer_,
+        metrics::HttpExposer::Start(options_.metrics_listen, registry_));
   }
-  CMDISTILL_ASSIGN_OR_RETURN(server_, net::GrpcServer::Start(options_.server, gate_, services));
-  std::printf("READY name=%s grpc_port=%d metrics_port=%d\n", options_.name.c_str(),
-              grpc_port(), metrics_port());
+  CMDISTILL_ASSIGN_OR_RETURN(
+      server_, net::GrpcServer::Start(options_.server, gate_, services));
+  std::printf("READY name=%s grpc_port=%d metrics_port=%d\n",
+              options_.name.c_str(), grpc_port(), metrics_port());
   std::fflush(stdout);
   return absl::OkStatus();
 }
 
 int ServiceHost::grpc_port() const { return server_ ? server_->port() : 0; }
-int ServiceHost::metrics_port() const { return exposer_ ? exposer_->port() : 0; }
+int ServiceHost::metrics_port() const {
+  return exposer_ ? exposer_->port() : 0;
+}
 
 int ServiceHost::WaitForShutdownSignal() { return signals_->Wait(); }
 

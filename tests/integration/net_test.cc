@@ -1,5 +1,6 @@
-// The gRPC plumbing against a real server: in-process and over 127.0.0.1:0, health, the
-// bearer-token gate, draining, retries with backoff, deadlines, TLS and mutual TLS.
+// The gRPC plumbing against a real server: in-process and over 127.0.0.1:0,
+// health, the bearer-token gate, draining, retries with backoff, deadlines, TLS
+// and mutual TLS.
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
@@ -10,9 +11,9 @@
 #include "common/net/client.h"
 #include "common/net/files.h"
 #include "common/net/server.h"
+#include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "gmock/gmock.h"
 #include "prometheus/registry.h"
 #include "tests/testing/fake_teacher.h"
 #include "tests/testing/status_matchers.h"
@@ -52,14 +53,17 @@ struct Fixture {
     EXPECT_OK(s.status());
     if (s.ok()) server = std::move(*s);
   }
-  std::string Address() const { return "127.0.0.1:" + std::to_string(server->port()); }
+  std::string Address() const {
+    return "127.0.0.1:" + std::to_string(server->port());
+  }
   std::shared_ptr<prometheus::Registry> registry;
   std::shared_ptr<CallGate> gate;
   std::unique_ptr<FakeTeacherService> service;
   std::unique_ptr<GrpcServer> server;
 };
 
-double RefusedCount(const prometheus::Registry& registry, const std::string& reason) {
+double RefusedCount(const prometheus::Registry& registry,
+                    const std::string& reason) {
   for (const auto& family : registry.Collect()) {
     if (family.name != "cmdistill_rpc_refused_total") continue;
     for (const auto& m : family.metric) {
@@ -78,11 +82,15 @@ v1::ScoreRequest Request(std::vector<int> ids) {
   return req;
 }
 
-grpc::Status Score(grpc::Channel* ch, const CallOptions& opts, const v1::ScoreRequest& req,
-                   v1::ScoreResponse* resp, int* attempts = nullptr) {
-  auto stub = v1::TeacherService::NewStub(std::shared_ptr<grpc::Channel>(ch, [](auto*) {}));
+grpc::Status Score(grpc::Channel* ch, const CallOptions& opts,
+                   const v1::ScoreRequest& req, v1::ScoreResponse* resp,
+                   int* attempts = nullptr) {
+  auto stub = v1::TeacherService::NewStub(
+      std::shared_ptr<grpc::Channel>(ch, [](auto*) {}));
   return CallWithRetry(
-      opts, [&](grpc::ClientContext* ctx) { return stub->Score(ctx, req, resp); }, attempts);
+      opts,
+      [&](grpc::ClientContext* ctx) { return stub->Score(ctx, req, resp); },
+      attempts);
 }
 
 CallOptions FastRetry(absl::Duration timeout = absl::Seconds(10)) {
@@ -100,16 +108,20 @@ TEST(GrpcServer, PortZeroPicksAPortAndTcpAndInProcessChannelsWork) {
   v1::ScoreResponse resp;
   ASSERT_TRUE(Score(tcp.get(), FastRetry(), Request({3, 5}), &resp).ok());
   ASSERT_EQ(resp.scores_size(), 1);
-  EXPECT_THAT(resp.scores(0).sampled_logprobs(), ::testing::ElementsAre(-3.f, -5.f));
+  EXPECT_THAT(resp.scores(0).sampled_logprobs(),
+              ::testing::ElementsAre(-3.f, -5.f));
   v1::ScoreResponse resp2;
-  ASSERT_TRUE(Score(f.server->InProcessChannel().get(), FastRetry(), Request({7}), &resp2).ok());
+  ASSERT_TRUE(Score(f.server->InProcessChannel().get(), FastRetry(),
+                    Request({7}), &resp2)
+                  .ok());
   EXPECT_THAT(resp2.scores(0).sampled_logprobs(), ::testing::ElementsAre(-7.f));
 }
 
 TEST(GrpcServer, DnsTargetWithRoundRobinWorks) {
   Fixture f;
   ASSERT_OK_AND_ASSIGN(
-      auto ch, MakeChannel(PlainOptions("dns:///localhost:" + std::to_string(f.server->port()))));
+      auto ch, MakeChannel(PlainOptions("dns:///localhost:" +
+                                        std::to_string(f.server->port()))));
   v1::ScoreResponse resp;
   EXPECT_TRUE(Score(ch.get(), FastRetry(), Request({1}), &resp).ok());
 }
@@ -156,21 +168,25 @@ TEST(BearerToken, EnforcedOnEveryCallAndCounted) {
   CallOptions right = FastRetry();
   right.bearer_token = "s3cret-token";
   EXPECT_TRUE(Score(ch.get(), right, Request({1}), &resp).ok());
-  EXPECT_EQ(f.service->score_calls(), 1);  // refused calls never reached the handler
+  EXPECT_EQ(f.service->score_calls(),
+            1);  // refused calls never reached the handler
   // GetInfo is gated too.
   auto stub = v1::TeacherService::NewStub(ch);
   grpc::ClientContext ctx;
   v1::GetTeacherInfoResponse info;
-  EXPECT_EQ(stub->GetInfo(&ctx, {}, &info).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(stub->GetInfo(&ctx, {}, &info).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(RefusedCount(*f.registry, "unauthenticated"), 3);
 }
 
 TEST(BearerToken, TokenFileIsReadAndChecked) {
   cmdistill::testing::TempDir dir;
-  ASSERT_OK_AND_ASSIGN(std::string t, ReadTokenFile(dir.Write("token", "abc123\n")));
+  ASSERT_OK_AND_ASSIGN(std::string t,
+                       ReadTokenFile(dir.Write("token", "abc123\n")));
   EXPECT_EQ(t, "abc123");
-  EXPECT_THAT(ReadTokenFile(dir.Write("blank", " \n")),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("whitespace")));
+  EXPECT_THAT(
+      ReadTokenFile(dir.Write("blank", " \n")),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("whitespace")));
   EXPECT_THAT(ReadTokenFile(dir.File("missing")),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing")));
   EXPECT_THAT(ReadTokenFile(dir.Write("spaces", "a b")),
@@ -190,8 +206,8 @@ TEST(Shutdown, DrainingRefusesNewCallsWithUnavailableAndFinishesHeldOnes) {
     held_status = Score(ch.get(), o, Request({9}), &held_resp);
   });
   held.WaitForNotification();
-  // Shutdown: the gate refuses new calls, then before_shutdown releases the held call, which
-  // completes within the grace period.
+  // Shutdown: the gate refuses new calls, then before_shutdown releases the
+  // held call, which completes within the grace period.
   std::thread stopper([&] {
     f.server->Shutdown(absl::Seconds(10), [&] {
       v1::ScoreResponse r;
@@ -205,7 +221,8 @@ TEST(Shutdown, DrainingRefusesNewCallsWithUnavailableAndFinishesHeldOnes) {
   caller.join();
   stopper.join();
   EXPECT_TRUE(held_status.ok()) << held_status.error_message();
-  EXPECT_THAT(held_resp.scores(0).sampled_logprobs(), ::testing::ElementsAre(-9.f));
+  EXPECT_THAT(held_resp.scores(0).sampled_logprobs(),
+              ::testing::ElementsAre(-9.f));
 }
 
 TEST(Retry, SucceedsAfterTwoUnavailable) {
@@ -227,11 +244,13 @@ TEST(Retry, ResourceExhaustedIsRetriedInvalidArgumentIsNot) {
   v1::ScoreResponse resp;
   int attempts = 0;
   f.service->FailNext(1, grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_TRUE(Score(ch.get(), FastRetry(), Request({4}), &resp, &attempts).ok());
+  EXPECT_TRUE(
+      Score(ch.get(), FastRetry(), Request({4}), &resp, &attempts).ok());
   EXPECT_EQ(attempts, 2);
   f.service->FailNext(5, grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(Score(ch.get(), FastRetry(), Request({4}), &resp, &attempts).error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(
+      Score(ch.get(), FastRetry(), Request({4}), &resp, &attempts).error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(attempts, 1);
 }
 
@@ -243,12 +262,14 @@ TEST(Retry, GivesUpAtTheDeadline) {
   int attempts = 0;
   const absl::Duration timeout = absl::Milliseconds(300);
   const absl::Time start = absl::Now();
-  grpc::Status s = Score(ch.get(), FastRetry(timeout), Request({4}), &resp, &attempts);
+  grpc::Status s =
+      Score(ch.get(), FastRetry(timeout), Request({4}), &resp, &attempts);
   const absl::Duration took = absl::Now() - start;
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_THAT(s.error_message(), HasSubstr("scripted failure"));
   EXPECT_GT(attempts, 3);
-  EXPECT_LE(took, timeout + absl::Milliseconds(200));  // never waits past its deadline
+  EXPECT_LE(took, timeout + absl::Milliseconds(
+                                200));  // never waits past its deadline
 }
 
 TEST(Retry, MaxAttemptsAndBackoffSchedule) {
@@ -278,9 +299,11 @@ TEST(Retry, DeadPeerIsUnavailableNotAHang) {
     Fixture f;
     port = f.server->port();
   }  // server gone
-  ASSERT_OK_AND_ASSIGN(auto ch, MakeChannel(PlainOptions("127.0.0.1:" + std::to_string(port))));
+  ASSERT_OK_AND_ASSIGN(
+      auto ch, MakeChannel(PlainOptions("127.0.0.1:" + std::to_string(port))));
   v1::ScoreResponse resp;
-  grpc::Status s = Score(ch.get(), FastRetry(absl::Milliseconds(500)), Request({1}), &resp);
+  grpc::Status s =
+      Score(ch.get(), FastRetry(absl::Milliseconds(500)), Request({1}), &resp);
   EXPECT_TRUE(s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
               s.error_code() == grpc::StatusCode::UNAVAILABLE)
       << s.error_code();
@@ -304,15 +327,20 @@ TEST_F(TlsTest, TlsCallSucceedsWithTheRightCaAndFailsWithTheWrongOne) {
   o.tls.key_file = certs_.server_key;
   Fixture f(o);
   const std::string target = "localhost:" + std::to_string(f.server->port());
-  ASSERT_OK_AND_ASSIGN(auto good, MakeChannel(TlsOptions(target, certs_.ca_cert, "", "")));
+  ASSERT_OK_AND_ASSIGN(auto good,
+                       MakeChannel(TlsOptions(target, certs_.ca_cert, "", "")));
   v1::ScoreResponse resp;
   grpc::Status s = Score(good.get(), FastRetry(), Request({2}), &resp);
   EXPECT_TRUE(s.ok()) << s.error_message();
-  ASSERT_OK_AND_ASSIGN(auto bad, MakeChannel(TlsOptions(target, certs_.other_ca_cert, "", "")));
-  EXPECT_EQ(Score(bad.get(), FastRetry(absl::Seconds(1)), Request({2}), &resp).error_code(),
-            grpc::StatusCode::DEADLINE_EXCEEDED);  // handshake keeps failing: UNAVAILABLE
+  ASSERT_OK_AND_ASSIGN(
+      auto bad, MakeChannel(TlsOptions(target, certs_.other_ca_cert, "", "")));
+  EXPECT_EQ(Score(bad.get(), FastRetry(absl::Seconds(1)), Request({2}), &resp)
+                .error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);  // handshake keeps failing:
+                                                   // UNAVAILABLE
   ASSERT_OK_AND_ASSIGN(auto plain, MakeChannel(PlainOptions(target)));
-  EXPECT_NE(Score(plain.get(), FastRetry(absl::Seconds(1)), Request({2}), &resp).error_code(),
+  EXPECT_NE(Score(plain.get(), FastRetry(absl::Seconds(1)), Request({2}), &resp)
+                .error_code(),
             grpc::StatusCode::OK);
   EXPECT_EQ(f.service->score_calls(), 1);
 }
@@ -329,18 +357,24 @@ TEST_F(TlsTest, MutualTlsNeedsAClientCertificateFromTheCa) {
   const std::string target = "localhost:" + std::to_string(f.server->port());
   CallOptions call = FastRetry();
   call.bearer_token = "tok";
-  ASSERT_OK_AND_ASSIGN(auto good,
-                       MakeChannel(TlsOptions(target, certs_.ca_cert, certs_.client_cert, certs_.client_key)));
+  ASSERT_OK_AND_ASSIGN(auto good, MakeChannel(TlsOptions(target, certs_.ca_cert,
+                                                         certs_.client_cert,
+                                                         certs_.client_key)));
   v1::ScoreResponse resp;
   grpc::Status s = Score(good.get(), call, Request({2}), &resp);
   EXPECT_TRUE(s.ok()) << s.error_message();
-  ASSERT_OK_AND_ASSIGN(auto no_cert, MakeChannel(TlsOptions(target, certs_.ca_cert, "", "")));
+  ASSERT_OK_AND_ASSIGN(auto no_cert,
+                       MakeChannel(TlsOptions(target, certs_.ca_cert, "", "")));
   call.timeout = absl::Seconds(1);
-  EXPECT_NE(Score(no_cert.get(), call, Request({2}), &resp).error_code(), grpc::StatusCode::OK);
+  EXPECT_NE(Score(no_cert.get(), call, Request({2}), &resp).error_code(),
+            grpc::StatusCode::OK);
   // A client certificate signed by another CA is refused too.
-  ASSERT_OK_AND_ASSIGN(auto wrong_ca,
-                       MakeChannel(TlsOptions(target, certs_.ca_cert, certs_.other_ca_cert, dir_.File("other_ca.key"))));
-  EXPECT_NE(Score(wrong_ca.get(), call, Request({2}), &resp).error_code(), grpc::StatusCode::OK);
+  ASSERT_OK_AND_ASSIGN(
+      auto wrong_ca,
+      MakeChannel(TlsOptions(target, certs_.ca_cert, certs_.other_ca_cert,
+                             dir_.File("other_ca.key"))));
+  EXPECT_NE(Score(wrong_ca.get(), call, Request({2}), &resp).error_code(),
+            grpc::StatusCode::OK);
   EXPECT_EQ(f.service->score_calls(), 1);
 }
 

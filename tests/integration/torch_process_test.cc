@@ -1,5 +1,5 @@
-// Plumbing inside processes that link LibTorch (the traps of STYLE.md): /metrics serving
-// and SIGTERM/SIGINT -> drain -> exit 0.
+// Plumbing inside processes that link LibTorch (the traps of STYLE.md):
+// /metrics serving and SIGTERM/SIGINT -> drain -> exit 0.
 #include <ATen/Parallel.h>
 #include <signal.h>
 
@@ -10,9 +10,9 @@
 #include "cmdistill/v1/teacher.grpc.pb.h"
 #include "common/metrics/http_exposer.h"
 #include "common/net/client.h"
+#include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "gmock/gmock.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
@@ -25,10 +25,16 @@ TEST(TorchProcess, MetricsEndpointServesInThisLibTorchProcess) {
   at::init_num_threads();
   ASSERT_GE(at::get_num_threads(), 1);
   auto registry = metrics::NewRegistry();
-  prometheus::BuildGauge().Name("cmdistill_test_value").Help("v").Register(*registry).Add({}).Set(
-      42);
-  ASSERT_OK_AND_ASSIGN(auto exposer, metrics::HttpExposer::Start("127.0.0.1:0", registry));
-  ASSERT_OK_AND_ASSIGN(std::string body, testing::HttpGet(exposer->port(), "/metrics"));
+  prometheus::BuildGauge()
+      .Name("cmdistill_test_value")
+      .Help("v")
+      .Register(*registry)
+      .Add({})
+      .Set(42);
+  ASSERT_OK_AND_ASSIGN(auto exposer,
+                       metrics::HttpExposer::Start("127.0.0.1:0", registry));
+  ASSERT_OK_AND_ASSIGN(std::string body,
+                       testing::HttpGet(exposer->port(), "/metrics"));
   ASSERT_OK_AND_ASSIGN(auto m, testing::ParsePrometheusText(body));
   EXPECT_EQ(m["cmdistill_test_value"], 42);
 }
@@ -40,9 +46,12 @@ struct Ports {
 Ports ParseReady(const std::string& line) {
   Ports p;
   for (absl::string_view kv : absl::StrSplit(line, ' ')) {
-    std::pair<std::string, std::string> parts = absl::StrSplit(kv, absl::MaxSplits('=', 1));
-    if (parts.first == "grpc_port") (void)absl::SimpleAtoi(parts.second, &p.grpc);
-    if (parts.first == "metrics_port") (void)absl::SimpleAtoi(parts.second, &p.metrics);
+    std::pair<std::string, std::string> parts =
+        absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    if (parts.first == "grpc_port")
+      (void)absl::SimpleAtoi(parts.second, &p.grpc);
+    if (parts.first == "metrics_port")
+      (void)absl::SimpleAtoi(parts.second, &p.metrics);
   }
   return p;
 }
@@ -61,7 +70,8 @@ TEST_P(ServiceProcess, ServesHealthAndMetricsThenDrainsOnSignalAndExitsZero) {
   ASSERT_GT(ports.metrics, 0);
 
   // /metrics, scraped over HTTP from the LibTorch process and parsed.
-  ASSERT_OK_AND_ASSIGN(std::string body, testing::HttpGet(ports.metrics, "/metrics"));
+  ASSERT_OK_AND_ASSIGN(std::string body,
+                       testing::HttpGet(ports.metrics, "/metrics"));
   ASSERT_OK_AND_ASSIGN(auto m, testing::ParsePrometheusText(body));
   EXPECT_GE(m["cmdistill_test_torch_threads"], 1);
   EXPECT_EQ(m["cmdistill_rpc_refused_total{reason=\"draining\"}"], 0);
@@ -69,10 +79,10 @@ TEST_P(ServiceProcess, ServesHealthAndMetricsThenDrainsOnSignalAndExitsZero) {
   // Health over gRPC.
   const std::string address = "127.0.0.1:" + std::to_string(ports.grpc);
   ASSERT_OK_AND_ASSIGN(auto channel, net::MakeChannel([&] {
-    net::ChannelOptions o;
-    o.target = address;
-    return o;
-  }()));
+                         net::ChannelOptions o;
+                         o.target = address;
+                         return o;
+                       }()));
   {
     auto health = grpc::health::v1::Health::NewStub(channel);
     grpc::ClientContext ctx;
@@ -97,21 +107,24 @@ TEST_P(ServiceProcess, ServesHealthAndMetricsThenDrainsOnSignalAndExitsZero) {
   EXPECT_EQ(held, "HELD");
   child.Signal(GetParam());
   caller.join();
-  // A client that is done hangs up; gRPC's Shutdown otherwise waits (up to the grace period)
-  // for connected clients to leave after its GOAWAY.
+  // A client that is done hangs up; gRPC's Shutdown otherwise waits (up to the
+  // grace period) for connected clients to leave after its GOAWAY.
   stub.reset();
   channel.reset();
   EXPECT_TRUE(held_status.ok()) << held_status.error_message();
   ASSERT_EQ(held_resp.scores_size(), 1);
-  EXPECT_THAT(held_resp.scores(0).sampled_logprobs(), ::testing::ElementsAre(-11.f));
+  EXPECT_THAT(held_resp.scores(0).sampled_logprobs(),
+              ::testing::ElementsAre(-11.f));
   ASSERT_OK_AND_ASSIGN(int code, child.Wait(deadline));
   EXPECT_EQ(code, 0) << child.Stderr();
   EXPECT_THAT(child.Stderr(), HasSubstr("drained 1 held call(s), exiting"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Signals, ServiceProcess, ::testing::Values(SIGTERM, SIGINT),
+INSTANTIATE_TEST_SUITE_P(Signals, ServiceProcess,
+                         ::testing::Values(SIGTERM, SIGINT),
                          [](const auto& info) {
-                           return std::string(info.param == SIGTERM ? "Sigterm" : "Sigint");
+                           return std::string(info.param == SIGTERM ? "Sigterm"
+                                                                    : "Sigint");
                          });
 
 }  // namespace

@@ -1,7 +1,8 @@
-// A service process that links LibTorch and runs the real ServiceHost (gRPC + /metrics +
-// signal handling) with the fake teacher backend, whose Score calls are all held until
-// shutdown. torch_process_test drives it: READY line -> held call ("HELD") -> SIGTERM ->
-// the held call completes during the drain -> exit 0.
+// A service process that links LibTorch and runs the real ServiceHost (gRPC +
+// /metrics + signal handling) with the fake teacher backend, whose Score calls
+// are all held until shutdown. torch_process_test drives it: READY line -> held
+// call ("HELD") -> SIGTERM -> the held call completes during the drain -> exit
+// 0.
 #include <ATen/Parallel.h>
 
 #include <cstdio>
@@ -11,7 +12,8 @@
 #include "tests/testing/fake_teacher.h"
 
 int main() {
-  // Touch LibTorch for real so its thread pools exist, as in the learner or teacher.
+  // Touch LibTorch for real so its thread pools exist, as in the learner or
+  // teacher.
   at::init_num_threads();
   const int torch_threads = at::get_num_threads();
 
@@ -43,6 +45,7 @@ int main() {
   const int sig = (*host)->WaitForShutdownSignal();
   std::fprintf(stderr, "signal %d: draining\n", sig);
   (*host)->Shutdown([&] { service.ReleaseHeld(); });
-  std::fprintf(stderr, "drained %d held call(s), exiting\n", service.held_calls());
+  std::fprintf(stderr, "drained %d held call(s), exiting\n",
+               service.held_calls());
   return 0;
 }

@@ -2,14 +2,15 @@
 
 namespace cmdistill::testing {
 
-grpc::ServerUnaryReactor* FakeTeacherService::Score(grpc::CallbackServerContext* ctx,
-                                                    const v1::ScoreRequest* req,
-                                                    v1::ScoreResponse* resp) {
+grpc::ServerUnaryReactor* FakeTeacherService::Score(
+    grpc::CallbackServerContext* ctx, const v1::ScoreRequest* req,
+    v1::ScoreResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   if (gate_->Reject(ctx, reactor)) return reactor;
   for (const auto& seq : req->sequences()) {
     auto* s = resp->add_scores();
-    for (int id : seq.completion_ids()) s->add_sampled_logprobs(-static_cast<float>(id));
+    for (int id : seq.completion_ids())
+      s->add_sampled_logprobs(-static_cast<float>(id));
   }
   std::function<void()> on_hold;
   bool held = false;
@@ -36,9 +37,9 @@ grpc::ServerUnaryReactor* FakeTeacherService::Score(grpc::CallbackServerContext*
   return reactor;
 }
 
-grpc::ServerUnaryReactor* FakeTeacherService::GetInfo(grpc::CallbackServerContext* ctx,
-                                                      const v1::GetTeacherInfoRequest*,
-                                                      v1::GetTeacherInfoResponse* resp) {
+grpc::ServerUnaryReactor* FakeTeacherService::GetInfo(
+    grpc::CallbackServerContext* ctx, const v1::GetTeacherInfoRequest*,
+    v1::GetTeacherInfoResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   if (gate_->Reject(ctx, reactor)) return reactor;
   resp->set_model_id("fake-teacher");

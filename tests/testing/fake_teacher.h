@@ -1,7 +1,8 @@
-// A scriptable TeacherService for plumbing tests (no model): Score answers each sequence with
-// sampled_logprobs[t] = -completion_ids[t], so callers can check they got their own results.
-// Calls can be failed with a chosen code, or held until released (deterministic tests of
-// shutdown and load shedding without sleeps). Every call goes through the CallGate first.
+// A scriptable TeacherService for plumbing tests (no model): Score answers each
+// sequence with sampled_logprobs[t] = -completion_ids[t], so callers can check
+// they got their own results. Calls can be failed with a chosen code, or held
+// until released (deterministic tests of shutdown and load shedding without
+// sleeps). Every call goes through the CallGate first.
 #ifndef CMDISTILL_TESTS_TESTING_FAKE_TEACHER_H_
 #define CMDISTILL_TESTS_TESTING_FAKE_TEACHER_H_
 
@@ -18,9 +19,11 @@ namespace cmdistill::testing {
 
 class FakeTeacherService final : public v1::TeacherService::CallbackService {
  public:
-  explicit FakeTeacherService(std::shared_ptr<net::CallGate> gate) : gate_(std::move(gate)) {}
+  explicit FakeTeacherService(std::shared_ptr<net::CallGate> gate)
+      : gate_(std::move(gate)) {}
 
-  grpc::ServerUnaryReactor* Score(grpc::CallbackServerContext* ctx, const v1::ScoreRequest* req,
+  grpc::ServerUnaryReactor* Score(grpc::CallbackServerContext* ctx,
+                                  const v1::ScoreRequest* req,
                                   v1::ScoreResponse* resp) override;
   grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* ctx,
                                     const v1::GetTeacherInfoRequest* req,
@@ -28,7 +31,8 @@ class FakeTeacherService final : public v1::TeacherService::CallbackService {
 
   // The next `n` Score calls fail with `code` (n < 0: all of them).
   void FailNext(int n, grpc::StatusCode code);
-  // While held, Score calls wait until ReleaseHeld(); `on_hold` runs for each held call.
+  // While held, Score calls wait until ReleaseHeld(); `on_hold` runs for each
+  // held call.
   void Hold(std::function<void()> on_hold = {});
   void ReleaseHeld();
   int score_calls() const;

@@ -1,7 +1,9 @@
-// gMock matchers for absl::Status and absl::StatusOr<T> (Abseil 20220623 has none).
+// gMock matchers for absl::Status and absl::StatusOr<T> (Abseil 20220623 has
+// none).
 //
-//   EXPECT_THAT(queue.TryPush(x), StatusIs(absl::StatusCode::kResourceExhausted));
-//   EXPECT_THAT(LoadConfig(f), StatusIs(absl::StatusCode::kInvalidArgument,
+//   EXPECT_THAT(queue.TryPush(x),
+//   StatusIs(absl::StatusCode::kResourceExhausted)); EXPECT_THAT(LoadConfig(f),
+//   StatusIs(absl::StatusCode::kInvalidArgument,
 //                                       HasSubstr("optimizer.lr")));
 //   ASSERT_OK(status);  ASSERT_OK_AND_ASSIGN(auto v, MakeV());
 #ifndef CMDISTILL_TESTS_TESTING_STATUS_MATCHERS_H_
@@ -42,11 +44,13 @@ class StatusIsMatcher {
     Impl(const CodeMatcher& code, const MessageMatcher& message)
         : code_(::testing::SafeMatcherCast<absl::StatusCode>(code)),
           message_(::testing::SafeMatcherCast<const std::string&>(message)) {}
-    bool MatchAndExplain(const T& value,
-                         ::testing::MatchResultListener* listener) const override {
+    bool MatchAndExplain(
+        const T& value,
+        ::testing::MatchResultListener* listener) const override {
       const absl::Status& s = GetStatus(value);
       *listener << "whose status is " << s;
-      return code_.Matches(s.code()) && message_.Matches(std::string(s.message()));
+      return code_.Matches(s.code()) &&
+             message_.Matches(std::string(s.message()));
     }
     void DescribeTo(std::ostream* os) const override {
       *os << "has a status code that ";
@@ -65,7 +69,8 @@ class StatusIsMatcher {
 };
 
 template <typename CodeMatcher, typename MessageMatcher>
-StatusIsMatcher<CodeMatcher, MessageMatcher> StatusIs(CodeMatcher code, MessageMatcher message) {
+StatusIsMatcher<CodeMatcher, MessageMatcher> StatusIs(CodeMatcher code,
+                                                      MessageMatcher message) {
   return {std::move(code), std::move(message)};
 }
 template <typename CodeMatcher>
@@ -83,9 +88,10 @@ inline auto IsOk() { return StatusIs(absl::StatusCode::kOk); }
   ASSERT_THAT((expr), ::cmdistill::testing::StatusIs(::absl::StatusCode::kOk))
 #define EXPECT_OK(expr) \
   EXPECT_THAT((expr), ::cmdistill::testing::StatusIs(::absl::StatusCode::kOk))
-#define ASSERT_OK_AND_ASSIGN(lhs, rexpr)                                         \
-  auto CMDISTILL_TESTING_CONCAT_(cmdistill_test_so_, __LINE__) = (rexpr);        \
-  ASSERT_OK(CMDISTILL_TESTING_CONCAT_(cmdistill_test_so_, __LINE__).status());   \
-  lhs = std::move(CMDISTILL_TESTING_CONCAT_(cmdistill_test_so_, __LINE__)).value()
+#define ASSERT_OK_AND_ASSIGN(lhs, rexpr)                                       \
+  auto CMDISTILL_TESTING_CONCAT_(cmdistill_test_so_, __LINE__) = (rexpr);      \
+  ASSERT_OK(CMDISTILL_TESTING_CONCAT_(cmdistill_test_so_, __LINE__).status()); \
+  lhs = std::move(CMDISTILL_TESTING_CONCAT_(cmdistill_test_so_, __LINE__))     \
+            .value()
 
 #endif  // CMDISTILL_TESTS_TESTING_STATUS_MATCHERS_H_

@@ -25,9 +25,11 @@
 namespace cmdistill::testing {
 namespace {
 
-pid_t Spawn(const std::vector<std::string>& argv, int* in_fd, int* out_fd, int* err_fd) {
+pid_t Spawn(const std::vector<std::string>& argv, int* in_fd, int* out_fd,
+            int* err_fd) {
   int in[2], out[2], err[2];
-  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) return -1;
+  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
+    return -1;
   const pid_t pid = fork();
   if (pid == 0) {
     dup2(in[0], 0);
@@ -63,7 +65,8 @@ int MsLeft(absl::Time deadline) {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TEST_TMPDIR");
-  std::string tmpl = absl::StrCat(base ? base : "/tmp", "/cmdistill_test_XXXXXX");
+  std::string tmpl =
+      absl::StrCat(base ? base : "/tmp", "/cmdistill_test_XXXXXX");
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   path_ = mkdtemp(buf.data()) ? buf.data() : "";
@@ -74,7 +77,8 @@ TempDir::~TempDir() {
   if (!path_.empty()) std::filesystem::remove_all(path_, ec);
 }
 
-std::string TempDir::Write(const std::string& name, const std::string& contents) const {
+std::string TempDir::Write(const std::string& name,
+                           const std::string& contents) const {
   const std::string p = File(name);
   std::ofstream(p, std::ios::binary) << contents;
   return p;
@@ -85,22 +89,24 @@ std::string CmdistillBinary() {
   return bin ? bin : "cmdistill";
 }
 
-RunResult RunProcess(const std::vector<std::string>& argv, absl::Duration timeout,
-                     const std::string& stdin_data) {
+RunResult RunProcess(const std::vector<std::string>& argv,
+                     absl::Duration timeout, const std::string& stdin_data) {
   RunResult r;
   int in_fd, out_fd, err_fd;
   const pid_t pid = Spawn(argv, &in_fd, &out_fd, &err_fd);
   if (pid < 0) return r;
   signal(SIGPIPE, SIG_IGN);
   if (!stdin_data.empty()) {
-    [[maybe_unused]] ssize_t n = write(in_fd, stdin_data.data(), stdin_data.size());
+    [[maybe_unused]] ssize_t n =
+        write(in_fd, stdin_data.data(), stdin_data.size());
   }
   close(in_fd);
   const absl::Time deadline = absl::Now() + timeout;
   bool out_open = true, err_open = true;
   char buf[4096];
   while (out_open || err_open) {
-    struct pollfd p[2] = {{out_open ? out_fd : -1, POLLIN, 0}, {err_open ? err_fd : -1, POLLIN, 0}};
+    struct pollfd p[2] = {{out_open ? out_fd : -1, POLLIN, 0},
+                          {err_open ? err_fd : -1, POLLIN, 0}};
     const int rc = poll(p, 2, MsLeft(deadline));
     if (rc == 0) {
       kill(pid, SIGKILL);
@@ -153,7 +159,9 @@ absl::StatusOr<std::string> Subprocess::ReadLine(absl::Time deadline) {
     }
     struct pollfd p = {out_fd_, POLLIN, 0};
     const int rc = poll(&p, 1, MsLeft(deadline));
-    if (rc == 0) return absl::DeadlineExceededError("no line from the child before the deadline");
+    if (rc == 0)
+      return absl::DeadlineExceededError(
+          "no line from the child before the deadline");
     if (rc < 0 && errno == EINTR) continue;
     const ssize_t n = read(out_fd_, buf, sizeof(buf));
     if (n <= 0) return absl::OutOfRangeError("child closed stdout");
@@ -168,13 +176,15 @@ absl::StatusOr<int> Subprocess::Wait(absl::Time deadline) {
       reaped_ = true;
       break;
     }
-    if (absl::Now() >= deadline) return absl::DeadlineExceededError("child still running");
+    if (absl::Now() >= deadline)
+      return absl::DeadlineExceededError("child still running");
     // Drain stderr while waiting so a chatty child never blocks on a full pipe.
     struct pollfd p = {err_fd_, POLLIN, 0};
     poll(&p, 1, 20);
     char buf[4096];
     ssize_t n;
-    while ((n = read(err_fd_, buf, sizeof(buf))) > 0) err_buf_.append(buf, static_cast<size_t>(n));
+    while ((n = read(err_fd_, buf, sizeof(buf))) > 0)
+      err_buf_.append(buf, static_cast<size_t>(n));
   }
   return DecodeStatus(status_);
 }
@@ -186,7 +196,8 @@ void Subprocess::Signal(int sig) {
 std::string Subprocess::Stderr() {
   char buf[4096];
   ssize_t n;
-  while ((n = read(err_fd_, buf, sizeof(buf))) > 0) err_buf_.append(buf, static_cast<size_t>(n));
+  while ((n = read(err_fd_, buf, sizeof(buf))) > 0)
+    err_buf_.append(buf, static_cast<size_t>(n));
   return err_buf_;
 }
 
@@ -197,26 +208,33 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  struct timeval tv = {10, 0};  // a hung server fails the test instead of hanging it
+  struct timeval tv = {
+      10, 0};  // a hung server fails the test instead of hanging it
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  if (connect(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) != 0) {
+  if (connect(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) !=
+      0) {
     close(fd);
-    return absl::UnavailableError(absl::StrCat("connect to port ", port, ": ", strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("connect to port ", port, ": ", strerror(errno)));
   }
   const std::string req =
-      absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+      absl::StrCat("GET ", path,
+                   " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(req.size())) {
     close(fd);
     return absl::UnavailableError("send failed");
   }
   std::string resp;
   char buf[8192];
   ssize_t n;
-  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) resp.append(buf, static_cast<size_t>(n));
+  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+    resp.append(buf, static_cast<size_t>(n));
   close(fd);
   const size_t header_end = resp.find("\r\n\r\n");
-  if (header_end == std::string::npos) return absl::DataLossError("no HTTP header end");
+  if (header_end == std::string::npos)
+    return absl::DataLossError("no HTTP header end");
   const std::string status_line = resp.substr(0, resp.find("\r\n"));
   if (status_line.find(" 200 ") == std::string::npos) {
     return absl::NotFoundError(status_line);
@@ -224,7 +242,8 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
   return resp.substr(header_end + 4);
 }
 
-absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(const std::string& text) {
+absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(
+    const std::string& text) {
   std::map<std::string, double> out;
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -232,20 +251,24 @@ absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(const std::str
     if (line.empty() || line[0] == '#') continue;
     size_t split = line.find('}');
     split = split == absl::string_view::npos ? line.find(' ') : split + 1;
-    if (split == absl::string_view::npos || split >= line.size() || line[split] != ' ') {
-      return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": ", line));
+    if (split == absl::string_view::npos || split >= line.size() ||
+        line[split] != ' ') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", line_no, ": ", line));
     }
     const std::string key(line.substr(0, split));
     std::vector<absl::string_view> rest =
         absl::StrSplit(line.substr(split + 1), ' ', absl::SkipEmpty());
     double v = 0;
     if (rest.empty() || rest.size() > 2) {
-      return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": ", line));
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", line_no, ": ", line));
     }
     if (rest[0] == "+Inf") {
       v = HUGE_VAL;
     } else if (!absl::SimpleAtod(rest[0], &v)) {
-      return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": bad value ", rest[0]));
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", line_no, ": bad value ", rest[0]));
     }
     out[key] = v;
   }
@@ -260,29 +283,33 @@ absl::StatusOr<TestCertificates> MakeTestCertificates(const std::string& dir) {
   c.client_cert = dir + "/client.pem";
   c.client_key = dir + "/client.key";
   c.other_ca_cert = dir + "/other_ca.pem";
-  std::ofstream(dir + "/server.ext")
-      << "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n";
+  std::ofstream(dir + "/server.ext") << "subjectAltName=DNS:localhost,IP:127.0."
+                                        "0.1\nextendedKeyUsage=serverAuth\n";
   std::ofstream(dir + "/client.ext") << "extendedKeyUsage=clientAuth\n";
   const std::string d = dir;
   const std::vector<std::string> steps = {
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=cmdistill-test-ca "
-      "-keyout " + d + "/ca.key -out " + d + "/ca.pem",
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
+      "/CN=cmdistill-test-ca "
+      "-keyout " +
+          d + "/ca.key -out " + d + "/ca.pem",
       "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca "
-      "-keyout " + d + "/other_ca.key -out " + d + "/other_ca.pem",
+      "-keyout " +
+          d + "/other_ca.key -out " + d + "/other_ca.pem",
       "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout " + d +
           "/server.key -out " + d + "/server.csr",
-      "openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.pem -CAkey " + d +
-          "/ca.key -CAcreateserial -days 2 -extfile " + d + "/server.ext -out " + d +
-          "/server.pem",
-      "openssl req -newkey rsa:2048 -nodes -subj /CN=cmdistill-actor -keyout " + d +
-          "/client.key -out " + d + "/client.csr",
-      "openssl x509 -req -in " + d + "/client.csr -CA " + d + "/ca.pem -CAkey " + d +
-          "/ca.key -CAcreateserial -days 2 -extfile " + d + "/client.ext -out " + d +
-          "/client.pem",
+      "openssl x509 -req -in " + d + "/server.csr -CA " + d +
+          "/ca.pem -CAkey " + d + "/ca.key -CAcreateserial -days 2 -extfile " +
+          d + "/server.ext -out " + d + "/server.pem",
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=cmdistill-actor -keyout " +
+          d + "/client.key -out " + d + "/client.csr",
+      "openssl x509 -req -in " + d + "/client.csr -CA " + d +
+          "/ca.pem -CAkey " + d + "/ca.key -CAcreateserial -days 2 -extfile " +
+          d + "/client.ext -out " + d + "/client.pem",
   };
   for (const std::string& s : steps) {
     const int rc = std::system((s + " >/dev/null 2>&1").c_str());
-    if (rc != 0) return absl::InternalError(absl::StrCat("failed (", rc, "): ", s));
+    if (rc != 0)
+      return absl::InternalError(absl::StrCat("failed (", rc, "): ", s));
   }
   return c;
 }

@@ -1,5 +1,6 @@
-// Helpers for hermetic tests: temp folders, child processes, HTTP GET on loopback, Prometheus
-// text parsing and self-signed test certificates (made with the openssl CLI).
+// Helpers for hermetic tests: temp folders, child processes, HTTP GET on
+// loopback, Prometheus text parsing and self-signed test certificates (made
+// with the openssl CLI).
 #ifndef CMDISTILL_TESTS_TESTING_TEST_UTIL_H_
 #define CMDISTILL_TESTS_TESTING_TEST_UTIL_H_
 
@@ -14,7 +15,8 @@
 
 namespace cmdistill::testing {
 
-// A fresh folder under $TEST_TMPDIR or /tmp, removed with its contents on destruction.
+// A fresh folder under $TEST_TMPDIR or /tmp, removed with its contents on
+// destruction.
 class TempDir {
  public:
   TempDir();
@@ -28,15 +30,18 @@ class TempDir {
   std::string path_;
 };
 
-// The cmdistill binary built alongside the tests ($CMDISTILL_BIN, set by CTest).
+// The cmdistill binary built alongside the tests ($CMDISTILL_BIN, set by
+// CTest).
 std::string CmdistillBinary();
 
 struct RunResult {
   int exit_code = -1;  // -signal when killed by a signal
   std::string out, err;
 };
-// Runs `argv` to completion (bounded by `timeout`, then SIGKILL), capturing output.
-RunResult RunProcess(const std::vector<std::string>& argv, absl::Duration timeout,
+// Runs `argv` to completion (bounded by `timeout`, then SIGKILL), capturing
+// output.
+RunResult RunProcess(const std::vector<std::string>& argv,
+                     absl::Duration timeout,
                      const std::string& stdin_data = "");
 
 // A child process whose stdout can be read line by line while it runs.
@@ -47,7 +52,8 @@ class Subprocess {
   pid_t pid() const { return pid_; }
   // The next stdout line, or DEADLINE_EXCEEDED / OUT_OF_RANGE (stdout closed).
   absl::StatusOr<std::string> ReadLine(absl::Time deadline);
-  // Waits for exit (bounded); returns the exit code, -signal, or DEADLINE_EXCEEDED.
+  // Waits for exit (bounded); returns the exit code, -signal, or
+  // DEADLINE_EXCEEDED.
   absl::StatusOr<int> Wait(absl::Time deadline);
   void Signal(int sig);
   // Everything written to stderr so far (read after Wait()).
@@ -61,17 +67,21 @@ class Subprocess {
   int status_ = 0;
 };
 
-// GET http://127.0.0.1:port/path; returns the body of a 200 response, or the status line.
+// GET http://127.0.0.1:port/path; returns the body of a 200 response, or the
+// status line.
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
 
-// Parses Prometheus text format into "name{labels}" -> value; INVALID_ARGUMENT on a line
-// that is not a comment, blank, or `name[{labels}] value [timestamp]`.
-absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(const std::string& text);
+// Parses Prometheus text format into "name{labels}" -> value; INVALID_ARGUMENT
+// on a line that is not a comment, blank, or `name[{labels}] value
+// [timestamp]`.
+absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(
+    const std::string& text);
 
-// A CA, a server certificate for localhost/127.0.0.1 signed by it, a client certificate signed
-// by it, and an unrelated second CA. Files in `dir`.
+// A CA, a server certificate for localhost/127.0.0.1 signed by it, a client
+// certificate signed by it, and an unrelated second CA. Files in `dir`.
 struct TestCertificates {
-  std::string ca_cert, server_cert, server_key, client_cert, client_key, other_ca_cert;
+  std::string ca_cert, server_cert, server_key, client_cert, client_key,
+      other_ca_cert;
 };
 absl::StatusOr<TestCertificates> MakeTestCertificates(const std::string& dir);
 

@@ -52,7 +52,8 @@ TEST(BoundedQueue, PopBatchHonoursMinMaxAndFifo) {
   // Fewer than min at the deadline: returns what is there.
   ASSERT_OK_AND_ASSIGN(auto b, q.PopBatch(5, 5, Soon()));
   EXPECT_THAT(b, ElementsAre(3, 4));
-  EXPECT_THAT(q.PopBatch(1, 4, Soon()), StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_THAT(q.PopBatch(1, 4, Soon()),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
 }
 
 TEST(BoundedQueue, PopBatchWakesWhenMinReached) {
@@ -104,7 +105,8 @@ TEST(BoundedQueue, CloseWakesBlockedCallers) {
     EXPECT_THAT(full.Push(1, Far()), StatusIs(absl::StatusCode::kUnavailable));
   });
   std::thread blocked_pop([&] {
-    EXPECT_THAT(empty.PopBatch(1, 1, Far()), StatusIs(absl::StatusCode::kOutOfRange));
+    EXPECT_THAT(empty.PopBatch(1, 1, Far()),
+                StatusIs(absl::StatusCode::kOutOfRange));
   });
   full.Close();
   empty.Close();
@@ -119,7 +121,8 @@ TEST(BoundedQueue, ManyProducersAndConsumersLoseAndDuplicateNothing) {
   std::vector<std::vector<int>> got(kConsumers);
   for (int p = 0; p < kProducers; ++p) {
     threads.emplace_back([&, p] {
-      for (int i = 0; i < kPerProducer; ++i) ASSERT_OK(q.Push(p * kPerProducer + i, Far()));
+      for (int i = 0; i < kPerProducer; ++i)
+        ASSERT_OK(q.Push(p * kPerProducer + i, Far()));
     });
   }
   for (int c = 0; c < kConsumers; ++c) {

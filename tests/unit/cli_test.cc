@@ -2,8 +2,8 @@
 #include <string>
 #include <vector>
 
-#include "gtest/gtest.h"
 #include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
 #include "tests/testing/status_matchers.h"
@@ -32,7 +32,8 @@ TEST(Flags, ParsesFormsAndRefusesUnknown) {
   f.AddString("config", "FILE", "run file");
   f.AddBool("smoke", "small run");
   f.AddRepeated("set", "K=V", "override");
-  ASSERT_OK(f.Parse({"--config=a.yaml", "--smoke", "--set", "a=1", "--set=b=2"}));
+  ASSERT_OK(
+      f.Parse({"--config=a.yaml", "--smoke", "--set", "a=1", "--set=b=2"}));
   EXPECT_EQ(f.Get("config"), "a.yaml");
   EXPECT_TRUE(f.GetBool("smoke"));
   EXPECT_EQ(f.GetAll("set"), (std::vector<std::string>{"a=1", "b=2"}));
@@ -40,15 +41,18 @@ TEST(Flags, ParsesFormsAndRefusesUnknown) {
   FlagSet g("cmdistill x", "", "");
   g.AddString("config", "FILE", "run file");
   g.AddBool("smoke", "small run");
-  EXPECT_THAT(g.Parse({"--confg", "a"}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("unknown flag --confg (did you mean --config?)")));
+  EXPECT_THAT(
+      g.Parse({"--confg", "a"}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("unknown flag --confg (did you mean --config?)")));
   FlagSet h("cmdistill x", "", "");
   h.AddString("config", "FILE", "run file");
-  EXPECT_THAT(h.Parse({"--config"}), StatusIs(absl::StatusCode::kInvalidArgument,
-                                              HasSubstr("--config needs a value")));
-  EXPECT_THAT(h.Parse({"stray"}), StatusIs(absl::StatusCode::kInvalidArgument,
-                                           HasSubstr("unexpected argument 'stray'")));
+  EXPECT_THAT(h.Parse({"--config"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--config needs a value")));
+  EXPECT_THAT(h.Parse({"stray"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("unexpected argument 'stray'")));
   FlagSet k("cmdistill x", "", "");
   k.AddBool("smoke", "small run");
   ASSERT_OK(k.Parse({"--no-smoke"}));
@@ -64,7 +68,8 @@ TEST(Cli, NoArgumentsIsUsageError) {
 TEST(Cli, HelpListsEveryServiceSubcommand) {
   Result r = RunCmd({"--help"});
   EXPECT_EQ(r.code, kExitOk);
-  for (const char* s : {"learner", "actor", "teacher", "reward", "local", "config"}) {
+  for (const char* s :
+       {"learner", "actor", "teacher", "reward", "local", "config"}) {
     EXPECT_THAT(r.out, HasSubstr(std::string("  ") + s)) << s;
   }
 }
@@ -72,7 +77,9 @@ TEST(Cli, HelpListsEveryServiceSubcommand) {
 TEST(Cli, UnknownSubcommandSuggestsAndExits2) {
   Result r = RunCmd({"lerner"});
   EXPECT_EQ(r.code, kExitUsage);
-  EXPECT_THAT(r.err, HasSubstr("unknown subcommand 'lerner' (did you mean 'learner'?)"));
+  EXPECT_THAT(
+      r.err,
+      HasSubstr("unknown subcommand 'lerner' (did you mean 'learner'?)"));
 }
 
 TEST(Cli, EverySubcommandHasHelp) {
@@ -86,7 +93,10 @@ TEST(Cli, EverySubcommandHasHelp) {
 TEST(Cli, UnknownFlagOfSubcommandExits2) {
   Result r = RunCmd({"teacher", "--modle", "x"});
   EXPECT_EQ(r.code, kExitUsage);
-  EXPECT_THAT(r.err, HasSubstr("cmdistill teacher: unknown flag --modle (did you mean --model?)"));
+  EXPECT_THAT(
+      r.err,
+      HasSubstr(
+          "cmdistill teacher: unknown flag --modle (did you mean --model?)"));
 }
 
 TEST(Cli, ServiceEntryPointsSayNotYetAvailable) {
@@ -106,8 +116,10 @@ TEST(Cli, ServiceEntryPointsValidateTheConfigFirst) {
 TEST(Cli, ConfigPrintAndValidate) {
   cmdistill::testing::TempDir dir;
   const std::string good = dir.Write("good.yaml", "method: grpo\n");
-  const std::string bad = dir.Write("bad.yaml", "method: grpo\ntraining:\n  max_step: 3\n");
-  Result p = RunCmd({"config", "print", "--config", good, "--set", "constraint.budget=0.2"});
+  const std::string bad =
+      dir.Write("bad.yaml", "method: grpo\ntraining:\n  max_step: 3\n");
+  Result p = RunCmd(
+      {"config", "print", "--config", good, "--set", "constraint.budget=0.2"});
   EXPECT_EQ(p.code, kExitOk);
   EXPECT_THAT(p.out, HasSubstr("method: grpo"));
   EXPECT_THAT(p.out, HasSubstr("budget: 0.2\n"));

@@ -22,7 +22,8 @@ TEST(Config, DefaultsComeFromTheSchemaAndAreValid) {
   EXPECT_EQ(c.method(), v1::METHOD_CMDP);
   EXPECT_DOUBLE_EQ(c.constraint().budget(), 0.35);
   EXPECT_DOUBLE_EQ(c.constraint().penalty(), 20);
-  EXPECT_EQ(c.constraint().cost_normalization(), v1::COST_NORMALIZATION_PER_MAX_LEN);
+  EXPECT_EQ(c.constraint().cost_normalization(),
+            v1::COST_NORMALIZATION_PER_MAX_LEN);
   EXPECT_DOUBLE_EQ(c.optimizer().lr(), 1e-5);
   EXPECT_FLOAT_EQ(c.training().clip_epsilon(), 0.2f);
   EXPECT_EQ(c.generation().samples_per_prompt(), 8u);
@@ -41,10 +42,12 @@ generation:
   stop_strings: ["\n\n", "Question:"]
   top_p: 0.9
 optimizer: {lr: 2e-5, schedule: cosine}
-)", "run.yaml"));
+)",
+                                                            "run.yaml"));
   EXPECT_EQ(c.method(), v1::METHOD_SAUTE);
   EXPECT_DOUBLE_EQ(c.constraint().budget(), 0.5);
-  EXPECT_EQ(c.constraint().cost_normalization(), v1::COST_NORMALIZATION_PREFIX_MEAN);
+  EXPECT_EQ(c.constraint().cost_normalization(),
+            v1::COST_NORMALIZATION_PREFIX_MEAN);
   ASSERT_EQ(c.generation().stop_strings_size(), 2);
   EXPECT_EQ(c.generation().stop_strings(0), "\n\n");
   EXPECT_FLOAT_EQ(c.generation().top_p(), 0.9f);
@@ -54,89 +57,121 @@ optimizer: {lr: 2e-5, schedule: cosine}
 }
 
 TEST(Config, UnknownKeyIsNamedWithPathLineAndSuggestion) {
-  auto c = LoadRunConfigFromString("optimizer:\n  lr: 1e-5\n  wieght_decay: 0.1\n", "run.yaml");
-  EXPECT_THAT(c, StatusIs(kInvalid, AllOf(HasSubstr("run.yaml:3:3"),
-                                          HasSubstr("optimizer.wieght_decay: unknown key"),
-                                          HasSubstr("did you mean 'weight_decay'"))));
+  auto c = LoadRunConfigFromString(
+      "optimizer:\n  lr: 1e-5\n  wieght_decay: 0.1\n", "run.yaml");
+  EXPECT_THAT(
+      c,
+      StatusIs(kInvalid, AllOf(HasSubstr("run.yaml:3:3"),
+                               HasSubstr("optimizer.wieght_decay: unknown key"),
+                               HasSubstr("did you mean 'weight_decay'"))));
 }
 
 TEST(Config, UnknownTopLevelSectionListsKnownKeys) {
   auto c = LoadRunConfigFromString("zzzzzz: 1\n", "run.yaml");
-  EXPECT_THAT(c, StatusIs(kInvalid, AllOf(HasSubstr("run.yaml:1:1: zzzzzz: unknown key"),
-                                          HasSubstr("known keys: run_name"))));
+  EXPECT_THAT(c, StatusIs(kInvalid,
+                          AllOf(HasSubstr("run.yaml:1:1: zzzzzz: unknown key"),
+                                HasSubstr("known keys: run_name"))));
 }
 
 TEST(Config, WrongTypesAreNamed) {
-  EXPECT_THAT(LoadRunConfigFromString("training:\n  max_steps: many\n", "f.yaml"),
-              StatusIs(kInvalid, AllOf(HasSubstr("f.yaml:2:14"), HasSubstr("training.max_steps"),
-                                       HasSubstr("expected a non-negative integer, got 'many'"))));
+  EXPECT_THAT(
+      LoadRunConfigFromString("training:\n  max_steps: many\n", "f.yaml"),
+      StatusIs(
+          kInvalid,
+          AllOf(HasSubstr("f.yaml:2:14"), HasSubstr("training.max_steps"),
+                HasSubstr("expected a non-negative integer, got 'many'"))));
   EXPECT_THAT(LoadRunConfigFromString("training:\n  max_steps: -3\n", "f.yaml"),
               StatusIs(kInvalid, HasSubstr("non-negative")));
-  EXPECT_THAT(LoadRunConfigFromString("training:\n  max_steps: 1.5\n", "f.yaml"),
-              StatusIs(kInvalid, HasSubstr("training.max_steps")));
-  EXPECT_THAT(LoadRunConfigFromString("security:\n  tls: yes please\n", "f.yaml"),
-              StatusIs(kInvalid, HasSubstr("security.tls: expected true or false")));
-  EXPECT_THAT(LoadRunConfigFromString("constraint:\n  budget: .nan\n", "f.yaml"),
-              StatusIs(kInvalid, HasSubstr("constraint.budget: expected a finite number")));
+  EXPECT_THAT(
+      LoadRunConfigFromString("training:\n  max_steps: 1.5\n", "f.yaml"),
+      StatusIs(kInvalid, HasSubstr("training.max_steps")));
+  EXPECT_THAT(
+      LoadRunConfigFromString("security:\n  tls: yes please\n", "f.yaml"),
+      StatusIs(kInvalid, HasSubstr("security.tls: expected true or false")));
+  EXPECT_THAT(
+      LoadRunConfigFromString("constraint:\n  budget: .nan\n", "f.yaml"),
+      StatusIs(kInvalid,
+               HasSubstr("constraint.budget: expected a finite number")));
   EXPECT_THAT(LoadRunConfigFromString("constraint: 3\n", "f.yaml"),
               StatusIs(kInvalid, HasSubstr("constraint: expected a mapping")));
-  EXPECT_THAT(LoadRunConfigFromString("generation:\n  stop_strings: x\n", "f.yaml"),
-              StatusIs(kInvalid, HasSubstr("generation.stop_strings: expected a list")));
+  EXPECT_THAT(
+      LoadRunConfigFromString("generation:\n  stop_strings: x\n", "f.yaml"),
+      StatusIs(kInvalid,
+               HasSubstr("generation.stop_strings: expected a list")));
   EXPECT_THAT(LoadRunConfigFromString("constraint:\n  budget:\n", "f.yaml"),
               StatusIs(kInvalid, HasSubstr("constraint.budget: has no value")));
-  EXPECT_THAT(LoadRunConfigFromString("data:\n  max_test_examples: 99999999999\n", "f.yaml"),
+  EXPECT_THAT(LoadRunConfigFromString(
+                  "data:\n  max_test_examples: 99999999999\n", "f.yaml"),
               StatusIs(kInvalid, HasSubstr("does not fit in 32 bits")));
 }
 
 TEST(Config, EnumErrorsListAllowedValues) {
-  EXPECT_THAT(LoadRunConfigFromString("method: ppo\n", "f.yaml"),
-              StatusIs(kInvalid, AllOf(HasSubstr("f.yaml:1:9: method: 'ppo' is not one of"),
-                                       HasSubstr("cmdp, saute, grpo, soft_lagrangian"))));
+  EXPECT_THAT(
+      LoadRunConfigFromString("method: ppo\n", "f.yaml"),
+      StatusIs(kInvalid,
+               AllOf(HasSubstr("f.yaml:1:9: method: 'ppo' is not one of"),
+                     HasSubstr("cmdp, saute, grpo, soft_lagrangian"))));
   EXPECT_THAT(LoadRunConfigFromString("method: unspecified\n", "f.yaml"),
               StatusIs(kInvalid, HasSubstr("method")));
-  ASSERT_OK_AND_ASSIGN(auto c, LoadRunConfigFromString("method: WEAKEST_LINK\n", "f.yaml"));
+  ASSERT_OK_AND_ASSIGN(
+      auto c, LoadRunConfigFromString("method: WEAKEST_LINK\n", "f.yaml"));
   EXPECT_EQ(c.method(), v1::METHOD_WEAKEST_LINK);
 }
 
 TEST(Config, OutOfRangeValuesNameKeyRangeAndLine) {
-  EXPECT_THAT(LoadRunConfigFromString("\noptimizer:\n  lr: 0\n", "f.yaml"),
-              StatusIs(kInvalid, AllOf(HasSubstr("f.yaml:3:7: optimizer.lr: value 0 is out of "
-                                                 "range (0, 1]"))));
-  EXPECT_THAT(LoadRunConfigFromString("generation:\n  top_p: 1.5\n", "f.yaml"),
-              StatusIs(kInvalid, HasSubstr("generation.top_p: value 1.5 is out of range")));
-  EXPECT_THAT(LoadRunConfigFromString("constraint:\n  budget: -0.1\n", "f.yaml"),
-              StatusIs(kInvalid, HasSubstr("constraint.budget")));
-  EXPECT_THAT(LoadRunConfigFromString("optimizer:\n  beta2: 1\n", "f.yaml"),
-              StatusIs(kInvalid, HasSubstr("optimizer.beta2: value 1 is out of range [0, 1)")));
+  EXPECT_THAT(
+      LoadRunConfigFromString("\noptimizer:\n  lr: 0\n", "f.yaml"),
+      StatusIs(kInvalid,
+               AllOf(HasSubstr("f.yaml:3:7: optimizer.lr: value 0 is out of "
+                               "range (0, 1]"))));
+  EXPECT_THAT(
+      LoadRunConfigFromString("generation:\n  top_p: 1.5\n", "f.yaml"),
+      StatusIs(kInvalid,
+               HasSubstr("generation.top_p: value 1.5 is out of range")));
+  EXPECT_THAT(
+      LoadRunConfigFromString("constraint:\n  budget: -0.1\n", "f.yaml"),
+      StatusIs(kInvalid, HasSubstr("constraint.budget")));
+  EXPECT_THAT(
+      LoadRunConfigFromString("optimizer:\n  beta2: 1\n", "f.yaml"),
+      StatusIs(kInvalid,
+               HasSubstr("optimizer.beta2: value 1 is out of range [0, 1)")));
 }
 
 TEST(Config, RequiredFieldsAndCrossFieldRules) {
   EXPECT_THAT(LoadRunConfigFromString("run_name: \"\"\n", "f.yaml"),
               StatusIs(kInvalid, HasSubstr("run_name: is required")));
-  EXPECT_THAT(LoadRunConfigFromString("data:\n  prompt_template: \"Q: {q}\"\n", "f.yaml"),
-              StatusIs(kInvalid, AllOf(HasSubstr("f.yaml:2:20: data.prompt_template"),
-                                       HasSubstr("{question}"))));
   EXPECT_THAT(
-      LoadRunConfigFromString("security:\n  require_client_certificate: true\n", "f.yaml"),
+      LoadRunConfigFromString("data:\n  prompt_template: \"Q: {q}\"\n",
+                              "f.yaml"),
+      StatusIs(kInvalid, AllOf(HasSubstr("f.yaml:2:20: data.prompt_template"),
+                               HasSubstr("{question}"))));
+  EXPECT_THAT(
+      LoadRunConfigFromString("security:\n  require_client_certificate: true\n",
+                              "f.yaml"),
       StatusIs(kInvalid, HasSubstr("security.require_client_certificate")));
-  EXPECT_THAT(LoadRunConfigFromString("student:\n  device: gpu\n", "f.yaml"),
-              StatusIs(kInvalid, HasSubstr("student.device: must be auto, cpu, cuda")));
-  EXPECT_OK(LoadRunConfigFromString("student:\n  device: cuda:1\n", "f.yaml").status());
+  EXPECT_THAT(
+      LoadRunConfigFromString("student:\n  device: gpu\n", "f.yaml"),
+      StatusIs(kInvalid, HasSubstr("student.device: must be auto, cpu, cuda")));
+  EXPECT_OK(LoadRunConfigFromString("student:\n  device: cuda:1\n", "f.yaml")
+                .status());
 }
 
 TEST(Config, ReportsEveryProblemAtOnce) {
-  auto c = LoadRunConfigFromString("method: x\noptimizer:\n  lr: -1\nfoo: 1\n", "f.yaml");
-  EXPECT_THAT(c, StatusIs(kInvalid, AllOf(HasSubstr("3 problems"), HasSubstr("method"),
-                                          HasSubstr("optimizer.lr"), HasSubstr("foo"))));
+  auto c = LoadRunConfigFromString("method: x\noptimizer:\n  lr: -1\nfoo: 1\n",
+                                   "f.yaml");
+  EXPECT_THAT(c, StatusIs(kInvalid,
+                          AllOf(HasSubstr("3 problems"), HasSubstr("method"),
+                                HasSubstr("optimizer.lr"), HasSubstr("foo"))));
 }
 
 TEST(Config, SetOverridesAnyFieldAfterTheFile) {
   ASSERT_OK_AND_ASSIGN(
       RunConfig c,
-      LoadRunConfigFromString("optimizer:\n  lr: 2e-5\n", "f.yaml",
-                              {"optimizer.lr=3e-5", "method=gkd", "generation.stop_strings=[a, b]",
-                               "student.path=/models/student", "security.tls=false",
-                               "data.prompt_template=Q: {question} A:"}));
+      LoadRunConfigFromString(
+          "optimizer:\n  lr: 2e-5\n", "f.yaml",
+          {"optimizer.lr=3e-5", "method=gkd", "generation.stop_strings=[a, b]",
+           "student.path=/models/student", "security.tls=false",
+           "data.prompt_template=Q: {question} A:"}));
   EXPECT_DOUBLE_EQ(c.optimizer().lr(), 3e-5);
   EXPECT_EQ(c.method(), v1::METHOD_GKD);
   ASSERT_EQ(c.generation().stop_strings_size(), 2);
@@ -151,7 +186,8 @@ TEST(Config, SetErrorsNameTheOverride) {
               StatusIs(kInvalid, AllOf(HasSubstr("--set optimizer.lrr"),
                                        HasSubstr("did you mean 'lr'"))));
   EXPECT_THAT(LoadRunConfigFromString("", "f.yaml", {"optimizer.lr=0"}),
-              StatusIs(kInvalid, HasSubstr("--set optimizer.lr: optimizer.lr: value 0")));
+              StatusIs(kInvalid,
+                       HasSubstr("--set optimizer.lr: optimizer.lr: value 0")));
   EXPECT_THAT(LoadRunConfigFromString("", "f.yaml", {"optimizer"}),
               StatusIs(kInvalid, HasSubstr("expected key.path=value")));
   EXPECT_THAT(LoadRunConfigFromString("", "f.yaml", {"method.x=1"}),
@@ -160,39 +196,46 @@ TEST(Config, SetErrorsNameTheOverride) {
 
 TEST(Config, PrintedConfigLoadsBackEqual) {
   ASSERT_OK_AND_ASSIGN(RunConfig c,
-                       LoadRunConfigFromString("", "f.yaml",
-                                               {"optimizer.lr=1.234567e-5", "constraint.budget=0.1",
-                                                "generation.temperature=0.7",
-                                                "generation.stop_strings=[\"\\n\\nQ:\", \"é\"]",
-                                                "data.prompt_template=\"a: {question}\\n\\tb\""}));
+                       LoadRunConfigFromString(
+                           "", "f.yaml",
+                           {"optimizer.lr=1.234567e-5", "constraint.budget=0.1",
+                            "generation.temperature=0.7",
+                            "generation.stop_strings=[\"\\n\\nQ:\", \"é\"]",
+                            "data.prompt_template=\"a: {question}\\n\\tb\""}));
   const std::string yaml = ToYaml(c);
-  ASSERT_OK_AND_ASSIGN(RunConfig back, LoadRunConfigFromString(yaml, "printed"));
-  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(c, back)) << yaml;
+  ASSERT_OK_AND_ASSIGN(RunConfig back,
+                       LoadRunConfigFromString(yaml, "printed"));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(c, back))
+      << yaml;
   EXPECT_THAT(yaml, HasSubstr("method: cmdp"));
   EXPECT_THAT(yaml, HasSubstr("budget: 0.1\n"));
 }
 
 TEST(Config, YamlSyntaxErrorsGiveLine) {
   EXPECT_THAT(LoadRunConfigFromString("a: [1, 2\nb: 3\n", "broken.yaml"),
-              StatusIs(kInvalid, AllOf(HasSubstr("broken.yaml:"), HasSubstr("YAML syntax"))));
+              StatusIs(kInvalid, AllOf(HasSubstr("broken.yaml:"),
+                                       HasSubstr("YAML syntax"))));
 }
 
 TEST(Config, MissingFileIsNotFound) {
   EXPECT_THAT(LoadRunConfig("/nonexistent/run.yaml"),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/run.yaml")));
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("/nonexistent/run.yaml")));
 }
 
 TEST(Config, ExampleConfigsInTheRepositoryAreValid) {
   const char* src = std::getenv("CMDISTILL_SOURCE_DIR");
   ASSERT_NE(src, nullptr);
-  for (const char* name : {"configs/quickstart.yaml", "configs/gsm8k-qwen2.5-math.yaml"}) {
+  for (const char* name :
+       {"configs/quickstart.yaml", "configs/gsm8k-qwen2.5-math.yaml"}) {
     EXPECT_OK(LoadRunConfig(std::string(src) + "/" + name).status()) << name;
   }
 }
 
 TEST(Config, EnumShortNames) {
   EXPECT_EQ(MethodName(v1::METHOD_SOFT_LAGRANGIAN), "soft_lagrangian");
-  EXPECT_EQ(EnumShortName(*v1::ModelDType_descriptor()->FindValueByNumber(2)), "bfloat16");
+  EXPECT_EQ(EnumShortName(*v1::ModelDType_descriptor()->FindValueByNumber(2)),
+            "bfloat16");
   EXPECT_THAT(ToYaml(DefaultRunConfig()), Not(HasSubstr("METHOD_")));
 }
 

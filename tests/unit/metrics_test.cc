@@ -1,8 +1,8 @@
 #include "common/metrics/metrics.h"
 
 #include "common/metrics/http_exposer.h"
-#include "gtest/gtest.h"
 #include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
@@ -38,8 +38,9 @@ TEST(SplitHostPort, Forms) {
   EXPECT_EQ(host, "");
   EXPECT_THAT(SplitHostPort("localhost", &host, &port),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(SplitHostPort("h:70000", &host, &port),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("0..65535")));
+  EXPECT_THAT(
+      SplitHostPort("h:70000", &host, &port),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("0..65535")));
 }
 
 TEST(HttpExposer, ServesMetricsOverHttp) {
@@ -57,9 +58,11 @@ TEST(HttpExposer, ServesMetricsOverHttp) {
   counter.Increment(3);
   hist.Observe(0.005);
   hist.Observe(5);
-  ASSERT_OK_AND_ASSIGN(auto exposer, HttpExposer::Start("127.0.0.1:0", registry));
+  ASSERT_OK_AND_ASSIGN(auto exposer,
+                       HttpExposer::Start("127.0.0.1:0", registry));
   ASSERT_GT(exposer->port(), 0);
-  ASSERT_OK_AND_ASSIGN(std::string body, cmdistill::testing::HttpGet(exposer->port(), "/metrics"));
+  ASSERT_OK_AND_ASSIGN(std::string body, cmdistill::testing::HttpGet(
+                                             exposer->port(), "/metrics"));
   ASSERT_OK_AND_ASSIGN(auto m, cmdistill::testing::ParsePrometheusText(body));
   EXPECT_EQ(m["cmdistill_test_events_total{kind=\"a\"}"], 3);
   EXPECT_EQ(m["cmdistill_test_latency_seconds_count"], 2);
@@ -67,12 +70,14 @@ TEST(HttpExposer, ServesMetricsOverHttp) {
   EXPECT_EQ(m["cmdistill_test_latency_seconds_bucket{le=\"+Inf\"}"], 2);
   EXPECT_THAT(body, HasSubstr("# TYPE cmdistill_test_events_total counter"));
   // The scrape itself is counted; the second scrape sees the first.
-  ASSERT_OK_AND_ASSIGN(std::string again, cmdistill::testing::HttpGet(exposer->port(), "/metrics"));
+  ASSERT_OK_AND_ASSIGN(std::string again, cmdistill::testing::HttpGet(
+                                              exposer->port(), "/metrics"));
   ASSERT_OK_AND_ASSIGN(auto m2, cmdistill::testing::ParsePrometheusText(again));
   EXPECT_EQ(m2["cmdistill_metrics_scrapes_total"], 2);
   EXPECT_THAT(cmdistill::testing::HttpGet(exposer->port(), "/nope"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("404")));
-  ASSERT_OK_AND_ASSIGN(std::string health, cmdistill::testing::HttpGet(exposer->port(), "/healthz"));
+  ASSERT_OK_AND_ASSIGN(std::string health, cmdistill::testing::HttpGet(
+                                               exposer->port(), "/healthz"));
   EXPECT_EQ(health, "ok\n");
   exposer->Stop();
   EXPECT_THAT(cmdistill::testing::HttpGet(exposer->port(), "/metrics"),
@@ -82,9 +87,12 @@ TEST(HttpExposer, ServesMetricsOverHttp) {
 TEST(HttpExposer, BadAddressesAreRefused) {
   EXPECT_THAT(HttpExposer::Start("nonsense", NewRegistry()),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  ASSERT_OK_AND_ASSIGN(auto a, HttpExposer::Start("127.0.0.1:0", NewRegistry()));
-  EXPECT_THAT(HttpExposer::Start("127.0.0.1:" + std::to_string(a->port()), NewRegistry()),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("cannot listen")));
+  ASSERT_OK_AND_ASSIGN(auto a,
+                       HttpExposer::Start("127.0.0.1:0", NewRegistry()));
+  EXPECT_THAT(
+      HttpExposer::Start("127.0.0.1:" + std::to_string(a->port()),
+                         NewRegistry()),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("cannot listen")));
 }
 
 }  // namespace

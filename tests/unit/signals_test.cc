@@ -15,7 +15,8 @@ using ::cmdistill::testing::StatusIs;
 TEST(ShutdownSignal, SigtermIsDeliveredThroughThePipe) {
   ASSERT_OK_AND_ASSIGN(auto s, ShutdownSignal::Install());
   EXPECT_EQ(s->WaitUntil(absl::Now() + absl::Milliseconds(10)), 0);
-  // Raised from another thread: the handler must not care which thread it lands on.
+  // Raised from another thread: the handler must not care which thread it lands
+  // on.
   std::thread([] { kill(getpid(), SIGTERM); }).join();
   EXPECT_EQ(s->Wait(), SIGTERM);
   EXPECT_EQ(s->Wait(), SIGTERM);  // sticky
@@ -24,7 +25,8 @@ TEST(ShutdownSignal, SigtermIsDeliveredThroughThePipe) {
 
 TEST(ShutdownSignal, NotifyAndSecondInstance) {
   ASSERT_OK_AND_ASSIGN(auto s, ShutdownSignal::Install());
-  EXPECT_THAT(ShutdownSignal::Install(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(ShutdownSignal::Install(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
   std::thread t([&] { s->Notify(); });
   EXPECT_EQ(s->Wait(), ShutdownSignal::kNotified);
   t.join();

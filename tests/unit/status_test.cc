@@ -1,8 +1,7 @@
-#include "common/status/status_macros.h"
-
 #include <memory>
 
 #include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 
@@ -54,7 +53,8 @@ TEST(StatusMacros, AssignOrReturnPropagatesFirstError) {
 TEST(StatusMacros, ReturnIfErrorStopsAtFirstFailure) {
   EXPECT_OK(Both(1, 2));
   EXPECT_THAT(Both(1, 0), StatusIs(absl::StatusCode::kOutOfRange));
-  EXPECT_THAT(Both(-1, 0), StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("positive")));
+  EXPECT_THAT(Both(-1, 0),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("positive")));
 }
 
 TEST(StatusMacros, AssignOrReturnWorksWithMoveOnlyValues) {
@@ -63,8 +63,9 @@ TEST(StatusMacros, AssignOrReturnWorksWithMoveOnlyValues) {
 }
 
 TEST(StatusMacros, AnnotatePrefixesMessageAndKeepsCode) {
-  EXPECT_THAT(Annotate(absl::DataLossError("bad crc"), "model.safetensors"),
-              StatusIs(absl::StatusCode::kDataLoss, "model.safetensors: bad crc"));
+  EXPECT_THAT(
+      Annotate(absl::DataLossError("bad crc"), "model.safetensors"),
+      StatusIs(absl::StatusCode::kDataLoss, "model.safetensors: bad crc"));
   EXPECT_OK(Annotate(absl::OkStatus(), "x"));
 }
 
@@ -77,7 +78,8 @@ TEST(GrpcStatus, EveryCanonicalCodeRoundTrips) {
   }
   EXPECT_EQ(ToGrpcStatus(absl::ResourceExhaustedError("full")).error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_EQ(ToGrpcStatus(absl::ResourceExhaustedError("full")).error_message(), "full");
+  EXPECT_EQ(ToGrpcStatus(absl::ResourceExhaustedError("full")).error_message(),
+            "full");
 }
 
 TEST(StatusMatcher, MatchesCodeAndMessage) {
