@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/config/validate.h"
+#include "common/util/suggest.h"
 
 namespace cmdistill::config {
 namespace {
@@ -61,39 +62,13 @@ std::string CamelToUpperSnake(const std::string& s) {
   return out;
 }
 
-size_t EditDistance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min(
-          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 std::string Suggest(const pb::Descriptor& d, const std::string& key) {
-  std::string best;
-  size_t best_d = std::numeric_limits<size_t>::max();
-  for (int i = 0; i < d.field_count(); ++i) {
-    const std::string& name = d.field(i)->name();
-    const size_t dist = EditDistance(key, name);
-    if (dist < best_d) {
-      best_d = dist;
-      best = name;
-    }
-  }
-  if (best.empty() || best_d > std::max<size_t>(2, key.size() / 3)) {
-    std::vector<std::string> names;
-    for (int i = 0; i < d.field_count(); ++i)
-      names.push_back(d.field(i)->name());
+  std::vector<std::string> names;
+  for (int i = 0; i < d.field_count(); ++i) names.push_back(d.field(i)->name());
+  const std::string best =
+      ClosestMatch(key, names, std::max<size_t>(2, key.size() / 3));
+  if (best.empty())
     return absl::StrCat(" (known keys: ", absl::StrJoin(names, ", "), ")");
-  }
   return absl::StrCat(" (did you mean '", best, "'?)");
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/util/suggest.h"
 
 namespace cmdistill::cli {
 namespace {
@@ -20,22 +21,6 @@ void PrintUsage(std::ostream& os) {
     os << name << c.summary << "\n";
   }
   os << "\n`cmdistill <subcommand> --help` describes one subcommand.\n";
-}
-
-size_t Distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min(
-          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 }  // namespace
@@ -71,15 +56,9 @@ int RunCli(const std::vector<std::string>& argv, Io io) {
   for (const Command& c : Commands()) {
     if (c.name == sub) return c.run(args, io);
   }
-  std::string best;
-  size_t best_d = 3;
-  for (const Command& c : Commands()) {
-    const size_t d = Distance(sub, c.name);
-    if (d < best_d) {
-      best_d = d;
-      best = c.name;
-    }
-  }
+  std::vector<std::string> names;
+  for (const Command& c : Commands()) names.push_back(c.name);
+  const std::string best = ClosestMatch(sub, names, 2);
   io.err << "cmdistill: unknown subcommand '" << sub << "'"
          << (best.empty() ? "" : absl::StrCat(" (did you mean '", best, "'?)"))
          << "; run `cmdistill --help` for the list\n";

@@ -6,25 +6,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/util/suggest.h"
 
 namespace cmdistill::cli {
 namespace {
-
-size_t Distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min(
-          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 const std::vector<std::string>& Empty() {
   static const auto* e = new std::vector<std::string>();
@@ -105,15 +90,7 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args) {
       }
     }
     if (it == defs_.end()) {
-      std::string best;
-      size_t best_d = 3;
-      for (const auto& [known, def] : defs_) {
-        const size_t d = Distance(name, known);
-        if (d < best_d) {
-          best_d = d;
-          best = known;
-        }
-      }
+      const std::string best = ClosestMatch(name, order_, 2);
       return absl::InvalidArgumentError(absl::StrCat(
           command_, ": unknown flag --", name,
           best.empty() ? "" : absl::StrCat(" (did you mean --", best, "?)"),

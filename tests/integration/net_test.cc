@@ -8,6 +8,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "cmdistill/v1/teacher.grpc.pb.h"
+#include "cmdistill/v1/teacher_mock.grpc.pb.h"
 #include "common/net/client.h"
 #include "common/net/files.h"
 #include "common/net/server.h"
@@ -307,6 +308,35 @@ TEST(Retry, DeadPeerIsUnavailableNotAHang) {
   EXPECT_TRUE(s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
               s.error_code() == grpc::StatusCode::UNAVAILABLE)
       << s.error_code();
+}
+
+// Interaction check with the generated gMock stub: every attempt carries the
+// caller's deadline (not a fresh one per attempt), and exactly three attempts
+// are made.
+TEST(Retry, EveryAttemptCarriesTheOverallDeadline) {
+  v1::MockTeacherServiceStub stub;
+  const absl::Time before = absl::Now();
+  std::vector<std::chrono::system_clock::time_point> deadlines;
+  EXPECT_CALL(stub, Score(::testing::_, ::testing::_, ::testing::_))
+      .Times(3)
+      .WillRepeatedly([&](grpc::ClientContext* ctx, const v1::ScoreRequest&,
+                          v1::ScoreResponse*) {
+        deadlines.push_back(ctx->deadline());
+        return deadlines.size() < 3
+                   ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "down")
+                   : grpc::Status::OK;
+      });
+  v1::ScoreRequest req;
+  v1::ScoreResponse resp;
+  CallOptions o = FastRetry(absl::Seconds(7));
+  EXPECT_TRUE(CallWithRetry(o, [&](grpc::ClientContext* ctx) {
+                return stub.Score(ctx, req, &resp);
+              }).ok());
+  ASSERT_EQ(deadlines.size(), 3u);
+  EXPECT_EQ(deadlines[0], deadlines[2]);
+  const absl::Time d = absl::FromChrono(deadlines[0]);
+  EXPECT_GE(d, before + absl::Seconds(7));
+  EXPECT_LE(d, absl::Now() + absl::Seconds(7));
 }
 
 class TlsTest : public ::testing::Test {
