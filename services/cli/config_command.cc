@@ -5,6 +5,7 @@
 #include "common/config/config.h"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
+#include "services/cli/run_config_flags.h"
 
 namespace cmdistill::cli {
 namespace {
@@ -36,31 +37,15 @@ int RunConfig(const std::vector<std::string>& args, Io io) {
                                     "types and out-of-range values "
                                     "are\nreported with their key path and "
                                     "file line. Exit 0 when valid.");
-  flags.AddString("config", "FILE", "YAML run file");
-  flags.AddRepeated("set", "KEY=VALUE",
-                    "override one key, e.g. --set optimizer.lr=2e-5");
+  AddRunConfigFlags(&flags, "YAML run file");
   std::vector<std::string> rest(args.begin() + 1, args.end());
-  if (auto s = flags.Parse(rest); !s.ok()) {
-    io.err << s.message() << "\n";
-    return kExitUsage;
-  }
-  if (flags.help_requested()) {
-    io.out << flags.Help();
-    return kExitOk;
-  }
+  if (auto code = ParseOrExit(&flags, rest, io)) return *code;
   if (action == "validate" && !flags.IsSet("config")) {
     io.err << "cmdistill config validate: --config FILE is required\n";
     return kExitUsage;
   }
-  auto config =
-      flags.IsSet("config")
-          ? config::LoadRunConfig(flags.Get("config"), flags.GetAll("set"))
-          : config::LoadRunConfigFromString("", "(defaults)",
-                                            flags.GetAll("set"));
-  if (!config.ok()) {
-    io.err << config.status().message() << "\n";
-    return kExitFailure;
-  }
+  auto config = LoadRunConfigOrReport(flags, io);
+  if (!config) return kExitFailure;
   if (action == "print") {
     io.out << config::ToYaml(*config);
   } else {

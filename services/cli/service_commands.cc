@@ -9,6 +9,7 @@
 #include "common/config/config.h"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
+#include "services/cli/run_config_flags.h"
 
 namespace cmdistill::cli {
 namespace {
@@ -24,27 +25,13 @@ struct ServiceSpec {
 int RunService(const ServiceSpec& spec, const std::vector<std::string>& args,
                Io io) {
   FlagSet flags("cmdistill " + spec.name, spec.usage, spec.description);
-  flags.AddString("config", "FILE", "YAML run file (defaults when omitted)");
-  flags.AddRepeated("set", "KEY=VALUE", "override one key of the run file");
-  for (const auto& [name, help] : spec.extra_flags)
+  AddRunConfigFlags(&flags, "YAML run file (defaults when omitted)");
+  for (const auto& [name, help] : spec.extra_flags) {
     flags.AddString(name, "VALUE", help);
-  if (auto s = flags.Parse(args); !s.ok()) {
-    io.err << s.message() << "\n";
-    return kExitUsage;
   }
-  if (flags.help_requested()) {
-    io.out << flags.Help();
-    return kExitOk;
-  }
-  auto config =
-      flags.IsSet("config")
-          ? config::LoadRunConfig(flags.Get("config"), flags.GetAll("set"))
-          : config::LoadRunConfigFromString("", "(defaults)",
-                                            flags.GetAll("set"));
-  if (!config.ok()) {
-    io.err << config.status().message() << "\n";
-    return kExitFailure;
-  }
+  if (auto code = ParseOrExit(&flags, args, io)) return *code;
+  auto config = LoadRunConfigOrReport(flags, io);
+  if (!config) return kExitFailure;
   io.err << "cmdistill " << spec.name
          << ": not yet available in this build. The run "
          << "configuration is valid (method "

@@ -1,0 +1,31 @@
+// The flag handling every run-file-driven subcommand shares.
+#ifndef CMDISTILL_SERVICES_CLI_RUN_CONFIG_FLAGS_H_
+#define CMDISTILL_SERVICES_CLI_RUN_CONFIG_FLAGS_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cmdistill/v1/config.pb.h"
+#include "services/cli/commands.h"
+#include "services/cli/flags.h"
+
+namespace cmdistill::cli {
+
+// --config FILE and --set KEY=VALUE (repeatable).
+void AddRunConfigFlags(FlagSet* flags, const std::string& config_help);
+
+// Parses `args`. Returns the exit code when the command should stop now (usage
+// error -> kExitUsage with the message on stderr; --help -> kExitOk with the
+// help on stdout).
+std::optional<int> ParseOrExit(FlagSet* flags,
+                               const std::vector<std::string>& args, Io io);
+
+// Loads the run file (or the defaults without --config) with the --set
+// overrides. On error prints every problem and returns nullopt; the caller
+// exits with kExitFailure.
+std::optional<v1::RunConfig> LoadRunConfigOrReport(const FlagSet& flags, Io io);
+
+}  // namespace cmdistill::cli
+
+#endif  // CMDISTILL_SERVICES_CLI_RUN_CONFIG_FLAGS_H_
