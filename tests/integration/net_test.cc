@@ -41,6 +41,8 @@ ChannelOptions TlsOptions(const std::string& target, const std::string& ca,
   o.ca_file = ca;
   o.cert_file = cert;
   o.key_file = key;
+  o.server_name_override =
+      "localhost";  // the name in the test server certificate
   return o;
 }
 
@@ -118,10 +120,12 @@ TEST(GrpcServer, PortZeroPicksAPortAndTcpAndInProcessChannelsWork) {
   EXPECT_THAT(resp2.scores(0).sampled_logprobs(), ::testing::ElementsAre(-7.f));
 }
 
+// The dns resolver and round_robin policy (name resolution itself is not
+// tested: a minimal machine may have no /etc/hosts).
 TEST(GrpcServer, DnsTargetWithRoundRobinWorks) {
   Fixture f;
   ASSERT_OK_AND_ASSIGN(
-      auto ch, MakeChannel(PlainOptions("dns:///localhost:" +
+      auto ch, MakeChannel(PlainOptions("dns:///127.0.0.1:" +
                                         std::to_string(f.server->port()))));
   v1::ScoreResponse resp;
   EXPECT_TRUE(Score(ch.get(), FastRetry(), Request({1}), &resp).ok());
@@ -356,7 +360,10 @@ TEST_F(TlsTest, TlsCallSucceedsWithTheRightCaAndFailsWithTheWrongOne) {
   o.tls.cert_file = certs_.server_cert;
   o.tls.key_file = certs_.server_key;
   Fixture f(o);
-  const std::string target = "localhost:" + std::to_string(f.server->port());
+  // 127.0.0.1, not localhost: a minimal machine may have no /etc/hosts for the
+  // resolver. The certificate is for "localhost", so the name to verify is set
+  // explicitly.
+  const std::string target = "127.0.0.1:" + std::to_string(f.server->port());
   ASSERT_OK_AND_ASSIGN(auto good,
                        MakeChannel(TlsOptions(target, certs_.ca_cert, "", "")));
   v1::ScoreResponse resp;
@@ -384,7 +391,10 @@ TEST_F(TlsTest, MutualTlsNeedsAClientCertificateFromTheCa) {
   o.tls.require_client_certificate = true;
   o.bearer_token = "tok";  // both together
   Fixture f(o);
-  const std::string target = "localhost:" + std::to_string(f.server->port());
+  // 127.0.0.1, not localhost: a minimal machine may have no /etc/hosts for the
+  // resolver. The certificate is for "localhost", so the name to verify is set
+  // explicitly.
+  const std::string target = "127.0.0.1:" + std::to_string(f.server->port());
   CallOptions call = FastRetry();
   call.bearer_token = "tok";
   ASSERT_OK_AND_ASSIGN(auto good, MakeChannel(TlsOptions(target, certs_.ca_cert,
