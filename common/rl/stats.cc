@@ -1,0 +1,67 @@
+#include "common/rl/stats.h"
+
+#include <cmath>
+#include <limits>
+
+namespace cmdistill::rl {
+
+double StudentT975(int64_t df) {
+  // Exact table for small df; beyond it the Cornish-Fisher expansion around z
+  // = 1.95996 is accurate to better than 1e-4.
+  static constexpr double kTable[] = {
+      0,     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365,
+      2.306, 2.262,  2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+      2.120, 2.110,  2.101, 2.093, 2.086, 2.080, 2.074, 2.069,
+      2.064, 2.060,  2.056, 2.052, 2.048, 2.045, 2.042};
+  if (df < 1) return std::numeric_limits<double>::infinity();
+  if (df <= 30) return kTable[df];
+  const double z = 1.959963984540054, d = static_cast<double>(df);
+  const double z3 = z * z * z, z5 = z3 * z * z, z7 = z5 * z * z;
+  return z + (z3 + z) / (4 * d) + (5 * z5 + 16 * z3 + 3 * z) / (96 * d * d) +
+         (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * d * d * d);
+}
+
+Estimate ProportionEstimate(int64_t successes, int64_t n) {
+  Estimate e;
+  e.n = n;
+  if (n <= 0) {
+    e.high = 1;
+    return e;
+  }
+  const double z = 1.959963984540054;
+  const double nn = static_cast<double>(n);
+  const double p = static_cast<double>(successes) / nn;
+  const double denom = 1 + z * z / nn;
+  const double center = (p + z * z / (2 * nn)) / denom;
+  const double half =
+      z * std::sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn)) / denom;
+  e.value = p;
+  e.low = std::max(0.0, center - half);
+  e.high = std::min(1.0, center + half);
+  return e;
+}
+
+Estimate MeanEstimate(absl::Span<const double> values) {
+  Estimate e;
+  e.n = static_cast<int64_t>(values.size());
+  if (values.empty()) return e;
+  double mean = 0;
+  for (double v : values) mean += v;
+  mean /= static_cast<double>(values.size());
+  e.value = mean;
+  if (values.size() == 1) {
+    e.low = -std::numeric_limits<double>::infinity();
+    e.high = std::numeric_limits<double>::infinity();
+    return e;
+  }
+  double var = 0;
+  for (double v : values) var += (v - mean) * (v - mean);
+  var /= static_cast<double>(values.size() - 1);
+  const double half =
+      StudentT975(e.n - 1) * std::sqrt(var / static_cast<double>(e.n));
+  e.low = mean - half;
+  e.high = mean + half;
+  return e;
+}
+
+}  // namespace cmdistill::rl
