@@ -1,0 +1,84 @@
+// Differentiable losses of the learner (DESIGN.md §5), in LibTorch. The header
+// only forward-declares at::Tensor so that including it does not pull LibTorch
+// into a TU; the learner's backend TU, which has LibTorch anyway, calls these.
+//
+// Shapes: B sequences, T positions (padded), K support size.
+//   mask [B, T] (1 = completion token, 0 = padding), float.
+// Aggregation: kTokenMean averages over all real tokens of the batch (the
+// default, DESIGN.md); kSequenceMean averages each sequence over its tokens,
+// then over sequences.
+//
+// Every function refuses non-finite inputs and mismatched shapes with
+// INVALID_ARGUMENT and leaves `*out` untouched then; LibTorch exceptions are
+// caught here.
+#ifndef CMDISTILL_COMMON_RL_LOSSES_H_
+#define CMDISTILL_COMMON_RL_LOSSES_H_
+
+#include "absl/status/status.h"
+#include "common/rl/constraint.h"
+
+namespace at {
+class Tensor;
+}  // namespace at
+
+namespace cmdistill::rl {
+
+enum class Aggregation { kTokenMean, kSequenceMean };
+
+// Masked mean of `values` [B, T] -> scalar.
+absl::Status MaskedMean(const at::Tensor& values, const at::Tensor& mask,
+                        Aggregation agg, at::Tensor* out);
+
+// Term I: PPO-clipped surrogate, as a loss to minimise:
+//   ratio_t = exp(new_logprobs - behavior_logprobs)              [B, T]
+//   loss    = -agg(min(ratio_t A_b, clip(ratio_t, 1-ε, 1+ε) A_b))
+// advantages [B]; gradient flows through new_logprobs only.
+absl::Status PpoClipLoss(const at::Tensor& new_logprobs,
+                         const at::Tensor& behavior_logprobs,
+                         const at::Tensor& advantages, const at::Tensor& mask,
+                         double clip_epsilon, Aggregation agg, at::Tensor* out);
+
+// Per-position lumped reverse KL [B, T] with gradient through the student:
+// student_support [B, T, K] (current log π_θ on the stored support),
+// teacher_support [B, T, K] and teacher_tail [B, T] (log µ of the tail; pass an
+// undefined tensor to derive it as 1 - Σ µ(support)). Matches
+// rl::LumpedReverseKl.
+absl::Status SupportKl(const at::Tensor& student_support,
+                       const at::Tensor& teacher_support,
+                       const at::Tensor& teacher_tail, double prob_floor,
+                       at::Tensor* out);
+
+// Term II of cmdp: κ · mean over infeasible real tokens of kl [B, T] (0 when
+// there are none).
+absl::Status InfeasibleKlLoss(const at::Tensor& kl,
+                              const at::Tensor& infeasible,
+                              const at::Tensor& mask, double kappa,
+                              at::Tensor* out);
+
+struct MethodLossInputs {
+  const at::Tensor* new_logprobs = nullptr;       // [B, T]
+  const at::Tensor* behavior_logprobs = nullptr;  // [B, T]
+  const at::Tensor* advantages = nullptr;         // [B]
+  const at::Tensor* mask = nullptr;               // [B, T]
+  const at::Tensor* kl =
+      nullptr;  // [B, T] from SupportKl; unused by grpo/saute
+  const at::Tensor* infeasible = nullptr;  // [B, T] (cmdp term II)
+};
+
+struct MethodLossOptions {
+  Method method = Method::kCmdp;
+  double clip_epsilon = 0.2;
+  double kappa = 1.0;  // cmdp term II weight
+  double lambda =
+      0.0;  // soft_lagrangian (fixed) / lagrangian (current controller value)
+  Aggregation aggregation = Aggregation::kTokenMean;
+};
+
+// The whole loss of one method: cmdp = I + κ·II; saute, grpo, weakest_link = I;
+// soft_lagrangian, lagrangian = I + λ·mean KL; gkd = mean KL.
+absl::Status MethodLoss(const MethodLossInputs& in,
+                        const MethodLossOptions& options, at::Tensor* out);
+
+}  // namespace cmdistill::rl
+
+#endif  // CMDISTILL_COMMON_RL_LOSSES_H_
