@@ -12,9 +12,13 @@ namespace {
 constexpr size_t kMaxAnswerBytes = 4096;
 constexpr int kMaxTupleDepth = 4;
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool IsAlpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
@@ -24,7 +28,8 @@ std::string_view Trim(std::string_view s) {
 
 std::string Lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 
@@ -60,10 +65,12 @@ size_t MatchBrace(std::string_view s, size_t open) {
 
 std::string_view RestOfLine(std::string_view s, size_t from) {
   const size_t nl = s.find('\n', from);
-  return s.substr(from, nl == std::string_view::npos ? std::string_view::npos : nl - from);
+  return s.substr(
+      from, nl == std::string_view::npos ? std::string_view::npos : nl - from);
 }
 
-// The last number in `s`: -?digits[,digits]*[.digits] or -?.digits. Linear backwards scan.
+// The last number in `s`: -?digits[,digits]*[.digits] or -?.digits. Linear
+// backwards scan.
 std::string LastNumber(std::string_view s) {
   size_t end = s.size();
   while (end > 0) {
@@ -73,13 +80,15 @@ std::string LastNumber(std::string_view s) {
     if (i == 0) return "";
     const size_t stop = i;  // one past the last digit
     size_t start = i - 1;
-    while (start > 0 && (IsDigit(s[start - 1]) || s[start - 1] == '.' ||
-                         (s[start - 1] == ',' && start >= 2 && IsDigit(s[start - 2])))) {
+    while (start > 0 &&
+           (IsDigit(s[start - 1]) || s[start - 1] == '.' ||
+            (s[start - 1] == ',' && start >= 2 && IsDigit(s[start - 2])))) {
       --start;
     }
     if (start > 0 && (s[start - 1] == '-')) --start;
     std::string num(s.substr(start, stop - start));
-    while (!num.empty() && (num.back() == '.' || num.back() == ',')) num.pop_back();
+    while (!num.empty() && (num.back() == '.' || num.back() == ','))
+      num.pop_back();
     if (!num.empty() && num != "-") return num;
     end = start;
   }
@@ -90,10 +99,12 @@ bool StartsWithAt(std::string_view s, size_t i, std::string_view p) {
   return s.size() >= i + p.size() && s.compare(i, p.size(), p) == 0;
 }
 
-// \text{X}, \textbf{X}, \mathrm{X}, \mbox{X} -> " X" (units become trailing words).
+// \text{X}, \textbf{X}, \mathrm{X}, \mbox{X} -> " X" (units become trailing
+// words).
 void UnwrapTextCommands(std::string* s) {
-  static const char* kCommands[] = {"\\text{", "\\textbf{", "\\textrm{", "\\mathrm{",
-                                    "\\mbox{",  "\\textit{", "\\mathbf{"};
+  static const char* kCommands[] = {"\\text{",   "\\textbf{", "\\textrm{",
+                                    "\\mathrm{", "\\mbox{",   "\\textit{",
+                                    "\\mathbf{"};
   std::string out;
   size_t i = 0;
   while (i < s->size()) {
@@ -147,8 +158,10 @@ void RewriteFractions(std::string* s) {
       if (ok) {
         auto wrap = [](const std::string& p) {
           bool simple = !p.empty();
-          for (char c : p) simple = simple && (IsDigit(c) || c == '.' || c == '-');
-          return simple && p.find('-', 1) == std::string::npos ? p : "(" + p + ")";
+          for (char c : p)
+            simple = simple && (IsDigit(c) || c == '.' || c == '-');
+          return simple && p.find('-', 1) == std::string::npos ? p
+                                                               : "(" + p + ")";
         };
         out += wrap(parts[0]) + "/" + wrap(parts[1]);
         i = j;
@@ -192,7 +205,8 @@ bool IsThousandsNumber(std::string_view s) {
   return i == s.size();
 }
 
-// Parses a plain decimal: [+-]digits[.digits] or [+-].digits. No exponents, hex, inf.
+// Parses a plain decimal: [+-]digits[.digits] or [+-].digits. No exponents,
+// hex, inf.
 std::optional<double> ParseDecimal(std::string_view s) {
   if (s.empty() || s.size() > 64) return std::nullopt;
   size_t i = 0;
@@ -213,15 +227,18 @@ std::string StripOuter(std::string s) {
     changed = false;
     std::string_view t = Trim(s);
     auto strip = [&](std::string_view open, std::string_view close) {
-      if (t.size() >= open.size() + close.size() && t.substr(0, open.size()) == open &&
+      if (t.size() >= open.size() + close.size() &&
+          t.substr(0, open.size()) == open &&
           t.substr(t.size() - close.size()) == close) {
-        s = std::string(t.substr(open.size(), t.size() - open.size() - close.size()));
+        s = std::string(
+            t.substr(open.size(), t.size() - open.size() - close.size()));
         changed = true;
       }
     };
     strip("\\(", "\\)");
     if (!changed) strip("\\[", "\\]");
-    if (!changed && t.size() >= 2 && t.front() == '{' && MatchBrace(t, 0) == t.size()) {
+    if (!changed && t.size() >= 2 && t.front() == '{' &&
+        MatchBrace(t, 0) == t.size()) {
       strip("{", "}");
     }
     if (!changed) s = std::string(t);
@@ -229,8 +246,10 @@ std::string StripOuter(std::string s) {
   return s;
 }
 
-// Splits at top-level commas; fills `open`/`close` with enclosing brackets if present.
-std::vector<std::string> SplitTuple(const std::string& s, char* open, char* close) {
+// Splits at top-level commas; fills `open`/`close` with enclosing brackets if
+// present.
+std::vector<std::string> SplitTuple(const std::string& s, char* open,
+                                    char* close) {
   std::string body = s;
   *open = *close = 0;
   if (body.size() >= 2 && (body.front() == '(' || body.front() == '[') &&
@@ -287,12 +306,14 @@ Extraction ExtractAnswer(std::string_view response, Strictness strictness) {
     if (j < response.size() && response[j] == '{') {
       const size_t close = MatchBrace(response, j);
       if (close != std::string_view::npos) {
-        e = {true, std::string(Trim(response.substr(j + 1, close - j - 2))), "boxed"};
+        e = {true, std::string(Trim(response.substr(j + 1, close - j - 2))),
+             "boxed"};
         if (!e.answer.empty()) return e;
       }
     } else if (j > p + skip) {  // "\boxed 5"
       size_t k = j;
-      while (k < response.size() && !IsSpace(response[k]) && response[k] != '$') ++k;
+      while (k < response.size() && !IsSpace(response[k]) && response[k] != '$')
+        ++k;
       if (k > j) {
         e = {true, std::string(response.substr(j, k - j)), "boxed"};
         return e;
@@ -303,8 +324,10 @@ Extraction ExtractAnswer(std::string_view response, Strictness strictness) {
   const std::string lower = Lower(response);
   if (size_t a = lower.rfind("answer is"); a != std::string::npos) {
     std::string_view rest = Trim(RestOfLine(response, a + 9));
-    while (!rest.empty() && (rest.front() == ':' || IsSpace(rest.front()))) rest.remove_prefix(1);
-    while (!rest.empty() && (rest.back() == '.' || IsSpace(rest.back()))) rest.remove_suffix(1);
+    while (!rest.empty() && (rest.front() == ':' || IsSpace(rest.front())))
+      rest.remove_prefix(1);
+    while (!rest.empty() && (rest.back() == '.' || IsSpace(rest.back())))
+      rest.remove_suffix(1);
     if (!rest.empty()) {
       e = {true, std::string(rest), "answer_is"};
       return e;
@@ -320,7 +343,8 @@ Extraction ExtractAnswer(std::string_view response, Strictness strictness) {
 
 std::string GoldAnswer(std::string_view reference) {
   Extraction e = ExtractAnswer(reference, Strictness::kStrict);
-  if (e.found && (std::string_view(e.how) == "marker" || std::string_view(e.how) == "boxed")) {
+  if (e.found && (std::string_view(e.how) == "marker" ||
+                  std::string_view(e.how) == "boxed")) {
     return e.answer;
   }
   return std::string(Trim(reference));
@@ -334,10 +358,12 @@ std::string NormalizeAnswer(std::string_view answer) {
   ReplaceAll(&s, "\\displaystyle", "");
   ReplaceAll(&s, "\\left", "");
   ReplaceAll(&s, "\\right", "");
-  for (const char* sp : {"\\!", "\\,", "\\;", "\\:", "\\quad", "\\qquad", "\\ ", "~"}) {
+  for (const char* sp :
+       {"\\!", "\\,", "\\;", "\\:", "\\quad", "\\qquad", "\\ ", "~"}) {
     ReplaceAll(&s, sp, " ");
   }
-  for (const char* deg : {"^{\\circ}", "^\\circ", "\\circ", "\xc2\xb0"}) ReplaceAll(&s, deg, "");
+  for (const char* deg : {"^{\\circ}", "^\\circ", "\\circ", "\xc2\xb0"})
+    ReplaceAll(&s, deg, "");
   for (const char* sym : {"\\%", "%", "\\$", "$"}) ReplaceAll(&s, sym, "");
   ReplaceAll(&s, "{,}", ",");
   UnwrapTextCommands(&s);
@@ -350,7 +376,9 @@ std::string NormalizeAnswer(std::string_view answer) {
     size_t i = 0;
     if (i < t.size() && (t[i] == '-' || t[i] == '+')) ++i;
     const size_t num_start = i;
-    while (i < t.size() && (IsDigit(t[i]) || t[i] == '.' || t[i] == ',' || t[i] == '/')) ++i;
+    while (i < t.size() &&
+           (IsDigit(t[i]) || t[i] == '.' || t[i] == ',' || t[i] == '/'))
+      ++i;
     if (i > num_start && i < t.size() && IsSpace(t[i])) {
       bool words = true;
       for (size_t k = i; k < t.size() && words; ++k) {
@@ -374,11 +402,13 @@ std::optional<double> NumericValue(std::string_view answer) {
   if (auto d = ParseDecimal(s)) return d;
   // a/b, with optional parentheses around either side and a sign in front.
   const size_t slash = s.find('/');
-  if (slash == std::string::npos || s.find('/', slash + 1) != std::string::npos) {
+  if (slash == std::string::npos ||
+      s.find('/', slash + 1) != std::string::npos) {
     return std::nullopt;
   }
   auto side = [](std::string x) -> std::optional<double> {
-    if (x.size() >= 2 && x.front() == '(' && x.back() == ')') x = x.substr(1, x.size() - 2);
+    if (x.size() >= 2 && x.front() == '(' && x.back() == ')')
+      x = x.substr(1, x.size() - 2);
     return ParseDecimal(x);
   };
   std::string num = s.substr(0, slash);
@@ -395,7 +425,8 @@ std::optional<double> NumericValue(std::string_view answer) {
 namespace {
 
 bool Equivalent(std::string_view a, std::string_view b, int depth) {
-  // Answers this long are not answers; refusing them also keeps the work bounded.
+  // Answers this long are not answers; refusing them also keeps the work
+  // bounded.
   if (a.size() > kMaxAnswerBytes || b.size() > kMaxAnswerBytes) return false;
   const std::string na = NormalizeAnswer(a), nb = NormalizeAnswer(b);
   if (na.empty() || nb.empty()) return false;
@@ -412,7 +443,8 @@ bool Equivalent(std::string_view a, std::string_view b, int depth) {
   if (oa != 0 && ob != 0 && (oa != ob || ca != cb)) return false;
   if (pa.size() == 1) {
     // "(5)" vs "5": a single parenthesised value.
-    return (oa != 0 || ob != 0) && pa[0] != na && Equivalent(pa[0], pb[0], depth + 1);
+    return (oa != 0 || ob != 0) && pa[0] != na &&
+           Equivalent(pa[0], pb[0], depth + 1);
   }
   for (size_t i = 0; i < pa.size(); ++i) {
     if (!Equivalent(pa[i], pb[i], depth + 1)) return false;
@@ -422,9 +454,12 @@ bool Equivalent(std::string_view a, std::string_view b, int depth) {
 
 }  // namespace
 
-bool AnswersEquivalent(std::string_view a, std::string_view b) { return Equivalent(a, b, 0); }
+bool AnswersEquivalent(std::string_view a, std::string_view b) {
+  return Equivalent(a, b, 0);
+}
 
-Grade GradeResponse(std::string_view response, std::string_view gold, Strictness strictness) {
+Grade GradeResponse(std::string_view response, std::string_view gold,
+                    Strictness strictness) {
   Grade g;
   if (response.size() > kMaxResponseBytes) {
     g.failure = GradeFailure::kTooLong;

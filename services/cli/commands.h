@@ -39,6 +39,7 @@ int RunCli(const std::vector<std::string>& argv, Io io);
 // Registration helpers implemented by the command files.
 void AddConfigCommands(std::vector<Command>* commands);
 void AddServiceCommands(std::vector<Command>* commands);
+void AddTaskCommands(std::vector<Command>* commands);
 
 }  // namespace cmdistill::cli
 

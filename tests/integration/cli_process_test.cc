@@ -1,4 +1,6 @@
 // The real cmdistill binary as a user runs it: exit codes and messages.
+#include <fstream>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
@@ -43,6 +45,45 @@ TEST(CliProcess, ConfigValidateNamesKeyAndLine) {
                       absl::Seconds(30));
   EXPECT_EQ(p.exit_code, 0) << p.err;
   EXPECT_THAT(p.out, HasSubstr("budget: 0.25"));
+}
+
+TEST(CliProcess, GradeReadsJsonlAndKeepsLinesAligned) {
+  const std::string in =
+      "{\"response\": \"so 9 * 2 = 18\\n#### 18\", \"gold\": \"18\"}\n"
+      "not json\n"
+      "{\"response\": \"The answer is \\\\boxed{\\\\frac{1}{2}}\", \"gold\": "
+      "\"0.5\"}\n"
+      "{\"response\": \"#### 7\", \"gold\": 8}\n";
+  auto r = RunProcess({CmdistillBinary(), "grade"}, absl::Seconds(30), in);
+  EXPECT_EQ(r.exit_code, 1);  // one malformed line
+  EXPECT_EQ(
+      r.out,
+      "{\"correct\":true,\"extracted\":\"18\"}\n"
+      "{\"correct\":false,\"error\":\"not a JSON object\",\"extracted\":\"\"}\n"
+      "{\"correct\":true,\"extracted\":\"\\\\frac{1}{2}\"}\n"
+      "{\"correct\":false,\"extracted\":\"7\"}\n");
+  EXPECT_THAT(r.err, HasSubstr("line 2: not a JSON object"));
+}
+
+TEST(CliProcess, DatagenWritesTheTask) {
+  cmdistill::testing::TempDir dir;
+  auto r = RunProcess({CmdistillBinary(), "datagen", "--out", dir.File("task"),
+                       "--train", "40", "--test", "10", "--seed", "3"},
+                      absl::Seconds(30));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto count = [](const std::string& path) {
+    std::ifstream in(path);
+    int n = 0;
+    for (std::string line; std::getline(in, line);) n += !line.empty();
+    return n;
+  };
+  EXPECT_EQ(count(dir.File("task/train.jsonl")), 40);
+  EXPECT_EQ(count(dir.File("task/test.jsonl")), 10);
+  auto bad = RunProcess(
+      {CmdistillBinary(), "datagen", "--out", dir.File("x"), "--ops", "pow"},
+      absl::Seconds(30));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("unknown operation 'pow'"));
 }
 
 }  // namespace

@@ -12,46 +12,71 @@
 namespace cmdistill::tasks {
 namespace {
 
-using ::testing::Optional;
 using ::testing::DoubleNear;
+using ::testing::Optional;
 
 TEST(Extract, PreferenceOrderAndLastOccurrence) {
-  EXPECT_EQ(ExtractAnswer("so 3\n#### 1,234\n", Strictness::kStrict).answer, "1,234");
+  EXPECT_EQ(ExtractAnswer("so 3\n#### 1,234\n", Strictness::kStrict).answer,
+            "1,234");
   EXPECT_EQ(ExtractAnswer("#### 1\n#### 2", Strictness::kStrict).answer, "2");
-  EXPECT_EQ(ExtractAnswer("x \\boxed{1} then \\boxed{\\frac{1}{2}} done", Strictness::kStrict)
+  EXPECT_EQ(ExtractAnswer("x \\boxed{1} then \\boxed{\\frac{1}{2}} done",
+                          Strictness::kStrict)
                 .answer,
             "\\frac{1}{2}");
-  EXPECT_EQ(ExtractAnswer("\\boxed{\\{a, \\{b\\}\\}}", Strictness::kStrict).answer,
-            "\\{a, \\{b\\}\\}");
+  EXPECT_EQ(
+      ExtractAnswer("\\boxed{\\{a, \\{b\\}\\}}", Strictness::kStrict).answer,
+      "\\{a, \\{b\\}\\}");
   EXPECT_EQ(ExtractAnswer("$\\boxed 7$", Strictness::kStrict).answer, "7");
-  EXPECT_EQ(ExtractAnswer("Thus, The Answer Is: $18.\nok", Strictness::kStrict).answer, "$18");
+  EXPECT_EQ(ExtractAnswer("Thus, The Answer Is: $18.\nok", Strictness::kStrict)
+                .answer,
+            "$18");
   EXPECT_FALSE(ExtractAnswer("I think 42 apples", Strictness::kStrict).found);
-  Extraction e = ExtractAnswer("I think 42 apples, no, -3.5 ones", Strictness::kLastNumber);
+  Extraction e = ExtractAnswer("I think 42 apples, no, -3.5 ones",
+                               Strictness::kLastNumber);
   EXPECT_EQ(e.answer, "-3.5");
   EXPECT_STREQ(e.how, "last_number");
-  EXPECT_EQ(ExtractAnswer("about 1,000,000.", Strictness::kLastNumber).answer, "1,000,000");
+  EXPECT_EQ(ExtractAnswer("about 1,000,000.", Strictness::kLastNumber).answer,
+            "1,000,000");
   EXPECT_FALSE(ExtractAnswer("no numbers", Strictness::kLastNumber).found);
 }
 
 TEST(Equivalent, NumbersInTheirManyForms) {
   const std::vector<std::pair<std::string, std::string>> same = {
-      {"1,000", "1000"},           {"$18", "18"},          {"18.00", "18"},
-      {"0.5", ".5"},               {"50\\%", "50"},        {"\\frac{1}{2}", "0.5"},
-      {"\\dfrac{3}{4}", "3/4"},    {"\\tfrac12", "0.5"},   {"-\\frac{1}{2}", "-0.5"},
-      {"\xe2\x88\x92" "7", "-7"},  {"+5", "5"},            {"5\\text{ cm}", "5"},
-      {"18 dollars", "18"},        {"90^\\circ", "90"},    {"\\$1{,}000", "1000"},
-      {"\\left( 1, 2 \\right)", "(1,2)"}, {"1, 2, 3", "1,2,3"}, {"\\(42\\)", "42"},
-      {"{7}", "7"},                {"3\\,000", "3000"},    {"(0.5, \\frac{1}{4})", "(1/2,0.25)"},
-      {"\\frac{-1}{2}", "-0.5"},   {"x^2+1", "x^2+1"},     {"\\sqrt2", "\\sqrt{2}"},
+      {"1,000", "1000"},
+      {"$18", "18"},
+      {"18.00", "18"},
+      {"0.5", ".5"},
+      {"50\\%", "50"},
+      {"\\frac{1}{2}", "0.5"},
+      {"\\dfrac{3}{4}", "3/4"},
+      {"\\tfrac12", "0.5"},
+      {"-\\frac{1}{2}", "-0.5"},
+      {"\xe2\x88\x92"
+       "7",
+       "-7"},
+      {"+5", "5"},
+      {"5\\text{ cm}", "5"},
+      {"18 dollars", "18"},
+      {"90^\\circ", "90"},
+      {"\\$1{,}000", "1000"},
+      {"\\left( 1, 2 \\right)", "(1,2)"},
+      {"1, 2, 3", "1,2,3"},
+      {"\\(42\\)", "42"},
+      {"{7}", "7"},
+      {"3\\,000", "3000"},
+      {"(0.5, \\frac{1}{4})", "(1/2,0.25)"},
+      {"\\frac{-1}{2}", "-0.5"},
+      {"x^2+1", "x^2+1"},
+      {"\\sqrt2", "\\sqrt{2}"},
   };
   for (const auto& [a, b] : same) {
     EXPECT_TRUE(AnswersEquivalent(a, b)) << a << " vs " << b;
     EXPECT_TRUE(AnswersEquivalent(b, a)) << b << " vs " << a;
   }
   const std::vector<std::pair<std::string, std::string>> different = {
-      {"1,000", "1"},   {"18", "19"},     {"0.5", "5"},     {"(1,2)", "(2,1)"},
-      {"(1,2)", "[1,2]"}, {"1/2", "2"},   {"", ""},         {"12", "1,2"},
-      {"-3", "3"},      {"1.0001", "1"},  {"x", "y"},
+      {"1,000", "1"},     {"18", "19"},    {"0.5", "5"}, {"(1,2)", "(2,1)"},
+      {"(1,2)", "[1,2]"}, {"1/2", "2"},    {"", ""},     {"12", "1,2"},
+      {"-3", "3"},        {"1.0001", "1"}, {"x", "y"},
   };
   for (const auto& [a, b] : different) {
     EXPECT_FALSE(AnswersEquivalent(a, b)) << a << " vs " << b;
@@ -62,15 +87,19 @@ TEST(Equivalent, NumbersInTheirManyForms) {
 }
 
 TEST(Grade, ResponsesAgainstGold) {
-  EXPECT_TRUE(GradeResponse("She makes 9 * 2 = $18.\n#### 18", "#### 18", Strictness::kStrict)
+  EXPECT_TRUE(GradeResponse("She makes 9 * 2 = $18.\n#### 18", "#### 18",
+                            Strictness::kStrict)
                   .correct);
-  EXPECT_TRUE(GradeResponse("The answer is \\boxed{18}.", "18", Strictness::kStrict).correct);
+  EXPECT_TRUE(
+      GradeResponse("The answer is \\boxed{18}.", "18", Strictness::kStrict)
+          .correct);
   Grade wrong = GradeResponse("#### 17", "18", Strictness::kStrict);
   EXPECT_FALSE(wrong.correct);
   EXPECT_EQ(wrong.extracted, "17");
   Grade none = GradeResponse("I do not know", "18", Strictness::kStrict);
   EXPECT_EQ(none.failure, GradeFailure::kNoAnswer);
-  EXPECT_TRUE(GradeResponse("so 18 apples", "18", Strictness::kLastNumber).correct);
+  EXPECT_TRUE(
+      GradeResponse("so 18 apples", "18", Strictness::kLastNumber).correct);
 }
 
 TEST(Grade, PathologicalInputsReturnPromptlyAndSafely) {
@@ -95,8 +124,8 @@ TEST(Grade, ThreadSafe) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 2000; ++i) {
-        correct[t] += GradeResponse("#### " + std::to_string(i), std::to_string(i),
-                                    Strictness::kStrict)
+        correct[t] += GradeResponse("#### " + std::to_string(i),
+                                    std::to_string(i), Strictness::kStrict)
                           .correct;
       }
     });
@@ -105,11 +134,13 @@ TEST(Grade, ThreadSafe) {
   EXPECT_THAT(correct, ::testing::Each(2000));
 }
 
-// Every GSM8K reference solution is graded correct against its own gold answer, in its own
-// format and rewritten the ways models write answers; a perturbed answer is graded wrong.
+// Every GSM8K reference solution is graded correct against its own gold answer,
+// in its own format and rewritten the ways models write answers; a perturbed
+// answer is graded wrong.
 TEST(Grade, EveryGsm8kReferenceSolution) {
   const char* src = std::getenv("CMDISTILL_SOURCE_DIR");
-  const std::string path = std::string(src ? src : ".") + "/../shared/data/gsm8k/test.jsonl";
+  const std::string path =
+      std::string(src ? src : ".") + "/../shared/data/gsm8k/test.jsonl";
   std::ifstream in(path);
   if (!in) GTEST_SKIP() << "GSM8K not found at " << path;
   std::string line;
@@ -118,14 +149,22 @@ TEST(Grade, EveryGsm8kReferenceSolution) {
     const auto item = nlohmann::json::parse(line);
     const std::string answer = item.at("answer").get<std::string>();
     const std::string gold = GoldAnswer(answer);
-    ASSERT_TRUE(NumericValue(gold).has_value()) << "line " << n + 1 << ": " << gold;
+    ASSERT_TRUE(NumericValue(gold).has_value())
+        << "line " << n + 1 << ": " << gold;
     const double value = *NumericValue(gold);
-    EXPECT_TRUE(GradeResponse(answer, gold, Strictness::kStrict).correct) << n + 1;
-    EXPECT_TRUE(GradeResponse("The answer is " + gold + ".", answer, Strictness::kStrict).correct)
+    EXPECT_TRUE(GradeResponse(answer, gold, Strictness::kStrict).correct)
         << n + 1;
-    EXPECT_TRUE(GradeResponse("\\boxed{" + gold + "}", answer, Strictness::kStrict).correct);
+    EXPECT_TRUE(GradeResponse("The answer is " + gold + ".", answer,
+                              Strictness::kStrict)
+                    .correct)
+        << n + 1;
+    EXPECT_TRUE(
+        GradeResponse("\\boxed{" + gold + "}", answer, Strictness::kStrict)
+            .correct);
     const std::string off = std::to_string(static_cast<long long>(value) + 1);
-    EXPECT_FALSE(GradeResponse("#### " + off, answer, Strictness::kStrict).correct) << n + 1;
+    EXPECT_FALSE(
+        GradeResponse("#### " + off, answer, Strictness::kStrict).correct)
+        << n + 1;
     ++n;
   }
   EXPECT_EQ(n, 1319);
