@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace cmdistill::rl {
 
@@ -62,6 +63,27 @@ Estimate MeanEstimate(absl::Span<const double> values) {
   e.low = mean - half;
   e.high = mean + half;
   return e;
+}
+
+SuccessMetrics Summarize(absl::Span<const EvalRecord> records,
+                         bool have_teacher) {
+  SuccessMetrics m;
+  int64_t correct = 0, satisfied = 0;
+  std::vector<double> kl, length;
+  for (const EvalRecord& r : records) {
+    correct += r.correct;
+    satisfied += r.satisfied;
+    kl.push_back(r.mean_token_kl);
+    length.push_back(static_cast<double>(r.length));
+  }
+  const int64_t n = static_cast<int64_t>(records.size());
+  m.correctness = ProportionEstimate(correct, n);
+  m.length = MeanEstimate(length);
+  if (have_teacher) {
+    m.satisfaction = ProportionEstimate(satisfied, n);
+    m.mean_kl = MeanEstimate(kl);
+  }
+  return m;
 }
 
 }  // namespace cmdistill::rl

@@ -29,6 +29,25 @@ Estimate MeanEstimate(absl::Span<const double> values);
 // 1).
 double StudentT975(int64_t df);
 
+// One evaluated completion.
+struct EvalRecord {
+  bool correct = false;
+  bool satisfied = false;  // Σ c_t within d at the configured normalisation
+  double mean_token_kl =
+      0;               // mean per-token KL of the completion (teacher needed)
+  int64_t length = 0;  // completion tokens
+};
+
+// The metrics of success over a held-out set: final-answer correctness (FAC),
+// constraint satisfaction rate (CSR), mean per-token KL and completion length,
+// each with its 95% CI. `have_teacher` false leaves csr and kl at n = 0 (the
+// student alone is evaluable).
+struct SuccessMetrics {
+  Estimate correctness, satisfaction, mean_kl, length;
+};
+SuccessMetrics Summarize(absl::Span<const EvalRecord> records,
+                         bool have_teacher);
+
 }  // namespace cmdistill::rl
 
 #endif  // CMDISTILL_COMMON_RL_STATS_H_

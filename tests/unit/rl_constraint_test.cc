@@ -373,5 +373,23 @@ TEST(Stats, WilsonAndStudentIntervals) {
   EXPECT_EQ(ProportionEstimate(0, 0).n, 0);
 }
 
+TEST(Stats, SummarizeEvaluation) {
+  const std::vector<EvalRecord> r = {{true, true, 0.1, 10},
+                                     {false, true, 0.3, 20},
+                                     {true, false, 0.5, 30},
+                                     {true, true, 0.3, 40}};
+  const SuccessMetrics m = Summarize(r, true);
+  EXPECT_EQ(m.correctness.value, 0.75);
+  EXPECT_EQ(m.correctness.n, 4);
+  EXPECT_EQ(m.satisfaction.value, 0.75);
+  EXPECT_NEAR(m.mean_kl.value, 0.3, 1e-12);
+  EXPECT_EQ(m.length.value, 25);
+  EXPECT_LT(m.length.low, 25);
+  const SuccessMetrics alone = Summarize(r, false);
+  EXPECT_EQ(alone.correctness.value, 0.75);
+  EXPECT_EQ(alone.satisfaction.n, 0);
+  EXPECT_EQ(alone.mean_kl.n, 0);
+}
+
 }  // namespace
 }  // namespace cmdistill::rl

@@ -2,6 +2,7 @@
 
 #include "common/config/config.h"
 #include "gtest/gtest.h"
+#include "services/common/task_options.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
@@ -56,6 +57,44 @@ TEST(Wiring, DefaultsListenOnLoopbackPortZeroAndMissingTokenFileIsNamed) {
       StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/token")));
   EXPECT_THAT(ChannelOptionsFor(*config, ""),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(TaskOptions, EveryMethodAndSectionMapsFromTheRunFile) {
+  const std::vector<std::pair<std::string, rl::Method>> methods = {
+      {"cmdp", rl::Method::kCmdp},
+      {"saute", rl::Method::kSaute},
+      {"grpo", rl::Method::kGrpo},
+      {"soft_lagrangian", rl::Method::kSoftLagrangian},
+      {"lagrangian", rl::Method::kLagrangian},
+      {"gkd", rl::Method::kGkd},
+      {"weakest_link", rl::Method::kWeakestLink}};
+  for (const auto& [name, method] : methods) {
+    auto c = config::LoadRunConfigFromString("method: " + name, "run.yaml");
+    ASSERT_OK(c.status());
+    EXPECT_EQ(RewardOptionsFrom(*c).method, method) << name;
+  }
+  auto c = config::LoadRunConfigFromString(
+      "constraint: {budget: 0.5, cost_normalization: prefix_mean, "
+      "cost_estimator: k3, "
+      "penalty: 7, prob_floor: 1e-6, lambda_lr: 0.2}\n"
+      "generation: {max_new_tokens: 64}\n"
+      "data: {format: math, malformed_lines: skip, max_test_examples: 9}\n"
+      "reward: {answer_strictness: last_number}\n",
+      "run.yaml");
+  ASSERT_OK(c.status());
+  const rl::RewardOptions r = RewardOptionsFrom(*c);
+  EXPECT_EQ(r.penalty, 7);
+  EXPECT_EQ(r.budget.budget, 0.5);
+  EXPECT_EQ(r.budget.normalization, rl::CostNormalization::kPrefixMean);
+  EXPECT_EQ(r.budget.max_new_tokens, 64);
+  EXPECT_EQ(CostOptionsFrom(*c).estimator, rl::CostEstimator::kK3);
+  EXPECT_EQ(CostOptionsFrom(*c).prob_floor, 1e-6);
+  EXPECT_EQ(LagrangeOptionsFrom(*c).lr, 0.2);
+  const tasks::DatasetOptions d = DatasetOptionsFrom(*c, /*test_split=*/true);
+  EXPECT_EQ(d.format, tasks::DataFormat::kMath);
+  EXPECT_EQ(d.malformed, tasks::MalformedLines::kSkip);
+  EXPECT_EQ(d.max_examples, 9u);
+  EXPECT_EQ(StrictnessFrom(*c), tasks::Strictness::kLastNumber);
 }
 
 }  // namespace
