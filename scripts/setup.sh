@@ -13,6 +13,8 @@ PACKAGES=(
   libabsl-dev prometheus-cpp-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev openssl curl prometheus
+  # the independent reference for model tests (Debian's /usr/bin/python3)
+  python3-torch
 )
 
 missing=()
