@@ -30,27 +30,33 @@ absl::Status Bad(const std::string& file, const std::string& what) {
 
 }  // namespace
 
-absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text, const std::string& file) {
+absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text,
+                                             const std::string& file) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Bad(file, "not a JSON object");
   ModelConfig c;
-  auto get_int = [&](const char* key, int64_t* out, bool required) -> absl::Status {
+  auto get_int = [&](const char* key, int64_t* out,
+                     bool required) -> absl::Status {
     if (!j.contains(key) || j[key].is_null()) {
-      return required ? Bad(file, absl::StrCat("missing '", key, "'")) : absl::OkStatus();
+      return required ? Bad(file, absl::StrCat("missing '", key, "'"))
+                      : absl::OkStatus();
     }
-    if (!j[key].is_number_integer()) return Bad(file, absl::StrCat("'", key, "' is not an integer"));
+    if (!j[key].is_number_integer())
+      return Bad(file, absl::StrCat("'", key, "' is not an integer"));
     *out = j[key].get<int64_t>();
     return absl::OkStatus();
   };
   auto get_num = [&](const char* key, double* out) -> absl::Status {
     if (!j.contains(key) || j[key].is_null()) return absl::OkStatus();
-    if (!j[key].is_number()) return Bad(file, absl::StrCat("'", key, "' is not a number"));
+    if (!j[key].is_number())
+      return Bad(file, absl::StrCat("'", key, "' is not a number"));
     *out = j[key].get<double>();
     return absl::OkStatus();
   };
   auto get_bool = [&](const char* key, bool* out) -> absl::Status {
     if (!j.contains(key) || j[key].is_null()) return absl::OkStatus();
-    if (!j[key].is_boolean()) return Bad(file, absl::StrCat("'", key, "' is not true/false"));
+    if (!j[key].is_boolean())
+      return Bad(file, absl::StrCat("'", key, "' is not true/false"));
     *out = j[key].get<bool>();
     return absl::OkStatus();
   };
@@ -58,41 +64,52 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text, const std:
     return Bad(file, "missing 'model_type'");
   }
   c.model_type = j["model_type"].get<std::string>();
-  if (c.model_type != "llama" && c.model_type != "qwen2" && c.model_type != "qwen3") {
+  if (c.model_type != "llama" && c.model_type != "qwen2" &&
+      c.model_type != "qwen3") {
     return Bad(file, absl::StrCat("model_type '", c.model_type,
                                   "' is not supported (llama, qwen2, qwen3)"));
   }
-  for (auto [key, out] : {std::pair{"vocab_size", &c.vocab_size},
-                          std::pair{"hidden_size", &c.hidden_size},
-                          std::pair{"intermediate_size", &c.intermediate_size},
-                          std::pair{"num_hidden_layers", &c.num_hidden_layers},
-                          std::pair{"num_attention_heads", &c.num_attention_heads}}) {
+  for (auto [key, out] :
+       {std::pair{"vocab_size", &c.vocab_size},
+        std::pair{"hidden_size", &c.hidden_size},
+        std::pair{"intermediate_size", &c.intermediate_size},
+        std::pair{"num_hidden_layers", &c.num_hidden_layers},
+        std::pair{"num_attention_heads", &c.num_attention_heads}}) {
     if (auto s = get_int(key, out, true); !s.ok()) return s;
-    if (*out <= 0) return Bad(file, absl::StrCat("'", key, "' must be positive"));
+    if (*out <= 0)
+      return Bad(file, absl::StrCat("'", key, "' must be positive"));
   }
   c.num_key_value_heads = c.num_attention_heads;
-  if (auto s = get_int("num_key_value_heads", &c.num_key_value_heads, false); !s.ok()) return s;
+  if (auto s = get_int("num_key_value_heads", &c.num_key_value_heads, false);
+      !s.ok())
+    return s;
   c.head_dim = c.hidden_size / c.num_attention_heads;
   if (auto s = get_int("head_dim", &c.head_dim, false); !s.ok()) return s;
-  if (auto s = get_int("max_position_embeddings", &c.max_position_embeddings, false); !s.ok()) {
+  if (auto s =
+          get_int("max_position_embeddings", &c.max_position_embeddings, false);
+      !s.ok()) {
     return s;
   }
   if (auto s = get_num("rms_norm_eps", &c.rms_norm_eps); !s.ok()) return s;
   if (auto s = get_num("rope_theta", &c.rope_theta); !s.ok()) return s;
-  if (auto s = get_bool("tie_word_embeddings", &c.tie_word_embeddings); !s.ok()) return s;
+  if (auto s = get_bool("tie_word_embeddings", &c.tie_word_embeddings); !s.ok())
+    return s;
   c.attention_bias = c.model_type == "qwen2";
   if (c.model_type != "qwen2") {
-    if (auto s = get_bool("attention_bias", &c.attention_bias); !s.ok()) return s;
+    if (auto s = get_bool("attention_bias", &c.attention_bias); !s.ok())
+      return s;
   }
   c.qk_norm = c.model_type == "qwen3";
-  if (auto s = get_int("bos_token_id", &c.bos_token_id, false); !s.ok()) return s;
+  if (auto s = get_int("bos_token_id", &c.bos_token_id, false); !s.ok())
+    return s;
   if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
     const auto& e = j["eos_token_id"];
     if (e.is_number_integer()) {
       c.eos_token_ids.push_back(e.get<int64_t>());
     } else if (e.is_array()) {
       for (const auto& x : e) {
-        if (!x.is_number_integer()) return Bad(file, "'eos_token_id' entries must be integers");
+        if (!x.is_number_integer())
+          return Bad(file, "'eos_token_id' entries must be integers");
         c.eos_token_ids.push_back(x.get<int64_t>());
       }
     } else {
@@ -114,7 +131,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text, const std:
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const auto& r = j["rope_scaling"];
     if (!r.is_object()) return Bad(file, "'rope_scaling' must be an object");
-    const std::string type = r.value("rope_type", r.value("type", std::string()));
+    const std::string type =
+        r.value("rope_type", r.value("type", std::string()));
     if (type == "default" || type.empty()) {
       // plain rope
     } else if (type == "llama3") {
@@ -126,16 +144,21 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text, const std:
           r.value("original_max_position_embeddings", int64_t{8192});
       if (!(c.rope_scaling.factor > 0) ||
           !(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor)) {
-        return Bad(file, "'rope_scaling' llama3 needs factor > 0 and high > low freq factor");
+        return Bad(file,
+                   "'rope_scaling' llama3 needs factor > 0 and high > low freq "
+                   "factor");
       }
     } else {
-      return Bad(file, absl::StrCat("rope_scaling type '", type, "' is not supported (llama3)"));
+      return Bad(file, absl::StrCat("rope_scaling type '", type,
+                                    "' is not supported (llama3)"));
     }
   }
   if (c.num_attention_heads % c.num_key_value_heads != 0) {
-    return Bad(file, "num_attention_heads must be a multiple of num_key_value_heads");
+    return Bad(file,
+               "num_attention_heads must be a multiple of num_key_value_heads");
   }
-  if (c.head_dim <= 0 || c.head_dim % 2 != 0) return Bad(file, "head_dim must be even and > 0");
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0)
+    return Bad(file, "head_dim must be even and > 0");
   if (!(c.rms_norm_eps > 0) || !(c.rope_theta > 0)) {
     return Bad(file, "rms_norm_eps and rope_theta must be positive");
   }
@@ -145,7 +168,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text, const std:
 std::string ModelConfigToJson(const ModelConfig& c) {
   json j;
   static const std::map<std::string, std::string> kArch = {
-      {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}};
+      {"llama", "LlamaForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"},
+      {"qwen3", "Qwen3ForCausalLM"}};
   j["architectures"] = {kArch.at(c.model_type)};
   j["model_type"] = c.model_type;
   j["vocab_size"] = c.vocab_size;
@@ -179,7 +204,8 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   return j.dump(2) + "\n";
 }
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(const ModelConfig& c) {
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(
+    const ModelConfig& c) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> t;
   const int64_t H = c.hidden_size, q = c.num_attention_heads * c.head_dim,
                 kv = c.num_key_value_heads * c.head_dim;
@@ -196,7 +222,8 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(const 
       t.push_back({p + "self_attn.q_proj.bias", {q}});
       t.push_back({p + "self_attn.k_proj.bias", {kv}});
       t.push_back({p + "self_attn.v_proj.bias", {kv}});
-      if (c.model_type != "qwen2") t.push_back({p + "self_attn.o_proj.bias", {H}});
+      if (c.model_type != "qwen2")
+        t.push_back({p + "self_attn.o_proj.bias", {H}});
     }
     if (c.qk_norm) {
       t.push_back({p + "self_attn.q_norm.weight", {c.head_dim}});
@@ -207,14 +234,17 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(const 
     t.push_back({p + "mlp.down_proj.weight", {H, c.intermediate_size}});
   }
   t.push_back({"model.norm.weight", {H}});
-  if (!c.tie_word_embeddings) t.push_back({"lm_head.weight", {c.vocab_size, H}});
+  if (!c.tie_word_embeddings)
+    t.push_back({"lm_head.weight", {c.vocab_size, H}});
   return t;
 }
 
-absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(
+    const std::string& dir) {
   auto ck = std::make_unique<HfCheckpoint>();
   ck->dir_ = dir;
-  if (!fs::is_directory(dir)) return absl::NotFoundError(absl::StrCat("no model folder '", dir, "'"));
+  if (!fs::is_directory(dir))
+    return absl::NotFoundError(absl::StrCat("no model folder '", dir, "'"));
   const std::string config_path = dir + "/config.json";
   auto text = ReadText(config_path);
   if (!text.ok()) return text.status();
@@ -234,11 +264,14 @@ absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::stri
       return Bad(index_path, "not an index (needs an object 'weight_map')");
     }
     std::set<std::string> files;
-    for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
-      if (!it.value().is_string()) return Bad(index_path, "weight_map values must be file names");
+    for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end();
+         ++it) {
+      if (!it.value().is_string())
+        return Bad(index_path, "weight_map values must be file names");
       const std::string f = it.value().get<std::string>();
       if (f.find('/') != std::string::npos || f.empty() || f[0] == '.') {
-        return Bad(index_path, absl::StrCat("shard name '", f, "' must be a plain file name"));
+        return Bad(index_path, absl::StrCat("shard name '", f,
+                                            "' must be a plain file name"));
       }
       weight_map[it.key()] = f;
       files.insert(f);
@@ -247,8 +280,8 @@ absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::stri
   } else if (fs::exists(single)) {
     shard_paths.push_back("model.safetensors");
   } else {
-    return absl::NotFoundError(
-        absl::StrCat(dir, ": neither model.safetensors nor model.safetensors.index.json"));
+    return absl::NotFoundError(absl::StrCat(
+        dir, ": neither model.safetensors nor model.safetensors.index.json"));
   }
   for (const std::string& name : shard_paths) {
     auto f = SafetensorsFile::Open(dir + "/" + name);
@@ -256,10 +289,12 @@ absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::stri
     for (const TensorInfo& t : (*f)->tensors()) {
       if (!weight_map.empty()) {
         auto it = weight_map.find(t.name);
-        if (it == weight_map.end() || it->second != name) continue;  // not this shard's
+        if (it == weight_map.end() || it->second != name)
+          continue;  // not this shard's
       }
       if (ck->entries_.count(t.name)) {
-        return Bad((*f)->path(), absl::StrCat("tensor '", t.name, "' appears twice"));
+        return Bad((*f)->path(),
+                   absl::StrCat("tensor '", t.name, "' appears twice"));
       }
       ck->entries_[t.name] = {f->get(), &t};
     }
@@ -267,7 +302,9 @@ absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::stri
   }
   for (const auto& [name, file] : weight_map) {
     if (!ck->entries_.count(name)) {
-      return Bad(dir + "/" + file, absl::StrCat("tensor '", name, "' listed in the index is missing"));
+      return Bad(
+          dir + "/" + file,
+          absl::StrCat("tensor '", name, "' listed in the index is missing"));
     }
   }
   for (const auto& [name, shape] : ExpectedTensors(ck->config_)) {
@@ -277,15 +314,18 @@ absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::stri
     }
     if (e.info->shape != shape) {
       std::string got, want;
-      for (auto d : e.info->shape) absl::StrAppend(&got, got.empty() ? "" : ", ", d);
+      for (auto d : e.info->shape)
+        absl::StrAppend(&got, got.empty() ? "" : ", ", d);
       for (auto d : shape) absl::StrAppend(&want, want.empty() ? "" : ", ", d);
-      return Bad(e.file->path(), absl::StrCat("tensor '", name, "' has shape [", got,
-                                              "], config.json needs [", want, "]"));
+      return Bad(e.file->path(),
+                 absl::StrCat("tensor '", name, "' has shape [", got,
+                              "], config.json needs [", want, "]"));
     }
     const DType dt = e.info->dtype;
     if (dt != DType::kF32 && dt != DType::kBF16 && dt != DType::kF16) {
-      return Bad(e.file->path(), absl::StrCat("tensor '", name, "' has dtype ", DTypeName(dt),
-                                              "; expected F32, BF16 or F16"));
+      return Bad(e.file->path(),
+                 absl::StrCat("tensor '", name, "' has dtype ", DTypeName(dt),
+                              "; expected F32, BF16 or F16"));
     }
   }
   return ck;
@@ -308,15 +348,19 @@ uint64_t HfCheckpoint::total_bytes() const {
   return b;
 }
 
-absl::Status WriteHfCheckpoint(const std::string& dir, const ModelConfig& config,
+absl::Status WriteHfCheckpoint(const std::string& dir,
+                               const ModelConfig& config,
                                const std::vector<TensorToWrite>& tensors,
                                const WriteOptions& options) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create '", dir, "': ", ec.message()));
+  if (ec)
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create '", dir, "': ", ec.message()));
   const std::string cfg = ModelConfigToJson(config);
-  if (auto s = WriteFileAtomically(dir + "/config.json",
-                                   {reinterpret_cast<const uint8_t*>(cfg.data()), cfg.size()});
+  if (auto s = WriteFileAtomically(
+          dir + "/config.json",
+          {reinterpret_cast<const uint8_t*>(cfg.data()), cfg.size()});
       !s.ok()) {
     return s;
   }
@@ -324,7 +368,8 @@ absl::Status WriteHfCheckpoint(const std::string& dir, const ModelConfig& config
   for (const auto& t : tensors) total += t.data.size();
   std::set<std::string> written;
   if (total <= options.max_shard_bytes) {
-    if (auto s = WriteSafetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
+    if (auto s = WriteSafetensors(dir + "/model.safetensors", tensors,
+                                  {{"format", "pt"}});
         !s.ok()) {
       return s;
     }
@@ -344,40 +389,48 @@ absl::Status WriteHfCheckpoint(const std::string& dir, const ModelConfig& config
     index["metadata"] = {{"total_size", total}};
     index["weight_map"] = json::object();
     for (size_t i = 0; i < shards.size(); ++i) {
-      const std::string name =
-          absl::StrFormat("model-%05d-of-%05d.safetensors", i + 1, shards.size());
-      if (auto s = WriteSafetensors(dir + "/" + name, shards[i], {{"format", "pt"}}); !s.ok()) {
+      const std::string name = absl::StrFormat("model-%05d-of-%05d.safetensors",
+                                               i + 1, shards.size());
+      if (auto s =
+              WriteSafetensors(dir + "/" + name, shards[i], {{"format", "pt"}});
+          !s.ok()) {
         return s;
       }
       for (const auto& t : shards[i]) index["weight_map"][t.name] = name;
       written.insert(name);
     }
     const std::string text = index.dump(2) + "\n";
-    if (auto s = WriteFileAtomically(dir + "/model.safetensors.index.json",
-                                     {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+    if (auto s = WriteFileAtomically(
+            dir + "/model.safetensors.index.json",
+            {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
         !s.ok()) {
       return s;
     }
     written.insert("model.safetensors.index.json");
   }
-  // Only now, with the new weights complete, remove weights of an earlier save in another
-  // layout, so that the folder is never without weights and never ambiguous.
+  // Only now, with the new weights complete, remove weights of an earlier save
+  // in another layout, so that the folder is never without weights and never
+  // ambiguous.
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string n = entry.path().filename().string();
-    if (n.rfind("model", 0) == 0 && n.find(".safetensors") != std::string::npos &&
+    if (n.rfind("model", 0) == 0 &&
+        n.find(".safetensors") != std::string::npos &&
         n.find(".tmp.") == std::string::npos && !written.count(n)) {
       fs::remove(entry.path(), ec);
     }
   }
-  if (!options.copy_tokenizer_from.empty() && options.copy_tokenizer_from != dir) {
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                          "special_tokens_map.json"}) {
+  if (!options.copy_tokenizer_from.empty() &&
+      options.copy_tokenizer_from != dir) {
+    for (const char* f :
+         {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
+          "special_tokens_map.json"}) {
       const std::string src = options.copy_tokenizer_from + "/" + f;
       if (!fs::exists(src)) continue;
       auto text = ReadText(src);
       if (!text.ok()) return text.status();
       if (auto s = WriteFileAtomically(
-              dir + "/" + f, {reinterpret_cast<const uint8_t*>(text->data()), text->size()});
+              dir + "/" + f,
+              {reinterpret_cast<const uint8_t*>(text->data()), text->size()});
           !s.ok()) {
         return s;
       }

@@ -1,11 +1,12 @@
 // Hugging Face model folders: config.json + model.safetensors, or sharded
-// model-0000X-of-0000N.safetensors + model.safetensors.index.json; tokenizer.json and
-// tokenizer_config.json copied through. Torch-free.
+// model-0000X-of-0000N.safetensors + model.safetensors.index.json;
+// tokenizer.json and tokenizer_config.json copied through. Torch-free.
 //
-// Supported architectures (config.json `model_type`): "llama", "qwen2", "qwen3". Anything the
-// model code does not implement (another model_type, hidden_act other than silu, mlp_bias,
-// sliding-window attention, an unknown rope_type) is refused at load with INVALID_ARGUMENT
-// naming config.json and the key.
+// Supported architectures (config.json `model_type`): "llama", "qwen2",
+// "qwen3". Anything the model code does not implement (another model_type,
+// hidden_act other than silu, mlp_bias, sliding-window attention, an unknown
+// rope_type) is refused at load with INVALID_ARGUMENT naming config.json and
+// the key.
 #ifndef CMDISTILL_COMMON_CHECKPOINT_HF_CHECKPOINT_H_
 #define CMDISTILL_COMMON_CHECKPOINT_HF_CHECKPOINT_H_
 
@@ -39,27 +40,32 @@ struct ModelConfig {
   double rope_theta = 10000;
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  // q/k/v (and o for llama) biases; Qwen2 always has q/k/v bias
-  bool qk_norm = false;         // Qwen3
+  bool attention_bias =
+      false;  // q/k/v (and o for llama) biases; Qwen2 always has q/k/v bias
+  bool qk_norm = false;  // Qwen3
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
   std::string torch_dtype = "float32";
 };
 
 // Parses and checks a config.json text; `file` is named in errors.
-absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json, const std::string& file);
-// config.json text for `config`, in Hugging Face's key names (what transformers reads).
+absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json,
+                                             const std::string& file);
+// config.json text for `config`, in Hugging Face's key names (what transformers
+// reads).
 std::string ModelConfigToJson(const ModelConfig& config);
 
 // Tensor names and shapes the architecture needs, in Hugging Face naming.
-std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(const ModelConfig& c);
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(
+    const ModelConfig& c);
 
 class HfCheckpoint {
  public:
-  // NOT_FOUND for a missing folder/config/weights; INVALID_ARGUMENT / DATA_LOSS for corrupt
-  // ones; a tensor the architecture needs that is missing or has the wrong shape is refused
-  // here, naming file and tensor.
-  static absl::StatusOr<std::unique_ptr<HfCheckpoint>> Open(const std::string& dir);
+  // NOT_FOUND for a missing folder/config/weights; INVALID_ARGUMENT / DATA_LOSS
+  // for corrupt ones; a tensor the architecture needs that is missing or has
+  // the wrong shape is refused here, naming file and tensor.
+  static absl::StatusOr<std::unique_ptr<HfCheckpoint>> Open(
+      const std::string& dir);
 
   const std::string& dir() const { return dir_; }
   const ModelConfig& config() const { return config_; }
@@ -80,13 +86,16 @@ class HfCheckpoint {
 };
 
 struct WriteOptions {
-  uint64_t max_shard_bytes = 5ull << 30;  // larger models are sharded, as transformers does
-  std::string copy_tokenizer_from;        // folder whose tokenizer files are copied
+  uint64_t max_shard_bytes =
+      5ull << 30;  // larger models are sharded, as transformers does
+  std::string copy_tokenizer_from;  // folder whose tokenizer files are copied
 };
 
-// Writes a Hugging Face folder atomically file by file: config.json, the weights (sharded with
-// an index when larger than max_shard_bytes) and the tokenizer files.
-absl::Status WriteHfCheckpoint(const std::string& dir, const ModelConfig& config,
+// Writes a Hugging Face folder atomically file by file: config.json, the
+// weights (sharded with an index when larger than max_shard_bytes) and the
+// tokenizer files.
+absl::Status WriteHfCheckpoint(const std::string& dir,
+                               const ModelConfig& config,
                                const std::vector<TensorToWrite>& tensors,
                                const WriteOptions& options = {});
 

@@ -1,13 +1,14 @@
-// The safetensors format (Hugging Face): 8-byte little-endian header length N, N bytes of JSON
-// header {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}},
-// then the data buffer. Torch-free: readers hand out byte spans, the model code turns them
-// into tensors.
+// The safetensors format (Hugging Face): 8-byte little-endian header length N,
+// N bytes of JSON header {"name": {"dtype", "shape", "data_offsets": [begin,
+// end]}, "__metadata__": {...}}, then the data buffer. Torch-free: readers hand
+// out byte spans, the model code turns them into tensors.
 //
-// Reading memory-maps the file and validates everything before any byte is used: header
-// length within the file, valid JSON, known dtypes, non-negative shapes whose byte size
-// matches the offsets (overflow-checked), offsets inside the buffer, no overlaps and no holes
-// (the format requires the buffer to be fully indexed). Every refusal is INVALID_ARGUMENT
-// (DATA_LOSS for a truncated file) naming the file and, where there is one, the tensor.
+// Reading memory-maps the file and validates everything before any byte is
+// used: header length within the file, valid JSON, known dtypes, non-negative
+// shapes whose byte size matches the offsets (overflow-checked), offsets inside
+// the buffer, no overlaps and no holes (the format requires the buffer to be
+// fully indexed). Every refusal is INVALID_ARGUMENT (DATA_LOSS for a truncated
+// file) naming the file and, where there is one, the tensor.
 #ifndef CMDISTILL_COMMON_CHECKPOINT_SAFETENSORS_H_
 #define CMDISTILL_COMMON_CHECKPOINT_SAFETENSORS_H_
 
@@ -38,14 +39,17 @@ struct TensorInfo {
 
 class SafetensorsFile {
  public:
-  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
+      const std::string& path);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
   const std::string& path() const { return path_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
-  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::map<std::string, std::string>& metadata() const {
+    return metadata_;
+  }
   // nullptr when absent.
   const TensorInfo* Find(const std::string& name) const;
   // The tensor's bytes, valid while this object lives (memory-mapped).
@@ -62,11 +66,11 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// Parses a header (the JSON between the length prefix and the data) against a data buffer of
-// `data_size` bytes. Exposed for tests of hostile headers.
-absl::StatusOr<std::vector<TensorInfo>> ParseHeader(const std::string& json, uint64_t data_size,
-                                                    const std::string& file,
-                                                    std::map<std::string, std::string>* metadata);
+// Parses a header (the JSON between the length prefix and the data) against a
+// data buffer of `data_size` bytes. Exposed for tests of hostile headers.
+absl::StatusOr<std::vector<TensorInfo>> ParseHeader(
+    const std::string& json, uint64_t data_size, const std::string& file,
+    std::map<std::string, std::string>* metadata);
 
 struct TensorToWrite {
   std::string name;
@@ -75,13 +79,17 @@ struct TensorToWrite {
   absl::Span<const uint8_t> data;  // little-endian, numel * DTypeSize bytes
 };
 
-// Writes a safetensors file atomically (temporary file, fsync, rename). Tensors are laid out
-// in name order; the header is padded with spaces to a multiple of 8 bytes.
-absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                              const std::map<std::string, std::string>& metadata = {});
+// Writes a safetensors file atomically (temporary file, fsync, rename). Tensors
+// are laid out in name order; the header is padded with spaces to a multiple of
+// 8 bytes.
+absl::Status WriteSafetensors(
+    const std::string& path, const std::vector<TensorToWrite>& tensors,
+    const std::map<std::string, std::string>& metadata = {});
 
-// Writes `contents` to `path` atomically (temp + fsync + rename + fsync of the folder).
-absl::Status WriteFileAtomically(const std::string& path, absl::Span<const uint8_t> contents);
+// Writes `contents` to `path` atomically (temp + fsync + rename + fsync of the
+// folder).
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::Span<const uint8_t> contents);
 
 }  // namespace cmdistill::checkpoint
 

@@ -28,17 +28,19 @@ c10::ScalarType ToScalarType(checkpoint::DType d) {
   }
 }
 
-// Rotary inverse frequencies [D/2], with llama3 scaling when configured (as transformers'
-// _compute_llama3_parameters).
+// Rotary inverse frequencies [D/2], with llama3 scaling when configured (as
+// transformers' _compute_llama3_parameters).
 at::Tensor InverseFrequencies(const ModelConfig& c) {
   const int64_t half = c.head_dim / 2;
   std::vector<double> inv(half);
   for (int64_t i = 0; i < half; ++i) {
-    inv[i] = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / c.head_dim);
+    inv[i] =
+        1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / c.head_dim);
   }
   if (c.rope_scaling.type == "llama3") {
     const auto& r = c.rope_scaling;
-    const double old_len = static_cast<double>(r.original_max_position_embeddings);
+    const double old_len =
+        static_cast<double>(r.original_max_position_embeddings);
     const double low_wavelen = old_len / r.low_freq_factor;
     const double high_wavelen = old_len / r.high_freq_factor;
     for (double& f : inv) {
@@ -48,8 +50,8 @@ at::Tensor InverseFrequencies(const ModelConfig& c) {
         f /= r.factor;
         continue;
       }
-      const double smooth =
-          (old_len / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+      const double smooth = (old_len / wavelen - r.low_freq_factor) /
+                            (r.high_freq_factor - r.low_freq_factor);
       f = (1 - smooth) * f / r.factor + smooth * f;
     }
   }
@@ -58,7 +60,8 @@ at::Tensor InverseFrequencies(const ModelConfig& c) {
 
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   const at::Tensor xf = x.to(at::kFloat);
-  const at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  const at::Tensor normed =
+      xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * normed.to(x.scalar_type());
 }
 
@@ -67,7 +70,8 @@ at::Tensor RotateHalf(const at::Tensor& x) {
   return at::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
 }
 
-at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w,
+                  const at::Tensor& b) {
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
 
@@ -81,11 +85,13 @@ absl::StatusOr<c10::Device> ParseDevice(const std::string& device) {
   if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
     if (!at::hasCUDA()) {
       return absl::FailedPreconditionError(
-          absl::StrCat("device '", device, "' asked for, but this LibTorch has no CUDA device"));
+          absl::StrCat("device '", device,
+                       "' asked for, but this LibTorch has no CUDA device"));
     }
     int index = 0;
     if (device.size() > 5 && !absl::SimpleAtoi(device.substr(5), &index)) {
-      return absl::InvalidArgumentError(absl::StrCat("bad device '", device, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad device '", device, "'"));
     }
     return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
@@ -96,7 +102,8 @@ absl::StatusOr<c10::Device> ParseDevice(const std::string& device) {
 absl::StatusOr<c10::ScalarType> ParseDType(const std::string& dtype) {
   if (dtype == "float32" || dtype == "fp32") return at::kFloat;
   if (dtype == "bfloat16" || dtype == "bf16") return at::kBFloat16;
-  return absl::InvalidArgumentError(absl::StrCat("dtype '", dtype, "' is not float32 or bfloat16"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("dtype '", dtype, "' is not float32 or bfloat16"));
 }
 
 void KvCache::SelectRows(const at::Tensor& rows) {
@@ -105,52 +112,60 @@ void KvCache::SelectRows(const at::Tensor& rows) {
   }
 }
 
-Transformer::Transformer(ModelConfig config, c10::Device device, c10::ScalarType dtype)
+Transformer::Transformer(ModelConfig config, c10::Device device,
+                         c10::ScalarType dtype)
     : config_(std::move(config)), device_(device), dtype_(dtype) {}
 
 absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(
-    const checkpoint::HfCheckpoint& ck, c10::Device device, c10::ScalarType dtype) {
-  auto m = std::unique_ptr<Transformer>(new Transformer(ck.config(), device, dtype));
+    const checkpoint::HfCheckpoint& ck, c10::Device device,
+    c10::ScalarType dtype) {
+  auto m =
+      std::unique_ptr<Transformer>(new Transformer(ck.config(), device, dtype));
   try {
     for (const auto& [name, shape] : checkpoint::ExpectedTensors(ck.config())) {
-      const auto e = ck.Find(name);  // presence and shape were checked by HfCheckpoint::Open
+      const auto e = ck.Find(
+          name);  // presence and shape were checked by HfCheckpoint::Open
       const auto bytes = e.file->Data(*e.info);
-      // from_blob over the memory map, then one copy into the target dtype and device.
-      at::Tensor t = at::from_blob(const_cast<uint8_t*>(bytes.data()), shape,
-                                   at::TensorOptions().dtype(ToScalarType(e.info->dtype)))
-                         .to(Opts(device, dtype), /*non_blocking=*/false, /*copy=*/true);
+      // from_blob over the memory map, then one copy into the target dtype and
+      // device.
+      at::Tensor t =
+          at::from_blob(const_cast<uint8_t*>(bytes.data()), shape,
+                        at::TensorOptions().dtype(ToScalarType(e.info->dtype)))
+              .to(Opts(device, dtype), /*non_blocking=*/false, /*copy=*/true);
       m->params_.emplace_back(name, t);
     }
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat(ck.dir(), ": loading weights: ",
-                                            e.what_without_backtrace()));
+    return absl::InternalError(absl::StrCat(
+        ck.dir(), ": loading weights: ", e.what_without_backtrace()));
   }
   m->Bind();
   return m;
 }
 
-absl::StatusOr<std::unique_ptr<Transformer>> Transformer::InitRandom(const ModelConfig& config,
-                                                                     uint64_t seed,
-                                                                     c10::Device device,
-                                                                     c10::ScalarType dtype) {
+absl::StatusOr<std::unique_ptr<Transformer>> Transformer::InitRandom(
+    const ModelConfig& config, uint64_t seed, c10::Device device,
+    c10::ScalarType dtype) {
   auto m = std::unique_ptr<Transformer>(new Transformer(config, device, dtype));
   try {
     at::Generator gen = at::detail::createCPUGenerator(seed);
     for (const auto& [name, shape] : checkpoint::ExpectedTensors(config)) {
       at::Tensor t;
       const bool is_norm = name.find("norm.weight") != std::string::npos;
-      const bool is_bias = name.size() > 5 && name.substr(name.size() - 5) == ".bias";
+      const bool is_bias =
+          name.size() > 5 && name.substr(name.size() - 5) == ".bias";
       if (is_norm) {
         t = at::ones(shape, at::kFloat);
       } else if (is_bias) {
         t = at::zeros(shape, at::kFloat);
       } else {
-        t = at::normal(0.0, 0.02, shape, gen, at::TensorOptions().dtype(at::kFloat));
+        t = at::normal(0.0, 0.02, shape, gen,
+                       at::TensorOptions().dtype(at::kFloat));
       }
       m->params_.emplace_back(name, t.to(Opts(device, dtype)));
     }
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("random init: ", e.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat("random init: ", e.what_without_backtrace()));
   }
   m->Bind();
   return m;
@@ -189,59 +204,69 @@ void Transformer::Bind() {
   inv_freq_ = InverseFrequencies(config_).to(device_);
 }
 
-absl::Status Transformer::CheckIds(const std::vector<std::vector<int32_t>>& sequences) const {
+absl::Status Transformer::CheckIds(
+    const std::vector<std::vector<int32_t>>& sequences) const {
   for (size_t s = 0; s < sequences.size(); ++s) {
     for (size_t t = 0; t < sequences[s].size(); ++t) {
       const int32_t id = sequences[s][t];
       if (id < 0 || id >= config_.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " position ", t,
-                                                       ": token id ", id,
-                                                       " is outside the vocabulary [0, ",
-                                                       config_.vocab_size, ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "sequence ", s, " position ", t, ": token id ", id,
+            " is outside the vocabulary [0, ", config_.vocab_size, ")"));
       }
     }
-    if (static_cast<int64_t>(sequences[s].size()) > config_.max_position_embeddings) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sequence ", s, " has ", sequences[s].size(),
-                       " tokens; the model allows ", config_.max_position_embeddings));
+    if (static_cast<int64_t>(sequences[s].size()) >
+        config_.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sequence ", s, " has ", sequences[s].size(),
+          " tokens; the model allows ", config_.max_position_embeddings));
     }
   }
   return absl::OkStatus();
 }
 
-at::Tensor Transformer::Forward(const at::Tensor& input_ids, const at::Tensor& positions,
-                                const at::Tensor& attention_mask, KvCache* cache) const {
+at::Tensor Transformer::Forward(const at::Tensor& input_ids,
+                                const at::Tensor& positions,
+                                const at::Tensor& attention_mask,
+                                KvCache* cache) const {
   const ModelConfig& c = config_;
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t P = cache != nullptr ? cache->length() : 0;
-  const int64_t H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
+  const int64_t H = c.num_attention_heads, Hkv = c.num_key_value_heads,
+                D = c.head_dim;
   at::Tensor x = at::embedding(embed_, input_ids);  // [B, T, hidden]
 
   // Rotary tables for these positions: cos/sin [B, 1, T, D].
-  const at::Tensor freqs =
-      positions.to(at::kFloat).unsqueeze(-1) * inv_freq_.unsqueeze(0).unsqueeze(0);
+  const at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) *
+                           inv_freq_.unsqueeze(0).unsqueeze(0);
   const at::Tensor emb = at::cat({freqs, freqs}, -1);
   const at::Tensor cos = emb.cos().to(dtype_).unsqueeze(1);
   const at::Tensor sin = emb.sin().to(dtype_).unsqueeze(1);
 
-  // Additive mask [B, 1, T, P + T]: causal over absolute slots, and keys must be real tokens.
-  const at::Tensor q_slot = at::arange(P, P + T, at::TensorOptions().device(device_)).view({T, 1});
-  const at::Tensor k_slot = at::arange(0, P + T, at::TensorOptions().device(device_)).view({1, -1});
+  // Additive mask [B, 1, T, P + T]: causal over absolute slots, and keys must
+  // be real tokens.
+  const at::Tensor q_slot =
+      at::arange(P, P + T, at::TensorOptions().device(device_)).view({T, 1});
+  const at::Tensor k_slot =
+      at::arange(0, P + T, at::TensorOptions().device(device_)).view({1, -1});
   const at::Tensor allowed =
-      (k_slot <= q_slot).unsqueeze(0) & attention_mask.to(at::kBool).unsqueeze(1);  // [B,T,P+T]
+      (k_slot <= q_slot).unsqueeze(0) &
+      attention_mask.to(at::kBool).unsqueeze(1);  // [B,T,P+T]
   const float neg = std::numeric_limits<float>::lowest();
-  const at::Tensor bias = at::zeros({B, 1, T, P + T}, at::TensorOptions()
-                                                          .device(device_)
-                                                          .dtype(at::kFloat))
-                              .masked_fill(allowed.logical_not().unsqueeze(1), neg);
+  const at::Tensor bias =
+      at::zeros({B, 1, T, P + T},
+                at::TensorOptions().device(device_).dtype(at::kFloat))
+          .masked_fill(allowed.logical_not().unsqueeze(1), neg);
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const Layer& L = layers_[l];
     const at::Tensor h = RmsNorm(x, L.input_norm, c.rms_norm_eps);
     at::Tensor q = Linear(h, L.q, L.q_bias).view({B, T, H, D}).transpose(1, 2);
-    at::Tensor k = Linear(h, L.k, L.k_bias).view({B, T, Hkv, D}).transpose(1, 2);
-    at::Tensor v = Linear(h, L.v, L.v_bias).view({B, T, Hkv, D}).transpose(1, 2);
+    at::Tensor k =
+        Linear(h, L.k, L.k_bias).view({B, T, Hkv, D}).transpose(1, 2);
+    at::Tensor v =
+        Linear(h, L.v, L.v_bias).view({B, T, Hkv, D}).transpose(1, 2);
     if (c.qk_norm) {
       q = RmsNorm(q, L.q_norm, c.rms_norm_eps);
       k = RmsNorm(k, L.k_norm, c.rms_norm_eps);
@@ -264,12 +289,16 @@ at::Tensor Transformer::Forward(const at::Tensor& input_ids, const at::Tensor& p
       v = v.repeat_interleave(H / Hkv, 1);
     }
     // Scores and softmax in float32, whatever the weights' dtype.
-    at::Tensor scores = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-2, -1)) * scale;
+    at::Tensor scores =
+        at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-2, -1)) *
+        scale;
     const at::Tensor probs = at::softmax(scores + bias, -1).to(dtype_);
-    const at::Tensor attn = at::matmul(probs, v).transpose(1, 2).reshape({B, T, H * D});
+    const at::Tensor attn =
+        at::matmul(probs, v).transpose(1, 2).reshape({B, T, H * D});
     x = x + Linear(attn, L.o, L.o_bias);
     const at::Tensor h2 = RmsNorm(x, L.post_norm, c.rms_norm_eps);
-    x = x + at::linear(at::silu(at::linear(h2, L.gate)) * at::linear(h2, L.up), L.down);
+    x = x + at::linear(at::silu(at::linear(h2, L.gate)) * at::linear(h2, L.up),
+                       L.down);
   }
   x = RmsNorm(x, final_norm_, c.rms_norm_eps);
   return at::linear(x, lm_head_).to(at::kFloat);
@@ -302,15 +331,18 @@ absl::Status Transformer::Save(const std::string& dir,
       host.push_back(t.detach().to(at::kCPU).contiguous());
     }
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("saving: ", e.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat("saving: ", e.what_without_backtrace()));
   }
   for (size_t i = 0; i < params_.size(); ++i) {
     const at::Tensor& h = host[i];
     checkpoint::TensorToWrite w;
     w.name = params_[i].first;
-    w.dtype = h.scalar_type() == at::kBFloat16 ? checkpoint::DType::kBF16 : checkpoint::DType::kF32;
+    w.dtype = h.scalar_type() == at::kBFloat16 ? checkpoint::DType::kBF16
+                                               : checkpoint::DType::kF32;
     w.shape.assign(h.sizes().begin(), h.sizes().end());
-    w.data = absl::Span<const uint8_t>(static_cast<const uint8_t*>(h.data_ptr()), h.nbytes());
+    w.data = absl::Span<const uint8_t>(
+        static_cast<const uint8_t*>(h.data_ptr()), h.nbytes());
     out.push_back(w);
   }
   return checkpoint::WriteHfCheckpoint(dir, cfg, out, options);

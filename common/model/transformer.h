@@ -1,14 +1,16 @@
-// The decoder-only transformer of the Llama / Qwen2 / Qwen3 family, as Hugging Face defines it
-// (RMSNorm, rotary embeddings with optional llama3 scaling, grouped-query attention, SwiGLU MLP,
-// optional q/k/v bias, optional q/k norm, tied or separate lm_head), in LibTorch.
+// The decoder-only transformer of the Llama / Qwen2 / Qwen3 family, as Hugging
+// Face defines it (RMSNorm, rotary embeddings with optional llama3 scaling,
+// grouped-query attention, SwiGLU MLP, optional q/k/v bias, optional q/k norm,
+// tied or separate lm_head), in LibTorch.
 //
-// This header is for LibTorch TUs (the learner's backend, the model library itself). Torch-free
-// code uses common/model/language_model.h.
+// This header is for LibTorch TUs (the learner's backend, the model library
+// itself). Torch-free code uses common/model/language_model.h.
 //
 // Shapes: B batch, T new positions, P cached positions, V vocabulary, L layers.
-// Conventions: batches are left-padded; `attention_mask` [B, P + T] marks real tokens (1) of
-// the cache and the new input; `positions` [B, T] are the real positions (padding does not
-// count). Logits come back in float32 whatever the weights' dtype.
+// Conventions: batches are left-padded; `attention_mask` [B, P + T] marks real
+// tokens (1) of the cache and the new input; `positions` [B, T] are the real
+// positions (padding does not count). Logits come back in float32 whatever the
+// weights' dtype.
 #ifndef CMDISTILL_COMMON_MODEL_TRANSFORMER_H_
 #define CMDISTILL_COMMON_MODEL_TRANSFORMER_H_
 
@@ -40,44 +42,51 @@ struct KvCache {
 
 class Transformer {
  public:
-  static absl::StatusOr<std::unique_ptr<Transformer>> Load(const checkpoint::HfCheckpoint& ck,
-                                                           c10::Device device,
-                                                           c10::ScalarType dtype);
-  // Hugging Face's initialisation: normal(0, 0.02) for matrices, ones for norms, zero biases.
-  static absl::StatusOr<std::unique_ptr<Transformer>> InitRandom(const ModelConfig& config,
-                                                                 uint64_t seed, c10::Device device,
-                                                                 c10::ScalarType dtype);
+  static absl::StatusOr<std::unique_ptr<Transformer>> Load(
+      const checkpoint::HfCheckpoint& ck, c10::Device device,
+      c10::ScalarType dtype);
+  // Hugging Face's initialisation: normal(0, 0.02) for matrices, ones for
+  // norms, zero biases.
+  static absl::StatusOr<std::unique_ptr<Transformer>> InitRandom(
+      const ModelConfig& config, uint64_t seed, c10::Device device,
+      c10::ScalarType dtype);
 
   const ModelConfig& config() const { return config_; }
   c10::Device device() const { return device_; }
   c10::ScalarType dtype() const { return dtype_; }
 
-  // logits [B, T, V] float32. `cache` (may be null) is read and extended with the new keys
-  // and values. Input ids must already be validated (see CheckIds).
+  // logits [B, T, V] float32. `cache` (may be null) is read and extended with
+  // the new keys and values. Input ids must already be validated (see
+  // CheckIds).
   at::Tensor Forward(const at::Tensor& input_ids, const at::Tensor& positions,
                      const at::Tensor& attention_mask, KvCache* cache) const;
 
   // INVALID_ARGUMENT naming the sequence and position of an id outside [0, V).
-  absl::Status CheckIds(const std::vector<std::vector<int32_t>>& sequences) const;
+  absl::Status CheckIds(
+      const std::vector<std::vector<int32_t>>& sequences) const;
 
-  // Parameters in Hugging Face naming (tied heads appear once, as the embedding).
-  const std::vector<std::pair<std::string, at::Tensor>>& named_parameters() const {
+  // Parameters in Hugging Face naming (tied heads appear once, as the
+  // embedding).
+  const std::vector<std::pair<std::string, at::Tensor>>& named_parameters()
+      const {
     return params_;
   }
   std::vector<at::Tensor> parameters() const;
   void SetRequiresGrad(bool requires_grad);
   int64_t num_parameters() const;
 
-  // Writes a Hugging Face folder (config.json + safetensors in the model's dtype).
-  absl::Status Save(const std::string& dir, const checkpoint::WriteOptions& options = {}) const;
+  // Writes a Hugging Face folder (config.json + safetensors in the model's
+  // dtype).
+  absl::Status Save(const std::string& dir,
+                    const checkpoint::WriteOptions& options = {}) const;
 
  private:
   Transformer(ModelConfig config, c10::Device device, c10::ScalarType dtype);
   void Bind();  // resolves per-layer handles from params_
 
   struct Layer {
-    at::Tensor input_norm, post_norm, q, k, v, o, q_bias, k_bias, v_bias, o_bias, q_norm, k_norm,
-        gate, up, down;
+    at::Tensor input_norm, post_norm, q, k, v, o, q_bias, k_bias, v_bias,
+        o_bias, q_norm, k_norm, gate, up, down;
   };
 
   ModelConfig config_;

@@ -1,6 +1,6 @@
-// The transformer against an independent PyTorch reference (tests/reference/hf_reference.py,
-// run with Debian's /usr/bin/python3 and python3-torch), plus KV-cache, padding and
-// checkpoint round-trip properties.
+// The transformer against an independent PyTorch reference
+// (tests/reference/hf_reference.py, run with Debian's /usr/bin/python3 and
+// python3-torch), plus KV-cache, padding and checkpoint round-trip properties.
 #include <ATen/ATen.h>
 
 #include <cstdlib>
@@ -39,6 +39,8 @@ struct Variant {
   ModelConfig config;
 };
 
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
+
 std::vector<Variant> Variants() {
   std::vector<Variant> v;
   ModelConfig llama = Base("llama");  // GQA, untied head, llama3 rope scaling
@@ -53,13 +55,15 @@ std::vector<Variant> Variants() {
   llama_bias.attention_bias = true;
   llama_bias.tie_word_embeddings = true;
   v.push_back({"llama_bias_tied", llama_bias});
-  ModelConfig qwen2 = Base("qwen2");  // q/k/v bias, one kv head, tied, large theta
+  ModelConfig qwen2 =
+      Base("qwen2");  // q/k/v bias, one kv head, tied, large theta
   qwen2.attention_bias = true;
   qwen2.num_key_value_heads = 1;
   qwen2.tie_word_embeddings = true;
   qwen2.rope_theta = 1e6;
   v.push_back({"qwen2_bias_tied", qwen2});
-  ModelConfig qwen3 = Base("qwen3");  // q/k norm, explicit head_dim != hidden / heads
+  ModelConfig qwen3 =
+      Base("qwen3");  // q/k norm, explicit head_dim != hidden / heads
   qwen3.qk_norm = true;
   qwen3.head_dim = 16;
   v.push_back({"qwen3_qknorm_headdim", qwen3});
@@ -85,8 +89,8 @@ std::unique_ptr<Transformer> MakeModel(const ModelConfig& c, uint64_t seed) {
 at::Tensor FullLogits(const Transformer& m, const std::vector<int64_t>& ids) {
   const int64_t T = static_cast<int64_t>(ids.size());
   const at::Tensor input = at::tensor(ids, at::kLong).view({1, T});
-  return m.Forward(input, at::arange(T, at::kLong).view({1, T}), at::ones({1, T}, at::kLong),
-                   nullptr)[0];
+  return m.Forward(input, at::arange(T, at::kLong).view({1, T}),
+                   at::ones({1, T}, at::kLong), nullptr)[0];
 }
 
 double RelErr(const at::Tensor& a, const at::Tensor& b) {
@@ -99,40 +103,49 @@ class ReferenceTest : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(ReferenceTest, LogitsMatchTheIndependentPyTorchImplementation) {
   if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
-    GTEST_SKIP() << "Debian's python3-torch is not installed (scripts/setup.sh installs it)";
+    GTEST_SKIP() << "Debian's python3-torch is not installed (scripts/setup.sh "
+                    "installs it)";
   }
   const Variant& v = GetParam();
   testing::TempDir dir;
   auto model = MakeModel(v.config, 11);
   ASSERT_OK(model->Save(dir.File("model")));
-  const std::vector<std::vector<int64_t>> seqs = {{1, 5, 9, 2, 96, 0, 33, 33, 7, 12, 64, 3},
-                                                  {42},
-                                                  {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3,
-                                                   2, 3, 8, 4, 6, 2, 6, 4, 3, 3, 8, 3, 2, 7}};
+  const std::vector<std::vector<int64_t>> seqs = {
+      {1, 5, 9, 2, 96, 0, 33, 33, 7, 12, 64, 3},
+      {42},
+      {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9,
+       3, 2, 3, 8, 4, 6, 2, 6, 4, 3, 3, 8, 3, 2, 7}};
   std::ofstream(dir.File("ids.json")) << nlohmann::json(seqs).dump();
   const char* src = std::getenv("CMDISTILL_SOURCE_DIR");
   ASSERT_NE(src, nullptr);
   const std::string cmd = std::string("/usr/bin/python3 ") + src +
-                          "/tests/reference/hf_reference.py " + dir.File("model") + " " +
-                          dir.File("ids.json") + " " + dir.File("out.bin");
+                          "/tests/reference/hf_reference.py " +
+                          dir.File("model") + " " + dir.File("ids.json") + " " +
+                          dir.File("out.bin");
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::ifstream in(dir.File("out.bin"), std::ios::binary);
   // Load what was saved (the checkpoint path is part of what is checked).
-  ASSERT_OK_AND_ASSIGN(auto ck, checkpoint::HfCheckpoint::Open(dir.File("model")));
-  ASSERT_OK_AND_ASSIGN(auto loaded, Transformer::Load(*ck, c10::Device(c10::kCPU), at::kFloat));
+  ASSERT_OK_AND_ASSIGN(auto ck,
+                       checkpoint::HfCheckpoint::Open(dir.File("model")));
+  ASSERT_OK_AND_ASSIGN(
+      auto loaded, Transformer::Load(*ck, c10::Device(c10::kCPU), at::kFloat));
   for (const auto& ids : seqs) {
     const int64_t T = static_cast<int64_t>(ids.size());
     std::vector<double> ref(static_cast<size_t>(T * v.config.vocab_size));
-    in.read(reinterpret_cast<char*>(ref.data()), static_cast<std::streamsize>(ref.size() * 8));
+    in.read(reinterpret_cast<char*>(ref.data()),
+            static_cast<std::streamsize>(ref.size() * 8));
     ASSERT_TRUE(in.good());
-    const at::Tensor expected = at::tensor(ref, at::kDouble).view({T, v.config.vocab_size});
+    const at::Tensor expected =
+        at::tensor(ref, at::kDouble).view({T, v.config.vocab_size});
     const at::Tensor got = FullLogits(*loaded, ids);
     EXPECT_LT(RelErr(got, expected), 1e-4) << v.name << " T=" << T;
-    EXPECT_GT(expected.std().item<double>(), 0.1);  // not a degenerate, flat model
+    EXPECT_GT(expected.std().item<double>(),
+              0.1);  // not a degenerate, flat model
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Architectures, ReferenceTest, ::testing::ValuesIn(Variants()),
+INSTANTIATE_TEST_SUITE_P(Architectures, ReferenceTest,
+                         ::testing::ValuesIn(Variants()),
                          [](const auto& info) { return info.param.name; });
 
 TEST(Transformer, KvCacheDecodingEqualsFullForward) {
@@ -143,16 +156,18 @@ TEST(Transformer, KvCacheDecodingEqualsFullForward) {
     KvCache cache;
     const int64_t prefix = 5;
     at::Tensor mask = at::ones({1, prefix}, at::kLong);
-    at::Tensor out = m->Forward(at::tensor(std::vector<int64_t>(ids.begin(), ids.begin() + prefix),
-                                           at::kLong)
-                                    .view({1, prefix}),
-                                at::arange(prefix, at::kLong).view({1, prefix}), mask, &cache)[0];
+    at::Tensor out = m->Forward(
+        at::tensor(std::vector<int64_t>(ids.begin(), ids.begin() + prefix),
+                   at::kLong)
+            .view({1, prefix}),
+        at::arange(prefix, at::kLong).view({1, prefix}), mask, &cache)[0];
     std::vector<at::Tensor> pieces = {out};
     for (size_t t = prefix; t < ids.size(); ++t) {
       mask = at::ones({1, static_cast<int64_t>(t) + 1}, at::kLong);
-      pieces.push_back(m->Forward(at::tensor({ids[t]}, at::kLong).view({1, 1}),
-                                  at::tensor({static_cast<int64_t>(t)}, at::kLong).view({1, 1}),
-                                  mask, &cache)[0]);
+      pieces.push_back(m->Forward(
+          at::tensor({ids[t]}, at::kLong).view({1, 1}),
+          at::tensor({static_cast<int64_t>(t)}, at::kLong).view({1, 1}), mask,
+          &cache)[0]);
     }
     EXPECT_LT(RelErr(at::cat(pieces, 0), full), 1e-5) << v.name;
     EXPECT_EQ(cache.length(), static_cast<int64_t>(ids.size()));
@@ -162,9 +177,11 @@ TEST(Transformer, KvCacheDecodingEqualsFullForward) {
 TEST(Transformer, LeftPaddedBatchEqualsUnbatched) {
   const Variant v = Variants()[0];
   auto m = MakeModel(v.config, 5);
-  const std::vector<std::vector<int64_t>> seqs = {{1, 2, 3, 4, 5, 6, 7}, {9, 8}, {5, 5, 5, 5}};
+  const std::vector<std::vector<int64_t>> seqs = {
+      {1, 2, 3, 4, 5, 6, 7}, {9, 8}, {5, 5, 5, 5}};
   const int64_t T = 7, B = 3;
-  at::Tensor ids = at::zeros({B, T}, at::kLong), mask = at::zeros({B, T}, at::kLong),
+  at::Tensor ids = at::zeros({B, T}, at::kLong),
+             mask = at::zeros({B, T}, at::kLong),
              pos = at::zeros({B, T}, at::kLong);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t n = static_cast<int64_t>(seqs[b].size()), pad = T - n;
@@ -177,25 +194,32 @@ TEST(Transformer, LeftPaddedBatchEqualsUnbatched) {
   const at::Tensor batched = m->Forward(ids, pos, mask, nullptr);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t n = static_cast<int64_t>(seqs[b].size());
-    EXPECT_LT(RelErr(batched[b].narrow(0, T - n, n), FullLogits(*m, seqs[b])), 1e-5) << b;
+    EXPECT_LT(RelErr(batched[b].narrow(0, T - n, n), FullLogits(*m, seqs[b])),
+              1e-5)
+        << b;
   }
 }
 
 TEST(Transformer, SaveLoadRoundTripIsBitExact) {
   for (auto dtype : {at::kFloat, at::kBFloat16}) {
     const Variant v = Variants()[2];
-    auto m = Transformer::InitRandom(v.config, 9, c10::Device(c10::kCPU), dtype);
+    auto m =
+        Transformer::InitRandom(v.config, 9, c10::Device(c10::kCPU), dtype);
     ASSERT_OK(m.status());
     testing::TempDir dir;
     ASSERT_OK((*m)->Save(dir.File("m")));
-    ASSERT_OK_AND_ASSIGN(auto ck, checkpoint::HfCheckpoint::Open(dir.File("m")));
-    ASSERT_OK_AND_ASSIGN(auto back, Transformer::Load(*ck, c10::Device(c10::kCPU), dtype));
+    ASSERT_OK_AND_ASSIGN(auto ck,
+                         checkpoint::HfCheckpoint::Open(dir.File("m")));
+    ASSERT_OK_AND_ASSIGN(auto back,
+                         Transformer::Load(*ck, c10::Device(c10::kCPU), dtype));
     ASSERT_EQ(back->named_parameters().size(), (*m)->named_parameters().size());
     for (size_t i = 0; i < back->named_parameters().size(); ++i) {
-      EXPECT_TRUE(at::equal(back->named_parameters()[i].second, (*m)->named_parameters()[i].second))
+      EXPECT_TRUE(at::equal(back->named_parameters()[i].second,
+                            (*m)->named_parameters()[i].second))
           << back->named_parameters()[i].first;
     }
-    EXPECT_EQ(ck->Find("lm_head.weight").file, nullptr);  // tied: saved once, as transformers
+    EXPECT_EQ(ck->Find("lm_head.weight").file,
+              nullptr);  // tied: saved once, as transformers
   }
 }
 
@@ -210,17 +234,21 @@ TEST(Transformer, SaveShardsLargeModelsWithAnIndex) {
   ASSERT_TRUE(idx.good());
   const auto index = nlohmann::json::parse(idx);
   std::set<std::string> shards;
-  for (auto& [k, f] : index["weight_map"].items()) shards.insert(f.get<std::string>());
+  for (auto& [k, f] : index["weight_map"].items())
+    shards.insert(f.get<std::string>());
   EXPECT_GT(shards.size(), 1u);
-  EXPECT_EQ(*shards.begin(), "model-00001-of-0000" + std::to_string(shards.size()) +
-                                 ".safetensors");
+  EXPECT_EQ(
+      *shards.begin(),
+      "model-00001-of-0000" + std::to_string(shards.size()) + ".safetensors");
   ASSERT_OK_AND_ASSIGN(auto ck, checkpoint::HfCheckpoint::Open(dir.File("m")));
-  ASSERT_OK_AND_ASSIGN(auto back, Transformer::Load(*ck, c10::Device(c10::kCPU), at::kFloat));
+  ASSERT_OK_AND_ASSIGN(
+      auto back, Transformer::Load(*ck, c10::Device(c10::kCPU), at::kFloat));
   const std::vector<int64_t> ids = {1, 2, 3};
   EXPECT_TRUE(at::equal(FullLogits(*back, ids), FullLogits(*m, ids)));
   // Saving again unsharded leaves one unambiguous layout behind.
   ASSERT_OK(m->Save(dir.File("m")));
-  EXPECT_FALSE(std::ifstream(dir.File("m/model.safetensors.index.json")).good());
+  EXPECT_FALSE(
+      std::ifstream(dir.File("m/model.safetensors.index.json")).good());
   ASSERT_OK(checkpoint::HfCheckpoint::Open(dir.File("m")).status());
 }
 
