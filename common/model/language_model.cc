@@ -1,0 +1,426 @@
+// Generation and scoring on the transformer; the one LibTorch TU behind
+// language_model.h.
+#include "common/model/language_model.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "common/model/transformer.h"
+
+namespace cmdistill::model {
+namespace {
+
+constexpr float kTailFloor = -1e4f;
+
+struct Padded {
+  at::Tensor ids, mask, positions;  // [B, T] int64
+  std::vector<int64_t> lengths;
+  int64_t width = 0;
+};
+
+// Left-pads `seqs` to a common width on `device`; padding ids are 0 with mask
+// 0.
+Padded LeftPad(const std::vector<const std::vector<int32_t>*>& seqs,
+               c10::Device device) {
+  Padded p;
+  for (const auto* s : seqs)
+    p.width = std::max<int64_t>(p.width, static_cast<int64_t>(s->size()));
+  const int64_t B = static_cast<int64_t>(seqs.size());
+  std::vector<int64_t> ids(static_cast<size_t>(B * p.width), 0),
+      mask(ids.size(), 0), pos(ids.size(), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& s = *seqs[b];
+    const int64_t n = static_cast<int64_t>(s.size()), pad = p.width - n;
+    p.lengths.push_back(n);
+    for (int64_t t = 0; t < n; ++t) {
+      ids[b * p.width + pad + t] = s[t];
+      mask[b * p.width + pad + t] = 1;
+      pos[b * p.width + pad + t] = t;
+    }
+  }
+  auto make = [&](std::vector<int64_t>& v) {
+    return at::tensor(v, at::kLong).view({B, p.width}).to(device);
+  };
+  p.ids = make(ids);
+  p.mask = make(mask);
+  p.positions = make(pos);
+  return p;
+}
+
+template <typename T>
+std::vector<T> ToVector(const at::Tensor& t) {
+  const at::Tensor c = t.to(at::kCPU).contiguous();
+  return std::vector<T>(c.data_ptr<T>(), c.data_ptr<T>() + c.numel());
+}
+
+absl::Status CheckSeq(const std::vector<int32_t>& s, int64_t vocab,
+                      const std::string& what) {
+  for (size_t t = 0; t < s.size(); ++t) {
+    if (s[t] < 0 || s[t] >= vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " position ", t, ": token id ", s[t],
+                       " is outside the vocabulary [0, ", vocab, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+template <typename F>
+auto Guard(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("LibTorch: ", e.what_without_backtrace()));
+  }
+}
+
+}  // namespace
+
+LanguageModel::LanguageModel(std::unique_ptr<Transformer> t)
+    : transformer_(std::move(t)) {}
+LanguageModel::~LanguageModel() = default;
+
+absl::StatusOr<std::unique_ptr<LanguageModel>> LanguageModel::Load(
+    const std::string& dir, const std::string& device,
+    const std::string& dtype) {
+  auto d = ParseDevice(device);
+  if (!d.ok()) return d.status();
+  auto t = ParseDType(dtype);
+  if (!t.ok()) return t.status();
+  auto ck = checkpoint::HfCheckpoint::Open(dir);
+  if (!ck.ok()) return ck.status();
+  auto m = Transformer::Load(**ck, *d, *t);
+  if (!m.ok()) return m.status();
+  return std::unique_ptr<LanguageModel>(new LanguageModel(*std::move(m)));
+}
+
+absl::StatusOr<std::unique_ptr<LanguageModel>> LanguageModel::InitRandom(
+    const checkpoint::ModelConfig& config, uint64_t seed,
+    const std::string& device, const std::string& dtype) {
+  auto d = ParseDevice(device);
+  if (!d.ok()) return d.status();
+  auto t = ParseDType(dtype);
+  if (!t.ok()) return t.status();
+  auto m = Transformer::InitRandom(config, seed, *d, *t);
+  if (!m.ok()) return m.status();
+  return std::unique_ptr<LanguageModel>(new LanguageModel(*std::move(m)));
+}
+
+const checkpoint::ModelConfig& LanguageModel::config() const {
+  return transformer_->config();
+}
+std::string LanguageModel::device_name() const {
+  return transformer_->device().str();
+}
+std::string LanguageModel::dtype_name() const {
+  return transformer_->dtype() == at::kBFloat16 ? "bfloat16" : "float32";
+}
+int64_t LanguageModel::num_parameters() const {
+  return transformer_->num_parameters();
+}
+
+absl::Status LanguageModel::Save(
+    const std::string& dir, const checkpoint::WriteOptions& options) const {
+  return transformer_->Save(dir, options);
+}
+
+absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
+    const std::vector<std::vector<int32_t>>& prompts,
+    const SamplingOptions& o) {
+  const auto& cfg = config();
+  if (prompts.empty()) return absl::InvalidArgumentError("no prompts");
+  if (!(o.temperature >= 0 && std::isfinite(o.temperature))) {
+    return absl::InvalidArgumentError("temperature must be finite and >= 0");
+  }
+  if (!(o.top_p > 0 && o.top_p <= 1))
+    return absl::InvalidArgumentError("top_p must be in (0, 1]");
+  if (o.top_k < 0 || o.max_new_tokens < 0 || o.support_k < 0) {
+    return absl::InvalidArgumentError(
+        "top_k, max_new_tokens and support_k must be >= 0");
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty())
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt ", i, " is empty"));
+    if (auto s =
+            CheckSeq(prompts[i], cfg.vocab_size, absl::StrCat("prompt ", i));
+        !s.ok())
+      return s;
+    if (static_cast<int64_t>(prompts[i].size()) + o.max_new_tokens >
+        cfg.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "prompt ", i, " (", prompts[i].size(),
+          " tokens) plus max_new_tokens ", o.max_new_tokens,
+          " exceeds the model's ", cfg.max_position_embeddings, " positions"));
+    }
+  }
+  for (int32_t s : o.stop_token_ids) {
+    if (s < 0 || s >= cfg.vocab_size)
+      return absl::InvalidArgumentError("stop token outside vocabulary");
+  }
+  return Guard([&]() -> absl::StatusOr<std::vector<GenerationResult>> {
+    at::NoGradGuard no_grad;
+    const c10::Device dev = transformer_->device();
+    const int64_t V = cfg.vocab_size;
+    const int64_t K = o.support_k >= V ? V : o.support_k;
+    std::vector<const std::vector<int32_t>*> ptrs;
+    for (const auto& p : prompts) ptrs.push_back(&p);
+    Padded pad = LeftPad(ptrs, dev);
+    std::vector<GenerationResult> results(prompts.size());
+    for (auto& r : results) r.support_k = K;
+    if (o.max_new_tokens == 0) return results;
+    KvCache cache;
+    at::Tensor logits =
+        transformer_->Forward(pad.ids, pad.positions, pad.mask, &cache);
+    at::Tensor last = logits.select(1, pad.width - 1);  // [A, V]
+    at::Tensor mask = pad.mask;
+    at::Tensor next_pos =
+        at::tensor(pad.lengths, at::kLong).to(dev);  // position of next token
+    std::vector<int64_t> active(prompts.size());
+    std::iota(active.begin(), active.end(), 0);
+    at::Generator gen = at::detail::createCPUGenerator(o.seed);
+    for (int64_t step = 0; step < o.max_new_tokens; ++step) {
+      const bool greedy = o.temperature == 0;
+      const at::Tensor scaled = greedy ? last : last / o.temperature;
+      const at::Tensor logp =
+          at::log_softmax(scaled, -1);  // the policy, before truncation
+      at::Tensor next;
+      if (greedy) {
+        next = scaled.argmax(-1);
+      } else {
+        at::Tensor filtered = scaled.clone();
+        const float ninf = -std::numeric_limits<float>::infinity();
+        if (o.top_k > 0 && o.top_k < V) {
+          const at::Tensor kth = std::get<0>(filtered.topk(o.top_k, -1))
+                                     .narrow(-1, o.top_k - 1, 1);
+          filtered.masked_fill_(filtered < kth, ninf);
+        }
+        if (o.top_p < 1) {
+          auto [sorted, idx] = filtered.sort(-1, /*descending=*/true);
+          const at::Tensor p = at::softmax(sorted, -1);
+          const at::Tensor before =
+              p.cumsum(-1) - p;  // mass of strictly more likely tokens
+          const at::Tensor drop = before > o.top_p;
+          filtered.scatter_(-1, idx, sorted.masked_fill(drop, ninf));
+        }
+        const at::Tensor probs =
+            at::softmax(filtered, -1).to(at::kCPU).to(at::kDouble);
+        next = at::multinomial(probs, 1, /*replacement=*/false, gen)
+                   .squeeze(-1)
+                   .to(dev);
+      }
+      const at::Tensor tok_lp = logp.gather(-1, next.unsqueeze(-1)).squeeze(-1);
+      at::Tensor sup_ids, sup_lp;
+      if (K > 0) {
+        std::tie(sup_lp, sup_ids) = logp.topk(K, -1);
+        // Make sure the sampled token is in the support: replace the K-th entry
+        // if not.
+        const at::Tensor present = (sup_ids == next.unsqueeze(-1)).any(-1);
+        const at::Tensor last_col_id =
+            at::where(present, sup_ids.select(-1, K - 1), next);
+        const at::Tensor last_col_lp =
+            at::where(present, sup_lp.select(-1, K - 1), tok_lp);
+        sup_ids.select(-1, K - 1).copy_(last_col_id);
+        sup_lp.select(-1, K - 1).copy_(last_col_lp);
+      }
+      const auto next_v = ToVector<int64_t>(next);
+      const auto lp_v = ToVector<float>(tok_lp);
+      std::vector<int64_t> sid;
+      std::vector<float> slp;
+      if (K > 0) {
+        sid = ToVector<int64_t>(sup_ids);
+        slp = ToVector<float>(sup_lp);
+      }
+      std::vector<int64_t> keep;
+      for (size_t a = 0; a < active.size(); ++a) {
+        GenerationResult& r = results[active[a]];
+        const int32_t tok = static_cast<int32_t>(next_v[a]);
+        r.tokens.push_back(tok);
+        r.logprobs.push_back(lp_v[a]);
+        if (K > 0) {
+          for (int64_t k = 0; k < K; ++k) {
+            r.support_ids.push_back(static_cast<int32_t>(sid[a * K + k]));
+            r.support_logprobs.push_back(slp[a * K + k]);
+          }
+        }
+        if (std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), tok) !=
+            o.stop_token_ids.end()) {
+          r.finished = true;
+        } else {
+          keep.push_back(static_cast<int64_t>(a));
+        }
+      }
+      if (keep.empty() || step + 1 == o.max_new_tokens) break;
+      at::Tensor next_in = next;
+      if (keep.size() != active.size()) {
+        const at::Tensor rows = at::tensor(keep, at::kLong).to(dev);
+        cache.SelectRows(rows);
+        mask = mask.index_select(0, rows);
+        next_pos = next_pos.index_select(0, rows);
+        next_in = next.index_select(0, rows);
+        std::vector<int64_t> still;
+        for (int64_t a : keep) still.push_back(active[a]);
+        active = std::move(still);
+      }
+      const int64_t A = static_cast<int64_t>(active.size());
+      mask = at::cat({mask, at::ones({A, 1}, mask.options())}, 1);
+      last = transformer_
+                 ->Forward(next_in.view({A, 1}), next_pos.view({A, 1}), mask,
+                           &cache)
+                 .select(1, 0);
+      next_pos = next_pos + 1;
+    }
+    return results;
+  });
+}
+
+absl::StatusOr<std::vector<SequenceScore>> LanguageModel::Score(
+    const std::vector<ScoreInput>& inputs, const ScoreOptions& o) {
+  const auto& cfg = config();
+  const int64_t V = cfg.vocab_size;
+  if (!(o.temperature > 0 && std::isfinite(o.temperature))) {
+    return absl::InvalidArgumentError(
+        "scoring temperature must be finite and > 0");
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const ScoreInput& in = inputs[i];
+    const std::string what = absl::StrCat("sequence ", i);
+    if (in.prompt_ids.empty())
+      return absl::InvalidArgumentError(what + ": empty prompt");
+    if (auto s = CheckSeq(in.prompt_ids, V, what + " prompt"); !s.ok())
+      return s;
+    if (auto s = CheckSeq(in.completion_ids, V, what + " completion"); !s.ok())
+      return s;
+    if (auto s = CheckSeq(in.support_ids, V, what + " support"); !s.ok())
+      return s;
+    const int64_t T = static_cast<int64_t>(in.completion_ids.size());
+    if (in.support_k < 0 ||
+        static_cast<int64_t>(in.support_ids.size()) != T * in.support_k) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": support has ", in.support_ids.size(),
+                       " ids, expected T*K = ", T * in.support_k));
+    }
+    for (int64_t t = 0; t < T && in.support_k > 0; ++t) {
+      const auto* row = in.support_ids.data() + t * in.support_k;
+      if (std::find(row, row + in.support_k, in.completion_ids[t]) ==
+          row + in.support_k) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, " position ", t, ": the support does not contain the token"));
+      }
+    }
+    if (static_cast<int64_t>(in.prompt_ids.size()) + T >
+        cfg.max_position_embeddings) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " is longer than the model's ",
+                       cfg.max_position_embeddings, " positions"));
+    }
+  }
+  return Guard([&]() -> absl::StatusOr<std::vector<SequenceScore>> {
+    at::NoGradGuard no_grad;
+    const c10::Device dev = transformer_->device();
+    std::vector<SequenceScore> out(inputs.size());
+    std::vector<std::vector<int32_t>> full(inputs.size());
+    std::vector<size_t> order(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      full[i] = inputs[i].prompt_ids;
+      // The last completion token is never an input.
+      if (!inputs[i].completion_ids.empty()) {
+        full[i].insert(full[i].end(), inputs[i].completion_ids.begin(),
+                       inputs[i].completion_ids.end() - 1);
+      }
+      order[i] = i;
+    }
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return full[a].size() < full[b].size();
+    });
+    size_t start = 0;
+    while (start < order.size()) {
+      // Grow the batch while the padded size stays within budget (sorted: the
+      // last is longest).
+      size_t end = start + 1;
+      while (
+          end < order.size() &&
+          static_cast<int64_t>((end + 1 - start) * full[order[end]].size()) <=
+              o.max_batch_tokens) {
+        ++end;
+      }
+      std::vector<const std::vector<int32_t>*> ptrs;
+      for (size_t j = start; j < end; ++j) ptrs.push_back(&full[order[j]]);
+      Padded pad = LeftPad(ptrs, dev);
+      const at::Tensor logits =
+          transformer_->Forward(pad.ids, pad.positions, pad.mask, nullptr);
+      for (size_t j = start; j < end; ++j) {
+        const size_t i = order[j];
+        const ScoreInput& in = inputs[i];
+        const int64_t T = static_cast<int64_t>(in.completion_ids.size());
+        if (T == 0) continue;
+        const int64_t b = static_cast<int64_t>(j - start);
+        const int64_t P = static_cast<int64_t>(in.prompt_ids.size());
+        const int64_t first =
+            pad.width - static_cast<int64_t>(full[i].size()) + P - 1;
+        const at::Tensor lp = at::log_softmax(
+            logits[b].narrow(0, first, T) / o.temperature, -1);  // [T, V]
+        const at::Tensor comp =
+            at::tensor(std::vector<int64_t>(in.completion_ids.begin(),
+                                            in.completion_ids.end()),
+                       at::kLong)
+                .to(dev);
+        SequenceScore& s = out[i];
+        s.sampled_logprobs =
+            ToVector<float>(lp.gather(-1, comp.unsqueeze(-1)).squeeze(-1));
+        if (in.support_k > 0) {
+          const at::Tensor sup =
+              at::tensor(std::vector<int64_t>(in.support_ids.begin(),
+                                              in.support_ids.end()),
+                         at::kLong)
+                  .view({T, in.support_k})
+                  .to(dev);
+          s.support_logprobs = ToVector<float>(lp.gather(-1, sup));
+          const at::Tensor outside =
+              lp.scatter(-1, sup, -std::numeric_limits<float>::infinity());
+          s.tail_logprobs =
+              ToVector<float>(at::logsumexp(outside, -1).clamp_min(kTailFloor));
+        }
+        if (o.top_k > 0) {
+          auto [vals, ids] = lp.topk(std::min(o.top_k, V), -1);
+          s.top_logprobs = ToVector<float>(vals);
+          for (int64_t id : ToVector<int64_t>(ids))
+            s.top_ids.push_back(static_cast<int32_t>(id));
+        }
+      }
+      start = end;
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<std::vector<float>>> LanguageModel::TokenLogprobs(
+    const std::vector<std::vector<int32_t>>& sequences,
+    int64_t max_batch_tokens) {
+  std::vector<ScoreInput> inputs;
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    if (sequences[i].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", i, " is empty"));
+    }
+    ScoreInput in;
+    in.prompt_ids = {sequences[i][0]};
+    in.completion_ids.assign(sequences[i].begin() + 1, sequences[i].end());
+    inputs.push_back(std::move(in));
+  }
+  ScoreOptions o;
+  o.max_batch_tokens = max_batch_tokens;
+  auto scores = Score(inputs, o);
+  if (!scores.ok()) return scores.status();
+  std::vector<std::vector<float>> out;
+  for (auto& s : *scores) out.push_back(std::move(s.sampled_logprobs));
+  return out;
+}
+
+}  // namespace cmdistill::model

@@ -1,0 +1,119 @@
+// A torch-free facade over the LibTorch transformer: load / init / save,
+// batched incremental generation with a KV cache, and scoring. What the CLI,
+// the actor and the teacher service use; the learner's LibTorch backend reaches
+// the Transformer itself through transformer().
+//
+// Log-probability convention (the learner must use the same one): the policy
+// that samples a token is softmax(logits / temperature) over the whole
+// vocabulary. The log-probability returned for a sampled token, and the top-K
+// support, are taken from that distribution BEFORE top-p / top-k truncation
+// (truncation only restricts which tokens may be drawn). temperature = 0 means
+// greedy decoding; its log-probabilities are those of softmax(logits).
+//
+// Thread-compatibility: one call at a time per LanguageModel (callers
+// serialise; the teacher service batches requests into one call).
+#ifndef CMDISTILL_COMMON_MODEL_LANGUAGE_MODEL_H_
+#define CMDISTILL_COMMON_MODEL_LANGUAGE_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/checkpoint/hf_checkpoint.h"
+
+namespace cmdistill::model {
+
+class Transformer;
+
+struct SamplingOptions {
+  double temperature = 1.0;  // 0 = greedy
+  double top_p = 1.0;        // (0, 1]
+  int64_t top_k = 0;         // 0 = off
+  int64_t max_new_tokens = 64;
+  std::vector<int32_t> stop_token_ids;
+  uint64_t seed = 0;
+  // Per position, the K most likely tokens of the policy and their
+  // log-probabilities, always including the sampled token (it replaces the K-th
+  // when outside). 0 = none; >= V = all.
+  int64_t support_k = 0;
+};
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;  // [T] generated tokens (a stop token included)
+  std::vector<float> logprobs;  // [T] log π(token) under the convention above
+  bool finished = false;        // ended on a stop token
+  int64_t support_k = 0;        // K actually used
+  std::vector<int32_t> support_ids;     // [T * K]
+  std::vector<float> support_logprobs;  // [T * K]
+};
+
+struct ScoreInput {
+  std::vector<int32_t> prompt_ids;      // at least one token
+  std::vector<int32_t> completion_ids;  // [T]
+  int64_t support_k = 0;                // K (0: sampled tokens only)
+  std::vector<int32_t> support_ids;     // [T * K]
+};
+
+struct SequenceScore {
+  std::vector<float> sampled_logprobs;  // [T] log p(completion_t | prefix)
+  std::vector<float> support_logprobs;  // [T * K]
+  std::vector<float>
+      tail_logprobs;  // [T] log p(outside the support), floored at -1e4
+  std::vector<int32_t> top_ids;  // [T * top_k] when asked
+  std::vector<float> top_logprobs;
+};
+
+struct ScoreOptions {
+  double temperature = 1.0;         // the distribution scored (teacher: 1)
+  int64_t max_batch_tokens = 8192;  // padded tokens per forward pass
+  int64_t top_k = 0;  // also return the model's own top-K per position
+};
+
+class LanguageModel {
+ public:
+  // device: "auto", "cpu", "cuda", "cuda:N"; dtype: "float32", "bfloat16".
+  static absl::StatusOr<std::unique_ptr<LanguageModel>> Load(
+      const std::string& dir, const std::string& device,
+      const std::string& dtype);
+  static absl::StatusOr<std::unique_ptr<LanguageModel>> InitRandom(
+      const checkpoint::ModelConfig& config, uint64_t seed,
+      const std::string& device, const std::string& dtype);
+  ~LanguageModel();
+
+  const checkpoint::ModelConfig& config() const;
+  std::string device_name() const;
+  std::string dtype_name() const;
+  int64_t num_parameters() const;
+
+  // INVALID_ARGUMENT for empty prompts, ids outside the vocabulary, a prompt
+  // plus max_new_tokens longer than the model allows, or bad sampling options.
+  absl::StatusOr<std::vector<GenerationResult>> Generate(
+      const std::vector<std::vector<int32_t>>& prompts,
+      const SamplingOptions& options);
+
+  // INVALID_ARGUMENT for ids outside the vocabulary, empty prompts, support
+  // rows that do not contain the scored token or have the wrong size, over-long
+  // sequences.
+  absl::StatusOr<std::vector<SequenceScore>> Score(
+      const std::vector<ScoreInput>& inputs, const ScoreOptions& options);
+
+  // For each sequence, len - 1 values: value t-1 = log p(ids[t] | ids[<t]).
+  absl::StatusOr<std::vector<std::vector<float>>> TokenLogprobs(
+      const std::vector<std::vector<int32_t>>& sequences,
+      int64_t max_batch_tokens = 8192);
+
+  absl::Status Save(const std::string& dir,
+                    const checkpoint::WriteOptions& options = {}) const;
+
+  Transformer* transformer() { return transformer_.get(); }
+
+ private:
+  explicit LanguageModel(std::unique_ptr<Transformer> t);
+  std::unique_ptr<Transformer> transformer_;
+};
+
+}  // namespace cmdistill::model
+
+#endif  // CMDISTILL_COMMON_MODEL_LANGUAGE_MODEL_H_

@@ -1,0 +1,213 @@
+// Generation and scoring through the torch-free facade: greedy decoding agrees
+// with full forwards, batching and padding change nothing, seeds reproduce, the
+// log-probability convention holds, and bad input is refused.
+#include <cmath>
+#include <set>
+
+#include "common/model/language_model.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace cmdistill::model {
+namespace {
+
+using ::cmdistill::testing::StatusIs;
+using ::testing::HasSubstr;
+
+checkpoint::ModelConfig Config() {
+  checkpoint::ModelConfig c;
+  c.model_type = "qwen2";
+  c.vocab_size = 53;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.attention_bias = true;
+  c.max_position_embeddings = 256;
+  return c;
+}
+
+std::unique_ptr<LanguageModel> Model() {
+  auto m = LanguageModel::InitRandom(Config(), 4, "cpu", "float32");
+  EXPECT_OK(m.status());
+  return *std::move(m);
+}
+
+// The argmax of p(. | prefix) from a full scoring pass, for every prefix
+// length.
+int32_t FullArgmax(LanguageModel& m, std::vector<int32_t> prefix) {
+  ScoreInput in;
+  in.prompt_ids = prefix;
+  in.completion_ids = {0};
+  ScoreOptions o;
+  o.top_k = 1;
+  auto s = m.Score({in}, o);
+  EXPECT_OK(s.status());
+  return (*s)[0].top_ids[0];
+}
+
+TEST(Generate, GreedyAgreesWithFullForwardsAndBatchingChangesNothing) {
+  auto m = Model();
+  const std::vector<std::vector<int32_t>> prompts = {
+      {1, 2, 3, 4, 5, 6}, {7}, {8, 9, 10}};
+  SamplingOptions o;
+  o.temperature = 0;
+  o.max_new_tokens = 8;
+  ASSERT_OK_AND_ASSIGN(auto batched, m->Generate(prompts, o));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_OK_AND_ASSIGN(auto alone, m->Generate({prompts[i]}, o));
+    EXPECT_EQ(batched[i].tokens, alone[0].tokens) << i;
+    ASSERT_EQ(batched[i].tokens.size(), 8u);
+    std::vector<int32_t> prefix = prompts[i];
+    for (int32_t tok : batched[i].tokens) {
+      EXPECT_EQ(tok, FullArgmax(*m, prefix));
+      prefix.push_back(tok);
+    }
+  }
+}
+
+TEST(Generate, SeedsReproduceAndLogprobsFollowTheConvention) {
+  auto m = Model();
+  SamplingOptions o;
+  o.temperature = 0.7;
+  o.max_new_tokens = 12;
+  o.seed = 123;
+  o.support_k = 5;
+  const std::vector<std::vector<int32_t>> prompts = {{3, 1, 4}, {1, 5}};
+  ASSERT_OK_AND_ASSIGN(auto a, m->Generate(prompts, o));
+  ASSERT_OK_AND_ASSIGN(auto b, m->Generate(prompts, o));
+  EXPECT_EQ(a[0].tokens, b[0].tokens);
+  EXPECT_EQ(a[1].tokens, b[1].tokens);
+  o.seed = 124;
+  ASSERT_OK_AND_ASSIGN(auto c, m->Generate(prompts, o));
+  EXPECT_TRUE(c[0].tokens != a[0].tokens || c[1].tokens != a[1].tokens);
+  // log π(token) = log softmax(logits / T): the same numbers from a scoring
+  // pass at T.
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ScoreInput in;
+    in.prompt_ids = prompts[i];
+    in.completion_ids = a[i].tokens;
+    in.support_k = 5;
+    in.support_ids = a[i].support_ids;
+    ScoreOptions so;
+    so.temperature = 0.7;
+    ASSERT_OK_AND_ASSIGN(auto s, m->Score({in}, so));
+    for (size_t t = 0; t < a[i].tokens.size(); ++t) {
+      EXPECT_NEAR(s[0].sampled_logprobs[t], a[i].logprobs[t], 1e-4);
+      // The sampled token is in its support, whose values are the policy's
+      // log-probabilities.
+      bool found = false;
+      for (int k = 0; k < 5; ++k) {
+        found |= a[i].support_ids[t * 5 + k] == a[i].tokens[t];
+        EXPECT_NEAR(a[i].support_logprobs[t * 5 + k],
+                    s[0].support_logprobs[t * 5 + k], 1e-4);
+      }
+      EXPECT_TRUE(found);
+      // Tail = log(1 - Σ support).
+      double mass = 0;
+      for (int k = 0; k < 5; ++k)
+        mass += std::exp(s[0].support_logprobs[t * 5 + k]);
+      EXPECT_NEAR(std::exp(s[0].tail_logprobs[t]), 1 - mass, 1e-5);
+    }
+  }
+}
+
+TEST(Generate, FullVocabularySupportAndTruncationOptions) {
+  auto m = Model();
+  SamplingOptions o;
+  o.max_new_tokens = 4;
+  o.support_k = 1000;  // >= V: the whole vocabulary
+  ASSERT_OK_AND_ASSIGN(auto r, m->Generate({{2, 3}}, o));
+  EXPECT_EQ(r[0].support_k, 53);
+  double mass = 0;
+  for (int k = 0; k < 53; ++k) mass += std::exp(r[0].support_logprobs[k]);
+  EXPECT_NEAR(mass, 1.0, 1e-5);
+  std::set<int32_t> ids(r[0].support_ids.begin(),
+                        r[0].support_ids.begin() + 53);
+  EXPECT_EQ(ids.size(), 53u);
+  // top_k = 1 and a tiny top_p both reduce sampling to greedy.
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  greedy.max_new_tokens = 6;
+  ASSERT_OK_AND_ASSIGN(auto g, m->Generate({{5, 6, 7}}, greedy));
+  SamplingOptions k1 = greedy;
+  k1.temperature = 1.3;
+  k1.top_k = 1;
+  ASSERT_OK_AND_ASSIGN(auto a, m->Generate({{5, 6, 7}}, k1));
+  EXPECT_EQ(a[0].tokens, g[0].tokens);
+  SamplingOptions p0 = greedy;
+  p0.temperature = 1.3;
+  p0.top_p = 1e-6;
+  ASSERT_OK_AND_ASSIGN(auto b, m->Generate({{5, 6, 7}}, p0));
+  EXPECT_EQ(b[0].tokens, g[0].tokens);
+}
+
+TEST(Generate, StopTokensEndSequences) {
+  auto m = Model();
+  SamplingOptions o;
+  o.temperature = 0;
+  o.max_new_tokens = 10;
+  ASSERT_OK_AND_ASSIGN(auto free_run, m->Generate({{1, 2}, {3}}, o));
+  o.stop_token_ids = {free_run[0].tokens[2]};
+  ASSERT_OK_AND_ASSIGN(auto stopped, m->Generate({{1, 2}, {3}}, o));
+  const auto& s = stopped[0].tokens;
+  EXPECT_TRUE(stopped[0].finished);
+  EXPECT_EQ(s.back(), free_run[0].tokens[2]);
+  EXPECT_LE(s.size(), 3u);
+  // The other row keeps going, unaffected by its neighbour stopping (rows are
+  // dropped).
+  const auto& other = stopped[1].tokens;
+  EXPECT_EQ(std::vector<int32_t>(
+                free_run[1].tokens.begin(),
+                free_run[1].tokens.begin() + static_cast<long>(other.size())),
+            other);
+}
+
+TEST(Score, BatchingDoesNotChangeScores) {
+  auto m = Model();
+  std::vector<std::vector<int32_t>> seqs = {
+      {1, 2, 3, 4, 5, 6, 7, 8}, {9, 10}, {11, 12, 13, 14}};
+  ASSERT_OK_AND_ASSIGN(auto big, m->TokenLogprobs(seqs, 10000));
+  ASSERT_OK_AND_ASSIGN(auto small, m->TokenLogprobs(seqs, 1));
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    ASSERT_EQ(big[i].size(), seqs[i].size() - 1);
+    for (size_t t = 0; t < big[i].size(); ++t)
+      EXPECT_NEAR(big[i][t], small[i][t], 1e-5);
+  }
+}
+
+TEST(Score, BadInputIsRefused) {
+  auto m = Model();
+  ScoreInput in;
+  in.prompt_ids = {1};
+  in.completion_ids = {2, 99};
+  EXPECT_THAT(m->Score({in}, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("token id 99 is outside the vocabulary")));
+  in.completion_ids = {2, 3};
+  in.support_k = 2;
+  in.support_ids = {2, 5, 4, 5};  // position 1 lacks token 3
+  EXPECT_THAT(m->Score({in}, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("position 1: the support does not contain")));
+  in.support_ids = {2, 5};
+  EXPECT_THAT(m->Score({in}, {}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                           HasSubstr("expected T*K = 4")));
+  SamplingOptions o;
+  o.max_new_tokens = 300;
+  EXPECT_THAT(m->Generate({{1}}, o),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("exceeds the model's 256 positions")));
+  EXPECT_THAT(m->Generate({{}}, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(LanguageModel::Load("/nonexistent", "cpu", "float32"),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(LanguageModel::InitRandom(Config(), 1, "tpu", "float32"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace cmdistill::model
