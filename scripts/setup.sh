@@ -10,7 +10,7 @@ PACKAGES=(
   # the stack
   libtorch-dev libopenblas0-pthread
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev prometheus-cpp-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev
+  libabsl-dev prometheus-cpp-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev libicu-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev openssl curl prometheus
   # the independent reference for model tests (Debian's /usr/bin/python3)
@@ -24,8 +24,26 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# Node.js runs the independent reference tokenizer in the tests (tests/reference/package.json).
+# A machine that already has a node keeps it; otherwise Debian's nodejs and npm.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  for p in nodejs npm; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
+
+install_node_modules() {
+  local ref
+  ref="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/reference"
+  if [[ ! -d $ref/node_modules/@huggingface/tokenizers ]]; then
+    echo "setup: installing the reference tokenizer and tokenizer files (npm ci in tests/reference)"
+    (cd "$ref" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "setup: all ${#PACKAGES[@]} packages present"
+  install_node_modules
+  echo "setup: all packages present"
   exit 0
 fi
 
@@ -47,4 +65,5 @@ if command -v update-alternatives >/dev/null; then
     [[ -n $cand ]] && "${SUDO[@]}" update-alternatives --set "$alt" "$cand" >/dev/null || true
   done
 fi
+install_node_modules
 echo "setup: done"

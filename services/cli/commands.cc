@@ -30,6 +30,7 @@ const std::vector<Command>& Commands() {
     auto* c = new std::vector<Command>();
     AddServiceCommands(c);
     AddTaskCommands(c);
+    AddModelCommands(c);
     AddConfigCommands(c);
     return c;
   }();

@@ -40,6 +40,7 @@ int RunCli(const std::vector<std::string>& argv, Io io);
 void AddConfigCommands(std::vector<Command>* commands);
 void AddServiceCommands(std::vector<Command>* commands);
 void AddTaskCommands(std::vector<Command>* commands);
+void AddModelCommands(std::vector<Command>* commands);
 
 }  // namespace cmdistill::cli
 
