@@ -42,7 +42,8 @@ void AppendUtf8(char32_t c, std::string* out) {
   }
 }
 
-// ---------------------------------------------------------------- character classes
+// ---------------------------------------------------------------- character
+// classes
 
 bool IsL(char32_t c) {
   switch (u_charType(static_cast<UChar32>(c))) {
@@ -74,7 +75,8 @@ bool IsOther(char32_t c) { return !IsS(c) && !IsL(c) && !IsN(c); }
 
 char32_t AsciiLower(char32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
-// ---------------------------------------------------------------- split patterns
+// ---------------------------------------------------------------- split
+// patterns
 
 enum class Pattern { kNone, kQwen, kLlama3, kGpt2 };
 
@@ -85,7 +87,8 @@ const char* kLlama3Pattern =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const char* kGpt2Pattern =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| "
+    "?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 // Length of the contraction at i ('s 't 're 've 'm 'll 'd), 0 if none.
 size_t Contraction(const std::vector<char32_t>& s, size_t i, bool ignore_case) {
@@ -96,13 +99,15 @@ size_t Contraction(const std::vector<char32_t>& s, size_t i, bool ignore_case) {
   if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
   if (i + 2 < n) {
     const char32_t b = low(s[i + 2]);
-    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') ||
+        (a == 'l' && b == 'l'))
+      return 3;
   }
   return 0;
 }
 
-// The three whitespace alternatives shared by all patterns: \s*[\r\n]+ (when `crlf`),
-// \s+(?!\S), \s+.
+// The three whitespace alternatives shared by all patterns: \s*[\r\n]+ (when
+// `crlf`), \s+(?!\S), \s+.
 size_t Whitespace(const std::vector<char32_t>& s, size_t i, bool crlf) {
   const size_t n = s.size();
   if (!IsS(s[i])) return 0;
@@ -118,7 +123,8 @@ size_t Whitespace(const std::vector<char32_t>& s, size_t i, bool crlf) {
   return j - i;
 }
 
-// Length of the match of `pattern` at i (the regex's leftmost alternative that matches).
+// Length of the match of `pattern` at i (the regex's leftmost alternative that
+// matches).
 size_t MatchAt(Pattern pattern, const std::vector<char32_t>& s, size_t i) {
   const size_t n = s.size();
   const char32_t c = s[i];
@@ -192,7 +198,8 @@ void SplitPieces(Pattern pattern, const std::vector<char32_t>& s,
   if (gap < s.size()) out->push_back({gap, s.size()});
 }
 
-// ---------------------------------------------------------------- byte-level alphabet
+// ---------------------------------------------------------------- byte-level
+// alphabet
 
 struct ByteAlphabet {
   char32_t byte_to_char[256];
@@ -200,8 +207,10 @@ struct ByteAlphabet {
   ByteAlphabet() {
     int extra = 0;
     for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
-      byte_to_char[b] = printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + extra++);
+      const bool printable =
+          (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+      byte_to_char[b] = printable ? static_cast<char32_t>(b)
+                                  : static_cast<char32_t>(256 + extra++);
       char_to_byte[byte_to_char[b]] = static_cast<uint8_t>(b);
     }
   }
@@ -226,12 +235,84 @@ std::string Sha256Hex(const std::string& data) {
 }
 
 uint64_t PairKey(int32_t a, int32_t b) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) |
+         static_cast<uint32_t>(b);
 }
 
 }  // namespace
 
-// ---------------------------------------------------------------- public UTF-8 helpers
+// ---------------------------------------------------------------- generated
+// tokenizers
+
+std::string MakeByteLevelTokenizerJson(
+    const std::vector<std::string>& merges,
+    const std::vector<std::string>& special_tokens) {
+  json vocab = json::object();
+  int32_t next = 0;
+  for (int b = 0; b < 256; ++b) {
+    std::string ch;
+    AppendUtf8(Alphabet().byte_to_char[b], &ch);
+    vocab[ch] = next++;
+  }
+  json merge_list = json::array();
+  for (const std::string& m : merges) {
+    const size_t sp = m.find(' ');
+    const std::string merged = m.substr(0, sp) + m.substr(sp + 1);
+    if (!vocab.contains(merged)) vocab[merged] = next++;
+    merge_list.push_back(m);
+  }
+  json added = json::array();
+  for (const std::string& t : special_tokens) {
+    added.push_back({{"id", next++},
+                     {"content", t},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
+  }
+  json j = {{"version", "1.0"},
+            {"truncation", nullptr},
+            {"padding", nullptr},
+            {"added_tokens", added},
+            {"normalizer", {{"type", "NFC"}}},
+            {"pre_tokenizer",
+             {{"type", "Sequence"},
+              {"pretokenizers",
+               {{{"type", "Split"},
+                 {"pattern", {{"Regex", kQwenPattern}}},
+                 {"behavior", "Isolated"},
+                 {"invert", false}},
+                {{"type", "ByteLevel"},
+                 {"add_prefix_space", false},
+                 {"trim_offsets", false},
+                 {"use_regex", false}}}}}},
+            {"post_processor",
+             {{"type", "ByteLevel"},
+              {"add_prefix_space", false},
+              {"trim_offsets", false},
+              {"use_regex", false}}},
+            {"decoder",
+             {{"type", "ByteLevel"},
+              {"add_prefix_space", false},
+              {"trim_offsets", false},
+              {"use_regex", false}}},
+            {"model",
+             {{"type", "BPE"},
+              {"dropout", nullptr},
+              {"unk_token", nullptr},
+              {"continuing_subword_prefix", ""},
+              {"end_of_word_suffix", ""},
+              {"fuse_unk", false},
+              {"byte_fallback", false},
+              {"ignore_merges", false},
+              {"vocab", vocab},
+              {"merges", merge_list}}}};
+  return j.dump(1) + "\n";
+}
+
+// ---------------------------------------------------------------- public UTF-8
+// helpers
 
 absl::StatusOr<std::vector<char32_t>> DecodeUtf8(std::string_view s) {
   std::vector<char32_t> out;
@@ -255,18 +336,24 @@ absl::StatusOr<std::vector<char32_t>> DecodeUtf8(std::string_view s) {
       c = b & 0x07;
       len = 4;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("invalid UTF-8 at byte ", i));
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid UTF-8 at byte ", i));
     }
-    if (i + len > n) return absl::InvalidArgumentError(absl::StrCat("truncated UTF-8 at byte ", i));
+    if (i + len > n)
+      return absl::InvalidArgumentError(
+          absl::StrCat("truncated UTF-8 at byte ", i));
     for (size_t k = 1; k < len; ++k) {
       const unsigned char cb = static_cast<unsigned char>(s[i + k]);
       if ((cb & 0xC0) != 0x80) {
-        return absl::InvalidArgumentError(absl::StrCat("invalid UTF-8 at byte ", i + k));
+        return absl::InvalidArgumentError(
+            absl::StrCat("invalid UTF-8 at byte ", i + k));
       }
       c = (c << 6) | (cb & 0x3F);
     }
-    if ((len == 3 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) || (len == 4 && (c < 0x10000 || c > 0x10FFFF))) {
-      return absl::InvalidArgumentError(absl::StrCat("invalid UTF-8 at byte ", i));
+    if ((len == 3 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ||
+        (len == 4 && (c < 0x10000 || c > 0x10FFFF))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid UTF-8 at byte ", i));
     }
     out.push_back(c);
     i += len;
@@ -333,7 +420,8 @@ std::string LossyUtf8(std::string_view s) {
   return out;
 }
 
-// ---------------------------------------------------------------- the tokenizer
+// ---------------------------------------------------------------- the
+// tokenizer
 
 struct Tokenizer::Impl {
   std::string source;
@@ -350,14 +438,16 @@ struct Tokenizer::Impl {
   std::map<std::string, size_t> added_by_content;
   size_t max_added_len = 0;
   // BPE.
-  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // pair -> (rank, merged id)
+  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>>
+      merges;  // pair -> (rank, merged id)
   int32_t byte_ids[256];
   bool ignore_merges = false;
   // Pipeline.
   bool nfc = false, nfkc = false;
   Pattern pattern = Pattern::kNone;
   bool prefix_space = false;
-  std::vector<std::pair<bool, int32_t>> template_single;  // (is_sequence, special id)
+  std::vector<std::pair<bool, int32_t>>
+      template_single;  // (is_sequence, special id)
   bool cleanup_spaces = false;
   int32_t eos = -1, bos = -1, pad = -1;
   std::string fingerprint;
@@ -371,10 +461,12 @@ struct Tokenizer::Impl {
   }
 
   void Bpe(const std::string& bytes, std::vector<int32_t>* out) const;
-  absl::Status EncodeText(std::string_view text, std::vector<int32_t>* out) const;
+  absl::Status EncodeText(std::string_view text,
+                          std::vector<int32_t>* out) const;
 };
 
-void Tokenizer::Impl::Bpe(const std::string& bytes, std::vector<int32_t>* out) const {
+void Tokenizer::Impl::Bpe(const std::string& bytes,
+                          std::vector<int32_t>* out) const {
   if (bytes.empty()) return;
   const bool cacheable = bytes.size() <= 256;
   if (cacheable) {
@@ -388,12 +480,14 @@ void Tokenizer::Impl::Bpe(const std::string& bytes, std::vector<int32_t>* out) c
   std::vector<int32_t> result;
   if (ignore_merges) {
     std::string mapped;
-    for (unsigned char b : bytes) AppendUtf8(Alphabet().byte_to_char[b], &mapped);
+    for (unsigned char b : bytes)
+      AppendUtf8(Alphabet().byte_to_char[b], &mapped);
     if (const int32_t id = Find(mapped); id >= 0) result.push_back(id);
   }
   if (result.empty()) {
-    // Linked list of symbols and a min-heap of (rank, position) merge candidates, as the
-    // reference implementation: lowest rank first, leftmost on ties. O(n log n).
+    // Linked list of symbols and a min-heap of (rank, position) merge
+    // candidates, as the reference implementation: lowest rank first, leftmost
+    // on ties. O(n log n).
     const int n = static_cast<int>(bytes.size());
     std::vector<int32_t> id(n);
     std::vector<int> prev(n), next(n);
@@ -407,20 +501,24 @@ void Tokenizer::Impl::Bpe(const std::string& bytes, std::vector<int32_t>* out) c
       int32_t rank;
       int pos;
       int32_t left, right;
-      bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+      bool operator>(const Cand& o) const {
+        return rank != o.rank ? rank > o.rank : pos > o.pos;
+      }
     };
     std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
     auto push = [&](int i) {
       if (i < 0 || next[i] < 0) return;
       auto it = merges.find(PairKey(id[i], id[next[i]]));
-      if (it != merges.end()) heap.push({it->second.first, i, id[i], id[next[i]]});
+      if (it != merges.end())
+        heap.push({it->second.first, i, id[i], id[next[i]]});
     };
     for (int i = 0; i + 1 < n; ++i) push(i);
     while (!heap.empty()) {
       const Cand c = heap.top();
       heap.pop();
       const int i = c.pos;
-      if (!alive[i] || next[i] < 0 || id[i] != c.left || id[next[i]] != c.right) continue;
+      if (!alive[i] || next[i] < 0 || id[i] != c.left || id[next[i]] != c.right)
+        continue;
       const int j = next[i];
       id[i] = merges.at(PairKey(c.left, c.right)).second;
       alive[j] = false;
@@ -439,19 +537,21 @@ void Tokenizer::Impl::Bpe(const std::string& bytes, std::vector<int32_t>* out) c
   }
 }
 
-absl::Status Tokenizer::Impl::EncodeText(std::string_view text, std::vector<int32_t>* out) const {
+absl::Status Tokenizer::Impl::EncodeText(std::string_view text,
+                                         std::vector<int32_t>* out) const {
   if (text.empty()) return absl::OkStatus();
   std::string normalized(text);
   bool ascii = true;
   for (char ch : text) ascii = ascii && static_cast<unsigned char>(ch) < 0x80;
   if ((nfc || nfkc) && !ascii) {
     UErrorCode err = U_ZERO_ERROR;
-    const icu::Normalizer2* norm =
-        nfc ? icu::Normalizer2::getNFCInstance(err) : icu::Normalizer2::getNFKCInstance(err);
-    if (U_FAILURE(err)) return absl::InternalError("ICU normalizer unavailable");
+    const icu::Normalizer2* norm = nfc ? icu::Normalizer2::getNFCInstance(err)
+                                       : icu::Normalizer2::getNFKCInstance(err);
+    if (U_FAILURE(err))
+      return absl::InternalError("ICU normalizer unavailable");
     icu::UnicodeString u = norm->normalize(
-        icu::UnicodeString::fromUTF8(icu::StringPiece(normalized.data(),
-                                                      static_cast<int32_t>(normalized.size()))),
+        icu::UnicodeString::fromUTF8(icu::StringPiece(
+            normalized.data(), static_cast<int32_t>(normalized.size()))),
         err);
     if (U_FAILURE(err)) return absl::InternalError("ICU normalization failed");
     normalized.clear();
@@ -474,7 +574,8 @@ absl::Status Tokenizer::Impl::EncodeText(std::string_view text, std::vector<int3
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer::~Tokenizer() = default;
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& path) {
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(
+    const std::string& path) {
   namespace fs = std::filesystem;
   std::string file = path, config;
   if (fs::is_directory(path)) {
@@ -501,9 +602,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& pa
   return FromJson(*text, config_text, file);
 }
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string& text,
-                                                               const std::string& config_text,
-                                                               const std::string& source) {
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
+    const std::string& text, const std::string& config_text,
+    const std::string& source) {
   auto bad = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
   };
@@ -515,29 +616,39 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
   // Model.
   if (!j.contains("model") || !j["model"].is_object()) return bad("no 'model'");
   const json& m = j["model"];
-  if (m.value("type", std::string("BPE")) != "BPE") return bad("model.type must be BPE");
-  if (m.contains("dropout") && !m["dropout"].is_null()) return bad("BPE dropout is not supported");
-  if (m.value("byte_fallback", false)) return bad("byte_fallback is not supported");
-  if (!m.contains("vocab") || !m["vocab"].is_object()) return bad("model.vocab missing");
+  if (m.value("type", std::string("BPE")) != "BPE")
+    return bad("model.type must be BPE");
+  if (m.contains("dropout") && !m["dropout"].is_null())
+    return bad("BPE dropout is not supported");
+  if (m.value("byte_fallback", false))
+    return bad("byte_fallback is not supported");
+  if (!m.contains("vocab") || !m["vocab"].is_object())
+    return bad("model.vocab missing");
   impl->ignore_merges = m.value("ignore_merges", false);
   int32_t max_id = -1;
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-    if (!it.value().is_number_integer()) return bad("vocab ids must be integers");
+    if (!it.value().is_number_integer())
+      return bad("vocab ids must be integers");
     const int64_t id = it.value().get<int64_t>();
-    if (id < 0 || id > (1 << 24)) return bad(absl::StrCat("vocab id ", id, " out of range"));
+    if (id < 0 || id > (1 << 24))
+      return bad(absl::StrCat("vocab id ", id, " out of range"));
     impl->token_to_id[it.key()] = static_cast<int32_t>(id);
     max_id = std::max<int32_t>(max_id, static_cast<int32_t>(id));
   }
   // Added tokens.
   if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
     for (const json& a : j["added_tokens"]) {
-      if (!a.contains("id") || !a.contains("content") || !a["content"].is_string()) {
+      if (!a.contains("id") || !a.contains("content") ||
+          !a["content"].is_string()) {
         return bad("added_tokens entries need id and content");
       }
       Impl::Added t{a["content"].get<std::string>(), a["id"].get<int32_t>(),
-                    a.value("lstrip", false), a.value("rstrip", false), a.value("special", false)};
-      if (a.value("single_word", false)) return bad("single_word added tokens are not supported");
-      if (t.content.empty() || t.id < 0) return bad("added token with empty content or bad id");
+                    a.value("lstrip", false), a.value("rstrip", false),
+                    a.value("special", false)};
+      if (a.value("single_word", false))
+        return bad("single_word added tokens are not supported");
+      if (t.content.empty() || t.id < 0)
+        return bad("added token with empty content or bad id");
       max_id = std::max(max_id, t.id);
       impl->added_by_content[t.content] = impl->added.size();
       impl->max_added_len = std::max(impl->max_added_len, t.content.size());
@@ -555,34 +666,41 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
     impl->token_to_id.emplace(a.content, a.id);
   }
   for (size_t id = 0; id < impl->id_to_token.size(); ++id) {
-    absl::StrAppend(&canon, id, "\t", impl->id_to_token[id], "\t", impl->is_added[id] ? 1 : 0,
-                    impl->is_special[id] ? 1 : 0, "\n");
+    absl::StrAppend(&canon, id, "\t", impl->id_to_token[id], "\t",
+                    impl->is_added[id] ? 1 : 0, impl->is_special[id] ? 1 : 0,
+                    "\n");
   }
   for (int b = 0; b < 256; ++b) {
     std::string ch;
     AppendUtf8(Alphabet().byte_to_char[b], &ch);
     impl->byte_ids[b] = impl->Find(ch);
-    if (impl->byte_ids[b] < 0) return bad(absl::StrCat("byte ", b, " has no vocabulary entry"));
+    if (impl->byte_ids[b] < 0)
+      return bad(absl::StrCat("byte ", b, " has no vocabulary entry"));
   }
-  if (!m.contains("merges") || !m["merges"].is_array()) return bad("model.merges missing");
+  if (!m.contains("merges") || !m["merges"].is_array())
+    return bad("model.merges missing");
   int32_t rank = 0;
   for (const json& mg : m["merges"]) {
     std::string a, b;
     if (mg.is_string()) {
       const std::string s = mg.get<std::string>();
       const size_t sp = s.find(' ');
-      if (sp == std::string::npos) return bad(absl::StrCat("merge '", s, "' is not 'a b'"));
+      if (sp == std::string::npos)
+        return bad(absl::StrCat("merge '", s, "' is not 'a b'"));
       a = s.substr(0, sp);
       b = s.substr(sp + 1);
-    } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
+    } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() &&
+               mg[1].is_string()) {
       a = mg[0].get<std::string>();
       b = mg[1].get<std::string>();
     } else {
       return bad("merges must be 'a b' strings or [a, b] pairs");
     }
-    const int32_t ia = impl->Find(a), ib = impl->Find(b), im = impl->Find(a + b);
+    const int32_t ia = impl->Find(a), ib = impl->Find(b),
+                  im = impl->Find(a + b);
     if (ia < 0 || ib < 0 || im < 0) {
-      return bad(absl::StrCat("merge '", a, " ", b, "' uses tokens outside the vocabulary"));
+      return bad(absl::StrCat("merge '", a, " ", b,
+                              "' uses tokens outside the vocabulary"));
     }
     impl->merges.emplace(PairKey(ia, ib), std::make_pair(rank++, im));
     absl::StrAppend(&canon, "m\t", ia, "\t", ib, "\n");
@@ -622,13 +740,17 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
   for (const json& p : pres) {
     const std::string t = p.value("type", "");
     if (t == "Split") {
-      if (impl->pattern != Pattern::kNone) return bad("only one Split pre-tokenizer is supported");
+      if (impl->pattern != Pattern::kNone)
+        return bad("only one Split pre-tokenizer is supported");
       const std::string behavior = p.value("behavior", "");
       if (behavior != "Isolated" || p.value("invert", false)) {
-        return bad("Split pre-tokenizer must have behavior Isolated and invert false");
+        return bad(
+            "Split pre-tokenizer must have behavior Isolated and invert false");
       }
       const std::string re =
-          p.contains("pattern") && p["pattern"].contains("Regex") ? p["pattern"]["Regex"] : "";
+          p.contains("pattern") && p["pattern"].contains("Regex")
+              ? p["pattern"]["Regex"]
+              : "";
       if (re == kQwenPattern) {
         impl->pattern = Pattern::kQwen;
       } else if (re == kLlama3Pattern) {
@@ -636,9 +758,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
       } else if (re == kGpt2Pattern) {
         impl->pattern = Pattern::kGpt2;
       } else {
-        return bad(absl::StrCat("Split pattern is not one of the supported ones (Qwen2/3, "
-                                "Llama 3, GPT-2): ",
-                                re.substr(0, 80)));
+        return bad(absl::StrCat(
+            "Split pattern is not one of the supported ones (Qwen2/3, "
+            "Llama 3, GPT-2): ",
+            re.substr(0, 80)));
       }
     } else if (t == "ByteLevel") {
       have_byte_level = true;
@@ -651,9 +774,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
       return bad(absl::StrCat("pre_tokenizer '", t, "' is not supported"));
     }
   }
-  if (!have_byte_level) return bad("a ByteLevel pre-tokenizer is required (byte-level BPE)");
-  absl::StrAppend(&canon, "pattern\t", static_cast<int>(impl->pattern), "\tprefix\t",
-                  impl->prefix_space, "\tignore_merges\t", impl->ignore_merges, "\n");
+  if (!have_byte_level)
+    return bad("a ByteLevel pre-tokenizer is required (byte-level BPE)");
+  absl::StrAppend(&canon, "pattern\t", static_cast<int>(impl->pattern),
+                  "\tprefix\t", impl->prefix_space, "\tignore_merges\t",
+                  impl->ignore_merges, "\n");
   // Post-processor.
   if (j.contains("post_processor") && !j["post_processor"].is_null()) {
     const json& pp = j["post_processor"];
@@ -676,7 +801,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
         } else if (piece.contains("SpecialToken")) {
           const std::string name = piece["SpecialToken"].value("id", "");
           const json& st = p["special_tokens"];
-          if (!st.contains(name)) return bad(absl::StrCat("template token '", name, "' undefined"));
+          if (!st.contains(name))
+            return bad(absl::StrCat("template token '", name, "' undefined"));
           for (const json& id : st[name]["ids"]) {
             impl->template_single.push_back({false, id.get<int32_t>()});
           }
@@ -684,22 +810,26 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
       }
     }
   }
-  for (const auto& [seq, id] : impl->template_single) absl::StrAppend(&canon, "tpl\t", seq, id, "\n");
+  for (const auto& [seq, id] : impl->template_single)
+    absl::StrAppend(&canon, "tpl\t", seq, id, "\n");
   if (j.contains("decoder") && !j["decoder"].is_null()) {
     const std::string d = j["decoder"].value("type", "");
-    if (d != "ByteLevel") return bad(absl::StrCat("decoder '", d, "' is not supported"));
+    if (d != "ByteLevel")
+      return bad(absl::StrCat("decoder '", d, "' is not supported"));
   }
   // tokenizer_config.json.
   if (!config_text.empty()) {
     json c = json::parse(config_text, nullptr, false);
     if (c.is_discarded() || !c.is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": tokenizer_config.json is not JSON"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": tokenizer_config.json is not JSON"));
     }
     impl->cleanup_spaces = c.value("clean_up_tokenization_spaces", false);
     auto token_id = [&](const char* key) -> int32_t {
       if (!c.contains(key) || c[key].is_null()) return -1;
-      std::string s = c[key].is_string() ? c[key].get<std::string>()
-                                         : c[key].value("content", std::string());
+      std::string s = c[key].is_string()
+                          ? c[key].get<std::string>()
+                          : c[key].value("content", std::string());
       return impl->Find(s);
     };
     impl->eos = token_id("eos_token");
@@ -711,19 +841,23 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
 }
 
-absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
-                                                       bool add_special_tokens) const {
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(
+    std::string_view text, bool add_special_tokens) const {
   if (auto cps = DecodeUtf8(text); !cps.ok()) return cps.status();
   std::vector<int32_t> ids;
   const Impl& m = *impl_;
-  // Split out added tokens (leftmost, longest), then encode the text between them.
+  // Split out added tokens (leftmost, longest), then encode the text between
+  // them.
   size_t seg = 0, i = 0;
-  auto is_ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  auto is_ws = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+  };
   while (i < text.size()) {
     size_t best = 0;
     const Impl::Added* hit = nullptr;
     if (!m.added.empty()) {
-      for (size_t len = std::min(m.max_added_len, text.size() - i); len > 0; --len) {
+      for (size_t len = std::min(m.max_added_len, text.size() - i); len > 0;
+           --len) {
         auto it = m.added_by_content.find(std::string(text.substr(i, len)));
         if (it != m.added_by_content.end()) {
           best = len;
@@ -740,7 +874,8 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
     if (hit->lstrip) {
       while (text_end > seg && is_ws(text[text_end - 1])) --text_end;
     }
-    if (auto s = m.EncodeText(text.substr(seg, text_end - seg), &ids); !s.ok()) return s;
+    if (auto s = m.EncodeText(text.substr(seg, text_end - seg), &ids); !s.ok())
+      return s;
     ids.push_back(hit->id);
     i += best;
     if (hit->rstrip) {
@@ -771,8 +906,8 @@ absl::StatusOr<std::string> Tokenizer::Decode(const std::vector<int32_t>& ids,
     const int32_t id = ids[k];
     if (id < 0 || id >= static_cast<int32_t>(m.id_to_token.size()) ||
         (m.id_to_token[id].empty() && !m.is_added[id])) {
-      return absl::InvalidArgumentError(absl::StrCat("id ", id, " at position ", k,
-                                                     " is not in the vocabulary"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "id ", id, " at position ", k, " is not in the vocabulary"));
     }
     if (skip_special_tokens && m.is_special[id]) continue;
     const std::string& tok = m.id_to_token[id];
@@ -794,8 +929,9 @@ absl::StatusOr<std::string> Tokenizer::Decode(const std::vector<int32_t>& ids,
   std::string text = LossyUtf8(bytes);
   if (m.cleanup_spaces) {
     static const std::pair<const char*, const char*> kCleanups[] = {
-        {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
-        {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+        {" .", "."},     {" ?", "?"},     {" !", "!"},   {" ,", ","},
+        {" ' ", "'"},    {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"},
+        {" 've", "'ve"}, {" 're", "'re"}};
     for (const auto& [from, to] : kCleanups) {
       std::string out;
       const std::string f(from);
@@ -812,14 +948,20 @@ absl::StatusOr<std::string> Tokenizer::Decode(const std::vector<int32_t>& ids,
   return text;
 }
 
-int64_t Tokenizer::vocab_size() const { return static_cast<int64_t>(impl_->id_to_token.size()); }
-int32_t Tokenizer::TokenToId(std::string_view token) const { return impl_->Find(token); }
+int64_t Tokenizer::vocab_size() const {
+  return static_cast<int64_t>(impl_->id_to_token.size());
+}
+int32_t Tokenizer::TokenToId(std::string_view token) const {
+  return impl_->Find(token);
+}
 std::string Tokenizer::IdToToken(int32_t id) const {
-  if (id < 0 || id >= static_cast<int32_t>(impl_->id_to_token.size())) return "";
+  if (id < 0 || id >= static_cast<int32_t>(impl_->id_to_token.size()))
+    return "";
   return impl_->id_to_token[id];
 }
 bool Tokenizer::IsSpecial(int32_t id) const {
-  return id >= 0 && id < static_cast<int32_t>(impl_->is_special.size()) && impl_->is_special[id];
+  return id >= 0 && id < static_cast<int32_t>(impl_->is_special.size()) &&
+         impl_->is_special[id];
 }
 int32_t Tokenizer::eos_id() const { return impl_->eos; }
 int32_t Tokenizer::bos_id() const { return impl_->bos; }

@@ -1,5 +1,6 @@
-// `cmdistill tokenize`, `score`, `generate` and `init-model`: the model and tokenizer
-// libraries from the command line (for people and for checks; the formats are stable).
+// `cmdistill tokenize`, `score`, `generate` and `init-model`: the model and
+// tokenizer libraries from the command line (for people and for checks; the
+// formats are stable).
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -24,14 +25,19 @@ std::string Dump(const json& j) {
 }
 
 int RunTokenize(const std::vector<std::string>& args, Io io) {
-  FlagSet flags("cmdistill tokenize", "--tokenizer PATH [--add-special-tokens] [--decode] < in > out",
-                "Encodes (or decodes) JSON Lines with a Hugging Face tokenizer.json.\n"
-                "encode: each input line one JSON string -> one JSON array of ids\n"
-                "decode: each input line one JSON array of ids -> one JSON string\n"
-                "No special tokens are added unless --add-special-tokens is given. A bad line\n"
-                "gets {\"error\": \"...\"} on its output line and the exit code is 1.");
-  flags.AddString("tokenizer", "PATH", "tokenizer.json, or a model folder holding one");
-  flags.AddBool("add-special-tokens", "add the post-processor's special tokens (encode)");
+  FlagSet flags(
+      "cmdistill tokenize",
+      "--tokenizer PATH [--add-special-tokens] [--decode] < in > out",
+      "Encodes (or decodes) JSON Lines with a Hugging Face tokenizer.json.\n"
+      "encode: each input line one JSON string -> one JSON array of ids\n"
+      "decode: each input line one JSON array of ids -> one JSON string\n"
+      "No special tokens are added unless --add-special-tokens is given. A bad "
+      "line\n"
+      "gets {\"error\": \"...\"} on its output line and the exit code is 1.");
+  flags.AddString("tokenizer", "PATH",
+                  "tokenizer.json, or a model folder holding one");
+  flags.AddBool("add-special-tokens",
+                "add the post-processor's special tokens (encode)");
   flags.AddBool("skip-special-tokens", "leave special tokens out (decode)");
   flags.AddBool("decode", "decode ids to text instead of encoding");
   if (auto code = ParseOrExit(&flags, args, io)) return *code;
@@ -76,7 +82,8 @@ int RunTokenize(const std::vector<std::string>& args, Io io) {
     } else if (!in.is_string()) {
       error = "expected a JSON string";
     } else {
-      auto ids = (*tok)->Encode(in.get<std::string>(), flags.GetBool("add-special-tokens"));
+      auto ids = (*tok)->Encode(in.get<std::string>(),
+                                flags.GetBool("add-special-tokens"));
       if (ids.ok()) {
         out = *ids;
       } else {
@@ -96,8 +103,9 @@ int RunTokenize(const std::vector<std::string>& args, Io io) {
 }  // namespace
 
 void AddModelCommands(std::vector<Command>* commands) {
-  commands->push_back(
-      {"tokenize", "encode or decode JSON Lines with a tokenizer.json", RunTokenize});
+  commands->push_back({"tokenize",
+                       "encode or decode JSON Lines with a tokenizer.json",
+                       RunTokenize});
 }
 
 }  // namespace cmdistill::cli
