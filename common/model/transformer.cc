@@ -275,31 +275,45 @@ at::Tensor Transformer::Forward(const at::Tensor& input_ids,
     k = k * cos + RotateHalf(k) * sin;
     if (cache != nullptr) {
       if (static_cast<int64_t>(cache->keys.size()) <= l) {
-        cache->keys.push_back(k);
-        cache->values.push_back(v);
-      } else {
-        cache->keys[l] = at::cat({cache->keys[l], k}, 2);
-        cache->values[l] = at::cat({cache->values[l], v}, 2);
+        const int64_t cap = std::max<int64_t>(P + T, 64);
+        cache->keys.push_back(at::empty({B, Hkv, cap, D}, k.options()));
+        cache->values.push_back(at::empty({B, Hkv, cap, D}, v.options()));
       }
-      k = cache->keys[l];
-      v = cache->values[l];
+      at::Tensor& kb = cache->keys[l];
+      at::Tensor& vb = cache->values[l];
+      if (kb.size(2) < P + T) {  // grow geometrically
+        const int64_t cap = std::max<int64_t>(P + T, 2 * kb.size(2));
+        at::Tensor nk = at::empty({B, Hkv, cap, D}, kb.options());
+        at::Tensor nv = at::empty({B, Hkv, cap, D}, vb.options());
+        nk.narrow(2, 0, P).copy_(kb.narrow(2, 0, P));
+        nv.narrow(2, 0, P).copy_(vb.narrow(2, 0, P));
+        kb = nk;
+        vb = nv;
+      }
+      kb.narrow(2, P, T).copy_(k);
+      vb.narrow(2, P, T).copy_(v);
+      k = kb.narrow(2, 0, P + T);
+      v = vb.narrow(2, 0, P + T);
     }
-    if (Hkv != H) {
-      k = k.repeat_interleave(H / Hkv, 1);
-      v = v.repeat_interleave(H / Hkv, 1);
-    }
-    // Scores and softmax in float32, whatever the weights' dtype.
-    at::Tensor scores =
-        at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-2, -1)) *
-        scale;
+    // Grouped-query attention without materialising repeated keys and values: queries are
+    // grouped [B, Hkv, H/Hkv, T, D] and broadcast against [B, Hkv, 1, P+T, D]. Scores and
+    // softmax in float32, whatever the weights' dtype.
+    const int64_t rep = H / Hkv;
+    const at::Tensor qg = q.to(at::kFloat).reshape({B, Hkv, rep, T, D});
+    const at::Tensor kg = k.to(at::kFloat).unsqueeze(2);
+    const at::Tensor scores =
+        at::matmul(qg, kg.transpose(-2, -1)).view({B, H, T, P + T}) * scale;
     const at::Tensor probs = at::softmax(scores + bias, -1).to(dtype_);
-    const at::Tensor attn =
-        at::matmul(probs, v).transpose(1, 2).reshape({B, T, H * D});
+    const at::Tensor attn = at::matmul(probs.view({B, Hkv, rep, T, P + T}), v.unsqueeze(2))
+                                .view({B, H, T, D})
+                                .transpose(1, 2)
+                                .reshape({B, T, H * D});
     x = x + Linear(attn, L.o, L.o_bias);
     const at::Tensor h2 = RmsNorm(x, L.post_norm, c.rms_norm_eps);
     x = x + at::linear(at::silu(at::linear(h2, L.gate)) * at::linear(h2, L.up),
                        L.down);
   }
+  if (cache != nullptr) cache->filled = P + T;
   x = RmsNorm(x, final_norm_, c.rms_norm_eps);
   return at::linear(x, lm_head_).to(at::kFloat);
 }

@@ -32,10 +32,13 @@ using checkpoint::ModelConfig;
 absl::StatusOr<c10::Device> ParseDevice(const std::string& device);
 absl::StatusOr<c10::ScalarType> ParseDType(const std::string& dtype);
 
-// Keys and values of every layer: [B, Hkv, P, D] each, growing along P.
+// Keys and values of every layer: buffers [B, Hkv, capacity, D] of which the first `length`
+// positions are filled. Appending writes in place (capacity doubles when full), so a decoding
+// step costs O(1) copies, not a copy of the whole cache.
 struct KvCache {
   std::vector<at::Tensor> keys, values;
-  int64_t length() const { return keys.empty() ? 0 : keys[0].size(2); }
+  int64_t filled = 0;
+  int64_t length() const { return filled; }
   // Keeps only batch rows `rows` (int64 [B'] on the cache's device).
   void SelectRows(const at::Tensor& rows);
 };

@@ -435,8 +435,10 @@ struct Tokenizer::Impl {
     bool lstrip, rstrip, special;
   };
   std::vector<Added> added;
-  std::map<std::string, size_t> added_by_content;
+  std::map<std::string, size_t, std::less<>> added_by_content;
   size_t max_added_len = 0;
+  bool added_first_byte[256] = {};    // bytes that can start an added token
+  std::vector<size_t> added_lengths;  // distinct lengths, longest first
   // BPE.
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>>
       merges;  // pair -> (rank, merged id)
@@ -652,9 +654,15 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
       max_id = std::max(max_id, t.id);
       impl->added_by_content[t.content] = impl->added.size();
       impl->max_added_len = std::max(impl->max_added_len, t.content.size());
+      impl->added_first_byte[static_cast<unsigned char>(t.content[0])] = true;
+      if (std::find(impl->added_lengths.begin(), impl->added_lengths.end(), t.content.size()) ==
+          impl->added_lengths.end()) {
+        impl->added_lengths.push_back(t.content.size());
+      }
       impl->added.push_back(t);
     }
   }
+  std::sort(impl->added_lengths.rbegin(), impl->added_lengths.rend());
   impl->id_to_token.assign(static_cast<size_t>(max_id + 1), "");
   impl->is_added.assign(impl->id_to_token.size(), false);
   impl->is_special.assign(impl->id_to_token.size(), false);
@@ -855,10 +863,10 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(
   while (i < text.size()) {
     size_t best = 0;
     const Impl::Added* hit = nullptr;
-    if (!m.added.empty()) {
-      for (size_t len = std::min(m.max_added_len, text.size() - i); len > 0;
-           --len) {
-        auto it = m.added_by_content.find(std::string(text.substr(i, len)));
+    if (m.added_first_byte[static_cast<unsigned char>(text[i])]) {
+      for (size_t len : m.added_lengths) {  // longest first
+        if (len > text.size() - i) continue;
+        auto it = m.added_by_content.find(text.substr(i, len));
         if (it != m.added_by_content.end()) {
           best = len;
           hit = &m.added[it->second];

