@@ -655,8 +655,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
       impl->added_by_content[t.content] = impl->added.size();
       impl->max_added_len = std::max(impl->max_added_len, t.content.size());
       impl->added_first_byte[static_cast<unsigned char>(t.content[0])] = true;
-      if (std::find(impl->added_lengths.begin(), impl->added_lengths.end(), t.content.size()) ==
-          impl->added_lengths.end()) {
+      if (std::find(impl->added_lengths.begin(), impl->added_lengths.end(),
+                    t.content.size()) == impl->added_lengths.end()) {
         impl->added_lengths.push_back(t.content.size());
       }
       impl->added.push_back(t);

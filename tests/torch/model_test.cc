@@ -200,6 +200,22 @@ TEST(Transformer, LeftPaddedBatchEqualsUnbatched) {
   }
 }
 
+TEST(Transformer, Bfloat16TracksFloat32) {
+  const Variant v = Variants()[0];
+  auto m = MakeModel(v.config, 8);
+  testing::TempDir dir;
+  ASSERT_OK(m->Save(dir.File("m")));
+  ASSERT_OK_AND_ASSIGN(auto ck, checkpoint::HfCheckpoint::Open(dir.File("m")));
+  ASSERT_OK_AND_ASSIGN(
+      auto bf16, Transformer::Load(*ck, c10::Device(c10::kCPU), at::kBFloat16));
+  EXPECT_EQ(bf16->dtype(), at::kBFloat16);
+  const std::vector<int64_t> ids = {3, 1, 4, 1, 5, 9, 2, 6};
+  const at::Tensor a = FullLogits(*m, ids), b = FullLogits(*bf16, ids);
+  EXPECT_EQ(b.scalar_type(), at::kFloat);  // logits always float32
+  EXPECT_LT(RelErr(b, a), 0.05);           // bf16 has 8 mantissa bits
+  EXPECT_GT(RelErr(b, a), 0.0);            // and really ran in bf16
+}
+
 TEST(Transformer, SaveLoadRoundTripIsBitExact) {
   for (auto dtype : {at::kFloat, at::kBFloat16}) {
     const Variant v = Variants()[2];
