@@ -37,7 +37,10 @@ install_node_modules() {
   ref="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/reference"
   if [[ ! -d $ref/node_modules/@huggingface/tokenizers ]]; then
     echo "setup: installing the reference tokenizer and tokenizer files (npm ci in tests/reference)"
-    (cd "$ref" && npm ci --no-audit --no-fund --loglevel=error)
+    # Only the reference comparisons need these; without the registry they are skipped (and
+    # say so), everything else still builds and runs.
+    (cd "$ref" && npm ci --no-audit --no-fund --loglevel=error) ||
+      echo "setup: WARNING: npm ci failed (no registry?); the tokenizer reference tests will be skipped" >&2
   fi
 }
 

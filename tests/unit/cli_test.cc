@@ -100,11 +100,20 @@ TEST(Cli, UnknownFlagOfSubcommandExits2) {
 }
 
 TEST(Cli, ServiceEntryPointsSayNotYetAvailable) {
-  for (const char* s : {"learner", "actor", "teacher", "reward", "local"}) {
+  for (const char* s : {"learner", "actor", "local"}) {
     Result r = RunCmd({s});
     EXPECT_EQ(r.code, kExitNotAvailable) << s;
     EXPECT_THAT(r.err, HasSubstr("not yet available")) << s;
   }
+}
+
+TEST(Cli, TeacherNeedsAModel) {
+  Result r = RunCmd({"teacher"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("no model"));
+  Result bad = RunCmd({"teacher", "--model", "/nonexistent/model"});
+  EXPECT_EQ(bad.code, kExitFailure);
+  EXPECT_THAT(bad.err, HasSubstr("/nonexistent/model"));
 }
 
 TEST(Cli, ServiceEntryPointsValidateTheConfigFirst) {
