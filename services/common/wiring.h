@@ -23,6 +23,13 @@ absl::StatusOr<net::ChannelOptions> ChannelOptionsFor(
 // Per-call options: deadline, bearer token, backoff.
 absl::StatusOr<net::CallOptions> CallOptionsFor(const v1::RunConfig& config);
 
+// Teacher and student must share the tokenizer (DESIGN.md §4):
+// FAILED_PRECONDITION naming the peer when both fingerprints are known and
+// differ. An empty fingerprint (a peer that has no tokenizer file) is accepted.
+absl::Status CheckSameTokenizer(const std::string& ours,
+                                const std::string& theirs,
+                                const std::string& peer);
+
 }  // namespace cmdistill::services
 
 #endif  // CMDISTILL_SERVICES_COMMON_WIRING_H_

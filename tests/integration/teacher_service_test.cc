@@ -1,0 +1,306 @@
+// The teacher service in-process: real tiny model scores equal the model
+// library's, concurrent callers get their own results under dynamic batching,
+// load shedding and deadlines are deterministic with a held fake backend, every
+// refusal has its code and metric.
+#include "services/teacher/teacher_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <thread>
+#include <vector>
+
+#include "cmdistill/v1/teacher.grpc.pb.h"
+#include "common/metrics/metrics.h"
+#include "common/model/language_model.h"
+#include "common/net/client.h"
+#include "common/net/server.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/common/wiring.h"
+#include "services/teacher/model_scorer.h"
+#include "tests/testing/fake_scorer.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_util.h"
+
+namespace cmdistill::teacher {
+namespace {
+
+using ::cmdistill::testing::StatusIs;
+using ::testing::HasSubstr;
+
+struct Server {
+  Server(Scorer* scorer, TeacherServiceOptions o) {
+    registry = metrics::NewRegistry();
+    gate = net::GrpcServer::MakeGate({}, registry.get());
+    service =
+        std::make_unique<TeacherServiceImpl>(scorer, gate, registry.get(), o);
+    server = *net::GrpcServer::Start({}, gate, {service.get()});
+    stub = v1::TeacherService::NewStub(server->InProcessChannel());
+  }
+  ~Server() {
+    server->Shutdown(absl::Seconds(5), [&] { service->Close(); });
+  }
+  grpc::Status Score(const v1::ScoreRequest& req, v1::ScoreResponse* resp,
+                     absl::Duration timeout = absl::Seconds(60)) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    return stub->Score(&ctx, req, resp);
+  }
+  double Metric(const std::string& key) {
+    auto m = testing::ParsePrometheusText(metrics::Serialize(*registry));
+    return m.ok() && m->count(key) ? m->at(key) : -1;
+  }
+  std::shared_ptr<prometheus::Registry> registry;
+  std::shared_ptr<net::CallGate> gate;
+  std::unique_ptr<TeacherServiceImpl> service;
+  std::unique_ptr<net::GrpcServer> server;
+  std::unique_ptr<v1::TeacherService::Stub> stub;
+};
+
+checkpoint::ModelConfig TinyConfig() {
+  checkpoint::ModelConfig c;
+  c.model_type = "qwen2";
+  c.vocab_size = 61;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.attention_bias = true;
+  c.max_position_embeddings = 128;
+  return c;
+}
+
+// A distinct sequence per (i): prompt, completion, and a K=3 support containing
+// the token.
+v1::ScoreSequence Seq(int i) {
+  v1::ScoreSequence s;
+  for (int t = 0; t < 2 + i % 5; ++t) s.add_prompt_ids((i * 7 + t) % 61);
+  s.mutable_support()->set_k(3);
+  for (int t = 0; t < 1 + i % 4; ++t) {
+    const int tok = (i * 13 + t * 5) % 61;
+    s.add_completion_ids(tok);
+    s.mutable_support()->add_token_ids(tok);
+    s.mutable_support()->add_token_ids((tok + 1) % 61);
+    s.mutable_support()->add_token_ids((tok + 2) % 61);
+  }
+  return s;
+}
+
+model::ScoreInput ToInput(const v1::ScoreSequence& s) {
+  model::ScoreInput in;
+  in.prompt_ids.assign(s.prompt_ids().begin(), s.prompt_ids().end());
+  in.completion_ids.assign(s.completion_ids().begin(),
+                           s.completion_ids().end());
+  in.support_k = s.support().k();
+  in.support_ids.assign(s.support().token_ids().begin(),
+                        s.support().token_ids().end());
+  return in;
+}
+
+void ExpectSame(const v1::SequenceScores& got,
+                const model::SequenceScore& want) {
+  ASSERT_EQ(got.sampled_logprobs_size(),
+            static_cast<int>(want.sampled_logprobs.size()));
+  for (size_t t = 0; t < want.sampled_logprobs.size(); ++t) {
+    EXPECT_NEAR(got.sampled_logprobs(t), want.sampled_logprobs[t], 1e-5);
+    EXPECT_NEAR(got.tail_logprobs(t), want.tail_logprobs[t], 1e-5);
+  }
+  ASSERT_EQ(got.support_logprobs_size(),
+            static_cast<int>(want.support_logprobs.size()));
+  for (size_t k = 0; k < want.support_logprobs.size(); ++k) {
+    EXPECT_NEAR(got.support_logprobs(k), want.support_logprobs[k], 1e-5);
+  }
+}
+
+TEST(TeacherService, ScoresEqualTheModelLibraryInAnyBatchingAndConcurrency) {
+  auto reference =
+      *model::LanguageModel::InitRandom(TinyConfig(), 3, "cpu", "float32");
+  auto scorer = MakeModelScorer(
+      *model::LanguageModel::InitRandom(TinyConfig(), 3, "cpu", "float32"),
+      "tiny", "", 4096);
+  TeacherServiceOptions o;
+  o.max_batch_tokens = 64;  // forces several model batches per burst
+  o.batch_timeout = absl::Milliseconds(20);
+  Server s(scorer.get(), o);
+  // 16 concurrent callers, each with distinct sequences: everyone gets their
+  // own numbers.
+  constexpr int kCallers = 16;
+  std::vector<v1::ScoreResponse> responses(kCallers);
+  std::vector<grpc::Status> statuses(kCallers);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kCallers; ++c) {
+    threads.emplace_back([&, c] {
+      v1::ScoreRequest req;
+      for (int j = 0; j < 1 + c % 3; ++j)
+        *req.add_sequences() = Seq(c * 10 + j);
+      statuses[c] = s.Score(req, &responses[c]);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int c = 0; c < kCallers; ++c) {
+    ASSERT_TRUE(statuses[c].ok()) << statuses[c].error_message();
+    ASSERT_EQ(responses[c].scores_size(), 1 + c % 3);
+    for (int j = 0; j < 1 + c % 3; ++j) {
+      ASSERT_OK_AND_ASSIGN(auto want,
+                           reference->Score({ToInput(Seq(c * 10 + j))}, {}));
+      ExpectSame(responses[c].scores(j), want[0]);
+    }
+  }
+  EXPECT_GT(s.Metric("cmdistill_teacher_scored_tokens_total"), 0);
+  EXPECT_GT(s.Metric("cmdistill_teacher_batch_sequences_count"), 1);
+}
+
+TEST(TeacherService, TeacherTopKPerCall) {
+  auto scorer = MakeModelScorer(
+      *model::LanguageModel::InitRandom(TinyConfig(), 3, "cpu", "float32"),
+      "tiny", "", 4096);
+  Server s(scorer.get(), {});
+  v1::ScoreRequest req;
+  *req.add_sequences() = Seq(1);
+  req.set_teacher_top_k(4);
+  v1::ScoreResponse resp;
+  ASSERT_TRUE(s.Score(req, &resp).ok());
+  const auto& sc = resp.scores(0);
+  EXPECT_EQ(sc.teacher_top().k(), 4u);
+  EXPECT_EQ(sc.teacher_top().token_ids_size(), 4 * sc.sampled_logprobs_size());
+  EXPECT_GE(sc.teacher_top_logprobs(0), sc.teacher_top_logprobs(1));
+}
+
+TEST(TeacherService, ShedsLoadWhenTheQueueIsFullDeterministically) {
+  testing::FakeScorer fake;
+  fake.Hold();
+  TeacherServiceOptions o;
+  o.queue_capacity = 2;
+  o.batch_timeout = absl::ZeroDuration();
+  Server s(&fake, o);
+  v1::ScoreRequest req;
+  *req.add_sequences() = Seq(1);
+  std::vector<std::thread> callers;
+  std::vector<grpc::Status> st(3);
+  std::vector<v1::ScoreResponse> resp(3);
+  callers.emplace_back([&] { st[0] = s.Score(req, &resp[0]); });
+  fake.WaitEntered();  // the worker holds call 0 inside the model
+  // Two more fill the queue (capacity 2) ...
+  for (int i = 1; i <= 2; ++i)
+    callers.emplace_back([&, i] { st[i] = s.Score(req, &resp[i]); });
+  while (s.Metric("cmdistill_teacher_queue_depth") < 2)
+    std::this_thread::yield();
+  // ... and the next one is shed at once.
+  v1::ScoreResponse shed;
+  EXPECT_EQ(s.Score(req, &shed).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(s.Metric("cmdistill_teacher_shed_total"), 1);
+  fake.Release();
+  for (auto& t : callers) t.join();
+  for (const auto& x : st) EXPECT_TRUE(x.ok()) << x.error_message();
+  EXPECT_THAT(resp[2].scores(0).sampled_logprobs(),
+              ::testing::ElementsAre(-Seq(1).completion_ids(0) / 100.0f,
+                                     -Seq(1).completion_ids(1) / 100.0f));
+}
+
+TEST(TeacherService, ExpiredCallsAreDroppedBeforeModelTime) {
+  testing::FakeScorer fake;
+  fake.Hold();
+  Server s(&fake, {});
+  v1::ScoreRequest first, late;
+  *first.add_sequences() = Seq(2);
+  *late.add_sequences() = Seq(3);
+  grpc::Status st_first;
+  v1::ScoreResponse r1, r2;
+  std::thread t([&] { st_first = s.Score(first, &r1); });
+  fake.WaitEntered();
+  // Queued behind the held batch, its deadline passes (the client returns by
+  // itself).
+  EXPECT_EQ(s.Score(late, &r2, absl::Milliseconds(100)).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  fake.Release();
+  t.join();
+  EXPECT_TRUE(st_first.ok());
+  // Drain: a final call makes sure the worker has passed the expired one.
+  v1::ScoreResponse r3;
+  ASSERT_TRUE(s.Score(first, &r3).ok());
+  const v1::ScoreSequence dropped = Seq(3);
+  const std::vector<int32_t> dropped_ids(dropped.completion_ids().begin(),
+                                         dropped.completion_ids().end());
+  for (const auto& ids : fake.scored()) EXPECT_NE(ids, dropped_ids);
+  EXPECT_EQ(fake.scored().size(), 2u);  // the first call and the final one
+  EXPECT_EQ(
+      s.Metric("cmdistill_teacher_dropped_total{reason=\"deadline\"}") +
+          s.Metric("cmdistill_teacher_dropped_total{reason=\"cancelled\"}"),
+      1);
+}
+
+TEST(TeacherService, EveryRefusalHasItsCodeAndMetric) {
+  testing::FakeScorer fake;
+  TeacherServiceOptions o;
+  o.max_request_sequences = 4;
+  o.max_request_tokens = 100;
+  Server s(&fake, o);
+  struct Case {
+    std::function<void(v1::ScoreRequest*)> make;
+    const char* reason;
+    const char* message;
+  };
+  const std::vector<Case> cases = {
+      {[](v1::ScoreRequest*) {}, "empty", "empty batch"},
+      {[](v1::ScoreRequest* r) {
+         *r->add_sequences() = Seq(1);
+         r->mutable_sequences(0)->set_completion_ids(0, 100);
+       },
+       "token_out_of_vocab", "token id 100 is outside the vocabulary"},
+      {[](v1::ScoreRequest* r) {
+         *r->add_sequences() = Seq(1);
+         r->mutable_sequences(0)->mutable_support()->set_token_ids(0, 50);
+         r->mutable_sequences(0)->mutable_support()->set_token_ids(1, 51);
+         r->mutable_sequences(0)->mutable_support()->set_token_ids(2, 52);
+       },
+       "support_without_token", "does not contain the sampled token"},
+      {[](v1::ScoreRequest* r) {
+         *r->add_sequences() = Seq(1);
+         r->mutable_sequences(0)->mutable_support()->add_token_ids(1);
+       },
+       "length_mismatch", "expected T*K"},
+      {[](v1::ScoreRequest* r) {
+         auto* q = r->add_sequences();
+         for (int i = 0; i < 70; ++i) q->add_prompt_ids(1);
+       },
+       "too_long", "the teacher allows 64"},
+      {[](v1::ScoreRequest* r) {
+         for (int i = 0; i < 5; ++i) *r->add_sequences() = Seq(i);
+       },
+       "oversized", "at most 4"},
+  };
+  for (const Case& c : cases) {
+    v1::ScoreRequest req;
+    c.make(&req);
+    v1::ScoreResponse resp;
+    grpc::Status st = s.Score(req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.reason;
+    EXPECT_THAT(st.error_message(), HasSubstr(c.message)) << c.reason;
+    EXPECT_EQ(
+        s.Metric(std::string("cmdistill_teacher_refused_total{reason=\"") +
+                 c.reason + "\"}"),
+        1)
+        << c.reason;
+  }
+  EXPECT_EQ(fake.calls(), 0);  // nothing invalid reached the model
+  v1::GetTeacherInfoResponse info;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(s.stub->GetInfo(&ctx, {}, &info).ok());
+  EXPECT_EQ(info.vocab_size(), 100u);
+  EXPECT_EQ(info.tokenizer_fingerprint(), "abc");
+  EXPECT_EQ(info.max_request_sequences(), 4u);
+}
+
+TEST(TeacherService, TokenizerFingerprintMismatchIsDetected) {
+  EXPECT_OK(services::CheckSameTokenizer("abc", "abc", "teacher"));
+  EXPECT_OK(services::CheckSameTokenizer("abc", "", "teacher"));
+  EXPECT_THAT(services::CheckSameTokenizer("abc", "abd", "teacher at x:1"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("teacher at x:1")));
+}
+
+}  // namespace
+}  // namespace cmdistill::teacher
