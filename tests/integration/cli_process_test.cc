@@ -1,9 +1,16 @@
 // The real cmdistill binary as a user runs it: exit codes and messages.
+#include <signal.h>
+
+#include <cstdio>
 #include <fstream>
 
+#include "cmdistill/v1/reward.grpc.pb.h"
+#include "cmdistill/v1/teacher.grpc.pb.h"
+#include "common/net/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
 namespace cmdistill {
@@ -146,6 +153,69 @@ TEST(CliProcess, InitModelScoreGenerateAndTokenize) {
                  absl::Seconds(30));
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("nope"));
+}
+
+// The real `cmdistill teacher` and `cmdistill reward` processes: READY line
+// with the ports chosen for port 0, GetInfo over TCP, /metrics, and SIGTERM ->
+// drain -> exit 0.
+TEST(CliProcess, TeacherAndRewardServeThenStopOnSigterm) {
+  cmdistill::testing::TempDir dir;
+  const std::string cfg = dir.Write(
+      "config.json",
+      R"({"model_type": "qwen2", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,
+          "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+          "max_position_embeddings": 64})");
+  const std::string model = dir.File("model");
+  ASSERT_EQ(RunProcess({CmdistillBinary(), "init-model", "--config", cfg,
+                        "--out", model},
+                       absl::Seconds(60))
+                .exit_code,
+            0);
+  const std::string run = dir.Write(
+      "run.yaml",
+      "student: {path: \"" + model + "\"}\nteacher: {path: \"" + model +
+          "\", device: cpu}\nservices:\n  teacher: {listen: \"127.0.0.1:0\", "
+          "metrics_listen: \"127.0.0.1:0\"}\n  reward: {listen: "
+          "\"127.0.0.1:0\"}\n");
+  for (const char* role : {"teacher", "reward"}) {
+    cmdistill::testing::Subprocess child(
+        {CmdistillBinary(), role, "--config", run});
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    ASSERT_OK_AND_ASSIGN(std::string ready, child.ReadLine(deadline));
+    ASSERT_THAT(ready, HasSubstr(std::string("READY name=") + role));
+    int port = 0, metrics_port = 0;
+    std::sscanf(ready.c_str() + ready.find("grpc_port="),
+                "grpc_port=%d metrics_port=%d", &port, &metrics_port);
+    ASSERT_GT(port, 0);
+    net::ChannelOptions co;
+    co.target = "127.0.0.1:" + std::to_string(port);
+    auto channel = *net::MakeChannel(co);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    if (std::string(role) == "teacher") {
+      v1::GetTeacherInfoResponse info;
+      ASSERT_TRUE(
+          v1::TeacherService::NewStub(channel)->GetInfo(&ctx, {}, &info).ok());
+      EXPECT_EQ(info.vocab_size(), 300u);
+      EXPECT_EQ(info.tokenizer_fingerprint().size(), 64u);
+      ASSERT_GT(metrics_port, 0);
+      ASSERT_OK_AND_ASSIGN(std::string body, cmdistill::testing::HttpGet(
+                                                 metrics_port, "/metrics"));
+      EXPECT_THAT(body, HasSubstr("cmdistill_teacher_queue_capacity 256"));
+    } else {
+      v1::GetRewardInfoResponse info;
+      ASSERT_TRUE(
+          v1::RewardService::NewStub(channel)->GetInfo(&ctx, {}, &info).ok());
+      EXPECT_EQ(info.method(), "cmdp");
+      EXPECT_EQ(info.cost_normalization(), "per_max_len");
+      EXPECT_EQ(info.tokenizer_fingerprint().size(), 64u);
+    }
+    channel.reset();
+    child.Signal(SIGTERM);
+    ASSERT_OK_AND_ASSIGN(int code, child.Wait(deadline));
+    EXPECT_EQ(code, 0) << child.Stderr();
+    EXPECT_THAT(child.Stderr(), HasSubstr("stopped"));
+  }
 }
 
 }  // namespace
