@@ -1,0 +1,100 @@
+// The learner's constrained policy update (DESIGN.md §5), behind a torch-free
+// interface: GRPO advantages from the reward service's returns, the method's
+// loss (common/rl/losses.h) with the student's CURRENT log-probabilities on the
+// stored supports (term II's gradient goes through them), AdamW with warm-up
+// and schedule, gradient clipping, and the λ controller.
+//
+// The student's log-probabilities follow the generation convention of
+// language_model.h: log softmax(logits / temperature) over the whole
+// vocabulary.
+//
+// Not thread-safe: one Step at a time (the learner's update loop).
+#ifndef CMDISTILL_SERVICES_LEARNER_POLICY_TRAINER_H_
+#define CMDISTILL_SERVICES_LEARNER_POLICY_TRAINER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cmdistill/v1/trajectory.pb.h"
+#include "common/model/language_model.h"
+#include "common/rl/constraint.h"
+#include "common/rl/lagrange.h"
+
+namespace cmdistill::learner {
+
+enum class Schedule { kConstant, kLinear, kCosine };
+
+struct TrainerOptions {
+  rl::Method method = rl::Method::kCmdp;
+  double clip_epsilon = 0.2;
+  double kappa = 1.0;
+  double fixed_lambda = 0.1;  // soft_lagrangian
+  rl::LagrangeOptions lagrange;
+  double budget = 0.35;  // d, for the λ update (mean cost_used vs d)
+  bool std_normalization = true;
+  double advantage_eps = 1e-6;
+  double prob_floor = 1e-8;
+  double temperature = 1.0;  // the sampling temperature of the actors
+  // AdamW.
+  double lr = 1e-5, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 100;
+  Schedule schedule = Schedule::kConstant;
+  double grad_clip = 1.0;  // 0 = off
+};
+
+struct StepStats {
+  int64_t step = 0;
+  double loss = 0;
+  double mean_return = 0;
+  double mean_task_reward = 0;
+  double satisfaction = 0;  // share of trajectories within the budget
+  double mean_cost = 0;     // mean cost_used
+  double mean_token_kl =
+      0;  // under the updated-from policy, over real tokens (0 for grpo)
+  double lambda = 0;
+  double grad_norm = 0;
+  double lr = 0;
+  int64_t tokens = 0;
+};
+
+// Optimizer and controller state, for checkpoints.
+struct TrainerState {
+  int64_t step = 0;
+  rl::LagrangeState lagrange;
+  // AdamW moments in parameter order, as raw float32 bytes (m then v per
+  // parameter).
+  std::vector<std::string> moments;
+};
+
+class PolicyTrainer {
+ public:
+  // `student` must outlive the trainer; its parameters are trained in place.
+  static absl::StatusOr<std::unique_ptr<PolicyTrainer>> Create(
+      model::LanguageModel* student, TrainerOptions options);
+  ~PolicyTrainer();
+
+  // One update from complete groups (each: the G trajectories of one prompt,
+  // with their `evaluation` filled in by the reward service). INVALID_ARGUMENT
+  // for inconsistent trajectories (lengths, supports, missing evaluations);
+  // nothing is changed then.
+  absl::StatusOr<StepStats> Step(
+      const std::vector<std::vector<v1::Trajectory>>& groups);
+
+  double lambda() const;
+  int64_t step() const;
+  TrainerState SaveState() const;
+  absl::Status RestoreState(const TrainerState& state);
+
+ private:
+  struct Impl;
+  explicit PolicyTrainer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cmdistill::learner
+
+#endif  // CMDISTILL_SERVICES_LEARNER_POLICY_TRAINER_H_
