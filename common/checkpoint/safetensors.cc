@@ -295,8 +295,8 @@ absl::Status WriteFileAtomically(const std::string& path,
   return absl::OkStatus();
 }
 
-absl::Status WriteSafetensors(
-    const std::string& path, const std::vector<TensorToWrite>& tensors,
+absl::StatusOr<std::string> SerializeSafetensors(
+    const std::vector<TensorToWrite>& tensors,
     const std::map<std::string, std::string>& metadata) {
   std::vector<const TensorToWrite*> order;
   for (const auto& t : tensors) order.push_back(&t);
@@ -330,14 +330,41 @@ absl::Status WriteSafetensors(
   if (!metadata.empty()) h["__metadata__"] = metadata;
   std::string header = h.dump();
   header.resize((header.size() + 7) / 8 * 8, ' ');
-  std::vector<uint8_t> out;
+  std::string out;
   out.reserve(8 + header.size() + offset);
-  uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(n >> (8 * i)));
-  out.insert(out.end(), header.begin(), header.end());
-  for (const TensorToWrite* t : order)
-    out.insert(out.end(), t->data.begin(), t->data.end());
-  return WriteFileAtomically(path, out);
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(n >> (8 * i)));
+  out += header;
+  for (const TensorToWrite* t : order) {
+    out.append(reinterpret_cast<const char*>(t->data.data()), t->data.size());
+  }
+  return out;
+}
+
+absl::Status WriteSafetensors(
+    const std::string& path, const std::vector<TensorToWrite>& tensors,
+    const std::map<std::string, std::string>& metadata) {
+  auto bytes = SerializeSafetensors(tensors, metadata);
+  if (!bytes.ok()) return bytes.status();
+  return WriteFileAtomically(
+      path, {reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()});
+}
+
+absl::StatusOr<std::vector<TensorInfo>> ParseSafetensorsBuffer(
+    absl::Span<const uint8_t> buffer, const std::string& name,
+    size_t* data_offset) {
+  if (buffer.size() < 8)
+    return absl::DataLossError(absl::StrCat(name, ": truncated"));
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | buffer[i];
+  if (n > buffer.size() - 8 || n > kMaxHeaderBytes) {
+    return absl::DataLossError(
+        absl::StrCat(name, ": header length beyond the buffer"));
+  }
+  *data_offset = 8 + n;
+  return ParseHeader(
+      std::string(reinterpret_cast<const char*>(buffer.data() + 8), n),
+      buffer.size() - 8 - n, name, nullptr);
 }
 
 }  // namespace cmdistill::checkpoint

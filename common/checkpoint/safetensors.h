@@ -86,6 +86,18 @@ absl::Status WriteSafetensors(
     const std::string& path, const std::vector<TensorToWrite>& tensors,
     const std::map<std::string, std::string>& metadata = {});
 
+// The bytes of a safetensors file (what WriteSafetensors writes), e.g. a weight
+// snapshot.
+absl::StatusOr<std::string> SerializeSafetensors(
+    const std::vector<TensorToWrite>& tensors,
+    const std::map<std::string, std::string>& metadata = {});
+
+// Validates a safetensors file held in memory, as SafetensorsFile::Open does;
+// `data_offset` receives where the data buffer starts.
+absl::StatusOr<std::vector<TensorInfo>> ParseSafetensorsBuffer(
+    absl::Span<const uint8_t> buffer, const std::string& name,
+    size_t* data_offset);
+
 // Writes `contents` to `path` atomically (temp + fsync + rename + fsync of the
 // folder).
 absl::Status WriteFileAtomically(const std::string& path,

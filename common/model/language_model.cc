@@ -130,6 +130,14 @@ absl::Status LanguageModel::Save(
   return transformer_->Save(dir, options);
 }
 
+absl::StatusOr<std::string> LanguageModel::SerializeWeights() const {
+  return transformer_->SerializeWeights();
+}
+
+absl::Status LanguageModel::LoadWeights(const std::string& buffer) {
+  return transformer_->LoadWeights(buffer);
+}
+
 absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
     const std::vector<std::vector<int32_t>>& prompts,
     const SamplingOptions& o) {

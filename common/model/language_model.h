@@ -107,6 +107,10 @@ class LanguageModel {
   absl::Status Save(const std::string& dir,
                     const checkpoint::WriteOptions& options = {}) const;
 
+  // Policy snapshots (see Transformer::SerializeWeights / LoadWeights).
+  absl::StatusOr<std::string> SerializeWeights() const;
+  absl::Status LoadWeights(const std::string& buffer);
+
   Transformer* transformer() { return transformer_.get(); }
 
  private:

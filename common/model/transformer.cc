@@ -295,19 +295,20 @@ at::Tensor Transformer::Forward(const at::Tensor& input_ids,
       k = kb.narrow(2, 0, P + T);
       v = vb.narrow(2, 0, P + T);
     }
-    // Grouped-query attention without materialising repeated keys and values: queries are
-    // grouped [B, Hkv, H/Hkv, T, D] and broadcast against [B, Hkv, 1, P+T, D]. Scores and
-    // softmax in float32, whatever the weights' dtype.
+    // Grouped-query attention without materialising repeated keys and values:
+    // queries are grouped [B, Hkv, H/Hkv, T, D] and broadcast against [B, Hkv,
+    // 1, P+T, D]. Scores and softmax in float32, whatever the weights' dtype.
     const int64_t rep = H / Hkv;
     const at::Tensor qg = q.to(at::kFloat).reshape({B, Hkv, rep, T, D});
     const at::Tensor kg = k.to(at::kFloat).unsqueeze(2);
     const at::Tensor scores =
         at::matmul(qg, kg.transpose(-2, -1)).view({B, H, T, P + T}) * scale;
     const at::Tensor probs = at::softmax(scores + bias, -1).to(dtype_);
-    const at::Tensor attn = at::matmul(probs.view({B, Hkv, rep, T, P + T}), v.unsqueeze(2))
-                                .view({B, H, T, D})
-                                .transpose(1, 2)
-                                .reshape({B, T, H * D});
+    const at::Tensor attn =
+        at::matmul(probs.view({B, Hkv, rep, T, P + T}), v.unsqueeze(2))
+            .view({B, H, T, D})
+            .transpose(1, 2)
+            .reshape({B, T, H * D});
     x = x + Linear(attn, L.o, L.o_bias);
     const at::Tensor h2 = RmsNorm(x, L.post_norm, c.rms_norm_eps);
     x = x + at::linear(at::silu(at::linear(h2, L.gate)) * at::linear(h2, L.up),
@@ -332,6 +333,73 @@ int64_t Transformer::num_parameters() const {
   int64_t n = 0;
   for (const auto& [name, t] : params_) n += t.numel();
   return n;
+}
+
+absl::StatusOr<std::string> Transformer::SerializeWeights() const {
+  std::vector<at::Tensor> host;
+  std::vector<checkpoint::TensorToWrite> out;
+  try {
+    for (const auto& [name, t] : params_)
+      host.push_back(t.detach().to(at::kCPU).contiguous());
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("snapshot: ", e.what_without_backtrace()));
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    checkpoint::TensorToWrite w;
+    w.name = params_[i].first;
+    w.dtype = host[i].scalar_type() == at::kBFloat16 ? checkpoint::DType::kBF16
+                                                     : checkpoint::DType::kF32;
+    w.shape.assign(host[i].sizes().begin(), host[i].sizes().end());
+    w.data = absl::Span<const uint8_t>(
+        static_cast<const uint8_t*>(host[i].data_ptr()), host[i].nbytes());
+    out.push_back(w);
+  }
+  return checkpoint::SerializeSafetensors(out);
+}
+
+absl::Status Transformer::LoadWeights(const std::string& buffer) {
+  const absl::Span<const uint8_t> bytes(
+      reinterpret_cast<const uint8_t*>(buffer.data()), buffer.size());
+  size_t data_offset = 0;
+  auto infos = checkpoint::ParseSafetensorsBuffer(bytes, "policy snapshot",
+                                                  &data_offset);
+  if (!infos.ok()) return infos.status();
+  std::map<std::string, const checkpoint::TensorInfo*> by_name;
+  for (const auto& i : *infos) by_name[i.name] = &i;
+  // Check everything first, then copy: a bad snapshot changes nothing.
+  for (const auto& [name, t] : params_) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("policy snapshot lacks '", name, "'"));
+    }
+    if (std::vector<int64_t>(t.sizes().begin(), t.sizes().end()) !=
+        it->second->shape) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("policy snapshot: '", name, "' has the wrong shape"));
+    }
+    const auto dt = it->second->dtype;
+    if (dt != checkpoint::DType::kF32 && dt != checkpoint::DType::kBF16) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("policy snapshot: '", name, "' has dtype ",
+                       checkpoint::DTypeName(dt)));
+    }
+  }
+  try {
+    at::NoGradGuard no_grad;
+    for (auto& [name, t] : params_) {
+      const checkpoint::TensorInfo* info = by_name[name];
+      const at::Tensor src = at::from_blob(
+          const_cast<uint8_t*>(bytes.data() + data_offset + info->begin),
+          info->shape, at::TensorOptions().dtype(ToScalarType(info->dtype)));
+      t.copy_(src);
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("loading snapshot: ", e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Transformer::Save(const std::string& dir,

@@ -32,9 +32,10 @@ using checkpoint::ModelConfig;
 absl::StatusOr<c10::Device> ParseDevice(const std::string& device);
 absl::StatusOr<c10::ScalarType> ParseDType(const std::string& dtype);
 
-// Keys and values of every layer: buffers [B, Hkv, capacity, D] of which the first `length`
-// positions are filled. Appending writes in place (capacity doubles when full), so a decoding
-// step costs O(1) copies, not a copy of the whole cache.
+// Keys and values of every layer: buffers [B, Hkv, capacity, D] of which the
+// first `length` positions are filled. Appending writes in place (capacity
+// doubles when full), so a decoding step costs O(1) copies, not a copy of the
+// whole cache.
 struct KvCache {
   std::vector<at::Tensor> keys, values;
   int64_t filled = 0;
@@ -77,6 +78,14 @@ class Transformer {
   std::vector<at::Tensor> parameters() const;
   void SetRequiresGrad(bool requires_grad);
   int64_t num_parameters() const;
+
+  // The weights as one safetensors buffer (Hugging Face names, the model's
+  // dtype): an immutable policy snapshot for actors.
+  absl::StatusOr<std::string> SerializeWeights() const;
+  // Replaces the weights from such a buffer. INVALID_ARGUMENT / DATA_LOSS
+  // (weights unchanged) for a corrupt buffer, a missing tensor or a shape
+  // mismatch.
+  absl::Status LoadWeights(const std::string& buffer);
 
   // Writes a Hugging Face folder (config.json + safetensors in the model's
   // dtype).

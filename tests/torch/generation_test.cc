@@ -179,6 +179,22 @@ TEST(Score, BatchingDoesNotChangeScores) {
   }
 }
 
+TEST(Snapshot, WeightsTravelAsOneSafetensorsBuffer) {
+  auto a = Model();
+  auto b = *LanguageModel::InitRandom(Config(), 99, "cpu", "float32");
+  ASSERT_OK_AND_ASSIGN(std::string snap, a->SerializeWeights());
+  ASSERT_OK(b->LoadWeights(snap));
+  ASSERT_OK_AND_ASSIGN(auto la, a->TokenLogprobs({{1, 2, 3, 4}}));
+  ASSERT_OK_AND_ASSIGN(auto lb, b->TokenLogprobs({{1, 2, 3, 4}}));
+  EXPECT_EQ(la, lb);
+  // A corrupt snapshot is refused and changes nothing.
+  std::string bad = snap;
+  bad.resize(bad.size() / 2);
+  EXPECT_FALSE(b->LoadWeights(bad).ok());
+  ASSERT_OK_AND_ASSIGN(auto lc, b->TokenLogprobs({{1, 2, 3, 4}}));
+  EXPECT_EQ(lc, la);
+}
+
 TEST(Score, BadInputIsRefused) {
   auto m = Model();
   ScoreInput in;
