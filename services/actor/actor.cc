@@ -1,0 +1,293 @@
+#include "services/actor/actor.h"
+
+#include <openssl/evp.h>
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status/grpc_status.h"
+
+namespace cmdistill::actor {
+namespace {
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(hex[md[i] >> 4]);
+    out.push_back(hex[md[i] & 15]);
+  }
+  return out;
+}
+
+const char* CodeName(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::StatusCode::OK:
+      return "ok";
+    case grpc::StatusCode::CANCELLED:
+      return "cancelled";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "invalid_argument";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "deadline_exceeded";
+    case grpc::StatusCode::NOT_FOUND:
+      return "not_found";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "resource_exhausted";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "failed_precondition";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "out_of_range";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "unavailable";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "unauthenticated";
+    default:
+      return "other";
+  }
+}
+
+}  // namespace
+
+Actor::Actor(ActorOptions options, model::LanguageModel* policy,
+             std::shared_ptr<grpc::Channel> learner,
+             std::shared_ptr<grpc::Channel> teacher,
+             std::shared_ptr<grpc::Channel> reward,
+             prometheus::Registry* registry)
+    : o_(std::move(options)),
+      policy_(policy),
+      learner_(v1::LearnerService::NewStub(learner)),
+      teacher_(teacher ? v1::TeacherService::NewStub(teacher) : nullptr),
+      reward_(v1::RewardService::NewStub(reward)) {
+  rpcs_ = &prometheus::BuildCounter()
+               .Name("cmdistill_actor_rpcs_total")
+               .Help("RPC outcomes by peer and code")
+               .Register(*registry);
+  tokens_ = &prometheus::BuildCounter()
+                 .Name("cmdistill_actor_tokens_generated_total")
+                 .Help("Completion tokens generated")
+                 .Register(*registry)
+                 .Add({});
+  trajectories_ = &prometheus::BuildCounter()
+                       .Name("cmdistill_actor_trajectories_total")
+                       .Help("Trajectories generated and submitted")
+                       .Register(*registry)
+                       .Add({});
+  version_gauge_ = &prometheus::BuildGauge()
+                        .Name("cmdistill_actor_policy_version")
+                        .Help("Policy version held by this actor")
+                        .Register(*registry)
+                        .Add({});
+}
+
+void Actor::Count(const char* peer, const grpc::Status& s) {
+  rpcs_->Add({{"peer", peer}, {"code", CodeName(s.error_code())}}).Increment();
+}
+
+absl::Status Actor::CheckTeacher() {
+  if (!o_.needs_teacher || teacher_ == nullptr) return absl::OkStatus();
+  v1::GetTeacherInfoResponse info;
+  grpc::Status s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
+    return teacher_->GetInfo(ctx, {}, &info);
+  });
+  Count("teacher", s);
+  if (!s.ok()) return FromGrpcStatus(s);
+  if (info.vocab_size() !=
+      static_cast<uint32_t>(policy_->config().vocab_size)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the teacher's vocabulary (", info.vocab_size(),
+        ") differs from the student's (", policy_->config().vocab_size, ")"));
+  }
+  if (!o_.tokenizer_fingerprint.empty() &&
+      !info.tokenizer_fingerprint().empty() &&
+      info.tokenizer_fingerprint() != o_.tokenizer_fingerprint) {
+    return absl::FailedPreconditionError(
+        "the teacher uses a different tokenizer (fingerprints differ)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Actor::SyncPolicy() {
+  v1::WaitForPolicyRequest wreq;
+  wreq.set_after_version(version_);
+  wreq.set_max_wait_ms(0);
+  v1::WaitForPolicyResponse wresp;
+  grpc::Status s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
+    return learner_->WaitForPolicy(ctx, wreq, &wresp);
+  });
+  Count("learner", s);
+  if (!s.ok()) return FromGrpcStatus(s);
+  if (have_policy_ && wresp.policy_version() <= version_)
+    return absl::OkStatus();
+  std::string bytes;
+  v1::PolicyHeader header;
+  s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
+    bytes.clear();
+    v1::FetchPolicyRequest req;
+    auto reader = learner_->FetchPolicy(ctx, req);
+    v1::FetchPolicyResponse chunk;
+    bool first = true;
+    while (reader->Read(&chunk)) {
+      if (first) {
+        header = chunk.header();
+        bytes.reserve(header.total_bytes());
+        first = false;
+      }
+      if (chunk.offset() != bytes.size()) {
+        ctx->TryCancel();
+        break;
+      }
+      bytes += chunk.data();
+    }
+    return reader->Finish();
+  });
+  Count("learner", s);
+  if (!s.ok()) return FromGrpcStatus(s);
+  if (bytes.size() != header.total_bytes() ||
+      Sha256Hex(bytes) != header.sha256_hex()) {
+    return absl::DataLossError("policy snapshot failed its size/sha256 check");
+  }
+  if (auto st = policy_->LoadWeights(bytes); !st.ok()) return st;
+  version_ = header.policy_version();
+  have_policy_ = true;
+  version_gauge_->Set(static_cast<double>(version_));
+  return absl::OkStatus();
+}
+
+absl::Status Actor::Round(const std::atomic<bool>& stop) {
+  if (auto s = SyncPolicy(); !s.ok()) return s;
+  v1::LeasePromptsRequest lreq;
+  lreq.set_actor_id(o_.actor_id);
+  lreq.set_max_prompts(o_.prompts_per_lease);
+  v1::LeasePromptsResponse leases;
+  grpc::Status s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
+    return learner_->LeasePrompts(ctx, lreq, &leases);
+  });
+  Count("learner", s);
+  if (!s.ok()) return FromGrpcStatus(s);
+  if (leases.leases_size() == 0) {
+    // Nothing to do until the learner trains: wait for a new policy (bounded).
+    v1::WaitForPolicyRequest w;
+    w.set_after_version(version_);
+    w.set_max_wait_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(o_.idle_wait)));
+    v1::WaitForPolicyResponse wr;
+    grpc::ClientContext ctx;
+    net::PrepareContext(&ctx, absl::Now() + o_.idle_wait + absl::Seconds(10),
+                        o_.call.bearer_token);
+    Count("learner", learner_->WaitForPolicy(&ctx, w, &wr));
+    return absl::OkStatus();
+  }
+  // Generate G samples per leased prompt.
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::pair<int, uint32_t>> who;  // (lease index, sample index)
+  for (int i = 0; i < leases.leases_size(); ++i) {
+    const auto& l = leases.leases(i);
+    for (uint32_t g = 0; g < l.samples(); ++g) {
+      prompts.emplace_back(l.prompt_ids().begin(), l.prompt_ids().end());
+      who.push_back({i, g});
+    }
+  }
+  model::SamplingOptions so = o_.sampling;
+  so.seed = o_.sampling.seed * 1000003 + static_cast<uint64_t>(rounds_);
+  auto gen = policy_->Generate(prompts, so);
+  if (!gen.ok()) return gen.status();
+  const uint64_t behaviour_version = version_;
+  std::vector<v1::Trajectory> trajs(prompts.size());
+  for (size_t k = 0; k < prompts.size(); ++k) {
+    const auto& l = leases.leases(who[k].first);
+    const auto& g = (*gen)[k];
+    v1::Trajectory& t = trajs[k];
+    *t.mutable_lease() = l.lease();
+    t.set_sample_index(who[k].second);
+    t.set_trajectory_id(absl::StrCat(l.lease().lease_id(), "/", who[k].second));
+    t.set_policy_version(behaviour_version);
+    t.mutable_prompt_ids()->CopyFrom(l.prompt_ids());
+    t.mutable_completion_ids()->Add(g.tokens.begin(), g.tokens.end());
+    t.set_finished(g.finished);
+    t.mutable_behavior_logprobs()->Add(g.logprobs.begin(), g.logprobs.end());
+    t.mutable_support()->set_k(static_cast<uint32_t>(g.support_k));
+    t.mutable_support()->mutable_token_ids()->Add(g.support_ids.begin(),
+                                                  g.support_ids.end());
+    t.mutable_student_support_logprobs()->Add(g.support_logprobs.begin(),
+                                              g.support_logprobs.end());
+    t.set_gold_answer(l.gold_answer());
+    t.set_actor_id(o_.actor_id);
+    tokens_->Increment(static_cast<double>(g.tokens.size()));
+  }
+  if (stop.load()) return absl::CancelledError("stopping");
+  // Teacher scores.
+  if (o_.needs_teacher) {
+    v1::ScoreRequest sreq;
+    for (const auto& t : trajs) {
+      auto* q = sreq.add_sequences();
+      q->mutable_prompt_ids()->CopyFrom(t.prompt_ids());
+      q->mutable_completion_ids()->CopyFrom(t.completion_ids());
+      *q->mutable_support() = t.support();
+    }
+    v1::ScoreResponse sresp;
+    s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
+      sresp.Clear();
+      return teacher_->Score(ctx, sreq, &sresp);
+    });
+    Count("teacher", s);
+    if (!s.ok()) return FromGrpcStatus(s);
+    for (size_t k = 0; k < trajs.size(); ++k) {
+      const auto& sc = sresp.scores(static_cast<int>(k));
+      trajs[k].mutable_teacher_support_logprobs()->CopyFrom(
+          sc.support_logprobs());
+      trajs[k].mutable_teacher_tail_logprobs()->CopyFrom(sc.tail_logprobs());
+      trajs[k].mutable_teacher_sampled_logprobs()->CopyFrom(
+          sc.sampled_logprobs());
+    }
+  }
+  // Rewards and the constraint transform.
+  v1::EvaluateRequest ereq;
+  for (const auto& t : trajs) *ereq.add_trajectories() = t;
+  v1::EvaluateResponse eresp;
+  s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
+    eresp.Clear();
+    return reward_->Evaluate(ctx, ereq, &eresp);
+  });
+  Count("reward", s);
+  if (!s.ok()) return FromGrpcStatus(s);
+  v1::SubmitTrajectoriesRequest sub;
+  for (size_t k = 0; k < trajs.size(); ++k) {
+    *trajs[k].mutable_evaluation() = eresp.evaluations(static_cast<int>(k));
+    *sub.add_trajectories() = std::move(trajs[k]);
+  }
+  v1::SubmitTrajectoriesResponse subr;
+  s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
+    subr.Clear();
+    return learner_->SubmitTrajectories(ctx, sub, &subr);
+  });
+  Count("learner", s);
+  if (!s.ok()) return FromGrpcStatus(s);
+  trajectories_->Increment(static_cast<double>(sub.trajectories_size()));
+  ++rounds_;
+  return absl::OkStatus();
+}
+
+absl::Status Actor::Run(const std::atomic<bool>& stop) {
+  if (auto s = CheckTeacher(); !s.ok()) return s;
+  while (!stop.load()) {
+    if (o_.max_rounds > 0 && rounds_ >= o_.max_rounds) return absl::OkStatus();
+    absl::Status s = Round(stop);
+    if (absl::IsOutOfRange(s)) return absl::OkStatus();  // training finished
+    if (absl::IsCancelled(s)) break;
+    if (absl::IsInvalidArgument(s) || absl::IsFailedPrecondition(s) ||
+        absl::IsUnauthenticated(s)) {
+      return s;  // a bug or a misconfiguration: retrying will not help
+    }
+    // Anything else (a peer restarting, a deadline): the round is abandoned,
+    // its leases expire and are re-issued; try again after a pause.
+    if (!s.ok()) absl::SleepFor(o_.call.retry.initial_backoff);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cmdistill::actor

@@ -1,0 +1,85 @@
+// The rollout actor: keeps the newest policy, leases prompts, samples G
+// completions per prompt with the KV cache (behaviour log-probabilities and the
+// student support recorded), asks the teacher and the reward service, submits
+// scored trajectories. Torch-free (LanguageModel).
+//
+// Every call has a deadline; RESOURCE_EXHAUSTED/UNAVAILABLE are retried with
+// backoff inside it, and a round that fails is abandoned (its leases expire and
+// are re-issued by the learner), so an actor survives restarts of any peer. The
+// policy is swapped only between rounds.
+#ifndef CMDISTILL_SERVICES_ACTOR_ACTOR_H_
+#define CMDISTILL_SERVICES_ACTOR_ACTOR_H_
+
+#include <grpcpp/channel.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "cmdistill/v1/learner.grpc.pb.h"
+#include "cmdistill/v1/reward.grpc.pb.h"
+#include "cmdistill/v1/teacher.grpc.pb.h"
+#include "common/model/language_model.h"
+#include "common/net/client.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+
+namespace cmdistill::actor {
+
+struct ActorOptions {
+  std::string actor_id = "actor";
+  uint32_t prompts_per_lease = 2;
+  model::SamplingOptions sampling;  // seed: the actor's base seed
+  bool needs_teacher = true;
+  std::string tokenizer_fingerprint;  // checked against the teacher's at start
+                                      // ("" = skip)
+  net::CallOptions call;
+  absl::Duration idle_wait = absl::Milliseconds(500);
+  int64_t max_rounds = 0;  // 0 = until the learner says training is finished
+};
+
+class Actor {
+ public:
+  // `policy` must outlive the actor; `teacher` may be null when !needs_teacher.
+  Actor(ActorOptions options, model::LanguageModel* policy,
+        std::shared_ptr<grpc::Channel> learner,
+        std::shared_ptr<grpc::Channel> teacher,
+        std::shared_ptr<grpc::Channel> reward, prometheus::Registry* registry);
+
+  // Runs rounds until the learner reports OUT_OF_RANGE (training finished;
+  // returns OK), `stop` becomes true (leases returned; OK), or a non-retryable
+  // error (FAILED_PRECONDITION for a tokenizer mismatch, INVALID_ARGUMENT for a
+  // refused request).
+  absl::Status Run(const std::atomic<bool>& stop);
+
+  // Fetches and loads the newest policy if it is newer than the one held.
+  absl::Status SyncPolicy();
+  uint64_t policy_version() const { return version_; }
+  int64_t rounds() const { return rounds_; }
+
+ private:
+  absl::Status CheckTeacher();
+  // One round; OUT_OF_RANGE when training is finished.
+  absl::Status Round(const std::atomic<bool>& stop);
+  void Count(const char* peer, const grpc::Status& s);
+
+  ActorOptions o_;
+  model::LanguageModel* policy_;
+  std::unique_ptr<v1::LearnerService::Stub> learner_;
+  std::unique_ptr<v1::TeacherService::Stub> teacher_;
+  std::unique_ptr<v1::RewardService::Stub> reward_;
+  uint64_t version_ = 0;
+  bool have_policy_ = false;
+  int64_t rounds_ = 0;
+
+  prometheus::Family<prometheus::Counter>* rpcs_;
+  prometheus::Counter *tokens_, *trajectories_;
+  prometheus::Gauge* version_gauge_;
+};
+
+}  // namespace cmdistill::actor
+
+#endif  // CMDISTILL_SERVICES_ACTOR_ACTOR_H_

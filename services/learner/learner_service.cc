@@ -1,0 +1,551 @@
+#include "services/learner/learner_service.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/metrics/metrics.h"
+
+namespace cmdistill::learner {
+namespace {
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(hex[md[i] >> 4]);
+    out.push_back(hex[md[i] & 15]);
+  }
+  return out;
+}
+
+}  // namespace
+
+// Streams one immutable snapshot in chunks; one write in flight, the next in
+// OnWriteDone.
+class LearnerServiceImpl::FetchReactor final
+    : public grpc::ServerWriteReactor<v1::FetchPolicyResponse> {
+ public:
+  FetchReactor(std::shared_ptr<const Snapshot> snap, size_t chunk)
+      : snap_(std::move(snap)), chunk_(chunk) {
+    v1::PolicyHeader* h = msg_.mutable_header();
+    h->set_policy_version(snap_->version);
+    h->set_format("safetensors");
+    h->set_total_bytes(snap_->bytes.size());
+    h->set_num_chunks(
+        static_cast<uint32_t>((snap_->bytes.size() + chunk_ - 1) / chunk_));
+    h->set_sha256_hex(snap_->sha256_hex);
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    if (offset_ >= snap_->bytes.size()) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    msg_.Clear();
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    const size_t n = std::min(chunk_, snap_->bytes.size() - offset_);
+    msg_.set_offset(offset_);
+    msg_.set_data(snap_->bytes.data() + offset_, n);
+    offset_ += n;
+    StartWrite(&msg_);
+  }
+  std::shared_ptr<const Snapshot> snap_;
+  size_t chunk_;
+  size_t offset_ = 0;
+  v1::FetchPolicyResponse msg_;
+};
+
+absl::StatusOr<std::unique_ptr<LearnerServiceImpl>> LearnerServiceImpl::Create(
+    std::vector<Prompt> prompts, model::LanguageModel* student,
+    PolicyTrainer* trainer, std::shared_ptr<net::CallGate> gate,
+    prometheus::Registry* registry, LearnerOptions options,
+    StepObserver observer) {
+  if (prompts.empty())
+    return absl::InvalidArgumentError("the learner needs prompts");
+  if (options.prompts_per_step == 0)
+    return absl::InvalidArgumentError("prompts_per_step is 0");
+  auto s = std::unique_ptr<LearnerServiceImpl>(new LearnerServiceImpl(
+      std::move(prompts), student, trainer, std::move(gate), registry, options,
+      std::move(observer)));
+  if (auto st = s->Publish(); !st.ok()) return st;
+  s->update_thread_ = std::thread([p = s.get()] { p->UpdateLoop(); });
+  s->waiter_thread_ = std::thread([p = s.get()] { p->WaiterLoop(); });
+  return s;
+}
+
+LearnerServiceImpl::LearnerServiceImpl(std::vector<Prompt> prompts,
+                                       model::LanguageModel* student,
+                                       PolicyTrainer* trainer,
+                                       std::shared_ptr<net::CallGate> gate,
+                                       prometheus::Registry* registry,
+                                       LearnerOptions options,
+                                       StepObserver observer)
+    : prompts_(std::move(prompts)),
+      student_(student),
+      trainer_(trainer),
+      gate_(std::move(gate)),
+      options_(options),
+      observer_(std::move(observer)),
+      leases_(prompts_.size(), options.lease) {
+  outcomes_ = &prometheus::BuildCounter()
+                   .Name("cmdistill_learner_trajectories_total")
+                   .Help("Submitted trajectories by outcome")
+                   .Register(*registry);
+  auto gauge = [&](const char* name, const char* help) {
+    return &prometheus::BuildGauge()
+                .Name(name)
+                .Help(help)
+                .Register(*registry)
+                .Add({});
+  };
+  version_gauge_ =
+      gauge("cmdistill_learner_policy_version", "Newest policy version");
+  step_gauge_ = gauge("cmdistill_learner_step", "Update steps done");
+  buffer_gauge_ =
+      gauge("cmdistill_learner_buffer_trajectories", "Trajectories buffered");
+  leases_gauge_ = gauge("cmdistill_learner_outstanding_leases",
+                        "Prompt leases outstanding");
+  satisfaction_gauge_ =
+      gauge("cmdistill_learner_constraint_satisfaction_ratio",
+            "Share of the last step's trajectories within the budget");
+  lambda_gauge_ = gauge("cmdistill_learner_lambda",
+                        "Lagrange multiplier (lagrangian methods)");
+  reward_gauge_ = gauge("cmdistill_learner_task_reward",
+                        "Mean task reward of the last step");
+  kl_gauge_ =
+      gauge("cmdistill_learner_token_kl", "Mean per-token KL of the last step");
+  lag_hist_ = &prometheus::BuildHistogram()
+                   .Name("cmdistill_learner_policy_lag")
+                   .Help("Policy versions between sampling and submission")
+                   .Register(*registry)
+                   .Add({}, metrics::LinearBuckets(0, 1, 8));
+  step_seconds_ = &prometheus::BuildHistogram()
+                       .Name("cmdistill_learner_step_seconds")
+                       .Help("Time of one update step")
+                       .Register(*registry)
+                       .Add({}, metrics::LatencyBuckets());
+  tokens_trained_ = &prometheus::BuildCounter()
+                         .Name("cmdistill_learner_tokens_trained_total")
+                         .Help("Completion tokens trained on")
+                         .Register(*registry)
+                         .Add({});
+}
+
+LearnerServiceImpl::~LearnerServiceImpl() { Close(); }
+
+void LearnerServiceImpl::Close() {
+  if (closed_.exchange(true)) return;
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+  }
+  if (update_thread_.joinable()) update_thread_.join();
+  if (waiter_thread_.joinable()) waiter_thread_.join();
+}
+
+absl::Status LearnerServiceImpl::Publish() {
+  auto bytes = student_->SerializeWeights();
+  if (!bytes.ok()) return bytes.status();
+  auto snap = std::make_shared<Snapshot>();
+  snap->bytes = *std::move(bytes);
+  snap->sha256_hex = Sha256Hex(snap->bytes);
+  absl::MutexLock lock(&mu_);
+  snap->version = snapshot_ ? version_ + 1 : 0;
+  version_ = snap->version;
+  snapshot_ = std::move(snap);
+  version_gauge_->Set(static_cast<double>(version_));
+  return absl::OkStatus();
+}
+
+uint64_t LearnerServiceImpl::policy_version() const {
+  absl::MutexLock lock(&mu_);
+  return version_;
+}
+
+int64_t LearnerServiceImpl::step() const {
+  absl::MutexLock lock(&mu_);
+  return step_;
+}
+
+std::vector<uint64_t> LearnerServiceImpl::trained_prompts() const {
+  absl::MutexLock lock(&mu_);
+  return trained_;
+}
+
+void LearnerServiceImpl::WaitUntilFinished() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](LearnerServiceImpl* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
+        return s->finished_ || s->closing_;
+      },
+      this));
+}
+
+grpc::ServerUnaryReactor* LearnerServiceImpl::LeasePrompts(
+    grpc::CallbackServerContext* ctx, const v1::LeasePromptsRequest* req,
+    v1::LeasePromptsResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  if (gate_->Reject(ctx, reactor)) return reactor;
+  if (req->max_prompts() == 0) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "max_prompts must be > 0"));
+    return reactor;
+  }
+  absl::MutexLock lock(&mu_);
+  if (finished_) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::OUT_OF_RANGE, "training is finished"));
+    return reactor;
+  }
+  if (buffered_ >= options_.buffer_capacity) {
+    resp->set_policy_version(version_);  // no new work while the buffer is full
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  auto leases = leases_.Acquire(
+      std::min(req->max_prompts(), options_.max_lease_prompts), absl::Now());
+  if (!leases.ok()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                                 "training data exhausted"));
+    return reactor;
+  }
+  for (const Lease& l : *leases) {
+    const Prompt& p = prompts_[l.prompt_id];
+    v1::PromptLease* out = resp->add_leases();
+    out->mutable_lease()->set_lease_id(l.lease_id);
+    out->mutable_lease()->set_prompt_id(l.prompt_id);
+    out->mutable_lease()->set_epoch(l.epoch);
+    out->mutable_prompt_ids()->Add(p.ids.begin(), p.ids.end());
+    out->set_prompt_text(p.text);
+    out->set_gold_answer(p.gold);
+    out->set_samples(options_.lease.samples_per_prompt);
+    out->set_lease_expiry_unix_ms(absl::ToUnixMillis(l.expiry));
+    lease_prompt_[l.lease_id] = l.prompt_id;
+  }
+  resp->set_policy_version(version_);
+  leases_gauge_->Set(static_cast<double>(leases_.outstanding()));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LearnerServiceImpl::ReturnLeases(
+    grpc::CallbackServerContext* ctx, const v1::ReturnLeasesRequest* req,
+    v1::ReturnLeasesResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  if (gate_->Reject(ctx, reactor)) return reactor;
+  absl::MutexLock lock(&mu_);
+  uint32_t n = 0;
+  for (const std::string& id : req->lease_ids()) {
+    auto it = partial_.find(id);
+    if (it != partial_.end()) {
+      buffered_ -= it->second.size();
+      partial_.erase(it);
+    }
+    n += leases_.Return(id) ? 1 : 0;
+  }
+  resp->set_returned(n);
+  leases_gauge_->Set(static_cast<double>(leases_.outstanding()));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+std::string LearnerServiceImpl::Validate(const v1::Trajectory& t) const {
+  const int64_t T = t.completion_ids_size();
+  const int64_t V = student_->config().vocab_size;
+  if (t.trajectory_id() !=
+      LeaseManager::TrajectoryId(t.lease().lease_id(), t.sample_index())) {
+    return "trajectory_id must be <lease_id>/<sample_index>";
+  }
+  for (int32_t id : t.completion_ids()) {
+    if (id < 0 || id >= V)
+      return absl::StrCat("token id ", id, " outside the vocabulary");
+  }
+  if (t.behavior_logprobs_size() != T)
+    return "behavior_logprobs must have one value per token";
+  for (float x : t.behavior_logprobs()) {
+    if (!std::isfinite(x) || x > 1e-4f)
+      return "behavior_logprobs has a NaN/Inf or positive value";
+  }
+  const int64_t K = t.support().k();
+  if (t.support().token_ids_size() != T * K) return "support must have T*K ids";
+  for (const auto* a :
+       {&t.student_support_logprobs(), &t.teacher_support_logprobs()}) {
+    if (a->size() != 0 && a->size() != T * K)
+      return "support log-probabilities must have T*K values";
+    for (float x : *a) {
+      if (!std::isfinite(x)) return "support log-probabilities have NaN/Inf";
+    }
+  }
+  const auto& ev = t.evaluation();
+  if (ev.feasible_size() != T)
+    return "evaluation.feasible must have one value per token";
+  if (!std::isfinite(ev.trajectory_return()))
+    return "evaluation.trajectory_return is not finite";
+  return "";
+}
+
+grpc::ServerUnaryReactor* LearnerServiceImpl::SubmitTrajectories(
+    grpc::CallbackServerContext* ctx, const v1::SubmitTrajectoriesRequest* req,
+    v1::SubmitTrajectoriesResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  if (gate_->Reject(ctx, reactor)) return reactor;
+  absl::MutexLock lock(&mu_);
+  if (buffered_ + static_cast<size_t>(req->trajectories_size()) >
+      options_.buffer_capacity) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     "trajectory buffer is full; back off and retry"));
+    return reactor;
+  }
+  const absl::Time now = absl::Now();
+  for (const v1::Trajectory& t : req->trajectories()) {
+    v1::SubmitOutcome outcome = v1::SUBMIT_OUTCOME_ACCEPTED;
+    std::string reason;
+    const std::string& lease_id = t.lease().lease_id();
+    if (seen_ids_.count(t.trajectory_id())) {
+      outcome = v1::SUBMIT_OUTCOME_DUPLICATE;
+    } else if (!lease_prompt_.count(lease_id)) {
+      outcome = v1::SUBMIT_OUTCOME_UNKNOWN_LEASE;
+    } else if (reason = Validate(t); !reason.empty()) {
+      outcome = v1::SUBMIT_OUTCOME_INVALID;
+    } else if (const Prompt& p = prompts_[lease_prompt_[lease_id]];
+               !std::equal(p.ids.begin(), p.ids.end(), t.prompt_ids().begin(),
+                           t.prompt_ids().end())) {
+      outcome = v1::SUBMIT_OUTCOME_INVALID;
+      reason = "prompt_ids differ from the leased prompt";
+    } else if (t.policy_version() + options_.max_policy_lag < version_ ||
+               t.policy_version() > version_) {
+      outcome = t.policy_version() > version_ ? v1::SUBMIT_OUTCOME_INVALID
+                                              : v1::SUBMIT_OUTCOME_TOO_STALE;
+      if (outcome == v1::SUBMIT_OUTCOME_INVALID)
+        reason = "policy_version from the future";
+      if (outcome == v1::SUBMIT_OUTCOME_TOO_STALE) {
+        // The group can no longer be trained as a whole: the prompt is leased
+        // again.
+        auto it = partial_.find(lease_id);
+        if (it != partial_.end()) {
+          buffered_ -= it->second.size();
+          partial_.erase(it);
+        }
+        leases_.Abandon(lease_id);
+      }
+    } else {
+      switch (leases_.Submit(lease_id, t.sample_index(), now)) {
+        case SubmitResult::kDuplicate:
+          outcome = v1::SUBMIT_OUTCOME_DUPLICATE;
+          break;
+        case SubmitResult::kUnknownLease:
+          outcome = v1::SUBMIT_OUTCOME_UNKNOWN_LEASE;
+          break;
+        case SubmitResult::kInvalid:
+          outcome = v1::SUBMIT_OUTCOME_INVALID;
+          reason = "sample_index outside [0, G)";
+          break;
+        case SubmitResult::kAccepted:
+          partial_[lease_id].push_back(t);
+          ++buffered_;
+          lag_hist_->Observe(
+              static_cast<double>(version_ - t.policy_version()));
+          break;
+        case SubmitResult::kGroupComplete: {
+          std::vector<v1::Trajectory> group = std::move(partial_[lease_id]);
+          partial_.erase(lease_id);
+          group.push_back(t);
+          ++buffered_;
+          lag_hist_->Observe(
+              static_cast<double>(version_ - t.policy_version()));
+          ready_.push_back(std::move(group));
+          break;
+        }
+      }
+    }
+    static const char* kNames[] = {"unspecified", "accepted", "duplicate",
+                                   "too_stale",   "invalid",  "unknown_lease"};
+    outcomes_->Add({{"outcome", kNames[outcome]}}).Increment();
+    resp->add_outcomes(outcome);
+    resp->add_reasons(reason);
+  }
+  resp->set_policy_version(version_);
+  buffer_gauge_->Set(static_cast<double>(buffered_));
+  leases_gauge_->Set(static_cast<double>(leases_.outstanding()));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LearnerServiceImpl::WaitForPolicy(
+    grpc::CallbackServerContext* ctx, const v1::WaitForPolicyRequest* req,
+    v1::WaitForPolicyResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  if (gate_->Reject(ctx, reactor)) return reactor;
+  absl::MutexLock lock(&mu_);
+  if (version_ > req->after_version() || req->max_wait_ms() == 0 || finished_ ||
+      closing_) {
+    resp->set_policy_version(version_);
+    resp->set_size_bytes(snapshot_->bytes.size());
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  const absl::Duration wait =
+      std::min(absl::Milliseconds(req->max_wait_ms()), options_.max_long_poll);
+  waiters_.push_back({reactor, resp, req->after_version(), absl::Now() + wait});
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::FetchPolicyResponse>*
+LearnerServiceImpl::FetchPolicy(grpc::CallbackServerContext* ctx,
+                                const v1::FetchPolicyRequest* req) {
+  std::shared_ptr<const Snapshot> snap;
+  grpc::Status refusal = gate_->Admit(*ctx);
+  if (refusal.ok()) {
+    absl::MutexLock lock(&mu_);
+    snap = snapshot_;
+    if (req->policy_version() != 0 && req->policy_version() != snap->version) {
+      refusal = grpc::Status(
+          grpc::StatusCode::NOT_FOUND,
+          absl::StrCat("policy version ", req->policy_version(),
+                       " is not kept; the newest is ", snap->version));
+    }
+  }
+  if (!refusal.ok()) {
+    class Refused final
+        : public grpc::ServerWriteReactor<v1::FetchPolicyResponse> {
+     public:
+      explicit Refused(const grpc::Status& s) { Finish(s); }
+      void OnDone() override { delete this; }
+    };
+    return new Refused(refusal);
+  }
+  return new FetchReactor(std::move(snap), options_.chunk_bytes);
+}
+
+grpc::ServerUnaryReactor* LearnerServiceImpl::GetStatus(
+    grpc::CallbackServerContext* ctx, const v1::GetStatusRequest*,
+    v1::GetStatusResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  if (gate_->Reject(ctx, reactor)) return reactor;
+  absl::MutexLock lock(&mu_);
+  resp->set_step(static_cast<uint64_t>(step_));
+  resp->set_policy_version(version_);
+  resp->set_epoch(leases_.epoch());
+  resp->set_buffered_trajectories(static_cast<uint32_t>(buffered_));
+  resp->set_outstanding_leases(static_cast<uint32_t>(leases_.outstanding()));
+  resp->set_finished(finished_);
+  resp->set_lambda(last_.lambda);
+  resp->set_constraint_satisfaction_ratio(last_.satisfaction);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+void LearnerServiceImpl::UpdateLoop() {
+  for (;;) {
+    std::vector<std::vector<v1::Trajectory>> groups;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return closing_ || ready_.size() >= options_.prompts_per_step ||
+               (leases_.finished() && !ready_.empty()) ||
+               (leases_.finished() && ready_.empty() && partial_.empty());
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (closing_) return;
+      if (ready_.empty()) {  // data exhausted and everything trained
+        finished_ = true;
+        return;
+      }
+      while (!ready_.empty() && groups.size() < options_.prompts_per_step) {
+        buffered_ -= ready_.front().size();
+        groups.push_back(std::move(ready_.front()));
+        ready_.pop_front();
+      }
+      buffer_gauge_->Set(static_cast<double>(buffered_));
+    }
+    const absl::Time start = absl::Now();
+    auto stats = trainer_->Step(groups);
+    step_seconds_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    if (!stats.ok()) {
+      outcomes_->Add({{"outcome", "step_failed"}}).Increment();
+      continue;  // a bug or a NaN: the batch is dropped and counted, the run
+                 // goes on
+    }
+    if (auto s = Publish(); !s.ok()) continue;
+    absl::MutexLock lock(&mu_);
+    ++step_;
+    last_ = *stats;
+    for (const auto& g : groups) {
+      trained_.push_back(g[0].lease().prompt_id());
+      for (const auto& t : g) seen_ids_.insert(t.trajectory_id());
+    }
+    step_gauge_->Set(static_cast<double>(step_));
+    satisfaction_gauge_->Set(stats->satisfaction);
+    lambda_gauge_->Set(stats->lambda);
+    reward_gauge_->Set(stats->mean_task_reward);
+    kl_gauge_->Set(stats->mean_token_kl);
+    tokens_trained_->Increment(static_cast<double>(stats->tokens));
+    if (observer_) observer_(*stats, version_);
+    if (step_ >= options_.max_steps) {
+      finished_ = true;
+      return;
+    }
+  }
+}
+
+void LearnerServiceImpl::WaiterLoop() {
+  for (;;) {
+    std::vector<Waiter> due;
+    uint64_t version = 0;
+    size_t size = 0;
+    bool stop = false;
+    {
+      absl::MutexLock lock(&mu_);
+      absl::Time next = absl::Now() + absl::Milliseconds(200);
+      for (const Waiter& w : waiters_) next = std::min(next, w.until);
+      const uint64_t seen = version_;
+      auto wake = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return closing_ || finished_ || version_ != seen;
+      };
+      mu_.AwaitWithDeadline(absl::Condition(&wake), next);
+      const absl::Time now = absl::Now();
+      version = version_;
+      size = snapshot_->bytes.size();
+      stop = closing_;
+      for (auto it = waiters_.begin(); it != waiters_.end();) {
+        if (stop || finished_ || version_ > it->after || it->until <= now) {
+          due.push_back(*it);
+          it = waiters_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (Waiter& w : due) {
+      w.resp->set_policy_version(version);
+      w.resp->set_size_bytes(size);
+      w.reactor->Finish(grpc::Status::OK);
+    }
+    if (stop) return;
+    {
+      // Once training is finished WaitForPolicy answers at once; no one is left
+      // to wait.
+      absl::MutexLock lock(&mu_);
+      if (finished_ && waiters_.empty()) return;
+    }
+  }
+}
+
+}  // namespace cmdistill::learner

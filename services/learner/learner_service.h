@@ -1,0 +1,164 @@
+// The learner gRPC service: prompt leases, trajectory submission (idempotent,
+// per-item outcomes), the update loop (complete groups -> PolicyTrainer step ->
+// new policy version), policy announcements (long-poll) and chunked weight
+// snapshots. Torch-free (the student and trainer are used through their
+// torch-free interfaces).
+//
+// Threads: gRPC reactors never block; one update thread trains; one waiter
+// thread finishes WaitForPolicy long-polls. All shared state is under mu_.
+#ifndef CMDISTILL_SERVICES_LEARNER_LEARNER_SERVICE_H_
+#define CMDISTILL_SERVICES_LEARNER_LEARNER_SERVICE_H_
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "cmdistill/v1/learner.grpc.pb.h"
+#include "common/model/language_model.h"
+#include "common/net/call_gate.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "services/learner/lease_manager.h"
+#include "services/learner/policy_trainer.h"
+
+namespace cmdistill::learner {
+
+struct Prompt {
+  std::vector<int32_t> ids;
+  std::string text;
+  std::string gold;
+};
+
+struct LearnerOptions {
+  LeaseOptions lease;
+  uint32_t prompts_per_step = 8;
+  uint32_t max_policy_lag = 2;
+  size_t buffer_capacity =
+      4096;  // trajectories held (partial groups + ready groups)
+  int64_t max_steps = 100;
+  absl::Duration max_long_poll = absl::Seconds(30);
+  uint32_t max_lease_prompts = 64;
+  size_t chunk_bytes = 1 << 20;
+};
+
+// Called after each update (from the update thread): step statistics and the
+// new version.
+using StepObserver =
+    std::function<void(const StepStats&, uint64_t policy_version)>;
+
+class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
+ public:
+  // `student` and `trainer` must outlive the service.
+  static absl::StatusOr<std::unique_ptr<LearnerServiceImpl>> Create(
+      std::vector<Prompt> prompts, model::LanguageModel* student,
+      PolicyTrainer* trainer, std::shared_ptr<net::CallGate> gate,
+      prometheus::Registry* registry, LearnerOptions options,
+      StepObserver observer = {});
+  ~LearnerServiceImpl() override;
+
+  grpc::ServerUnaryReactor* LeasePrompts(
+      grpc::CallbackServerContext* ctx, const v1::LeasePromptsRequest* req,
+      v1::LeasePromptsResponse* resp) override;
+  grpc::ServerUnaryReactor* ReturnLeases(
+      grpc::CallbackServerContext* ctx, const v1::ReturnLeasesRequest* req,
+      v1::ReturnLeasesResponse* resp) override;
+  grpc::ServerUnaryReactor* SubmitTrajectories(
+      grpc::CallbackServerContext* ctx,
+      const v1::SubmitTrajectoriesRequest* req,
+      v1::SubmitTrajectoriesResponse* resp) override;
+  grpc::ServerUnaryReactor* WaitForPolicy(
+      grpc::CallbackServerContext* ctx, const v1::WaitForPolicyRequest* req,
+      v1::WaitForPolicyResponse* resp) override;
+  grpc::ServerWriteReactor<v1::FetchPolicyResponse>* FetchPolicy(
+      grpc::CallbackServerContext* ctx,
+      const v1::FetchPolicyRequest* req) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
+                                      const v1::GetStatusRequest* req,
+                                      v1::GetStatusResponse* resp) override;
+
+  // Blocks until training is finished (max_steps or data exhausted) or Close().
+  void WaitUntilFinished();
+  // Stops the update and waiter threads; pending long-polls are answered.
+  // Idempotent.
+  void Close();
+
+  uint64_t policy_version() const;
+  int64_t step() const;
+  // Prompt ids of every group trained so far, in training order (exactly-once
+  // accounting).
+  std::vector<uint64_t> trained_prompts() const;
+
+ private:
+  struct Snapshot {
+    uint64_t version;
+    std::string bytes;
+    std::string sha256_hex;
+  };
+  struct Waiter {
+    grpc::ServerUnaryReactor* reactor;
+    v1::WaitForPolicyResponse* resp;
+    uint64_t after;
+    absl::Time until;
+  };
+  class FetchReactor;
+
+  LearnerServiceImpl(std::vector<Prompt> prompts, model::LanguageModel* student,
+                     PolicyTrainer* trainer,
+                     std::shared_ptr<net::CallGate> gate,
+                     prometheus::Registry* registry, LearnerOptions options,
+                     StepObserver observer);
+  absl::Status Publish() ABSL_LOCKS_EXCLUDED(mu_);
+  void UpdateLoop();
+  void WaiterLoop();
+  std::string Validate(const v1::Trajectory& t) const;
+
+  std::vector<Prompt> prompts_;
+  model::LanguageModel* student_;
+  PolicyTrainer* trainer_;
+  std::shared_ptr<net::CallGate> gate_;
+  LearnerOptions options_;
+  StepObserver observer_;
+
+  mutable absl::Mutex mu_;
+  LeaseManager leases_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<v1::Trajectory>> partial_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, uint64_t> lease_prompt_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::vector<v1::Trajectory>> ready_ ABSL_GUARDED_BY(mu_);
+  size_t buffered_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t step_ ABSL_GUARDED_BY(mu_) = 0;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  StepStats last_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> trained_ ABSL_GUARDED_BY(mu_);
+  std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> seen_ids_
+      ABSL_GUARDED_BY(mu_);  // trajectory ids of trained groups
+
+  std::thread update_thread_, waiter_thread_;
+  std::atomic<bool> closed_{false};
+
+  prometheus::Family<prometheus::Counter>* outcomes_;
+  prometheus::Gauge *version_gauge_, *step_gauge_, *buffer_gauge_,
+      *leases_gauge_, *satisfaction_gauge_, *lambda_gauge_, *reward_gauge_,
+      *kl_gauge_;
+  prometheus::Histogram *lag_hist_, *step_seconds_;
+  prometheus::Counter* tokens_trained_;
+};
+
+}  // namespace cmdistill::learner
+
+#endif  // CMDISTILL_SERVICES_LEARNER_LEARNER_SERVICE_H_

@@ -1,0 +1,157 @@
+// The whole actor-learner pipeline in one process, over real gRPC on
+// 127.0.0.1:0: a learner, a teacher, a reward service and two actor threads
+// with tiny models. Training runs to the end of the data; every prompt is
+// trained exactly once, policy versions advance, and the actors pick up new
+// policies.
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "common/metrics/metrics.h"
+#include "common/model/language_model.h"
+#include "common/net/client.h"
+#include "common/net/server.h"
+#include "common/tokenizer/tokenizer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/actor/actor.h"
+#include "services/learner/learner_service.h"
+#include "services/reward/evaluator.h"
+#include "services/reward/reward_service.h"
+#include "services/teacher/model_scorer.h"
+#include "services/teacher/teacher_service.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_util.h"
+
+namespace cmdistill {
+namespace {
+
+checkpoint::ModelConfig Tiny() {
+  checkpoint::ModelConfig c;
+  c.model_type = "llama";
+  c.vocab_size = 257;  // the byte-level tokenizer: 256 bytes + <|endoftext|>
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.max_position_embeddings = 64;
+  return c;
+}
+
+template <typename T>
+std::unique_ptr<net::GrpcServer> Serve(std::shared_ptr<net::CallGate> gate,
+                                       T* service) {
+  net::ServerOptions o;  // 127.0.0.1:0
+  auto s = net::GrpcServer::Start(o, gate, {service});
+  EXPECT_OK(s.status());
+  return *std::move(s);
+}
+
+std::shared_ptr<grpc::Channel> Dial(const net::GrpcServer& s) {
+  net::ChannelOptions o;
+  o.target = "127.0.0.1:" + std::to_string(s.port());
+  return *net::MakeChannel(o);
+}
+
+TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
+  auto tok = *tokenizer::Tokenizer::FromJson(
+      tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
+      "bytes");
+  constexpr int kPrompts = 12, kG = 4;
+  std::vector<learner::Prompt> prompts;
+  for (int i = 0; i < kPrompts; ++i) {
+    learner::Prompt p;
+    p.text = "Q" + std::to_string(i) + ":";
+    p.ids = *tok->Encode(p.text);
+    p.gold = std::to_string(i % 10);
+    prompts.push_back(p);
+  }
+  // Learner.
+  auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+  learner::TrainerOptions to;
+  to.method = rl::Method::kCmdp;
+  to.lr = 1e-2;
+  auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
+  auto learner_registry = metrics::NewRegistry();
+  auto learner_gate = net::GrpcServer::MakeGate({}, learner_registry.get());
+  learner::LearnerOptions lo;
+  lo.lease.samples_per_prompt = kG;
+  lo.lease.epochs = 1;
+  lo.prompts_per_step = 2;
+  lo.max_steps = 1000;  // ends with the data
+  auto learner = *learner::LearnerServiceImpl::Create(
+      prompts, student.get(), trainer.get(), learner_gate,
+      learner_registry.get(), lo);
+  auto learner_server = Serve(learner_gate, learner.get());
+  // Teacher and reward.
+  auto teacher_scorer = teacher::MakeModelScorer(
+      *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32"), "teacher",
+      tok->fingerprint(), 4096);
+  auto reg2 = metrics::NewRegistry();
+  auto teacher_gate = net::GrpcServer::MakeGate({}, reg2.get());
+  teacher::TeacherServiceImpl teacher_service(teacher_scorer.get(),
+                                              teacher_gate, reg2.get(), {});
+  auto teacher_server = Serve(teacher_gate, &teacher_service);
+  reward::EvaluatorOptions eo;
+  eo.reward.method = rl::Method::kCmdp;
+  eo.reward.budget = {0.35, rl::CostNormalization::kPerMaxLen, 4};
+  eo.strictness = tasks::Strictness::kLastNumber;
+  reward::Evaluator evaluator(tok.get(), eo);
+  auto reg3 = metrics::NewRegistry();
+  auto reward_gate = net::GrpcServer::MakeGate({}, reg3.get());
+  reward::RewardServiceImpl reward_service(&evaluator, reward_gate, reg3.get(),
+                                           {});
+  auto reward_server = Serve(reward_gate, &reward_service);
+  // Two actors, each with its own copy of the policy.
+  std::atomic<bool> stop{false};
+  std::vector<std::unique_ptr<model::LanguageModel>> policies;
+  std::vector<std::unique_ptr<actor::Actor>> actors;
+  std::vector<absl::Status> results(2);
+  std::vector<std::thread> threads;
+  auto actor_registry = metrics::NewRegistry();
+  for (int a = 0; a < 2; ++a) {
+    policies.push_back(
+        *model::LanguageModel::InitRandom(Tiny(), 50 + a, "cpu", "float32"));
+    actor::ActorOptions ao;
+    ao.actor_id = "actor-" + std::to_string(a);
+    ao.prompts_per_lease = 1;
+    ao.sampling.max_new_tokens = 4;
+    ao.sampling.support_k = 1000;  // whole vocabulary
+    ao.sampling.seed = static_cast<uint64_t>(a);
+    ao.tokenizer_fingerprint = tok->fingerprint();
+    ao.call.timeout = absl::Seconds(30);
+    ao.call.retry.initial_backoff = absl::Milliseconds(5);
+    ao.idle_wait = absl::Milliseconds(100);
+    actors.push_back(std::make_unique<actor::Actor>(
+        ao, policies.back().get(), Dial(*learner_server), Dial(*teacher_server),
+        Dial(*reward_server), actor_registry.get()));
+  }
+  for (int a = 0; a < 2; ++a) {
+    threads.emplace_back([&, a] { results[a] = actors[a]->Run(stop); });
+  }
+  learner->WaitUntilFinished();
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) EXPECT_OK(r);
+  // Exactly once: every prompt trained, none twice.
+  const std::vector<uint64_t> trained = learner->trained_prompts();
+  EXPECT_EQ(trained.size(), static_cast<size_t>(kPrompts));
+  EXPECT_EQ(std::set<uint64_t>(trained.begin(), trained.end()).size(),
+            static_cast<size_t>(kPrompts));
+  EXPECT_EQ(learner->step(), kPrompts / 2);
+  EXPECT_EQ(learner->policy_version(), static_cast<uint64_t>(kPrompts / 2));
+  EXPECT_GT(actors[0]->rounds() + actors[1]->rounds(), 0);
+  EXPECT_GT(std::max(actors[0]->policy_version(), actors[1]->policy_version()),
+            0u);
+  auto m = *testing::ParsePrometheusText(metrics::Serialize(*learner_registry));
+  EXPECT_EQ(m["cmdistill_learner_trajectories_total{outcome=\"accepted\"}"],
+            kPrompts * kG);
+  EXPECT_EQ(m["cmdistill_learner_step"], kPrompts / 2);
+  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
+  teacher_server->Shutdown(absl::Seconds(2), [&] { teacher_service.Close(); });
+  reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
+}
+
+}  // namespace
+}  // namespace cmdistill
