@@ -4,18 +4,24 @@
 // Run* function with the wiring of services/common/service_host.h: config ->
 // objects -> serve -> drain.
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "common/config/config.h"
+#include "common/net/client.h"
+#include "common/tasks/dataset.h"
 #include "common/tokenizer/tokenizer.h"
+#include "services/actor/actor.h"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
 #include "services/cli/run_config_flags.h"
 #include "services/common/service_host.h"
 #include "services/common/task_options.h"
 #include "services/common/wiring.h"
+#include "services/learner/learner_service.h"
+#include "services/learner/policy_trainer.h"
 #include "services/reward/evaluator.h"
 #include "services/reward/reward_service.h"
 #include "services/teacher/model_scorer.h"
@@ -108,6 +114,270 @@ int RunTeacher(const v1::RunConfig& config, const FlagSet& flags, Io io) {
       [&] { service->Close(); });
 }
 
+std::string DTypeName(v1::ModelDType d) {
+  return d == v1::MODEL_D_TYPE_BFLOAT16 ? "bfloat16" : "float32";
+}
+
+int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
+  const auto& tr = config.training();
+  if (flags.IsSet("resume") && flags.Get("resume") != "never") {
+    io.err << "cmdistill learner: --resume is not available yet in this build "
+              "(checkpoints "
+              "are written only as the final model); use --resume never\n";
+    return kExitNotAvailable;
+  }
+  if (config.student().path().empty() || config.data().train_path().empty()) {
+    io.err
+        << "cmdistill learner: student.path and data.train_path are required\n";
+    return kExitUsage;
+  }
+  auto tok = tokenizer::Tokenizer::Load(config.student().path());
+  if (!tok.ok()) {
+    io.err << "cmdistill learner: " << tok.status().message() << "\n";
+    return kExitFailure;
+  }
+  auto data = tasks::LoadJsonl(
+      config.data().train_path(),
+      services::DatasetOptionsFrom(config, /*test_split=*/false));
+  if (!data.ok()) {
+    io.err << "cmdistill learner: " << data.status().message() << "\n";
+    return kExitFailure;
+  }
+  if (data->skipped > 0) {
+    io.err << "cmdistill learner: skipped " << data->skipped
+           << " malformed line(s)\n";
+  }
+  std::vector<learner::Prompt> prompts;
+  for (const auto& e : data->examples) {
+    learner::Prompt p;
+    p.text = tasks::ApplyTemplate(config.data().prompt_template(), e.question);
+    auto ids = (*tok)->Encode(p.text, /*add_special_tokens=*/true);
+    if (!ids.ok() || ids->empty()) {
+      io.err << "cmdistill learner: cannot encode the prompt of line " << e.line
+             << "\n";
+      return kExitFailure;
+    }
+    p.ids = *std::move(ids);
+    p.gold = e.gold;
+    prompts.push_back(std::move(p));
+  }
+  auto student = model::LanguageModel::Load(
+      config.student().path(), config.student().device(),
+      DTypeName(config.student().dtype()));
+  if (!student.ok()) {
+    io.err << "cmdistill learner: " << student.status().message() << "\n";
+    return kExitFailure;
+  }
+  learner::TrainerOptions to;
+  to.method = services::MethodFrom(config.method());
+  to.clip_epsilon = tr.clip_epsilon();
+  to.kappa = config.constraint().kappa();
+  to.fixed_lambda = config.constraint().lambda_init();
+  to.lagrange = services::LagrangeOptionsFrom(config);
+  to.budget = config.constraint().budget();
+  to.std_normalization = tr.advantage_std_normalization();
+  to.advantage_eps = tr.advantage_eps();
+  to.prob_floor = config.constraint().prob_floor();
+  to.temperature = config.generation().temperature() > 0
+                       ? config.generation().temperature()
+                       : 1.0;
+  const auto& op = config.optimizer();
+  to.lr = op.lr();
+  to.beta1 = op.beta1();
+  to.beta2 = op.beta2();
+  to.eps = op.eps();
+  to.weight_decay = op.weight_decay();
+  to.warmup_steps = op.warmup_steps();
+  to.total_steps = tr.max_steps();
+  to.schedule =
+      op.schedule() == v1::LR_SCHEDULE_COSINE   ? learner::Schedule::kCosine
+      : op.schedule() == v1::LR_SCHEDULE_LINEAR ? learner::Schedule::kLinear
+                                                : learner::Schedule::kConstant;
+  to.grad_clip = op.grad_clip();
+  auto trainer = learner::PolicyTrainer::Create(student->get(), to);
+  if (!trainer.ok()) {
+    io.err << "cmdistill learner: " << trainer.status().message() << "\n";
+    return kExitFailure;
+  }
+  learner::LearnerOptions lo;
+  lo.lease.lease_duration = absl::Seconds(tr.lease_seconds());
+  lo.lease.samples_per_prompt = config.generation().samples_per_prompt();
+  lo.lease.epochs = tr.epochs();
+  lo.lease.seed = config.data().shuffle_seed();
+  lo.prompts_per_step = tr.prompts_per_step();
+  lo.max_policy_lag = tr.max_policy_lag();
+  lo.buffer_capacity = tr.trajectory_buffer_capacity();
+  lo.max_steps = tr.max_steps();
+  std::unique_ptr<learner::LearnerServiceImpl> service;
+  auto observer = [&io](const learner::StepStats& s, uint64_t version) {
+    std::printf(
+        "STEP step=%lld version=%llu reward=%.4f return=%.4f satisfaction=%.4f "
+        "cost=%.5f "
+        "kl=%.5f lambda=%.4f loss=%.5f tokens=%lld\n",
+        static_cast<long long>(s.step),
+        static_cast<unsigned long long>(version), s.mean_task_reward,
+        s.mean_return, s.satisfaction, s.mean_cost, s.mean_token_kl, s.lambda,
+        s.loss, static_cast<long long>(s.tokens));
+    std::fflush(stdout);
+    (void)io;
+  };
+  const std::string final_dir = config.output_dir() + "/final";
+  auto server = services::ServerOptionsFor(config, config.services().learner());
+  if (!server.ok()) {
+    io.err << "cmdistill learner: " << server.status().message() << "\n";
+    return kExitFailure;
+  }
+  services::ServiceHostOptions ho;
+  ho.name = "learner";
+  ho.server = *server;
+  ho.metrics_listen = config.services().learner().metrics_listen();
+  ho.shutdown_grace = absl::Seconds(config.services().shutdown_grace_seconds());
+  auto host = services::ServiceHost::Create(ho);
+  if (!host.ok()) {
+    io.err << "cmdistill learner: " << host.status().message() << "\n";
+    return kExitFailure;
+  }
+  auto svc = learner::LearnerServiceImpl::Create(
+      std::move(prompts), student->get(), trainer->get(), (*host)->gate_ptr(),
+      (*host)->registry().get(), lo, observer);
+  if (!svc.ok()) {
+    io.err << "cmdistill learner: " << svc.status().message() << "\n";
+    return kExitFailure;
+  }
+  service = *std::move(svc);
+  if (auto s = (*host)->Start({service.get()}); !s.ok()) {
+    io.err << "cmdistill learner: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  // Wait for the end of training or a signal, whichever first.
+  std::thread finisher([&] {
+    service->WaitUntilFinished();
+    (*host)->signals().Notify();
+  });
+  const int sig = (*host)->WaitForShutdownSignal();
+  const bool done = sig == ShutdownSignal::kNotified;
+  service->Close();
+  finisher.join();
+  int rc = kExitOk;
+  checkpoint::WriteOptions wo;
+  wo.copy_tokenizer_from = config.student().path();
+  if (auto s = (*student)->Save(final_dir, wo); !s.ok()) {
+    io.err << "cmdistill learner: saving " << final_dir << ": " << s.message()
+           << "\n";
+    rc = kExitFailure;
+  } else {
+    std::printf("FINISHED step=%lld model=%s complete=%d\n",
+                static_cast<long long>(service->step()), final_dir.c_str(),
+                done ? 1 : 0);
+    std::fflush(stdout);
+  }
+  (*host)->Shutdown();
+  return rc;
+}
+
+int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
+  const std::string learner_addr = flags.IsSet("learner")
+                                       ? flags.Get("learner")
+                                       : config.services().learner().address();
+  const std::string teacher_addr = flags.IsSet("teacher")
+                                       ? flags.Get("teacher")
+                                       : config.services().teacher().address();
+  const std::string reward_addr = flags.IsSet("reward")
+                                      ? flags.Get("reward")
+                                      : config.services().reward().address();
+  const bool needs_teacher =
+      rl::NeedsTeacher(services::MethodFrom(config.method()));
+  if (learner_addr.empty() || reward_addr.empty() ||
+      (needs_teacher && teacher_addr.empty())) {
+    io.err << "cmdistill actor: learner, reward (and, for this method, "
+              "teacher) addresses are "
+              "required (--learner/--teacher/--reward or services.*.address)\n";
+    return kExitUsage;
+  }
+  if (config.student().path().empty()) {
+    io.err << "cmdistill actor: student.path is required (architecture and "
+              "tokenizer)\n";
+    return kExitUsage;
+  }
+  auto tok = tokenizer::Tokenizer::Load(config.student().path());
+  if (!tok.ok()) {
+    io.err << "cmdistill actor: " << tok.status().message() << "\n";
+    return kExitFailure;
+  }
+  auto policy = model::LanguageModel::Load(config.student().path(),
+                                           config.student().device(),
+                                           DTypeName(config.student().dtype()));
+  if (!policy.ok()) {
+    io.err << "cmdistill actor: " << policy.status().message() << "\n";
+    return kExitFailure;
+  }
+  auto channel = [&](const std::string& a) -> std::shared_ptr<grpc::Channel> {
+    auto o = services::ChannelOptionsFor(config, a);
+    if (!o.ok()) return nullptr;
+    auto c = net::MakeChannel(*o);
+    return c.ok() ? *c : nullptr;
+  };
+  auto call = services::CallOptionsFor(config);
+  if (!call.ok()) {
+    io.err << "cmdistill actor: " << call.status().message() << "\n";
+    return kExitFailure;
+  }
+  actor::ActorOptions ao;
+  ao.actor_id = flags.IsSet("id") ? flags.Get("id") : "actor";
+  ao.prompts_per_lease = config.actor().prompts_per_lease();
+  const auto& g = config.generation();
+  ao.sampling.temperature = g.temperature();
+  ao.sampling.top_p = g.top_p();
+  ao.sampling.top_k = g.top_k();
+  ao.sampling.max_new_tokens = g.max_new_tokens();
+  ao.sampling.support_k =
+      g.support_k() == 0 ? (int64_t{1} << 40) : g.support_k();
+  ao.sampling.seed =
+      config.seed() * 7919 + std::hash<std::string>()(ao.actor_id);
+  for (int64_t e : (*policy)->config().eos_token_ids) {
+    ao.sampling.stop_token_ids.push_back(static_cast<int32_t>(e));
+  }
+  if ((*tok)->eos_id() >= 0)
+    ao.sampling.stop_token_ids.push_back((*tok)->eos_id());
+  ao.needs_teacher = needs_teacher;
+  ao.tokenizer_fingerprint = (*tok)->fingerprint();
+  ao.call = *call;
+  auto signals = ShutdownSignal::Install();
+  if (!signals.ok()) {
+    io.err << "cmdistill actor: " << signals.status().message() << "\n";
+    return kExitFailure;
+  }
+  auto registry = metrics::NewRegistry();
+  std::unique_ptr<metrics::HttpExposer> exposer;
+  if (!config.services().actor_metrics_listen().empty()) {
+    auto e = metrics::HttpExposer::Start(
+        config.services().actor_metrics_listen(), registry);
+    if (!e.ok()) {
+      io.err << "cmdistill actor: " << e.status().message() << "\n";
+      return kExitFailure;
+    }
+    exposer = *std::move(e);
+  }
+  actor::Actor a(ao, policy->get(), channel(learner_addr),
+                 needs_teacher ? channel(teacher_addr) : nullptr,
+                 channel(reward_addr), registry.get());
+  std::atomic<bool> stop{false};
+  std::thread watcher([&] {
+    (*signals)->Wait();
+    stop.store(true);
+  });
+  std::printf("READY name=actor grpc_port=0 metrics_port=%d\n",
+              exposer ? exposer->port() : 0);
+  std::fflush(stdout);
+  const absl::Status s = a.Run(stop);
+  (*signals)->Notify();  // release the watcher if we ended on our own
+  watcher.join();
+  io.err << "cmdistill actor: " << (s.ok() ? "done" : std::string(s.message()))
+         << " after " << a.rounds() << " round(s), policy version "
+         << a.policy_version() << "\n";
+  return s.ok() ? kExitOk : kExitFailure;
+}
+
 int RunReward(const v1::RunConfig& config, const FlagSet&, Io io) {
   std::string tok_path = config.reward().tokenizer_path();
   if (tok_path.empty()) tok_path = config.student().path();
@@ -128,6 +398,15 @@ int RunReward(const v1::RunConfig& config, const FlagSet&, Io io) {
   eo.reward = services::RewardOptionsFrom(config);
   eo.cost = services::CostOptionsFrom(config);
   eo.strictness = services::StrictnessFrom(config);
+  if (!config.student().path().empty()) {
+    // The models' vocabulary bounds token ids (it may exceed the tokenizer's).
+    std::ifstream in(config.student().path() + "/config.json");
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    auto mc = checkpoint::ParseModelConfig(
+        text, config.student().path() + "/config.json");
+    if (mc.ok()) eo.vocab_size = mc->vocab_size;
+  }
   reward::Evaluator evaluator(tok.get(), eo);
   reward::RewardServiceOptions o;
   o.queue_capacity = config.reward().queue_capacity();
@@ -185,7 +464,7 @@ std::vector<ServiceSpec> Specs() {
        "versions.",
        {{"resume",
          "auto, never, or a checkpoint folder (overrides training.resume)"}},
-       nullptr},
+       RunLearner},
       {"actor",
        "rollout worker: generate, get scores and rewards, submit",
        "--config FILE [--learner ADDR] [--teacher ADDR] [--reward ADDR]",
@@ -193,8 +472,9 @@ std::vector<ServiceSpec> Specs() {
        "run file.",
        {{"learner", "learner address (host:port or dns:///name:port)"},
         {"teacher", "teacher address"},
-        {"reward", "reward service address"}},
-       nullptr},
+        {"reward", "reward service address"},
+        {"id", "actor id for logs (default: actor)"}},
+       RunActor},
       {"teacher",
        "score completions with the frozen teacher (dynamic batching)",
        "--config FILE [--model DIR]",

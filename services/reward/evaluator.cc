@@ -37,8 +37,9 @@ absl::StatusOr<v1::TrajectoryEvaluation> Evaluator::Evaluate(
     return absl::InvalidArgumentError(
         "teacher scores are missing (the method needs them)");
   }
-  if (tokenizer_ != nullptr) {
-    const int64_t V = tokenizer_->vocab_size();
+  if (tokenizer_ != nullptr || options_.vocab_size > 0) {
+    const int64_t V = options_.vocab_size > 0 ? options_.vocab_size
+                                              : tokenizer_->vocab_size();
     for (const auto* ids : {&t.completion_ids(), &t.support().token_ids()}) {
       for (int32_t id : *ids) {
         if (id < 0 || id >= V) {

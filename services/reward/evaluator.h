@@ -20,6 +20,10 @@ struct EvaluatorOptions {
   rl::RewardOptions reward;
   rl::CostOptions cost;
   tasks::Strictness strictness = tasks::Strictness::kStrict;
+  // Token ids must be below this (the models' vocabulary, which may exceed the
+  // tokenizer's: padded embeddings); 0 = the tokenizer's size. Ids with no
+  // token decode to nothing.
+  int64_t vocab_size = 0;
 };
 
 class Evaluator {
