@@ -32,9 +32,9 @@ TEST(CliProcess, ExitCodes) {
       RunProcess({CmdistillBinary(), "config", "print", "--bogus"}, t);
   EXPECT_EQ(bad_flag.exit_code, 2);
   EXPECT_THAT(bad_flag.err, HasSubstr("unknown flag --bogus"));
-  auto learner = RunProcess({CmdistillBinary(), "learner"}, t);
-  EXPECT_EQ(learner.exit_code, 3);
-  EXPECT_THAT(learner.err, HasSubstr("not yet available"));
+  auto local = RunProcess({CmdistillBinary(), "local"}, t);
+  EXPECT_EQ(local.exit_code, 3);
+  EXPECT_THAT(local.err, HasSubstr("not yet available"));
 }
 
 TEST(CliProcess, ConfigValidateNamesKeyAndLine) {

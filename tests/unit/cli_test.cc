@@ -100,11 +100,22 @@ TEST(Cli, UnknownFlagOfSubcommandExits2) {
 }
 
 TEST(Cli, ServiceEntryPointsSayNotYetAvailable) {
-  for (const char* s : {"learner", "actor", "local"}) {
+  for (const char* s : {"local"}) {
     Result r = RunCmd({s});
     EXPECT_EQ(r.code, kExitNotAvailable) << s;
     EXPECT_THAT(r.err, HasSubstr("not yet available")) << s;
   }
+}
+
+TEST(Cli, LearnerAndActorNeedTheirInputs) {
+  Result l = RunCmd({"learner"});
+  EXPECT_EQ(l.code, kExitUsage);
+  EXPECT_THAT(l.err, HasSubstr("student.path and data.train_path are required"));
+  Result a = RunCmd({"actor"});
+  EXPECT_EQ(a.code, kExitUsage);
+  EXPECT_THAT(a.err, HasSubstr("addresses are required"));
+  Result r = RunCmd({"learner", "--resume", "auto"});
+  EXPECT_EQ(r.code, kExitNotAvailable);
 }
 
 TEST(Cli, TeacherNeedsAModel) {
