@@ -1,0 +1,204 @@
+// The learner service's contract with hostile or confused actors: malformed,
+// duplicate, unknown-lease, NaN and wrong-version submissions are each refused
+// with their outcome and counted, and the run is unaffected; snapshots stream
+// with a verifiable checksum.
+#include "services/learner/learner_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <cmath>
+
+#include "cmdistill/v1/learner.grpc.pb.h"
+#include "common/metrics/metrics.h"
+#include "common/model/language_model.h"
+#include "common/net/server.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_util.h"
+
+namespace cmdistill::learner {
+namespace {
+
+checkpoint::ModelConfig Tiny() {
+  checkpoint::ModelConfig c;
+  c.model_type = "llama";
+  c.vocab_size = 32;
+  c.hidden_size = 16;
+  c.intermediate_size = 32;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.head_dim = 8;
+  c.max_position_embeddings = 32;
+  return c;
+}
+
+struct Fixture {
+  explicit Fixture(uint32_t max_policy_lag = 2) {
+    student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+    TrainerOptions to;
+    to.method = rl::Method::kGrpo;
+    trainer = *PolicyTrainer::Create(student.get(), to);
+    registry = metrics::NewRegistry();
+    gate = net::GrpcServer::MakeGate({}, registry.get());
+    LearnerOptions lo;
+    lo.lease.samples_per_prompt = 2;
+    lo.prompts_per_step = 1;
+    lo.max_steps = 100;
+    lo.max_policy_lag = max_policy_lag;
+    std::vector<Prompt> prompts = {
+        {{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}};
+    service = *LearnerServiceImpl::Create(prompts, student.get(), trainer.get(),
+                                          gate, registry.get(), lo);
+    server = *net::GrpcServer::Start({}, gate, {service.get()});
+    stub = v1::LearnerService::NewStub(server->InProcessChannel());
+  }
+  ~Fixture() {
+    server->Shutdown(absl::Seconds(2), [&] { service->Close(); });
+  }
+  v1::PromptLease Lease() {
+    grpc::ClientContext ctx;
+    v1::LeasePromptsRequest req;
+    req.set_max_prompts(1);
+    v1::LeasePromptsResponse resp;
+    EXPECT_TRUE(stub->LeasePrompts(&ctx, req, &resp).ok());
+    return resp.leases(0);
+  }
+  v1::Trajectory Make(const v1::PromptLease& l, uint32_t i) {
+    v1::Trajectory t;
+    *t.mutable_lease() = l.lease();
+    t.set_sample_index(i);
+    t.set_trajectory_id(l.lease().lease_id() + "/" + std::to_string(i));
+    t.mutable_prompt_ids()->CopyFrom(l.prompt_ids());
+    t.add_completion_ids(3 + static_cast<int>(i));
+    t.add_behavior_logprobs(-1.5f);
+    t.mutable_evaluation()->add_feasible(true);
+    t.mutable_evaluation()->set_trajectory_return(static_cast<float>(i));
+    t.set_policy_version(0);
+    return t;
+  }
+  v1::SubmitOutcome Submit(const v1::Trajectory& t,
+                           std::string* reason = nullptr) {
+    grpc::ClientContext ctx;
+    v1::SubmitTrajectoriesRequest req;
+    *req.add_trajectories() = t;
+    v1::SubmitTrajectoriesResponse resp;
+    EXPECT_TRUE(stub->SubmitTrajectories(&ctx, req, &resp).ok());
+    if (reason) *reason = resp.reasons(0);
+    return resp.outcomes(0);
+  }
+  double Metric(const std::string& outcome) {
+    auto m = *testing::ParsePrometheusText(metrics::Serialize(*registry));
+    return m["cmdistill_learner_trajectories_total{outcome=\"" + outcome +
+             "\"}"];
+  }
+  std::unique_ptr<model::LanguageModel> student;
+  std::unique_ptr<PolicyTrainer> trainer;
+  std::shared_ptr<prometheus::Registry> registry;
+  std::shared_ptr<net::CallGate> gate;
+  std::unique_ptr<LearnerServiceImpl> service;
+  std::unique_ptr<net::GrpcServer> server;
+  std::unique_ptr<v1::LearnerService::Stub> stub;
+};
+
+TEST(LearnerService, BadSubmissionsAreRefusedCountedAndHarmless) {
+  Fixture f;
+  const v1::PromptLease l = f.Lease();
+  std::string reason;
+  // NaN behaviour log-probability.
+  v1::Trajectory nan = f.Make(l, 0);
+  nan.set_behavior_logprobs(0, std::nanf(""));
+  EXPECT_EQ(f.Submit(nan, &reason), v1::SUBMIT_OUTCOME_INVALID);
+  EXPECT_THAT(reason, ::testing::HasSubstr("NaN"));
+  // Malformed: arrays of the wrong length, id outside the vocabulary, bad
+  // trajectory id.
+  v1::Trajectory shortarr = f.Make(l, 0);
+  shortarr.add_completion_ids(4);
+  EXPECT_EQ(f.Submit(shortarr), v1::SUBMIT_OUTCOME_INVALID);
+  v1::Trajectory vocab = f.Make(l, 0);
+  vocab.set_completion_ids(0, 99);
+  EXPECT_EQ(f.Submit(vocab), v1::SUBMIT_OUTCOME_INVALID);
+  v1::Trajectory id = f.Make(l, 0);
+  id.set_trajectory_id("made-up");
+  EXPECT_EQ(f.Submit(id), v1::SUBMIT_OUTCOME_INVALID);
+  v1::Trajectory prompt = f.Make(l, 0);
+  prompt.set_prompt_ids(0, 9);
+  EXPECT_EQ(f.Submit(prompt, &reason), v1::SUBMIT_OUTCOME_INVALID);
+  EXPECT_THAT(reason, ::testing::HasSubstr("prompt_ids"));
+  // A policy version from the future, and an unknown lease.
+  v1::Trajectory future = f.Make(l, 0);
+  future.set_policy_version(7);
+  EXPECT_EQ(f.Submit(future), v1::SUBMIT_OUTCOME_INVALID);
+  v1::Trajectory unknown = f.Make(l, 0);
+  unknown.mutable_lease()->set_lease_id("nope");
+  unknown.set_trajectory_id("nope/0");
+  EXPECT_EQ(f.Submit(unknown), v1::SUBMIT_OUTCOME_UNKNOWN_LEASE);
+  EXPECT_EQ(f.Metric("invalid"), 6);
+  EXPECT_EQ(f.Metric("unknown_lease"), 1);
+  // The run is unaffected: the good samples complete the group and train a
+  // step.
+  EXPECT_EQ(f.Submit(f.Make(l, 0)), v1::SUBMIT_OUTCOME_ACCEPTED);
+  EXPECT_EQ(f.Submit(f.Make(l, 0)), v1::SUBMIT_OUTCOME_DUPLICATE);
+  EXPECT_EQ(f.Submit(f.Make(l, 1)), v1::SUBMIT_OUTCOME_ACCEPTED);
+  // Wait for the step through the long-poll.
+  grpc::ClientContext ctx;
+  v1::WaitForPolicyRequest w;
+  w.set_after_version(0);
+  w.set_max_wait_ms(20000);
+  v1::WaitForPolicyResponse wr;
+  ASSERT_TRUE(f.stub->WaitForPolicy(&ctx, w, &wr).ok());
+  EXPECT_EQ(wr.policy_version(), 1u);
+  EXPECT_EQ(f.service->trained_prompts().size(), 1u);
+  // After training, a resubmission of a trained trajectory is a duplicate.
+  EXPECT_EQ(f.Submit(f.Make(l, 1)), v1::SUBMIT_OUTCOME_DUPLICATE);
+  EXPECT_EQ(f.Metric("duplicate"), 2);
+}
+
+TEST(LearnerService, StaleSamplesAbandonTheLeaseAndSnapshotsVerify) {
+  Fixture f(/*max_policy_lag=*/0);
+  // Train one step so that version 1 exists.
+  v1::PromptLease a = f.Lease();
+  f.Submit(f.Make(a, 0));
+  f.Submit(f.Make(a, 1));
+  grpc::ClientContext c0;
+  v1::WaitForPolicyRequest w;
+  w.set_max_wait_ms(20000);
+  v1::WaitForPolicyResponse wr;
+  ASSERT_TRUE(f.stub->WaitForPolicy(&c0, w, &wr).ok());
+  ASSERT_EQ(wr.policy_version(), 1u);
+  // With max_policy_lag 0, a sample of version 0 is now too stale: its lease is
+  // abandoned and the same prompt is leased again.
+  v1::PromptLease b = f.Lease();
+  EXPECT_EQ(f.Submit(f.Make(b, 0)), v1::SUBMIT_OUTCOME_TOO_STALE);
+  EXPECT_EQ(f.Metric("too_stale"), 1);
+  v1::PromptLease again = f.Lease();
+  EXPECT_EQ(again.lease().prompt_id(), b.lease().prompt_id());
+  EXPECT_NE(again.lease().lease_id(), b.lease().lease_id());
+  // Fetch the snapshot: chunks reassemble to the announced size; a pinned old
+  // version is gone.
+  grpc::ClientContext c1;
+  v1::FetchPolicyRequest fr;
+  auto reader = f.stub->FetchPolicy(&c1, fr);
+  v1::FetchPolicyResponse chunk;
+  std::string bytes;
+  uint64_t total = 0;
+  while (reader->Read(&chunk)) {
+    if (chunk.has_header()) total = chunk.header().total_bytes();
+    EXPECT_EQ(chunk.offset(), bytes.size());
+    bytes += chunk.data();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(bytes.size(), total);
+  auto other = *model::LanguageModel::InitRandom(Tiny(), 5, "cpu", "float32");
+  EXPECT_OK(other->LoadWeights(bytes));
+  grpc::ClientContext c2;
+  fr.set_policy_version(0 + 99);
+  auto old = f.stub->FetchPolicy(&c2, fr);
+  while (old->Read(&chunk)) {
+  }
+  EXPECT_EQ(old->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace cmdistill::learner
