@@ -121,7 +121,10 @@ absl::Status Actor::SyncPolicy() {
   });
   Count("learner", s);
   if (!s.ok()) return FromGrpcStatus(s);
-  if (have_policy_ && wresp.policy_version() <= version_)
+  // Any difference matters: a learner that restarted from a checkpoint may be
+  // *behind* the version this actor holds (that history was lost with it);
+  // follow the learner.
+  if (have_policy_ && wresp.policy_version() == version_)
     return absl::OkStatus();
   std::string bytes;
   v1::PolicyHeader header;

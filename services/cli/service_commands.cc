@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,7 @@
 #include "services/common/service_host.h"
 #include "services/common/task_options.h"
 #include "services/common/wiring.h"
+#include "services/learner/checkpoints.h"
 #include "services/learner/learner_service.h"
 #include "services/learner/policy_trainer.h"
 #include "services/reward/evaluator.h"
@@ -120,12 +123,6 @@ std::string DTypeName(v1::ModelDType d) {
 
 int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   const auto& tr = config.training();
-  if (flags.IsSet("resume") && flags.Get("resume") != "never") {
-    io.err << "cmdistill learner: --resume is not available yet in this build "
-              "(checkpoints "
-              "are written only as the final model); use --resume never\n";
-    return kExitNotAvailable;
-  }
   if (config.student().path().empty() || config.data().train_path().empty()) {
     io.err
         << "cmdistill learner: student.path and data.train_path are required\n";
@@ -161,9 +158,40 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
     p.gold = e.gold;
     prompts.push_back(std::move(p));
   }
+  // Resume: "auto" (the newest valid checkpoint, if any), "never", or a
+  // checkpoint folder.
+  const std::string resume =
+      flags.IsSet("resume") ? flags.Get("resume") : tr.resume();
+  const std::string checkpoint_dir = tr.checkpoint_dir().empty()
+                                         ? config.output_dir() + "/checkpoints"
+                                         : tr.checkpoint_dir();
+  std::optional<learner::FoundCheckpoint> found;
+  if (resume == "auto") {
+    std::vector<std::string> skipped;
+    auto f =
+        learner::FindLatestCheckpoint(checkpoint_dir, prompts.size(), &skipped);
+    for (const auto& why : skipped) {
+      io.err << "cmdistill learner: skipping corrupt checkpoint: " << why
+             << "\n";
+    }
+    if (f.ok()) found = *std::move(f);
+  } else if (resume != "never") {
+    auto f = learner::ReadCheckpoint(resume, prompts.size());
+    if (!f.ok()) {
+      io.err << "cmdistill learner: cannot resume from " << resume << ": "
+             << f.status().message() << "\n";
+      return kExitFailure;
+    }
+    found = *std::move(f);
+  }
+  const std::string weights = found ? found->dir : config.student().path();
+  if (found) {
+    io.err << "cmdistill learner: resuming from " << found->dir << " (step "
+           << found->state.step() << ", policy version "
+           << found->state.policy_version() << ")\n";
+  }
   auto student = model::LanguageModel::Load(
-      config.student().path(), config.student().device(),
-      DTypeName(config.student().dtype()));
+      weights, config.student().device(), DTypeName(config.student().dtype()));
   if (!student.ok()) {
     io.err << "cmdistill learner: " << student.status().message() << "\n";
     return kExitFailure;
@@ -208,6 +236,10 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   lo.max_policy_lag = tr.max_policy_lag();
   lo.buffer_capacity = tr.trajectory_buffer_capacity();
   lo.max_steps = tr.max_steps();
+  lo.checkpoint_dir = checkpoint_dir;
+  lo.checkpoint_every = tr.checkpoint_every_steps();
+  lo.keep_checkpoints = static_cast<int>(tr.keep_checkpoints());
+  lo.tokenizer_from = config.student().path();
   std::unique_ptr<learner::LearnerServiceImpl> service;
   auto observer = [&io](const learner::StepStats& s, uint64_t version) {
     std::printf(
@@ -239,7 +271,7 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   }
   auto svc = learner::LearnerServiceImpl::Create(
       std::move(prompts), student->get(), trainer->get(), (*host)->gate_ptr(),
-      (*host)->registry().get(), lo, observer);
+      (*host)->registry().get(), lo, observer, found ? &found->state : nullptr);
   if (!svc.ok()) {
     io.err << "cmdistill learner: " << svc.status().message() << "\n";
     return kExitFailure;
@@ -250,15 +282,25 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
     return kExitFailure;
   }
   // Wait for the end of training or a signal, whichever first.
+  std::atomic<bool> stopping{false};
   std::thread finisher([&] {
     service->WaitUntilFinished();
+    // Keep answering "finished" for a while so every actor hears it, then stop.
+    const absl::Time until = absl::Now() + absl::Seconds(tr.linger_seconds());
+    while (!stopping.load() && absl::Now() < until)
+      absl::SleepFor(absl::Milliseconds(50));
     (*host)->signals().Notify();
   });
   const int sig = (*host)->WaitForShutdownSignal();
   const bool done = sig == ShutdownSignal::kNotified;
+  stopping.store(true);
   service->Close();
   finisher.join();
   int rc = kExitOk;
+  if (auto s = service->SaveCheckpoint(); !s.ok()) {
+    io.err << "cmdistill learner: final checkpoint: " << s.message() << "\n";
+    rc = kExitFailure;
+  }
   checkpoint::WriteOptions wo;
   wo.copy_tokenizer_from = config.student().path();
   if (auto s = (*student)->Save(final_dir, wo); !s.ok()) {
@@ -266,9 +308,12 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
            << "\n";
     rc = kExitFailure;
   } else {
-    std::printf("FINISHED step=%lld model=%s complete=%d\n",
-                static_cast<long long>(service->step()), final_dir.c_str(),
-                done ? 1 : 0);
+    const std::vector<uint64_t> trained = service->trained_prompts();
+    std::printf(
+        "FINISHED step=%lld model=%s complete=%d prompts=%zu unique=%zu\n",
+        static_cast<long long>(service->step()), final_dir.c_str(),
+        done ? 1 : 0, trained.size(),
+        std::set<uint64_t>(trained.begin(), trained.end()).size());
     std::fflush(stdout);
   }
   (*host)->Shutdown();

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/metrics/metrics.h"
+#include "services/learner/checkpoints.h"
 
 namespace cmdistill::learner {
 namespace {
@@ -75,7 +76,7 @@ absl::StatusOr<std::unique_ptr<LearnerServiceImpl>> LearnerServiceImpl::Create(
     std::vector<Prompt> prompts, model::LanguageModel* student,
     PolicyTrainer* trainer, std::shared_ptr<net::CallGate> gate,
     prometheus::Registry* registry, LearnerOptions options,
-    StepObserver observer) {
+    StepObserver observer, const v1::LearnerCheckpoint* resume) {
   if (prompts.empty())
     return absl::InvalidArgumentError("the learner needs prompts");
   if (options.prompts_per_step == 0)
@@ -83,6 +84,9 @@ absl::StatusOr<std::unique_ptr<LearnerServiceImpl>> LearnerServiceImpl::Create(
   auto s = std::unique_ptr<LearnerServiceImpl>(new LearnerServiceImpl(
       std::move(prompts), student, trainer, std::move(gate), registry, options,
       std::move(observer)));
+  if (resume != nullptr) {
+    if (auto st = s->Restore(*resume); !st.ok()) return st;
+  }
   if (auto st = s->Publish(); !st.ok()) return st;
   s->update_thread_ = std::thread([p = s.get()] { p->UpdateLoop(); });
   s->waiter_thread_ = std::thread([p = s.get()] { p->WaiterLoop(); });
@@ -166,11 +170,108 @@ absl::Status LearnerServiceImpl::Publish() {
   snap->bytes = *std::move(bytes);
   snap->sha256_hex = Sha256Hex(snap->bytes);
   absl::MutexLock lock(&mu_);
-  snap->version = snapshot_ ? version_ + 1 : 0;
+  snap->version = snapshot_ ? version_ + 1 : (resumed_ ? version_ : 0);
   version_ = snap->version;
   snapshot_ = std::move(snap);
   version_gauge_->Set(static_cast<double>(version_));
   return absl::OkStatus();
+}
+
+absl::Status LearnerServiceImpl::Restore(const v1::LearnerCheckpoint& c) {
+  if (c.num_prompts() != prompts_.size()) {
+    return absl::InvalidArgumentError("checkpoint is of another data set");
+  }
+  TrainerState ts;
+  ts.step = c.optimizer_step();
+  ts.lagrange = {c.lambda(), c.lambda_integral(), c.lambda_previous_error(),
+                 c.lambda_updates()};
+  ts.moments.assign(c.optimizer_moments().begin(), c.optimizer_moments().end());
+  if (auto s = trainer_->RestoreState(ts); !s.ok()) return s;
+  LeaseState ls;
+  ls.epoch = c.epoch();
+  ls.cursor = c.cursor();
+  ls.next_lease = c.next_lease();
+  ls.requeued.assign(c.requeued().begin(), c.requeued().end());
+  ls.done_this_epoch = c.done_this_epoch();
+  ls.done_total = c.done_total();
+  absl::MutexLock lock(&mu_);
+  for (const v1::LeaseRecord& r : c.outstanding()) {
+    Lease l;
+    l.lease_id = r.lease_id();
+    l.prompt_id = r.prompt_id();
+    l.epoch = r.epoch();
+    l.expiry = absl::FromUnixMillis(r.expiry_unix_ms());
+    ls.outstanding.push_back(l);
+    ls.received[r.lease_id()].assign(r.received().begin(), r.received().end());
+    lease_prompt_[r.lease_id()] = r.prompt_id();
+  }
+  if (auto s = leases_.Restore(ls); !s.ok()) return s;
+  buffered_ = 0;
+  for (const auto& [id, g] : c.partial()) {
+    partial_[id].assign(g.trajectories().begin(), g.trajectories().end());
+    buffered_ += static_cast<size_t>(g.trajectories_size());
+  }
+  for (const auto& g : c.ready()) {
+    ready_.emplace_back(g.trajectories().begin(), g.trajectories().end());
+    buffered_ += static_cast<size_t>(g.trajectories_size());
+  }
+  trained_.assign(c.trained_prompts().begin(), c.trained_prompts().end());
+  seen_ids_.insert(c.trained_trajectory_ids().begin(),
+                   c.trained_trajectory_ids().end());
+  step_ = c.step();
+  version_ = c.policy_version();
+  resumed_ = true;
+  return absl::OkStatus();
+}
+
+v1::LearnerCheckpoint LearnerServiceImpl::CaptureState() const {
+  v1::LearnerCheckpoint c;
+  const TrainerState ts = trainer_->SaveState();
+  c.set_format_version(1);
+  c.set_optimizer_step(ts.step);
+  for (const std::string& m : ts.moments) c.add_optimizer_moments(m);
+  c.set_lambda(ts.lagrange.lambda);
+  c.set_lambda_integral(ts.lagrange.integral);
+  c.set_lambda_previous_error(ts.lagrange.previous_error);
+  c.set_lambda_updates(ts.lagrange.updates);
+  absl::MutexLock lock(&mu_);
+  c.set_num_prompts(prompts_.size());
+  c.set_step(step_);
+  c.set_policy_version(version_);
+  const LeaseState& ls = leases_.state();
+  c.set_epoch(ls.epoch);
+  c.set_cursor(ls.cursor);
+  c.set_next_lease(ls.next_lease);
+  for (uint64_t p : ls.requeued) c.add_requeued(p);
+  for (const Lease& l : ls.outstanding) {
+    v1::LeaseRecord* r = c.add_outstanding();
+    r->set_lease_id(l.lease_id);
+    r->set_prompt_id(l.prompt_id);
+    r->set_epoch(l.epoch);
+    r->set_expiry_unix_ms(absl::ToUnixMillis(l.expiry));
+    auto it = ls.received.find(l.lease_id);
+    if (it != ls.received.end())
+      r->mutable_received()->Add(it->second.begin(), it->second.end());
+  }
+  c.set_done_this_epoch(ls.done_this_epoch);
+  c.set_done_total(ls.done_total);
+  for (const auto& [id, g] : partial_) {
+    auto& out = (*c.mutable_partial())[id];
+    for (const auto& t : g) *out.add_trajectories() = t;
+  }
+  for (const auto& g : ready_) {
+    auto* out = c.add_ready();
+    for (const auto& t : g) *out->add_trajectories() = t;
+  }
+  for (uint64_t p : trained_) c.add_trained_prompts(p);
+  for (const std::string& id : seen_ids_) c.add_trained_trajectory_ids(id);
+  return c;
+}
+
+absl::Status LearnerServiceImpl::SaveCheckpoint() {
+  if (options_.checkpoint_dir.empty()) return absl::OkStatus();
+  return WriteCheckpoint(options_.checkpoint_dir, CaptureState(), *student_,
+                         options_.tokenizer_from, options_.keep_checkpoints);
 }
 
 uint64_t LearnerServiceImpl::policy_version() const {
@@ -462,6 +563,11 @@ void LearnerServiceImpl::UpdateLoop() {
                (leases_.finished() && !ready_.empty()) ||
                (leases_.finished() && ready_.empty() && partial_.empty());
       };
+      if (step_ >=
+          options_.max_steps) {  // e.g. resumed from the last checkpoint
+        finished_ = true;
+        return;
+      }
       mu_.Await(absl::Condition(&ready));
       if (closing_) return;
       if (ready_.empty()) {  // data exhausted and everything trained
@@ -498,9 +604,17 @@ void LearnerServiceImpl::UpdateLoop() {
     kl_gauge_->Set(stats->mean_token_kl);
     tokens_trained_->Increment(static_cast<double>(stats->tokens));
     if (observer_) observer_(*stats, version_);
+    const bool checkpoint =
+        options_.checkpoint_every > 0 && step_ % options_.checkpoint_every == 0;
     if (step_ >= options_.max_steps) {
       finished_ = true;
       return;
+    }
+    if (checkpoint) {
+      mu_.Unlock();
+      if (auto s = SaveCheckpoint(); !s.ok())
+        outcomes_->Add({{"outcome", "checkpoint_failed"}}).Increment();
+      mu_.Lock();
     }
   }
 }

@@ -21,6 +21,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "cmdistill/v1/checkpoint.pb.h"
 #include "cmdistill/v1/learner.grpc.pb.h"
 #include "common/model/language_model.h"
 #include "common/net/call_gate.h"
@@ -50,6 +51,14 @@ struct LearnerOptions {
   absl::Duration max_long_poll = absl::Seconds(30);
   uint32_t max_lease_prompts = 64;
   size_t chunk_bytes = 1 << 20;
+  // Checkpoints (none when checkpoint_dir is empty): every `checkpoint_every`
+  // steps (0 = only when SaveCheckpoint is called, e.g. at shutdown), keeping
+  // the newest `keep_checkpoints`.
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0;
+  int keep_checkpoints = 3;
+  std::string
+      tokenizer_from;  // folder whose tokenizer files go into each checkpoint
 };
 
 // Called after each update (from the update thread): step statistics and the
@@ -64,7 +73,8 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
       std::vector<Prompt> prompts, model::LanguageModel* student,
       PolicyTrainer* trainer, std::shared_ptr<net::CallGate> gate,
       prometheus::Registry* registry, LearnerOptions options,
-      StepObserver observer = {});
+      StepObserver observer = {},
+      const v1::LearnerCheckpoint* resume = nullptr);
   ~LearnerServiceImpl() override;
 
   grpc::ServerUnaryReactor* LeasePrompts(
@@ -93,6 +103,12 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
   // Idempotent.
   void Close();
 
+  // Writes a checkpoint now (from the update thread between steps, or after
+  // Close()).
+  absl::Status SaveCheckpoint();
+  // Everything a checkpoint holds except the weights.
+  v1::LearnerCheckpoint CaptureState() const;
+
   uint64_t policy_version() const;
   int64_t step() const;
   // Prompt ids of every group trained so far, in training order (exactly-once
@@ -119,6 +135,7 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
                      prometheus::Registry* registry, LearnerOptions options,
                      StepObserver observer);
   absl::Status Publish() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Restore(const v1::LearnerCheckpoint& c) ABSL_LOCKS_EXCLUDED(mu_);
   void UpdateLoop();
   void WaiterLoop();
   std::string Validate(const v1::Trajectory& t) const;
@@ -139,6 +156,7 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
   size_t buffered_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  bool resumed_ ABSL_GUARDED_BY(mu_) = false;
   int64_t step_ ABSL_GUARDED_BY(mu_) = 0;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,6 +1,7 @@
-// Teacher service throughput: 1, 4, 16 and 32 concurrent clients sending small Score requests
-// over loopback TCP, against one large pre-made batch through the same model (the ceiling
-// dynamic batching aims for). Reported as scored tokens/s.
+// Teacher service throughput: 1, 4, 16 and 32 concurrent clients sending small
+// Score requests over loopback TCP, against one large pre-made batch through
+// the same model (the ceiling dynamic batching aims for). Reported as scored
+// tokens/s.
 #include <benchmark/benchmark.h>
 
 #include <atomic>
@@ -20,7 +21,8 @@ namespace {
 
 constexpr int kPrompt = 32, kCompletion = 32, kK = 8;
 
-checkpoint::ModelConfig Config() {  // the ~2.1M-parameter small model of model_bench
+checkpoint::ModelConfig
+Config() {  // the ~2.1M-parameter small model of model_bench
   checkpoint::ModelConfig c;
   c.model_type = "qwen2";
   c.vocab_size = 2048;
@@ -43,7 +45,8 @@ v1::ScoreSequence Sequence(int seed) {
   for (int t = 0; t < kCompletion; ++t) {
     const int tok = (seed * 17 + t * 3) % 2048;
     s.add_completion_ids(tok);
-    for (int k = 0; k < kK; ++k) s.mutable_support()->add_token_ids((tok + k) % 2048);
+    for (int k = 0; k < kK; ++k)
+      s.mutable_support()->add_token_ids((tok + k) % 2048);
   }
   return s;
 }
@@ -51,21 +54,25 @@ v1::ScoreSequence Sequence(int seed) {
 model::ScoreInput Input(const v1::ScoreSequence& s) {
   model::ScoreInput in;
   in.prompt_ids.assign(s.prompt_ids().begin(), s.prompt_ids().end());
-  in.completion_ids.assign(s.completion_ids().begin(), s.completion_ids().end());
+  in.completion_ids.assign(s.completion_ids().begin(),
+                           s.completion_ids().end());
   in.support_k = kK;
-  in.support_ids.assign(s.support().token_ids().begin(), s.support().token_ids().end());
+  in.support_ids.assign(s.support().token_ids().begin(),
+                        s.support().token_ids().end());
   return in;
 }
 
 // The ceiling: 64 sequences in one pre-made batch, straight into the scorer.
 void BM_OneLargeBatch(benchmark::State& state) {
   auto scorer = teacher::MakeModelScorer(
-      *model::LanguageModel::InitRandom(Config(), 1, "cpu", "float32"), "bench", "", 1 << 20);
+      *model::LanguageModel::InitRandom(Config(), 1, "cpu", "float32"), "bench",
+      "", 1 << 20);
   std::vector<model::ScoreInput> batch;
   for (int i = 0; i < 64; ++i) batch.push_back(Input(Sequence(i)));
   for (auto _ : state) benchmark::DoNotOptimize(scorer->Score(batch, 0));
-  state.counters["tokens_per_s"] = benchmark::Counter(
-      64.0 * (kPrompt + kCompletion) * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(64.0 * (kPrompt + kCompletion) * state.iterations(),
+                         benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_OneLargeBatch)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -73,7 +80,8 @@ BENCHMARK(BM_OneLargeBatch)->UseRealTime()->Unit(benchmark::kMillisecond);
 void BM_ConcurrentClients(benchmark::State& state) {
   const int clients = static_cast<int>(state.range(0));
   auto scorer = teacher::MakeModelScorer(
-      *model::LanguageModel::InitRandom(Config(), 1, "cpu", "float32"), "bench", "", 1 << 20);
+      *model::LanguageModel::InitRandom(Config(), 1, "cpu", "float32"), "bench",
+      "", 1 << 20);
   auto registry = metrics::NewRegistry();
   auto gate = net::GrpcServer::MakeGate({}, registry.get());
   teacher::TeacherServiceOptions o;
@@ -105,8 +113,8 @@ void BM_ConcurrentClients(benchmark::State& state) {
     if (failures.load() > 0) state.SkipWithError("calls failed");
   }
   state.counters["tokens_per_s"] =
-      benchmark::Counter(static_cast<double>(clients) * per_client * (kPrompt + kCompletion) *
-                             state.iterations(),
+      benchmark::Counter(static_cast<double>(clients) * per_client *
+                             (kPrompt + kCompletion) * state.iterations(),
                          benchmark::Counter::kIsRate);
   server->Shutdown(absl::Seconds(5), [&] { service.Close(); });
 }

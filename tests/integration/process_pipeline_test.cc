@@ -2,7 +2,11 @@
 // `cmdistill teacher`, `reward` and `learner` on 127.0.0.1:0 (ports read from
 // their READY lines) and two `cmdistill actor` processes; training runs to
 // max_steps, the learner writes the final model and every process exits 0.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -115,6 +119,123 @@ TEST(ProcessPipeline, FourRolesAsProcessesTrainAndExitCleanly) {
       {B, "score", "--model", dir.File("run/final"), "--device", "cpu"}, t,
       "{\"ids\": [1, 2, 3]}\n");
   EXPECT_EQ(score.exit_code, 0) << score.err;
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<struct sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<struct sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Kill the learner mid-run (SIGKILL, after its step-2 checkpoint) and restart
+// it with
+// --resume auto on the same address: it continues from the checkpointed step
+// and policy version, the actors reconnect by themselves, and every prompt ends
+// up trained exactly once.
+TEST(ProcessPipeline, KilledLearnerResumesAndNothingIsTrainedTwice) {
+  testing::TempDir dir;
+  const std::string B = CmdistillBinary();
+  const absl::Duration t = absl::Seconds(60);
+  ASSERT_EQ(RunProcess({B, "datagen", "--out", dir.File("data"), "--train",
+                        "16", "--test", "2"},
+                       t)
+                .exit_code,
+            0);
+  const std::string cfg = dir.Write(
+      "config.json",
+      R"({"model_type": "llama", "vocab_size": 260, "hidden_size": 32, "intermediate_size": 64,
+          "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+          "max_position_embeddings": 512})");
+  ASSERT_EQ(
+      RunProcess({B, "init-model", "--config", cfg, "--out", dir.File("m")}, t)
+          .exit_code,
+      0);
+  const int port = FreePort();
+  const std::string run = dir.Write(
+      "run.yaml",
+      "output_dir: " + dir.File("run") + "\nstudent: {path: " + dir.File("m") +
+          ", device: cpu}\nteacher: {path: " + dir.File("m") +
+          ", device: cpu}\ndata: {train_path: " + dir.File("data/train.jsonl") +
+          "}\ngeneration: {max_new_tokens: 6, samples_per_prompt: 2}\n"
+          "training: {prompts_per_step: 2, max_steps: 8, "
+          "checkpoint_every_steps: 2, "
+          "lease_seconds: 2}\n"
+          "optimizer: {lr: 1e-3}\nreward: {answer_strictness: last_number}\n"
+          "services:\n  learner: {listen: \"127.0.0.1:" +
+          std::to_string(port) + "\"}\n");
+  const absl::Time deadline = absl::Now() + absl::Seconds(150);
+  std::vector<std::unique_ptr<Subprocess>> services;
+  std::vector<int> ports;
+  for (const char* role : {"teacher", "reward"}) {
+    services.push_back(std::make_unique<Subprocess>(
+        std::vector<std::string>{B, role, "--config", run}));
+    ASSERT_OK_AND_ASSIGN(std::string ready,
+                         services.back()->ReadLine(deadline));
+    ports.push_back(PortOf(ready));
+  }
+  auto addr = [](int p) { return "127.0.0.1:" + std::to_string(p); };
+  auto learner = std::make_unique<Subprocess>(
+      std::vector<std::string>{B, "learner", "--config", run});
+  ASSERT_OK_AND_ASSIGN(std::string ready, learner->ReadLine(deadline));
+  ASSERT_EQ(PortOf(ready), port);
+  std::vector<std::unique_ptr<Subprocess>> actors;
+  for (int a = 0; a < 2; ++a) {
+    actors.push_back(std::make_unique<Subprocess>(std::vector<std::string>{
+        B, "actor", "--config", run, "--teacher", addr(ports[0]), "--reward",
+        addr(ports[1]), "--learner", addr(port), "--id",
+        "a" + std::to_string(a), "--set",
+        "services.rpc_deadline_seconds=120"}));
+  }
+  for (;;) {  // wait for the step-2 checkpoint's step, then kill the learner
+              // hard
+    ASSERT_OK_AND_ASSIGN(std::string l, learner->ReadLine(deadline));
+    // The step-2 checkpoint is written before step 3 trains.
+    if (l.rfind("STEP step=3 ", 0) == 0) break;
+  }
+  learner->Signal(SIGKILL);
+  ASSERT_OK_AND_ASSIGN(int killed, learner->Wait(deadline));
+  EXPECT_EQ(killed, -SIGKILL);
+  // Restart on the same address; it resumes from the newest valid checkpoint.
+  learner = std::make_unique<Subprocess>(std::vector<std::string>{
+      B, "learner", "--config", run, "--resume", "auto"});
+  auto again = learner->ReadLine(deadline);
+  if (!again.ok()) (void)learner->Wait(deadline);
+  ASSERT_TRUE(again.ok()) << learner->Stderr();
+  ready = *again;
+  ASSERT_EQ(PortOf(ready), port) << learner->Stderr();
+  std::vector<int> steps;
+  std::string finished;
+  for (;;) {
+    auto l = learner->ReadLine(deadline);
+    ASSERT_OK(l.status()) << learner->Stderr();
+    if (l->rfind("STEP step=", 0) == 0)
+      steps.push_back(std::atoi(l->c_str() + 10));
+    if (l->rfind("FINISHED ", 0) == 0) {
+      finished = *l;
+      break;
+    }
+  }
+  ASSERT_FALSE(steps.empty());
+  EXPECT_GE(steps.front(),
+            3);  // continued after a checkpoint, not from scratch
+  EXPECT_EQ(steps.back(), 8);
+  EXPECT_THAT(finished, HasSubstr("step=8"));
+  // 8 steps x 2 prompts: 16 prompts, each trained exactly once across the kill.
+  EXPECT_THAT(finished, HasSubstr("prompts=16 unique=16"));
+  EXPECT_THAT(learner->Stderr(), HasSubstr("resuming from"));
+  ASSERT_OK_AND_ASSIGN(int code, learner->Wait(deadline));
+  EXPECT_EQ(code, 0);
+  for (auto& a : actors) {
+    ASSERT_OK_AND_ASSIGN(int c, a->Wait(deadline));
+    EXPECT_EQ(c, 0) << a->Stderr();
+  }
+  for (auto& s : services) s->Signal(SIGTERM);
 }
 
 }  // namespace

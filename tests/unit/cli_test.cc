@@ -110,12 +110,11 @@ TEST(Cli, ServiceEntryPointsSayNotYetAvailable) {
 TEST(Cli, LearnerAndActorNeedTheirInputs) {
   Result l = RunCmd({"learner"});
   EXPECT_EQ(l.code, kExitUsage);
-  EXPECT_THAT(l.err, HasSubstr("student.path and data.train_path are required"));
+  EXPECT_THAT(l.err,
+              HasSubstr("student.path and data.train_path are required"));
   Result a = RunCmd({"actor"});
   EXPECT_EQ(a.code, kExitUsage);
   EXPECT_THAT(a.err, HasSubstr("addresses are required"));
-  Result r = RunCmd({"learner", "--resume", "auto"});
-  EXPECT_EQ(r.code, kExitNotAvailable);
 }
 
 TEST(Cli, TeacherNeedsAModel) {

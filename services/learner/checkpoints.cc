@@ -1,0 +1,122 @@
+#include "services/learner/checkpoints.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/checkpoint/hf_checkpoint.h"
+#include "common/checkpoint/safetensors.h"
+
+namespace cmdistill::learner {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr char kState[] = "training_state.pb";
+
+void FsyncPath(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+}  // namespace
+
+absl::Status WriteCheckpoint(const std::string& root,
+                             const v1::LearnerCheckpoint& state,
+                             const model::LanguageModel& student,
+                             const std::string& tokenizer_from, int keep) {
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec)
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create ", root, ": ", ec.message()));
+  const std::string name = absl::StrFormat("step-%08d", state.step());
+  const std::string tmp = absl::StrCat(root, "/.tmp-", name, "-", getpid());
+  const std::string final_dir = root + "/" + name;
+  fs::remove_all(tmp, ec);
+  checkpoint::WriteOptions wo;
+  wo.copy_tokenizer_from = tokenizer_from;
+  if (auto s = student.Save(tmp, wo); !s.ok())
+    return s;  // each file written atomically
+  std::string bytes;
+  if (!state.SerializeToString(&bytes))
+    return absl::InternalError("cannot serialise state");
+  if (auto s = checkpoint::WriteFileAtomically(
+          tmp + "/" + kState,
+          {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+      !s.ok()) {
+    return s;
+  }
+  FsyncPath(tmp);
+  fs::remove_all(final_dir, ec);  // a re-run of the same step replaces it
+  fs::rename(tmp, final_dir, ec);
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("rename to ", final_dir, ": ", ec.message()));
+  FsyncPath(root);
+  // Keep the newest `keep`.
+  std::vector<std::string> steps;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("step-", 0) == 0) steps.push_back(n);
+  }
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + static_cast<size_t>(std::max(keep, 1)) < steps.size();
+       ++i) {
+    fs::remove_all(root + "/" + steps[i], ec);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FoundCheckpoint> ReadCheckpoint(const std::string& dir,
+                                               uint64_t num_prompts) {
+  std::ifstream in(dir + "/" + kState, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(dir, ": no ", kState));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  FoundCheckpoint f;
+  f.dir = dir;
+  if (!f.state.ParseFromString(ss.str()) || f.state.format_version() != 1) {
+    return absl::DataLossError(absl::StrCat(dir, "/", kState, " is corrupt"));
+  }
+  if (f.state.num_prompts() != num_prompts) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": trained on ", f.state.num_prompts(),
+                     " prompts, the data set has ", num_prompts));
+  }
+  auto ck = checkpoint::HfCheckpoint::Open(dir);  // validates every weight file
+  if (!ck.ok()) return ck.status();
+  return f;
+}
+
+absl::StatusOr<FoundCheckpoint> FindLatestCheckpoint(
+    const std::string& root, uint64_t num_prompts,
+    std::vector<std::string>* skipped) {
+  std::error_code ec;
+  std::vector<std::string> steps;
+  if (fs::is_directory(root)) {
+    for (const auto& e : fs::directory_iterator(root, ec)) {
+      const std::string n = e.path().filename().string();
+      if (n.rfind("step-", 0) == 0) steps.push_back(n);
+    }
+  }
+  std::sort(steps.rbegin(), steps.rend());
+  for (const std::string& s : steps) {
+    auto f = ReadCheckpoint(root + "/" + s, num_prompts);
+    if (f.ok()) return f;
+    if (skipped != nullptr)
+      skipped->push_back(std::string(f.status().message()));
+  }
+  return absl::NotFoundError(absl::StrCat("no valid checkpoint under ", root));
+}
+
+}  // namespace cmdistill::learner
