@@ -1,6 +1,5 @@
 #include "common/tokenizer/tokenizer.h"
 
-#include <openssl/evp.h>
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
@@ -16,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "common/util/sha256.h"
 
 namespace cmdistill::tokenizer {
 namespace {
@@ -219,19 +219,6 @@ struct ByteAlphabet {
 const ByteAlphabet& Alphabet() {
   static const ByteAlphabet* a = new ByteAlphabet();
   return *a;
-}
-
-std::string Sha256Hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
 }
 
 uint64_t PairKey(int32_t a, int32_t b) {

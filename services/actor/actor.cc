@@ -1,28 +1,15 @@
 #include "services/actor/actor.h"
 
-#include <openssl/evp.h>
 
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status/grpc_status.h"
+#include "common/util/sha256.h"
 
 namespace cmdistill::actor {
 namespace {
-
-std::string Sha256Hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
-}
 
 const char* CodeName(grpc::StatusCode c) {
   switch (c) {

@@ -1,32 +1,15 @@
 #include "services/learner/learner_service.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/metrics/metrics.h"
+#include "common/util/sha256.h"
 #include "services/learner/checkpoints.h"
 
 namespace cmdistill::learner {
-namespace {
-
-std::string Sha256Hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
-}
-
-}  // namespace
 
 // Streams one immutable snapshot in chunks; one write in flight, the next in
 // OnWriteDone.
@@ -163,13 +146,17 @@ void LearnerServiceImpl::Close() {
   if (waiter_thread_.joinable()) waiter_thread_.join();
 }
 
-absl::Status LearnerServiceImpl::Publish() {
+absl::Status LearnerServiceImpl::Publish(
+    const std::function<void()>& with_lock) {
   auto bytes = student_->SerializeWeights();
   if (!bytes.ok()) return bytes.status();
   auto snap = std::make_shared<Snapshot>();
   snap->bytes = *std::move(bytes);
   snap->sha256_hex = Sha256Hex(snap->bytes);
   absl::MutexLock lock(&mu_);
+  // The new version and the bookkeeping of the step that made it change
+  // together: whoever sees version N also sees step N's accounting.
+  if (with_lock) with_lock();
   snap->version = snapshot_ ? version_ + 1 : (resumed_ ? version_ : 0);
   version_ = snap->version;
   snapshot_ = std::move(snap);
@@ -589,14 +576,16 @@ void LearnerServiceImpl::UpdateLoop() {
       continue;  // a bug or a NaN: the batch is dropped and counted, the run
                  // goes on
     }
-    if (auto s = Publish(); !s.ok()) continue;
+    absl::Status published = Publish([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      ++step_;
+      last_ = *stats;
+      for (const auto& g : groups) {
+        trained_.push_back(g[0].lease().prompt_id());
+        for (const auto& t : g) seen_ids_.insert(t.trajectory_id());
+      }
+    });
+    if (!published.ok()) continue;
     absl::MutexLock lock(&mu_);
-    ++step_;
-    last_ = *stats;
-    for (const auto& g : groups) {
-      trained_.push_back(g[0].lease().prompt_id());
-      for (const auto& t : g) seen_ids_.insert(t.trajectory_id());
-    }
     step_gauge_->Set(static_cast<double>(step_));
     satisfaction_gauge_->Set(stats->satisfaction);
     lambda_gauge_->Set(stats->lambda);

@@ -134,7 +134,10 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
                      std::shared_ptr<net::CallGate> gate,
                      prometheus::Registry* registry, LearnerOptions options,
                      StepObserver observer);
-  absl::Status Publish() ABSL_LOCKS_EXCLUDED(mu_);
+  // Serialises the weights, then (under mu_) runs `with_lock` and installs the
+  // snapshot as the next policy version.
+  absl::Status Publish(const std::function<void()>& with_lock = {})
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Restore(const v1::LearnerCheckpoint& c) ABSL_LOCKS_EXCLUDED(mu_);
   void UpdateLoop();
   void WaiterLoop();
