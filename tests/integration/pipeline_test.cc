@@ -3,12 +3,15 @@
 // with tiny models. Training runs to the end of the data; every prompt is
 // trained exactly once, policy versions advance, and the actors pick up new
 // policies.
+#include <ATen/ATen.h>
+
 #include <atomic>
 #include <set>
 #include <thread>
 
 #include "common/metrics/metrics.h"
 #include "common/model/language_model.h"
+#include "common/model/transformer.h"
 #include "common/net/client.h"
 #include "common/net/server.h"
 #include "common/tokenizer/tokenizer.h"
@@ -150,6 +153,98 @@ TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
   EXPECT_EQ(m["cmdistill_learner_step"], kPrompts / 2);
   learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
   teacher_server->Shutdown(absl::Seconds(2), [&] { teacher_service.Close(); });
+  reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
+}
+
+// Learning through the whole distributed loop: every prompt's gold answer is
+// "7" and the reward service grades the last number of the one-token
+// completion. The student starts with '7' made somewhat likely (about one
+// completion in five), then learns by RL with two actors.
+TEST(Pipeline, TheStudentLearnsThroughTheServices) {
+  auto tok = *tokenizer::Tokenizer::FromJson(
+      tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
+      "bytes");
+  std::vector<learner::Prompt> prompts;
+  for (int i = 0; i < 160; ++i) {
+    learner::Prompt p;
+    p.text = "Q" + std::to_string(i % 8) + ":";
+    p.ids = *tok->Encode(p.text);
+    p.gold = "7";
+    prompts.push_back(p);
+  }
+  const int32_t seven = tok->TokenToId("7");
+  auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+  {
+    // A constant direction in the residual stream, read out by the '7' row of
+    // lm_head.
+    at::NoGradGuard no_grad;
+    for (const auto& [name, t] : student->transformer()->named_parameters()) {
+      if (name == "model.embed_tokens.weight") t.select(1, 0).fill_(1.0);
+      if (name == "lm_head.weight") t.select(0, seven).select(0, 0).fill_(0.75);
+    }
+  }
+  learner::TrainerOptions to;
+  to.method = rl::Method::kGrpo;
+  to.lr = 5e-2;
+  to.total_steps = 40;
+  auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
+  auto registry = metrics::NewRegistry();
+  auto gate = net::GrpcServer::MakeGate({}, registry.get());
+  learner::LearnerOptions lo;
+  lo.lease.samples_per_prompt = 8;
+  lo.prompts_per_step = 4;
+  lo.max_steps = 40;
+  lo.max_policy_lag = 1;
+  std::vector<double> rewards;
+  auto learner = *learner::LearnerServiceImpl::Create(
+      prompts, student.get(), trainer.get(), gate, registry.get(), lo,
+      [&](const learner::StepStats& s, uint64_t) {
+        rewards.push_back(s.mean_task_reward);
+      });
+  auto learner_server = Serve(gate, learner.get());
+  reward::EvaluatorOptions eo;
+  eo.reward.method = rl::Method::kGrpo;
+  eo.strictness = tasks::Strictness::kLastNumber;
+  reward::Evaluator evaluator(tok.get(), eo);
+  auto reg3 = metrics::NewRegistry();
+  auto reward_gate = net::GrpcServer::MakeGate({}, reg3.get());
+  reward::RewardServiceImpl reward_service(&evaluator, reward_gate, reg3.get(),
+                                           {});
+  auto reward_server = Serve(reward_gate, &reward_service);
+  std::atomic<bool> stop{false};
+  std::vector<std::unique_ptr<model::LanguageModel>> policies;
+  std::vector<std::unique_ptr<actor::Actor>> actors;
+  std::vector<std::thread> threads;
+  auto actor_registry = metrics::NewRegistry();
+  for (int a = 0; a < 2; ++a) {
+    policies.push_back(
+        *model::LanguageModel::InitRandom(Tiny(), 9, "cpu", "float32"));
+    actor::ActorOptions ao;
+    ao.actor_id = "actor-" + std::to_string(a);
+    ao.prompts_per_lease = 1;
+    ao.sampling.max_new_tokens = 1;  // the answer is the one token
+    ao.sampling.seed = static_cast<uint64_t>(a + 1);
+    ao.needs_teacher = false;  // grpo
+    ao.call.timeout = absl::Seconds(30);
+    ao.call.retry.initial_backoff = absl::Milliseconds(5);
+    ao.idle_wait = absl::Milliseconds(100);
+    actors.push_back(std::make_unique<actor::Actor>(
+        ao, policies.back().get(), Dial(*learner_server), nullptr,
+        Dial(*reward_server), actor_registry.get()));
+  }
+  for (int a = 0; a < 2; ++a) {
+    threads.emplace_back([&, a] { EXPECT_OK(actors[a]->Run(stop)); });
+  }
+  learner->WaitUntilFinished();
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(rewards.size(), 40u);
+  const double first = (rewards[0] + rewards[1] + rewards[2]) / 3;
+  const double last = (rewards[37] + rewards[38] + rewards[39]) / 3;
+  RecordProperty("first_reward", std::to_string(first));
+  RecordProperty("last_reward", std::to_string(last));
+  EXPECT_LT(first, 0.5);
+  EXPECT_GT(last, 0.9);
+  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
   reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
 }
 
