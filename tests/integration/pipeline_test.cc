@@ -165,7 +165,7 @@ TEST(Pipeline, TheStudentLearnsThroughTheServices) {
       tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
       "bytes");
   std::vector<learner::Prompt> prompts;
-  for (int i = 0; i < 160; ++i) {
+  for (int i = 0; i < 240; ++i) {
     learner::Prompt p;
     p.text = "Q" + std::to_string(i % 8) + ":";
     p.ids = *tok->Encode(p.text);
@@ -186,14 +186,14 @@ TEST(Pipeline, TheStudentLearnsThroughTheServices) {
   learner::TrainerOptions to;
   to.method = rl::Method::kGrpo;
   to.lr = 5e-2;
-  to.total_steps = 40;
+  to.total_steps = 60;
   auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
   auto registry = metrics::NewRegistry();
   auto gate = net::GrpcServer::MakeGate({}, registry.get());
   learner::LearnerOptions lo;
   lo.lease.samples_per_prompt = 8;
   lo.prompts_per_step = 4;
-  lo.max_steps = 40;
+  lo.max_steps = 60;
   lo.max_policy_lag = 1;
   std::vector<double> rewards;
   auto learner = *learner::LearnerServiceImpl::Create(
@@ -237,9 +237,9 @@ TEST(Pipeline, TheStudentLearnsThroughTheServices) {
   }
   learner->WaitUntilFinished();
   for (auto& t : threads) t.join();
-  ASSERT_EQ(rewards.size(), 40u);
+  ASSERT_EQ(rewards.size(), 60u);
   const double first = (rewards[0] + rewards[1] + rewards[2]) / 3;
-  const double last = (rewards[37] + rewards[38] + rewards[39]) / 3;
+  const double last = (rewards[57] + rewards[58] + rewards[59]) / 3;
   RecordProperty("first_reward", std::to_string(first));
   RecordProperty("last_reward", std::to_string(last));
   EXPECT_LT(first, 0.5);
