@@ -133,11 +133,10 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-// Kill the learner mid-run (SIGKILL, after its step-2 checkpoint) and restart
-// it with
-// --resume auto on the same address: it continues from the checkpointed step
-// and policy version, the actors reconnect by themselves, and every prompt ends
-// up trained exactly once.
+// Kill one actor, then the learner, mid-run (SIGKILL) and restart the learner with
+// --resume auto on the same address: it continues from the checkpointed step and policy
+// version, the surviving actor reconnects by itself and takes over the dead actor's
+// expired leases, and every prompt is trained exactly once.
 TEST(ProcessPipeline, KilledLearnerResumesAndNothingIsTrainedTwice) {
   testing::TempDir dir;
   const std::string B = CmdistillBinary();
@@ -192,10 +191,12 @@ TEST(ProcessPipeline, KilledLearnerResumesAndNothingIsTrainedTwice) {
         "a" + std::to_string(a), "--set",
         "services.rpc_deadline_seconds=120"}));
   }
-  for (;;) {  // wait for the step-2 checkpoint's step, then kill the learner
-              // hard
+  // Wait until the step-2 checkpoint exists (it is written before step 3
+  // trains), then kill the learner hard. One actor dies earlier: its leases
+  // expire (2 s) and are re-issued to the other.
+  for (;;) {
     ASSERT_OK_AND_ASSIGN(std::string l, learner->ReadLine(deadline));
-    // The step-2 checkpoint is written before step 3 trains.
+    if (l.rfind("STEP step=1 ", 0) == 0) actors[1]->Signal(SIGKILL);
     if (l.rfind("STEP step=3 ", 0) == 0) break;
   }
   learner->Signal(SIGKILL);
@@ -231,10 +232,10 @@ TEST(ProcessPipeline, KilledLearnerResumesAndNothingIsTrainedTwice) {
   EXPECT_THAT(learner->Stderr(), HasSubstr("resuming from"));
   ASSERT_OK_AND_ASSIGN(int code, learner->Wait(deadline));
   EXPECT_EQ(code, 0);
-  for (auto& a : actors) {
-    ASSERT_OK_AND_ASSIGN(int c, a->Wait(deadline));
-    EXPECT_EQ(c, 0) << a->Stderr();
-  }
+  ASSERT_OK_AND_ASSIGN(int c0, actors[0]->Wait(deadline));
+  EXPECT_EQ(c0, 0) << actors[0]->Stderr();
+  ASSERT_OK_AND_ASSIGN(int c1, actors[1]->Wait(deadline));
+  EXPECT_EQ(c1, -SIGKILL);
   for (auto& s : services) s->Signal(SIGTERM);
 }
 
