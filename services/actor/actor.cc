@@ -1,6 +1,5 @@
 #include "services/actor/actor.h"
 
-
 #include <utility>
 #include <vector>
 
@@ -209,7 +208,18 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
     t.set_actor_id(o_.actor_id);
     tokens_->Increment(static_cast<double>(g.tokens.size()));
   }
-  if (stop.load()) return absl::CancelledError("stopping");
+  if (stop.load()) {
+    // Stopping mid-round: give the leases back so they are re-issued at once.
+    v1::ReturnLeasesRequest rr;
+    for (const auto& l : leases.leases())
+      rr.add_lease_ids(l.lease().lease_id());
+    v1::ReturnLeasesResponse rresp;
+    grpc::ClientContext ctx;
+    net::PrepareContext(&ctx, absl::Now() + absl::Seconds(5),
+                        o_.call.bearer_token);
+    Count("learner", learner_->ReturnLeases(&ctx, rr, &rresp));
+    return absl::CancelledError("stopping");
+  }
   // Teacher scores.
   if (o_.needs_teacher) {
     v1::ScoreRequest sreq;

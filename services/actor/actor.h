@@ -50,9 +50,9 @@ class Actor {
         std::shared_ptr<grpc::Channel> reward, prometheus::Registry* registry);
 
   // Runs rounds until the learner reports OUT_OF_RANGE (training finished;
-  // returns OK), `stop` becomes true (leases returned; OK), or a non-retryable
-  // error (FAILED_PRECONDITION for a tokenizer mismatch, INVALID_ARGUMENT for a
-  // refused request).
+  // returns OK), `stop` becomes true (OK; the leases of a round cut short are
+  // returned), or a non-retryable error (FAILED_PRECONDITION for a tokenizer
+  // mismatch, INVALID_ARGUMENT for a refused request).
   absl::Status Run(const std::atomic<bool>& stop);
 
   // Fetches and loads the newest policy if it is newer than the one held.
