@@ -1,0 +1,87 @@
+// Learner checkpoints on disk: written atomically with the newest K kept, read
+// back equal, and a corrupt newest checkpoint is reported and skipped in favour
+// of the previous one.
+#include "services/learner/checkpoints.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_util.h"
+
+namespace cmdistill::learner {
+namespace {
+
+using ::cmdistill::testing::StatusIs;
+using ::testing::HasSubstr;
+
+checkpoint::ModelConfig Tiny() {
+  checkpoint::ModelConfig c;
+  c.model_type = "llama";
+  c.vocab_size = 16;
+  c.hidden_size = 8;
+  c.intermediate_size = 16;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.head_dim = 4;
+  c.max_position_embeddings = 16;
+  return c;
+}
+
+v1::LearnerCheckpoint State(int64_t step) {
+  v1::LearnerCheckpoint s;
+  s.set_format_version(1);
+  s.set_num_prompts(5);
+  s.set_step(step);
+  s.set_policy_version(static_cast<uint64_t>(step));
+  s.add_trained_prompts(3);
+  s.add_trained_trajectory_ids("e0-l0/0");
+  return s;
+}
+
+TEST(Checkpoints, KeepsTheNewestKAndSkipsCorruptOnes) {
+  testing::TempDir dir;
+  auto m = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+  for (int64_t step : {2, 4, 6, 8}) {
+    ASSERT_OK(WriteCheckpoint(dir.path(), State(step), *m, "", /*keep=*/3));
+  }
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_THAT(names, ::testing::ElementsAre("step-00000004", "step-00000006",
+                                            "step-00000008"));
+  std::vector<std::string> skipped;
+  ASSERT_OK_AND_ASSIGN(FoundCheckpoint f,
+                       FindLatestCheckpoint(dir.path(), 5, &skipped));
+  EXPECT_EQ(f.state.step(), 8);
+  EXPECT_EQ(f.state.trained_trajectory_ids(0), "e0-l0/0");
+  EXPECT_TRUE(skipped.empty());
+  // Corrupt the newest: its training state is garbage -> reported, the previous
+  // one is used.
+  std::ofstream(dir.File("step-00000008/training_state.pb"), std::ios::trunc)
+      << "garbage!";
+  ASSERT_OK_AND_ASSIGN(f, FindLatestCheckpoint(dir.path(), 5, &skipped));
+  EXPECT_EQ(f.state.step(), 6);
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_THAT(skipped[0], HasSubstr("step-00000008"));
+  // Truncated weights are caught too.
+  std::filesystem::resize_file(dir.File("step-00000006/model.safetensors"),
+                               100);
+  skipped.clear();
+  ASSERT_OK_AND_ASSIGN(f, FindLatestCheckpoint(dir.path(), 5, &skipped));
+  EXPECT_EQ(f.state.step(), 4);
+  EXPECT_EQ(skipped.size(), 2u);
+  // Another data set's checkpoint is refused.
+  EXPECT_THAT(ReadCheckpoint(dir.File("step-00000004"), 99),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("99")));
+  EXPECT_THAT(FindLatestCheckpoint(dir.File("nothing"), 5, nullptr),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+}  // namespace
+}  // namespace cmdistill::learner
