@@ -100,26 +100,6 @@ int RunTokenize(const std::vector<std::string>& args, Io io) {
   return bad > 0 ? kExitFailure : kExitOk;
 }
 
-bool ParseInt64(const FlagSet& flags, const std::string& name, int64_t* out,
-                Io io) {
-  if (!absl::SimpleAtoi(flags.Get(name), out)) {
-    io.err << "--" << name << ": expected an integer, got '" << flags.Get(name)
-           << "'\n";
-    return false;
-  }
-  return true;
-}
-
-bool ParseDouble(const FlagSet& flags, const std::string& name, double* out,
-                 Io io) {
-  if (!absl::SimpleAtod(flags.Get(name), out)) {
-    io.err << "--" << name << ": expected a number, got '" << flags.Get(name)
-           << "'\n";
-    return false;
-  }
-  return true;
-}
-
 void AddDeviceFlags(FlagSet* flags) {
   flags->AddString("device", "D", "auto, cpu, cuda or cuda:N", "auto");
   flags->AddString("dtype", "T", "float32 or bfloat16", "float32");

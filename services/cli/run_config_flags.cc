@@ -1,5 +1,6 @@
 #include "services/cli/run_config_flags.h"
 
+#include "absl/strings/numbers.h"
 #include "common/config/config.h"
 
 namespace cmdistill::cli {
@@ -35,6 +36,26 @@ std::optional<v1::RunConfig> LoadRunConfigOrReport(const FlagSet& flags,
     return std::nullopt;
   }
   return *std::move(config);
+}
+
+bool ParseInt64(const FlagSet& flags, const std::string& name, int64_t* out,
+                Io io) {
+  if (!absl::SimpleAtoi(flags.Get(name), out)) {
+    io.err << "--" << name << ": expected an integer, got '" << flags.Get(name)
+           << "'\n";
+    return false;
+  }
+  return true;
+}
+
+bool ParseDouble(const FlagSet& flags, const std::string& name, double* out,
+                 Io io) {
+  if (!absl::SimpleAtod(flags.Get(name), out)) {
+    io.err << "--" << name << ": expected a number, got '" << flags.Get(name)
+           << "'\n";
+    return false;
+  }
+  return true;
 }
 
 }  // namespace cmdistill::cli

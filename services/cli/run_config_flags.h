@@ -26,6 +26,13 @@ std::optional<int> ParseOrExit(FlagSet* flags,
 // exits with kExitFailure.
 std::optional<v1::RunConfig> LoadRunConfigOrReport(const FlagSet& flags, Io io);
 
+// Numeric flag values; false (with the flag named on stderr) when the text is
+// not a number.
+bool ParseInt64(const FlagSet& flags, const std::string& name, int64_t* out,
+                Io io);
+bool ParseDouble(const FlagSet& flags, const std::string& name, double* out,
+                 Io io);
+
 }  // namespace cmdistill::cli
 
 #endif  // CMDISTILL_SERVICES_CLI_RUN_CONFIG_FLAGS_H_

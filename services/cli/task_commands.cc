@@ -19,16 +19,6 @@
 namespace cmdistill::cli {
 namespace {
 
-bool ParseInt(const FlagSet& flags, const std::string& name, int64_t* out,
-              Io io) {
-  if (!absl::SimpleAtoi(flags.Get(name), out)) {
-    io.err << "--" << name << ": expected an integer, got '" << flags.Get(name)
-           << "'\n";
-    return false;
-  }
-  return true;
-}
-
 int RunDatagen(const std::vector<std::string>& args, Io io) {
   FlagSet flags(
       "cmdistill datagen", "--out DIR [--train N] [--test N] [--seed S] ...",
@@ -56,12 +46,12 @@ int RunDatagen(const std::vector<std::string>& args, Io io) {
   tasks::DatagenOptions o;
   int64_t train = 0, test = 0, seed = 0, min_steps = 0, max_steps = 0,
           max_value = 0;
-  if (!ParseInt(flags, "train", &train, io) ||
-      !ParseInt(flags, "test", &test, io) ||
-      !ParseInt(flags, "seed", &seed, io) ||
-      !ParseInt(flags, "min-steps", &min_steps, io) ||
-      !ParseInt(flags, "max-steps", &max_steps, io) ||
-      !ParseInt(flags, "max-value", &max_value, io)) {
+  if (!ParseInt64(flags, "train", &train, io) ||
+      !ParseInt64(flags, "test", &test, io) ||
+      !ParseInt64(flags, "seed", &seed, io) ||
+      !ParseInt64(flags, "min-steps", &min_steps, io) ||
+      !ParseInt64(flags, "max-steps", &max_steps, io) ||
+      !ParseInt64(flags, "max-value", &max_value, io)) {
     return kExitUsage;
   }
   if (train < 0 || test < 0 || seed < 0) {
