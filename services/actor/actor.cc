@@ -63,6 +63,12 @@ Actor::Actor(ActorOptions options, model::LanguageModel* policy,
                        .Help("Trajectories generated and submitted")
                        .Register(*registry)
                        .Add({});
+  rollouts_per_second_ =
+      &prometheus::BuildGauge()
+           .Name("cmdistill_actor_rollouts_per_second")
+           .Help("Trajectories per second over the last round")
+           .Register(*registry)
+           .Add({});
   version_gauge_ = &prometheus::BuildGauge()
                         .Name("cmdistill_actor_policy_version")
                         .Help("Policy version held by this actor")
@@ -148,6 +154,7 @@ absl::Status Actor::SyncPolicy() {
 }
 
 absl::Status Actor::Round(const std::atomic<bool>& stop) {
+  const absl::Time round_start = absl::Now();
   if (auto s = SyncPolicy(); !s.ok()) return s;
   v1::LeasePromptsRequest lreq;
   lreq.set_actor_id(o_.actor_id);
@@ -268,6 +275,8 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
   Count("learner", s);
   if (!s.ok()) return FromGrpcStatus(s);
   trajectories_->Increment(static_cast<double>(sub.trajectories_size()));
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - round_start);
+  if (seconds > 0) rollouts_per_second_->Set(sub.trajectories_size() / seconds);
   ++rounds_;
   return absl::OkStatus();
 }

@@ -78,6 +78,7 @@ class Actor {
   prometheus::Family<prometheus::Counter>* rpcs_;
   prometheus::Counter *tokens_, *trajectories_;
   prometheus::Gauge* version_gauge_;
+  prometheus::Gauge* rollouts_per_second_;
 };
 
 }  // namespace cmdistill::actor
