@@ -22,25 +22,12 @@
 #include "common/model/transformer.h"
 #include "common/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/model_configs.h"
 
 namespace cmdistill {
 namespace {
 
-checkpoint::ModelConfig Small() {  // ~2.1M parameters
-  checkpoint::ModelConfig c;
-  c.model_type = "qwen2";
-  c.vocab_size = 2048;
-  c.hidden_size = 256;
-  c.intermediate_size = 688;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 64;
-  c.attention_bias = true;
-  c.tie_word_embeddings = true;
-  c.max_position_embeddings = 1024;
-  return c;
-}
+checkpoint::ModelConfig Small() { return testing::SmallBenchConfig(); }
 
 checkpoint::ModelConfig Qwen05B() {  // Qwen2.5-0.5B's shape, random weights
   checkpoint::ModelConfig c;

@@ -15,28 +15,14 @@
 #include "common/net/server.h"
 #include "services/teacher/model_scorer.h"
 #include "services/teacher/teacher_service.h"
+#include "tests/testing/model_configs.h"
 
 namespace cmdistill {
 namespace {
 
 constexpr int kPrompt = 32, kCompletion = 32, kK = 8;
 
-checkpoint::ModelConfig
-Config() {  // the ~2.1M-parameter small model of model_bench
-  checkpoint::ModelConfig c;
-  c.model_type = "qwen2";
-  c.vocab_size = 2048;
-  c.hidden_size = 256;
-  c.intermediate_size = 688;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 64;
-  c.attention_bias = true;
-  c.tie_word_embeddings = true;
-  c.max_position_embeddings = 1024;
-  return c;
-}
+checkpoint::ModelConfig Config() { return testing::SmallBenchConfig(); }
 
 v1::ScoreSequence Sequence(int seed) {
   v1::ScoreSequence s;

@@ -14,6 +14,7 @@
 #include "common/net/server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/model_configs.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
@@ -21,17 +22,13 @@ namespace cmdistill::learner {
 namespace {
 
 checkpoint::ModelConfig Tiny() {
-  checkpoint::ModelConfig c;
-  c.model_type = "llama";
-  c.vocab_size = 32;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.head_dim = 8;
-  c.max_position_embeddings = 32;
-  return c;
+  testing::TinyShape s;
+  s.hidden = 16;
+  s.intermediate = 32;
+  s.heads = 2;
+  s.kv_heads = 1;
+  s.max_positions = 32;
+  return testing::TinyConfig(s);
 }
 
 struct Fixture {

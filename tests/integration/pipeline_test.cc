@@ -23,6 +23,7 @@
 #include "services/reward/reward_service.h"
 #include "services/teacher/model_scorer.h"
 #include "services/teacher/teacher_service.h"
+#include "tests/testing/model_configs.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
@@ -30,17 +31,9 @@ namespace cmdistill {
 namespace {
 
 checkpoint::ModelConfig Tiny() {
-  checkpoint::ModelConfig c;
-  c.model_type = "llama";
-  c.vocab_size = 257;  // the byte-level tokenizer: 256 bytes + <|endoftext|>
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 64;
-  return c;
+  testing::TinyShape s;
+  s.vocab = 257;  // the byte-level tokenizer: 256 bytes + <|endoftext|>
+  return testing::TinyConfig(s);
 }
 
 template <typename T>

@@ -133,10 +133,11 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-// Kill one actor, then the learner, mid-run (SIGKILL) and restart the learner with
-// --resume auto on the same address: it continues from the checkpointed step and policy
-// version, the surviving actor reconnects by itself and takes over the dead actor's
-// expired leases, and every prompt is trained exactly once.
+// Kill one actor, then the learner, mid-run (SIGKILL) and restart the learner
+// with
+// --resume auto on the same address: it continues from the checkpointed step
+// and policy version, the surviving actor reconnects by itself and takes over
+// the dead actor's expired leases, and every prompt is trained exactly once.
 TEST(ProcessPipeline, KilledLearnerResumesAndNothingIsTrainedTwice) {
   testing::TempDir dir;
   const std::string B = CmdistillBinary();

@@ -19,6 +19,7 @@
 #include "services/common/wiring.h"
 #include "services/teacher/model_scorer.h"
 #include "tests/testing/fake_scorer.h"
+#include "tests/testing/model_configs.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
@@ -58,18 +59,13 @@ struct Server {
 };
 
 checkpoint::ModelConfig TinyConfig() {
-  checkpoint::ModelConfig c;
-  c.model_type = "qwen2";
-  c.vocab_size = 61;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.attention_bias = true;
-  c.max_position_embeddings = 128;
-  return c;
+  testing::TinyShape s;
+  s.type = "qwen2";
+  s.vocab = 61;
+  s.layers = 2;
+  s.max_positions = 128;
+  s.bias = true;
+  return testing::TinyConfig(s);
 }
 
 // A distinct sequence per (i): prompt, completion, and a K=3 support containing

@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/model_configs.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
@@ -18,17 +19,15 @@ using ::cmdistill::testing::StatusIs;
 using ::testing::HasSubstr;
 
 checkpoint::ModelConfig Tiny() {
-  checkpoint::ModelConfig c;
-  c.model_type = "llama";
-  c.vocab_size = 16;
-  c.hidden_size = 8;
-  c.intermediate_size = 16;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.head_dim = 4;
-  c.max_position_embeddings = 16;
-  return c;
+  testing::TinyShape s;
+  s.vocab = 16;
+  s.hidden = 8;
+  s.intermediate = 16;
+  s.heads = 2;
+  s.kv_heads = 1;
+  s.head_dim = 4;
+  s.max_positions = 16;
+  return testing::TinyConfig(s);
 }
 
 v1::LearnerCheckpoint State(int64_t step) {

@@ -7,6 +7,7 @@
 #include "common/model/language_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/model_configs.h"
 #include "tests/testing/status_matchers.h"
 
 namespace cmdistill::model {
@@ -16,18 +17,13 @@ using ::cmdistill::testing::StatusIs;
 using ::testing::HasSubstr;
 
 checkpoint::ModelConfig Config() {
-  checkpoint::ModelConfig c;
-  c.model_type = "qwen2";
-  c.vocab_size = 53;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.attention_bias = true;
-  c.max_position_embeddings = 256;
-  return c;
+  testing::TinyShape s;
+  s.type = "qwen2";
+  s.vocab = 53;
+  s.layers = 2;
+  s.max_positions = 256;
+  s.bias = true;
+  return testing::TinyConfig(s);
 }
 
 std::unique_ptr<LanguageModel> Model() {

@@ -10,6 +10,7 @@
 #include "common/rl/constraint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/model_configs.h"
 #include "tests/testing/status_matchers.h"
 
 namespace cmdistill::learner {
@@ -20,17 +21,9 @@ using ::cmdistill::testing::StatusIs;
 constexpr int kTarget = 7, kG = 8, kPrompts = 4, kNew = 3;
 
 checkpoint::ModelConfig Tiny() {
-  checkpoint::ModelConfig c;
-  c.model_type = "llama";
-  c.vocab_size = 24;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 64;
-  return c;
+  testing::TinyShape s;
+  s.vocab = 24;
+  return testing::TinyConfig(s);
 }
 
 struct Round {
