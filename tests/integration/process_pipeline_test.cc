@@ -33,12 +33,13 @@ int PortOf(const std::string& ready) {
   return port;
 }
 
-TEST(ProcessPipeline, FourRolesAsProcessesTrainAndExitCleanly) {
-  testing::TempDir dir;
+// A synthetic task (data/train.jsonl, `train` problems) and randomly
+// initialised student and teacher folders (student/, teacher/) in `dir`.
+void MakeTaskAndModels(const testing::TempDir& dir, int train) {
   const std::string B = CmdistillBinary();
   const absl::Duration t = absl::Seconds(60);
   ASSERT_EQ(RunProcess({B, "datagen", "--out", dir.File("data"), "--train",
-                        "12", "--test", "2"},
+                        std::to_string(train), "--test", "2"},
                        t)
                 .exit_code,
             0);
@@ -47,16 +48,21 @@ TEST(ProcessPipeline, FourRolesAsProcessesTrainAndExitCleanly) {
       R"({"model_type": "llama", "vocab_size": 260, "hidden_size": 32, "intermediate_size": 64,
           "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
           "max_position_embeddings": 512})");
-  ASSERT_EQ(
-      RunProcess(
-          {B, "init-model", "--config", cfg, "--out", dir.File("student")}, t)
-          .exit_code,
-      0);
-  ASSERT_EQ(RunProcess({B, "init-model", "--config", cfg, "--out",
-                        dir.File("teacher"), "--seed", "2"},
-                       t)
-                .exit_code,
-            0);
+  for (const char* role : {"student", "teacher"}) {
+    ASSERT_EQ(RunProcess({B, "init-model", "--config", cfg, "--out",
+                          dir.File(role), "--seed", role[0] == 's' ? "1" : "2"},
+                         t)
+                  .exit_code,
+              0);
+  }
+}
+
+TEST(ProcessPipeline, FourRolesAsProcessesTrainAndExitCleanly) {
+  testing::TempDir dir;
+  const std::string B = CmdistillBinary();
+  const absl::Duration t = absl::Seconds(60);
+  MakeTaskAndModels(dir, 12);
+  if (HasFatalFailure()) return;
   const std::string run = dir.Write(
       "run.yaml",
       "output_dir: " + dir.File("run") +
@@ -141,26 +147,14 @@ int FreePort() {
 TEST(ProcessPipeline, KilledLearnerResumesAndNothingIsTrainedTwice) {
   testing::TempDir dir;
   const std::string B = CmdistillBinary();
-  const absl::Duration t = absl::Seconds(60);
-  ASSERT_EQ(RunProcess({B, "datagen", "--out", dir.File("data"), "--train",
-                        "16", "--test", "2"},
-                       t)
-                .exit_code,
-            0);
-  const std::string cfg = dir.Write(
-      "config.json",
-      R"({"model_type": "llama", "vocab_size": 260, "hidden_size": 32, "intermediate_size": 64,
-          "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
-          "max_position_embeddings": 512})");
-  ASSERT_EQ(
-      RunProcess({B, "init-model", "--config", cfg, "--out", dir.File("m")}, t)
-          .exit_code,
-      0);
+  MakeTaskAndModels(dir, 16);
+  if (HasFatalFailure()) return;
   const int port = FreePort();
   const std::string run = dir.Write(
       "run.yaml",
-      "output_dir: " + dir.File("run") + "\nstudent: {path: " + dir.File("m") +
-          ", device: cpu}\nteacher: {path: " + dir.File("m") +
+      "output_dir: " + dir.File("run") +
+          "\nstudent: {path: " + dir.File("student") +
+          ", device: cpu}\nteacher: {path: " + dir.File("teacher") +
           ", device: cpu}\ndata: {train_path: " + dir.File("data/train.jsonl") +
           "}\ngeneration: {max_new_tokens: 6, samples_per_prompt: 2}\n"
           "training: {prompts_per_step: 2, max_steps: 8, "
