@@ -301,6 +301,73 @@ std::string MakeByteLevelTokenizerJson(
 // ---------------------------------------------------------------- public UTF-8
 // helpers
 
+absl::StatusOr<std::vector<std::string>> TrainByteLevelMerges(
+    const std::vector<std::string>& texts, int num_merges) {
+  // Distinct pieces with their counts, each as a list of symbols.
+  std::map<std::string, int64_t> piece_counts;
+  std::vector<std::pair<size_t, size_t>> pieces;
+  for (const std::string& text : texts) {
+    auto cps = DecodeUtf8(text);
+    if (!cps.ok()) return cps.status();
+    pieces.clear();
+    SplitPieces(Pattern::kQwen, *cps, &pieces);
+    for (const auto& [b, e] : pieces) {
+      std::string bytes;
+      for (size_t k = b; k < e; ++k) AppendUtf8((*cps)[k], &bytes);
+      ++piece_counts[bytes];
+    }
+  }
+  struct Word {
+    std::vector<std::string> symbols;
+    int64_t count;
+  };
+  std::vector<Word> words;
+  for (const auto& [bytes, count] : piece_counts) {
+    Word w{{}, count};
+    for (unsigned char c : bytes) {
+      std::string ch;
+      AppendUtf8(Alphabet().byte_to_char[c], &ch);
+      w.symbols.push_back(ch);
+    }
+    words.push_back(std::move(w));
+  }
+  std::vector<std::string> merges;
+  for (int round = 0; round < num_merges; ++round) {
+    std::map<std::pair<std::string, std::string>, int64_t> pairs;
+    for (const Word& w : words) {
+      for (size_t i = 0; i + 1 < w.symbols.size(); ++i) {
+        pairs[{w.symbols[i], w.symbols[i + 1]}] += w.count;
+      }
+    }
+    const std::pair<std::string, std::string>* best = nullptr;
+    int64_t best_count = 1;
+    for (const auto& [pair, count] : pairs) {
+      if (count > best_count) {  // std::map order: ties keep the smallest
+        best = &pair;
+        best_count = count;
+      }
+    }
+    if (best == nullptr) break;
+    const std::string a = best->first, b = best->second;
+    merges.push_back(a + " " + b);
+    for (Word& w : words) {
+      std::vector<std::string> merged;
+      merged.reserve(w.symbols.size());
+      for (size_t i = 0; i < w.symbols.size(); ++i) {
+        if (i + 1 < w.symbols.size() && w.symbols[i] == a &&
+            w.symbols[i + 1] == b) {
+          merged.push_back(a + b);
+          ++i;
+        } else {
+          merged.push_back(w.symbols[i]);
+        }
+      }
+      w.symbols = std::move(merged);
+    }
+  }
+  return merges;
+}
+
 absl::StatusOr<std::vector<char32_t>> DecodeUtf8(std::string_view s) {
   std::vector<char32_t> out;
   out.reserve(s.size());

@@ -86,6 +86,14 @@ std::string MakeByteLevelTokenizerJson(
     const std::vector<std::string>& merges,
     const std::vector<std::string>& special_tokens);
 
+// Learns up to `num_merges` byte-level BPE merges from `texts` (split with
+// Qwen2's pattern, as MakeByteLevelTokenizerJson's tokenizer does): each round
+// merges the most frequent adjacent pair (ties: the smallest pair in byte-level
+// spelling), so the result is deterministic. Stops early when no pair occurs
+// twice. INVALID_ARGUMENT for text that is not valid UTF-8.
+absl::StatusOr<std::vector<std::string>> TrainByteLevelMerges(
+    const std::vector<std::string>& texts, int num_merges);
+
 // UTF-8 -> code points; INVALID_ARGUMENT naming the offset of the first invalid
 // byte.
 absl::StatusOr<std::vector<char32_t>> DecodeUtf8(std::string_view s);

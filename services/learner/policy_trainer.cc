@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/model/transformer.h"
 #include "common/rl/losses.h"
+#include "services/learner/adamw.h"
 
 namespace cmdistill::learner {
 
@@ -16,28 +17,8 @@ struct PolicyTrainer::Impl {
   model::LanguageModel* student;
   model::Transformer* t;
   TrainerOptions o;
-  std::vector<at::Tensor> params, m, v;
-  int64_t step = 0;
+  std::unique_ptr<AdamW> adamw;
   rl::LagrangeController lagrange{rl::LagrangeOptions{}};
-
-  double LearningRate(int64_t s) const {
-    if (o.warmup_steps > 0 && s <= o.warmup_steps) {
-      return o.lr * static_cast<double>(s) /
-             static_cast<double>(o.warmup_steps);
-    }
-    const double span = static_cast<double>(
-        std::max<int64_t>(1, o.total_steps - o.warmup_steps));
-    const double p =
-        std::min(1.0, static_cast<double>(s - o.warmup_steps) / span);
-    switch (o.schedule) {
-      case Schedule::kLinear:
-        return o.lr * (1 - p);
-      case Schedule::kCosine:
-        return o.lr * 0.5 * (1 + std::cos(M_PI * p));
-      default:
-        return o.lr;
-    }
-  }
 };
 
 PolicyTrainer::PolicyTrainer(std::unique_ptr<Impl> impl)
@@ -56,11 +37,17 @@ absl::StatusOr<std::unique_ptr<PolicyTrainer>> PolicyTrainer::Create(
   impl->o = options;
   impl->lagrange = rl::LagrangeController(options.lagrange);
   impl->t->SetRequiresGrad(true);
-  impl->params = impl->t->parameters();
-  for (const at::Tensor& p : impl->params) {
-    impl->m.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
-    impl->v.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
-  }
+  AdamWOptions ao;
+  ao.lr = options.lr;
+  ao.beta1 = options.beta1;
+  ao.beta2 = options.beta2;
+  ao.eps = options.eps;
+  ao.weight_decay = options.weight_decay;
+  ao.warmup_steps = options.warmup_steps;
+  ao.total_steps = options.total_steps;
+  ao.schedule = options.schedule;
+  ao.grad_clip = options.grad_clip;
+  impl->adamw = std::make_unique<AdamW>(impl->t->parameters(), ao);
   return std::unique_ptr<PolicyTrainer>(new PolicyTrainer(std::move(impl)));
 }
 
@@ -69,7 +56,7 @@ double PolicyTrainer::lambda() const {
              ? impl_->o.fixed_lambda
              : impl_->lagrange.lambda();
 }
-int64_t PolicyTrainer::step() const { return impl_->step; }
+int64_t PolicyTrainer::step() const { return impl_->adamw->step(); }
 
 absl::StatusOr<StepStats> PolicyTrainer::Step(
     const std::vector<std::vector<v1::Trajectory>>& groups) {
@@ -241,41 +228,14 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
     mo.lambda = lambda();
     at::Tensor loss;
     if (auto s = rl::MethodLoss(in, mo, &loss); !s.ok()) return s;
-    for (at::Tensor& p : I.params) p.mutable_grad() = at::Tensor();
+    for (at::Tensor& p : I.t->parameters()) p.mutable_grad() = at::Tensor();
     loss.backward();
     st.loss = loss.item<double>();
-    // ---- clip, AdamW
-    double sq = 0;
-    for (const at::Tensor& p : I.params) {
-      if (p.grad().defined())
-        sq += p.grad().to(at::kFloat).pow(2).sum().item<double>();
-    }
-    st.grad_norm = std::sqrt(sq);
-    if (!std::isfinite(st.grad_norm)) {
-      return absl::InternalError("non-finite gradient; the update was skipped");
-    }
-    const double clip = o.grad_clip > 0 && st.grad_norm > o.grad_clip
-                            ? o.grad_clip / st.grad_norm
-                            : 1.0;
-    ++I.step;
-    st.step = I.step;
-    st.lr = I.LearningRate(I.step);
-    const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(I.step));
-    const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(I.step));
-    at::NoGradGuard no_grad;
-    for (size_t i = 0; i < I.params.size(); ++i) {
-      at::Tensor& p = I.params[i];
-      if (!p.grad().defined()) continue;
-      const at::Tensor g = p.grad().to(at::kFloat) * clip;
-      I.m[i].mul_(o.beta1).add_(g, 1 - o.beta1);
-      I.v[i].mul_(o.beta2).addcmul_(g, g, 1 - o.beta2);
-      const at::Tensor update =
-          (I.m[i] / bc1) / ((I.v[i] / bc2).sqrt() + o.eps);
-      at::Tensor pf = p.to(at::kFloat);
-      pf.mul_(1 - st.lr * o.weight_decay).sub_(update, st.lr);
-      p.copy_(pf);
-      p.mutable_grad() = at::Tensor();
-    }
+    auto info = I.adamw->Step();
+    if (!info.ok()) return info.status();
+    st.grad_norm = info->grad_norm;
+    st.lr = info->lr;
+    st.step = I.adamw->step();
   } catch (const c10::Error& e) {
     return absl::InternalError(
         absl::StrCat("LibTorch: ", e.what_without_backtrace()));
@@ -290,39 +250,15 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
 
 TrainerState PolicyTrainer::SaveState() const {
   TrainerState s;
-  s.step = impl_->step;
+  s.step = impl_->adamw->step();
   s.lagrange = impl_->lagrange.state();
-  for (size_t i = 0; i < impl_->params.size(); ++i) {
-    for (const at::Tensor* t : {&impl_->m[i], &impl_->v[i]}) {
-      const at::Tensor c = t->to(at::kCPU).contiguous();
-      s.moments.emplace_back(static_cast<const char*>(c.data_ptr()),
-                             c.nbytes());
-    }
-  }
+  s.moments = impl_->adamw->SaveMoments();
   return s;
 }
 
 absl::Status PolicyTrainer::RestoreState(const TrainerState& s) {
-  if (s.moments.size() != 2 * impl_->params.size()) {
-    return absl::InvalidArgumentError(
-        "optimizer state does not match the model's parameters");
-  }
-  for (size_t i = 0; i < impl_->params.size(); ++i) {
-    for (int j = 0; j < 2; ++j) {
-      at::Tensor& t = j == 0 ? impl_->m[i] : impl_->v[i];
-      const std::string& bytes = s.moments[2 * i + j];
-      if (bytes.size() != t.nbytes()) {
-        return absl::InvalidArgumentError(
-            "optimizer state has a tensor of the wrong size");
-      }
-      at::Tensor host = at::empty(t.sizes(), at::kFloat);
-      std::memcpy(host.data_ptr(), bytes.data(), bytes.size());
-      t.copy_(host);
-    }
-  }
   if (auto st = impl_->lagrange.Restore(s.lagrange); !st.ok()) return st;
-  impl_->step = s.step;
-  return absl::OkStatus();
+  return impl_->adamw->Restore(s.moments, s.step);
 }
 
 }  // namespace cmdistill::learner

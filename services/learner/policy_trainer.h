@@ -22,10 +22,9 @@
 #include "common/model/language_model.h"
 #include "common/rl/constraint.h"
 #include "common/rl/lagrange.h"
+#include "services/learner/optimizer_options.h"
 
 namespace cmdistill::learner {
-
-enum class Schedule { kConstant, kLinear, kCosine };
 
 struct TrainerOptions {
   rl::Method method = rl::Method::kCmdp;

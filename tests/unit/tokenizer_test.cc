@@ -24,6 +24,24 @@ std::unique_ptr<Tokenizer> Make(
   return *std::move(t);
 }
 
+TEST(Tokenizer, TrainedMergesFollowPairFrequency) {
+  // Pieces (Qwen pattern): "aaab", " aaab" x2, " ab" (space = "Ġ").
+  // Round 1: a-a 6, a-b 4, Ġ-a 3 -> "a a". Round 2: a-b 4 beats aa-a 3.
+  // Round 3: aa-ab 3. Round 4: Ġ-aaab 2. Then every pair occurs once: stop.
+  ASSERT_OK_AND_ASSIGN(auto merges,
+                       TrainByteLevelMerges({"aaab aaab aaab ab"}, 10));
+  EXPECT_THAT(merges, ElementsAre("a a", "a b", "aa ab", "Ġ aaab"));
+  // The trained tokenizer encodes the corpus in fewer tokens and decodes it
+  // back unchanged.
+  auto t = Make(merges);
+  ASSERT_OK_AND_ASSIGN(auto ids, t->Encode("aaab aaab aaab ab"));
+  EXPECT_LT(ids.size(), 17u);
+  ASSERT_OK_AND_ASSIGN(auto text, t->Decode(ids));
+  EXPECT_EQ(text, "aaab aaab aaab ab");
+  EXPECT_THAT(TrainByteLevelMerges({"ok", "\xff"}, 4),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(Tokenizer, BytesOnlyAndMergesInRankOrder) {
   auto bytes = Make({});
   // No merges: one id per byte (ids 0..255 in GPT-2's byte order: 'a' is byte

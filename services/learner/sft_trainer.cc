@@ -1,0 +1,127 @@
+// Supervised fine-tuning: the LibTorch TU.
+#include "services/learner/sft_trainer.h"
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/model/transformer.h"
+#include "services/learner/adamw.h"
+
+namespace cmdistill::learner {
+
+struct SftTrainer::Impl {
+  model::Transformer* t = nullptr;
+  std::unique_ptr<AdamW> adamw;
+
+  // Loss over the batch (right-padded; positions from 0). Fills `st` except
+  // step, grad_norm and lr.
+  absl::StatusOr<at::Tensor> Loss(const std::vector<SftExample>& batch,
+                                  SftStats* st) {
+    if (batch.empty()) return absl::InvalidArgumentError("empty batch");
+    std::vector<std::vector<int32_t>> seqs;
+    int64_t W = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const SftExample& e = batch[i];
+      if (e.prompt_ids.empty() || e.completion_ids.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("example ", i, ": empty prompt or completion"));
+      }
+      std::vector<int32_t> s = e.prompt_ids;
+      s.insert(s.end(), e.completion_ids.begin(), e.completion_ids.end());
+      if (static_cast<int64_t>(s.size()) >
+          t->config().max_position_embeddings) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "example ", i, ": ", s.size(),
+            " tokens exceed the model's max_position_embeddings ",
+            t->config().max_position_embeddings));
+      }
+      W = std::max<int64_t>(W, static_cast<int64_t>(s.size()) - 1);
+      seqs.push_back(std::move(s));
+    }
+    if (auto s = t->CheckIds(seqs); !s.ok()) return s;
+    const int64_t B = static_cast<int64_t>(seqs.size());
+    std::vector<int64_t> ids(B * W, 0), pos(B * W, 0), mask(B * W, 0),
+        target(B * W, 0);
+    std::vector<float> weight(B * W, 0.f);
+    for (int64_t b = 0; b < B; ++b) {
+      const auto& s = seqs[b];
+      const int64_t L = static_cast<int64_t>(s.size()) - 1;
+      const int64_t P = static_cast<int64_t>(batch[b].prompt_ids.size());
+      for (int64_t i = 0; i < L; ++i) {
+        ids[b * W + i] = s[i];
+        pos[b * W + i] = i;
+        mask[b * W + i] = 1;
+        target[b * W + i] = s[i + 1];
+        if (i + 1 >= P) weight[b * W + i] = 1.f;
+      }
+    }
+    const c10::Device dev = t->device();
+    auto L64 = [&](std::vector<int64_t>& v) {
+      return at::tensor(v, at::kLong).view({B, W}).to(dev);
+    };
+    const at::Tensor logits =
+        t->Forward(L64(ids), L64(pos), L64(mask), nullptr);  // [B, W, V]
+    const at::Tensor tgt = L64(target);
+    const at::Tensor w = at::tensor(weight, at::kFloat).view({B, W}).to(dev);
+    const at::Tensor lp = at::log_softmax(logits, -1);
+    const at::Tensor nll = -lp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1);
+    const at::Tensor n = w.sum();
+    const at::Tensor loss = (nll * w).sum() / n;
+    const at::Tensor hit = (logits.argmax(-1) == tgt).to(at::kFloat);
+    st->tokens = static_cast<int64_t>(n.item<double>());
+    st->token_accuracy = ((hit * w).sum() / n).item<double>();
+    st->loss = loss.item<double>();
+    return loss;
+  }
+};
+
+SftTrainer::SftTrainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SftTrainer::~SftTrainer() = default;
+
+absl::StatusOr<std::unique_ptr<SftTrainer>> SftTrainer::Create(
+    model::LanguageModel* model, AdamWOptions options) {
+  if (model == nullptr) return absl::InvalidArgumentError("no model");
+  if (!(options.lr > 0)) return absl::InvalidArgumentError("lr must be > 0");
+  auto impl = std::make_unique<Impl>();
+  impl->t = model->transformer();
+  impl->t->SetRequiresGrad(true);
+  impl->adamw = std::make_unique<AdamW>(impl->t->parameters(), options);
+  return std::unique_ptr<SftTrainer>(new SftTrainer(std::move(impl)));
+}
+
+absl::StatusOr<SftStats> SftTrainer::Step(
+    const std::vector<SftExample>& batch) {
+  SftStats st;
+  try {
+    auto loss = impl_->Loss(batch, &st);
+    if (!loss.ok()) return loss.status();
+    for (at::Tensor& p : impl_->t->parameters()) p.mutable_grad() = at::Tensor();
+    loss->backward();
+    auto info = impl_->adamw->Step();
+    if (!info.ok()) return info.status();
+    st.grad_norm = info->grad_norm;
+    st.lr = info->lr;
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("LibTorch: ", e.what_without_backtrace()));
+  }
+  st.step = impl_->adamw->step();
+  return st;
+}
+
+absl::StatusOr<SftStats> SftTrainer::Evaluate(
+    const std::vector<SftExample>& batch) {
+  SftStats st;
+  try {
+    at::NoGradGuard no_grad;
+    auto loss = impl_->Loss(batch, &st);
+    if (!loss.ok()) return loss.status();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("LibTorch: ", e.what_without_backtrace()));
+  }
+  st.step = impl_->adamw->step();
+  return st;
+}
+
+}  // namespace cmdistill::learner
