@@ -29,6 +29,7 @@ const std::vector<Command>& Commands() {
   static const auto* commands = [] {
     auto* c = new std::vector<Command>();
     AddServiceCommands(c);
+    AddPipelineCommands(c);
     AddTaskCommands(c);
     AddModelCommands(c);
     AddConfigCommands(c);

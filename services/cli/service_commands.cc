@@ -379,11 +379,13 @@ int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
       g.support_k() == 0 ? (int64_t{1} << 40) : g.support_k();
   ao.sampling.seed =
       config.seed() * 7919 + std::hash<std::string>()(ao.actor_id);
-  for (int64_t e : (*policy)->config().eos_token_ids) {
-    ao.sampling.stop_token_ids.push_back(static_cast<int32_t>(e));
+  auto stops = services::StopTokenIds(config, (*policy)->config().eos_token_ids,
+                                      **tok);
+  if (!stops.ok()) {
+    io.err << "cmdistill actor: " << stops.status().message() << "\n";
+    return kExitFailure;
   }
-  if ((*tok)->eos_id() >= 0)
-    ao.sampling.stop_token_ids.push_back((*tok)->eos_id());
+  ao.sampling.stop_token_ids = *stops;
   ao.needs_teacher = needs_teacher;
   ao.tokenizer_fingerprint = (*tok)->fingerprint();
   ao.call = *call;
@@ -534,12 +536,6 @@ std::vector<ServiceSpec> Specs() {
        "reward.tokenizer_path, or of student.path).",
        {},
        RunReward},
-      {"local",
-       "run the whole pipeline as local processes on loopback (the main job)",
-       "--config FILE",
-       "Launches learner, teacher, reward and actors as child processes.",
-       {},
-       nullptr},
   };
 }
 

@@ -1,5 +1,10 @@
 #include "services/common/task_options.h"
 
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
 namespace cmdistill::services {
 
 rl::Method MethodFrom(v1::Method method) {
@@ -91,6 +96,29 @@ tasks::Strictness StrictnessFrom(const v1::RunConfig& config) {
                  v1::ANSWER_STRICTNESS_LAST_NUMBER
              ? tasks::Strictness::kLastNumber
              : tasks::Strictness::kStrict;
+}
+
+absl::StatusOr<std::vector<int32_t>> StopTokenIds(
+    const v1::RunConfig& config, const std::vector<int64_t>& model_eos_ids,
+    const tokenizer::Tokenizer& tokenizer) {
+  std::vector<int32_t> ids;
+  auto add = [&](int32_t id) {
+    if (id >= 0 && std::find(ids.begin(), ids.end(), id) == ids.end())
+      ids.push_back(id);
+  };
+  for (int64_t e : model_eos_ids) add(static_cast<int32_t>(e));
+  add(tokenizer.eos_id());
+  for (const std::string& s : config.generation().stop_strings()) {
+    const int32_t id = tokenizer.TokenToId(s);
+    if (id < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "generation.stop_strings: \"", s,
+          "\" is not a single token of the tokenizer (only single-token stop "
+          "strings are supported)"));
+    }
+    add(id);
+  }
+  return ids;
 }
 
 }  // namespace cmdistill::services

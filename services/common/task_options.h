@@ -10,6 +10,10 @@
 #include "common/rl/lagrange.h"
 #include "common/tasks/answer.h"
 #include "common/tasks/dataset.h"
+#include "common/tokenizer/tokenizer.h"
+
+#include <cstdint>
+#include <vector>
 
 namespace cmdistill::services {
 
@@ -20,6 +24,14 @@ rl::LagrangeOptions LagrangeOptionsFrom(const v1::RunConfig& config);
 tasks::DatasetOptions DatasetOptionsFrom(const v1::RunConfig& config,
                                          bool test_split);
 tasks::Strictness StrictnessFrom(const v1::RunConfig& config);
+
+// The token ids that end a completion: the model's eos ids, the tokenizer's
+// eos, and each of generation.stop_strings, which must be one token of the
+// tokenizer (an added token such as "<|im_end|>"); INVALID_ARGUMENT naming a
+// stop string that is not.
+absl::StatusOr<std::vector<int32_t>> StopTokenIds(
+    const v1::RunConfig& config, const std::vector<int64_t>& model_eos_ids,
+    const tokenizer::Tokenizer& tokenizer);
 
 }  // namespace cmdistill::services
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/net/http_get.h"
 #include "absl/time/time.h"
 
 namespace cmdistill::testing {
@@ -67,9 +68,7 @@ class Subprocess {
   int status_ = 0;
 };
 
-// GET http://127.0.0.1:port/path; returns the body of a 200 response, or the
-// status line.
-absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
+using ::cmdistill::net::HttpGet;  // common/net/http_get.h
 
 // Parses Prometheus text format into "name{labels}" -> value; INVALID_ARGUMENT
 // on a line that is not a comment, blank, or `name[{labels}] value

@@ -1,0 +1,523 @@
+// `cmdistill sft`, `eval`, `local` and `experiment`: the embedded default's
+// whole pipeline and the method comparison.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/config/config.h"
+#include "common/model/language_model.h"
+#include "common/process/signals.h"
+#include "common/tokenizer/tokenizer.h"
+#include "nlohmann/json.hpp"
+#include "services/cli/commands.h"
+#include "services/cli/flags.h"
+#include "services/cli/progress.h"
+#include "services/cli/run_config_flags.h"
+#include "services/cli/supervisor.h"
+#include "services/cli/workflow.h"
+#include "services/eval/evaluation.h"
+
+namespace cmdistill::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// Overrides that make `local --smoke` / `experiment --smoke` finish in a
+// couple of minutes on 2 cores (the test suite runs them). Given before the
+// user's --set, which win.
+const std::vector<std::string>& SmokeOverrides() {
+  static const auto* v = new std::vector<std::string>{
+      "output_dir=runs/quickstart-smoke",
+      "local.datagen.train=400",
+      "local.datagen.test=48",
+      "local.tokenizer_merges=200",
+      "local.teacher_model.hidden_size=64",
+      "local.teacher_model.num_layers=2",
+      "local.teacher_model.intermediate_size=192",
+      "local.student_model.hidden_size=48",
+      "local.student_model.num_layers=2",
+      "local.student_model.num_heads=4",
+      "local.student_model.intermediate_size=128",
+      "local.teacher_sft.steps=60",
+      "local.teacher_sft.eval_every=0",
+      "local.teacher_sft.eval_examples=16",
+      "local.student_sft.steps=20",
+      "local.student_sft.eval_every=0",
+      "local.student_sft.eval_examples=16",
+      "generation.max_new_tokens=48",
+      "generation.samples_per_prompt=4",
+      "training.prompts_per_step=4",
+      "training.max_steps=4",
+      "training.checkpoint_every_steps=2",
+      "training.linger_seconds=1",
+      "eval.max_examples=16",
+  };
+  return *v;
+}
+
+std::optional<v1::RunConfig> LoadWithSmoke(const FlagSet& flags, bool smoke,
+                                           Io io) {
+  std::vector<std::string> sets;
+  if (smoke) sets = SmokeOverrides();
+  for (const std::string& s : flags.GetAll("set")) sets.push_back(s);
+  auto config =
+      flags.IsSet("config")
+          ? config::LoadRunConfig(flags.Get("config"), sets)
+          : config::LoadRunConfigFromString("", "(defaults)", sets);
+  if (!config.ok()) {
+    io.err << config.status().message() << "\n";
+    return std::nullopt;
+  }
+  return *std::move(config);
+}
+
+// Empty model and data paths of the embedded default live under output_dir.
+void ResolveLocalPaths(v1::RunConfig* c) {
+  const std::string out = c->output_dir();
+  if (c->data().train_path().empty())
+    c->mutable_data()->set_train_path(out + "/data/train.jsonl");
+  if (c->data().test_path().empty())
+    c->mutable_data()->set_test_path(out + "/data/test.jsonl");
+  if (c->teacher().path().empty())
+    c->mutable_teacher()->set_path(out + "/models/teacher");
+  if (c->student().path().empty())
+    c->mutable_student()->set_path(out + "/models/student-warm");
+}
+
+std::string TokenizerDir(const v1::RunConfig& c) {
+  return c.output_dir() + "/models/tokenizer";
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Makes (or finds cached) a model of the embedded default: random init of the
+// role's shape, then SFT. The cache key is everything that shaped it.
+absl::Status BootstrapModel(const v1::RunConfig& config, const std::string& role,
+                            const std::string& path,
+                            const v1::SmallModelConfig& shape,
+                            const v1::SftConfig& sft, uint64_t seed,
+                            std::ostream& log) {
+  const std::string stamp_path = path + "/cmdistill_bootstrap.yaml";
+  const std::string stamp = absl::StrCat(
+      "# What made this model (cmdistill local); a change retrains it.\n",
+      "seed: ", seed, "\ntemplate: ", json(config.data().prompt_template()).dump(),
+      "\ntokenizer_merges: ", config.local().tokenizer_merges(),
+      "\ndatagen:\n", config::ToYaml(config.local().datagen()), "shape:\n",
+      config::ToYaml(shape), "sft:\n", config::ToYaml(sft));
+  if (fs::exists(path + "/config.json") && ReadFile(stamp_path) == stamp) {
+    log << role << ": cached at " << path << "\n";
+    return absl::OkStatus();
+  }
+  auto tok = tokenizer::Tokenizer::Load(TokenizerDir(config));
+  if (!tok.ok()) return tok.status();
+  auto model = InitSmallModel(shape, **tok, seed);
+  if (!model.ok()) return model.status();
+  log << role << ": " << (*model)->num_parameters()
+      << " parameters, supervised fine-tuning for " << sft.steps()
+      << " steps on worked solutions\n";
+  auto sum = RunSft(model->get(), **tok, config, sft, role + " sft", log);
+  if (!sum.ok()) return sum.status();
+  checkpoint::WriteOptions wo;
+  wo.copy_tokenizer_from = TokenizerDir(config);
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  if (auto s = (*model)->Save(path, wo); !s.ok()) return s;
+  std::ofstream(stamp_path) << stamp;
+  log << role << ": held-out correctness "
+      << eval::FormatEstimate(sum->heldout_correctness, 2) << " after "
+      << absl::StrFormat("%.0f", sum->seconds) << " s -> " << path << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status Bootstrap(const v1::RunConfig& config, std::ostream& log) {
+  if (!config.local().bootstrap()) {
+    for (const std::string& p :
+         {config.data().train_path(), config.data().test_path(),
+          config.teacher().path() + "/config.json",
+          config.student().path() + "/config.json"}) {
+      if (!fs::exists(p)) {
+        return absl::NotFoundError(
+            p + " does not exist (local.bootstrap is false, so cmdistill "
+                "local does not make it)");
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (auto made = MakeTaskIfMissing(config, log); !made.ok())
+    return made.status();
+  if (auto s = MakeTokenizerIfMissing(config, TokenizerDir(config), log);
+      !s.ok())
+    return s;
+  if (auto s = BootstrapModel(config, "teacher", config.teacher().path(),
+                              config.local().teacher_model(),
+                              config.local().teacher_sft(), config.seed() + 1,
+                              log);
+      !s.ok())
+    return s;
+  return BootstrapModel(config, "student (warm start)",
+                        config.student().path(), config.local().student_model(),
+                        config.local().student_sft(), config.seed() + 2, log);
+}
+
+absl::StatusOr<std::vector<tasks::Example>> EvalExamples(
+    const v1::RunConfig& config) {
+  auto test = LoadSplit(config, /*test=*/true);
+  if (!test.ok()) return test.status();
+  if (config.eval().max_examples() > 0 &&
+      test->size() > config.eval().max_examples())
+    test->resize(config.eval().max_examples());
+  return test;
+}
+
+absl::StatusOr<std::unique_ptr<model::LanguageModel>> LoadModel(
+    const v1::ModelConfig& m, const std::string& path) {
+  return model::LanguageModel::Load(
+      path, m.device(),
+      m.dtype() == v1::MODEL_D_TYPE_BFLOAT16 ? "bfloat16" : "float32");
+}
+
+absl::StatusOr<eval::EvalReport> EvaluateOne(
+    const std::string& name, const std::string& student_dir,
+    model::LanguageModel* teacher, const tokenizer::Tokenizer& tok,
+    const std::vector<tasks::Example>& examples, const v1::RunConfig& config,
+    std::ostream& progress) {
+  auto student = LoadModel(config.student(), student_dir);
+  if (!student.ok()) return student.status();
+  ProgressBar bar(progress, "eval " + name,
+                  static_cast<int64_t>(examples.size()),
+                  ProgressBar::IsTerminal(2));
+  eval::EvalRunOptions ro;
+  ro.progress = [&](int64_t done, int64_t) { bar.Update(done); };
+  auto r = eval::Evaluate(name, student->get(), teacher, tok, examples, config,
+                          ro);
+  bar.Finish();
+  return r;
+}
+
+std::string SelfPath() {
+  std::error_code ec;
+  const fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "cmdistill" : p.string();
+}
+
+// ------------------------------------------------------------------- sft
+
+int RunSftCommand(const std::vector<std::string>& args, Io io) {
+  FlagSet flags(
+      "cmdistill sft",
+      "--config FILE --out DIR (--model DIR | --init teacher|student "
+      "--tokenizer DIR) [--knobs teacher|student]",
+      "Supervised fine-tuning on the worked solutions of data.train_path: "
+      "next-token\n"
+      "cross-entropy on the completion, AdamW with warm-up and schedule, "
+      "held-out\n"
+      "correctness (greedy, data.test_path) every eval_every steps. Knobs: "
+      "local.teacher_sft\n"
+      "or local.student_sft of the run file. Writes a Hugging Face folder.");
+  AddRunConfigFlags(&flags, "YAML run file");
+  flags.AddString("out", "DIR", "output model folder");
+  flags.AddString("model", "DIR", "start from this model folder");
+  flags.AddString("init", "ROLE",
+                  "start from a random model of local.<ROLE>_model's shape");
+  flags.AddString("tokenizer", "DIR", "tokenizer folder (with --init)");
+  flags.AddString("knobs", "ROLE",
+                  "teacher or student: which local.*_sft section to use");
+  if (auto code = ParseOrExit(&flags, args, io)) return *code;
+  if (!flags.IsSet("out") || flags.IsSet("model") == flags.IsSet("init")) {
+    io.err << "cmdistill sft: --out DIR and exactly one of --model DIR or "
+              "--init ROLE are required\n";
+    return kExitUsage;
+  }
+  auto config = LoadRunConfigOrReport(flags, io);
+  if (!config) return kExitFailure;
+  const std::string role = flags.IsSet("knobs") ? flags.Get("knobs")
+                           : flags.IsSet("init") ? flags.Get("init")
+                                                 : "teacher";
+  if ((role != "teacher" && role != "student") ||
+      (flags.IsSet("init") && flags.Get("init") != "teacher" &&
+       flags.Get("init") != "student")) {
+    io.err << "cmdistill sft: roles are 'teacher' or 'student'\n";
+    return kExitUsage;
+  }
+  const v1::SftConfig& sft = role == "teacher" ? config->local().teacher_sft()
+                                               : config->local().student_sft();
+  std::string tok_dir;
+  std::unique_ptr<model::LanguageModel> model;
+  if (flags.IsSet("model")) {
+    tok_dir = flags.Get("model");
+    auto m = LoadModel(config->student(), tok_dir);
+    if (!m.ok()) {
+      io.err << "cmdistill sft: " << m.status().message() << "\n";
+      return kExitFailure;
+    }
+    model = *std::move(m);
+  } else {
+    if (!flags.IsSet("tokenizer")) {
+      io.err << "cmdistill sft: --init needs --tokenizer DIR\n";
+      return kExitUsage;
+    }
+    tok_dir = flags.Get("tokenizer");
+  }
+  auto tok = tokenizer::Tokenizer::Load(tok_dir);
+  if (!tok.ok()) {
+    io.err << "cmdistill sft: " << tok.status().message() << "\n";
+    return kExitFailure;
+  }
+  if (!model) {
+    const auto& shape = flags.Get("init") == "teacher"
+                            ? config->local().teacher_model()
+                            : config->local().student_model();
+    auto m = InitSmallModel(shape, **tok, config->seed());
+    if (!m.ok()) {
+      io.err << "cmdistill sft: " << m.status().message() << "\n";
+      return kExitFailure;
+    }
+    model = *std::move(m);
+  }
+  auto sum = RunSft(model.get(), **tok, *config, sft, "sft", io.err);
+  if (!sum.ok()) {
+    io.err << "cmdistill sft: " << sum.status().message() << "\n";
+    return kExitFailure;
+  }
+  checkpoint::WriteOptions wo;
+  wo.copy_tokenizer_from = tok_dir;
+  if (auto s = model->Save(flags.Get("out"), wo); !s.ok()) {
+    io.err << "cmdistill sft: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  io.out << json({{"out", flags.Get("out")},
+                  {"steps", sum->steps},
+                  {"final_loss", sum->final_loss},
+                  {"heldout_correctness", sum->heldout_correctness.value},
+                  {"heldout_examples", sum->heldout_correctness.n},
+                  {"seconds", sum->seconds}})
+                .dump()
+         << "\n";
+  return kExitOk;
+}
+
+// ------------------------------------------------------------------- eval
+
+int RunEvalCommand(const std::vector<std::string>& args, Io io) {
+  FlagSet flags(
+      "cmdistill eval",
+      "--student DIR [--teacher DIR] [--data FILE] [--config FILE] [--json F] "
+      "[--markdown F]",
+      "Held-out evaluation: final-answer correctness, constraint satisfaction "
+      "at\n"
+      "constraint.budget and cost_normalization, mean per-token KL to the "
+      "teacher and\n"
+      "completion length, each with a 95% confidence interval. Without "
+      "--teacher only\n"
+      "correctness and length. Decoding: eval.temperature (0 = greedy), "
+      "eval.samples_per_prompt.");
+  AddRunConfigFlags(&flags, "YAML run file (defaults when omitted)");
+  flags.AddString("student", "DIR", "model folder to evaluate");
+  flags.AddString("teacher", "DIR", "teacher model folder (for CSR and KL)");
+  flags.AddString("data", "FILE", "JSONL test set (default: data.test_path)");
+  flags.AddString("name", "NAME", "row name in the table", "student");
+  flags.AddString("json", "FILE", "write the report (with every item) here");
+  flags.AddString("markdown", "FILE", "write the Markdown table here");
+  if (auto code = ParseOrExit(&flags, args, io)) return *code;
+  if (!flags.IsSet("student")) {
+    io.err << "cmdistill eval: --student DIR is required\n";
+    return kExitUsage;
+  }
+  auto config = LoadRunConfigOrReport(flags, io);
+  if (!config) return kExitFailure;
+  if (flags.IsSet("data")) config->mutable_data()->set_test_path(flags.Get("data"));
+  auto fail = [&](const absl::Status& s) {
+    io.err << "cmdistill eval: " << s.message() << "\n";
+    return kExitFailure;
+  };
+  auto examples = EvalExamples(*config);
+  if (!examples.ok()) return fail(examples.status());
+  auto tok = tokenizer::Tokenizer::Load(flags.Get("student"));
+  if (!tok.ok()) return fail(tok.status());
+  std::unique_ptr<model::LanguageModel> teacher;
+  if (flags.IsSet("teacher")) {
+    auto ttok = tokenizer::Tokenizer::Load(flags.Get("teacher"));
+    if (!ttok.ok()) return fail(ttok.status());
+    if ((*ttok)->fingerprint() != (*tok)->fingerprint()) {
+      return fail(absl::FailedPreconditionError(
+          "student and teacher tokenizers differ (fingerprints " +
+          (*tok)->fingerprint().substr(0, 12) + " vs " +
+          (*ttok)->fingerprint().substr(0, 12) +
+          "); per-token KL needs one vocabulary"));
+    }
+    auto t = LoadModel(config->teacher(), flags.Get("teacher"));
+    if (!t.ok()) return fail(t.status());
+    teacher = *std::move(t);
+  }
+  auto r = EvaluateOne(flags.Get("name"), flags.Get("student"), teacher.get(),
+                       **tok, *examples, *config, io.err);
+  if (!r.ok()) return fail(r.status());
+  const std::string table = eval::MarkdownTable({*r}, *config);
+  io.out << table;
+  if (flags.IsSet("json")) {
+    std::ofstream(flags.Get("json")) << eval::ReportJson(*r, true);
+  }
+  if (flags.IsSet("markdown")) std::ofstream(flags.Get("markdown")) << table;
+  return kExitOk;
+}
+
+// ------------------------------------------------------------------- local
+
+struct Prepared {
+  v1::RunConfig config;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  std::unique_ptr<model::LanguageModel> teacher;
+  std::vector<tasks::Example> examples;
+};
+
+// Resolves paths, bootstraps, loads the tokenizer, teacher and eval split.
+absl::StatusOr<Prepared> Prepare(v1::RunConfig config, std::ostream& log) {
+  ResolveLocalPaths(&config);
+  if (auto s = Bootstrap(config, log); !s.ok()) return s;
+  Prepared p;
+  auto tok = tokenizer::Tokenizer::Load(config.student().path());
+  if (!tok.ok()) return tok.status();
+  auto ttok = tokenizer::Tokenizer::Load(config.teacher().path());
+  if (!ttok.ok()) return ttok.status();
+  if ((*tok)->fingerprint() != (*ttok)->fingerprint()) {
+    return absl::FailedPreconditionError(
+        "the student's and the teacher's tokenizers differ");
+  }
+  auto teacher = LoadModel(config.teacher(), config.teacher().path());
+  if (!teacher.ok()) return teacher.status();
+  auto ex = EvalExamples(config);
+  if (!ex.ok()) return ex.status();
+  p.tok = *std::move(tok);
+  p.teacher = *std::move(teacher);
+  p.examples = *std::move(ex);
+  p.config = std::move(config);
+  return p;
+}
+
+void ClearPreviousRun(const std::string& out) {
+  std::error_code ec;
+  for (const char* d : {"checkpoints", "final", "logs", "metrics"}) {
+    fs::remove_all(fs::path(out) / d, ec);
+  }
+}
+
+int RunLocalCommand(const std::vector<std::string>& args, Io io) {
+  FlagSet flags(
+      "cmdistill local", "--config FILE [--smoke] [--resume] [--set K=V]...",
+      "The main job on one machine: makes the embedded default's data, "
+      "tokenizer and\n"
+      "models when missing (teacher SFT is cached), evaluates teacher and "
+      "student, runs\n"
+      "learner, teacher, reward and local.actors actors as separate processes "
+      "on loopback\n"
+      "(the same binary and flags as a cluster), evaluates the trained "
+      "student and prints\n"
+      "the table. Ctrl-C stops every child cleanly.");
+  AddRunConfigFlags(&flags, "YAML run file (configs/quickstart.yaml)");
+  flags.AddBool("smoke", "tiny sizes: the whole pipeline in about a minute");
+  flags.AddBool("resume",
+                "continue from the newest checkpoint instead of a fresh run");
+  if (auto code = ParseOrExit(&flags, args, io)) return *code;
+  auto loaded = LoadWithSmoke(flags, flags.GetBool("smoke"), io);
+  if (!loaded) return kExitFailure;
+  const absl::Time t0 = absl::Now();
+  auto fail = [&](const absl::Status& s) {
+    io.err << "cmdistill local: " << s.message() << "\n";
+    return absl::IsCancelled(s) ? 130 : kExitFailure;
+  };
+  io.err << "cmdistill local: run '" << loaded->run_name() << "', method "
+         << config::MethodName(loaded->method()) << ", output in "
+         << loaded->output_dir() << "\n";
+  auto prep = Prepare(*loaded, io.err);
+  if (!prep.ok()) return fail(prep.status());
+  v1::RunConfig& config = prep->config;
+  if (!flags.GetBool("resume")) {
+    ClearPreviousRun(config.output_dir());
+    config.mutable_training()->set_resume("never");
+  }
+  std::vector<eval::EvalReport> reports;
+  auto teacher_eval = EvaluateOne("teacher", config.teacher().path(), nullptr,
+                                  *prep->tok, prep->examples, config, io.err);
+  if (!teacher_eval.ok()) return fail(teacher_eval.status());
+  reports.push_back(*std::move(teacher_eval));
+  auto before =
+      EvaluateOne("student before", config.student().path(),
+                  prep->teacher.get(), *prep->tok, prep->examples, config, io.err);
+  if (!before.ok()) return fail(before.status());
+  reports.push_back(*std::move(before));
+  auto signals = ShutdownSignal::Install();
+  if (!signals.ok()) return fail(signals.status());
+  DistillOptions dopt;
+  dopt.binary = SelfPath();
+  dopt.actors = static_cast<int>(config.local().actors());
+  dopt.signals = signals->get();
+  dopt.label = config::MethodName(config.method());
+  auto run = RunDistillation(config, dopt, io.err);
+  if (!run.ok()) return fail(run.status());
+  auto after = EvaluateOne("student after", run->final_model,
+                           prep->teacher.get(), *prep->tok, prep->examples,
+                           config, io.err);
+  if (!after.ok()) return fail(after.status());
+  reports.push_back(*std::move(after));
+  const std::string eval_dir = config.output_dir() + "/eval";
+  std::error_code ec;
+  fs::create_directories(eval_dir, ec);
+  const std::string table = eval::MarkdownTable(reports, config);
+  std::ofstream(eval_dir + "/results.md") << table;
+  json all = json::array();
+  for (const auto& r : reports) {
+    all.push_back(json::parse(eval::ReportJson(r, true)));
+    std::string file = r.name;
+    std::replace(file.begin(), file.end(), ' ', '_');
+    std::ofstream(eval_dir + "/" + file + ".json") << eval::ReportJson(r, true);
+  }
+  io.out << "\n" << table << "\n";
+  io.out << absl::StrFormat(
+      "%d held-out problems, greedy decoding; budget d = %g (%s); method %s; "
+      "%d learner steps in %.0f s; total %.0f s.\n\n",
+      prep->examples.size(), config.constraint().budget(),
+      config::EnumShortName(*v1::CostNormalization_descriptor()->FindValueByNumber(
+          config.constraint().cost_normalization())),
+      config::MethodName(config.method()), run->steps.size(), run->seconds,
+      absl::ToDoubleSeconds(absl::Now() - t0));
+  io.out << "trained student:  " << run->final_model << "\n"
+         << "checkpoints:      " << config.output_dir() << "/checkpoints\n"
+         << "evaluation:       " << eval_dir << "/ (results.md, *.json)\n"
+         << "training curve:   " << run->curve_csv << "\n"
+         << "metrics:          " << run->metrics_dir
+         << "/*.prom (Prometheus text; live at /metrics while running)\n"
+         << "logs:             " << run->logs_dir << "/\n"
+         << "view:             /usr/bin/python3 scripts/plot_curves.py "
+         << run->curve_csv << " --out " << config.output_dir()
+         << "/training_curve.png\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddPipelineCommands(std::vector<Command>* commands) {
+  commands->push_back(
+      {"local", "run the whole pipeline as local processes on loopback (the main job)",
+       RunLocalCommand});
+  commands->push_back({"sft", "supervised fine-tuning on worked solutions",
+                       RunSftCommand});
+  commands->push_back(
+      {"eval", "held-out correctness, constraint satisfaction, KL, length",
+       RunEvalCommand});
+}
+
+}  // namespace cmdistill::cli

@@ -1,0 +1,252 @@
+#include "services/cli/workflow.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/tasks/datagen.h"
+#include "nlohmann/json.hpp"
+#include "services/cli/progress.h"
+#include "services/common/task_options.h"
+#include "services/eval/evaluation.h"
+#include "services/learner/sft_trainer.h"
+
+namespace cmdistill::cli {
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::vector<tasks::Example>> LoadSplit(
+    const v1::RunConfig& config, bool test) {
+  const std::string& path =
+      test ? config.data().test_path() : config.data().train_path();
+  if (path.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        test ? "data.test_path" : "data.train_path", " is not set"));
+  }
+  auto ds = tasks::LoadJsonl(path, services::DatasetOptionsFrom(config, test));
+  if (!ds.ok()) return ds.status();
+  if (ds->examples.empty())
+    return absl::InvalidArgumentError(path + ": no examples");
+  return std::move(ds->examples);
+}
+
+namespace {
+
+absl::Status WriteFile(const std::string& path, const std::string& text) {
+  const fs::path p(path);
+  if (p.has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(p.parent_path(), ec);
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.good()) return absl::InternalError("cannot write " + path);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return absl::InternalError("cannot write " + path);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
+                                       std::ostream& log) {
+  const auto& d = config.data();
+  if (fs::exists(d.train_path()) && fs::exists(d.test_path())) return false;
+  const auto& g = config.local().datagen();
+  tasks::DatagenOptions o;
+  o.seed = config.seed();
+  o.min_steps = static_cast<int>(g.min_steps());
+  o.max_steps = static_cast<int>(g.max_steps());
+  o.max_value = static_cast<int>(g.max_value());
+  o.distractor_probability = g.distractors();
+  if (g.ops_size() > 0) {
+    o.add = o.subtract = o.multiply = o.divide = false;
+    for (const std::string& op : g.ops()) {
+      if (op == "add") {
+        o.add = true;
+      } else if (op == "sub") {
+        o.subtract = true;
+      } else if (op == "mul") {
+        o.multiply = true;
+      } else if (op == "div") {
+        o.divide = true;
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "local.datagen.ops: '", op, "' is not one of add, sub, mul, div"));
+      }
+    }
+  }
+  if (auto s = tasks::ValidateDatagenOptions(o); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("local.datagen: ", s.message()));
+  }
+  auto task = tasks::GenerateTask(o, g.train(), g.test());
+  if (!task.ok()) return task.status();
+  if (auto s = WriteFile(d.train_path(), tasks::ToGsm8kJsonl(task->train));
+      !s.ok())
+    return s;
+  if (auto s = WriteFile(d.test_path(), tasks::ToGsm8kJsonl(task->test));
+      !s.ok())
+    return s;
+  log << "data: wrote " << task->train.size() << " training and "
+      << task->test.size() << " held-out problems to " << d.train_path()
+      << " and " << d.test_path() << "\n";
+  return true;
+}
+
+absl::Status MakeTokenizerIfMissing(const v1::RunConfig& config,
+                                    const std::string& dir, std::ostream& log) {
+  if (fs::exists(fs::path(dir) / "tokenizer.json")) return absl::OkStatus();
+  auto train = LoadSplit(config, /*test=*/false);
+  if (!train.ok()) return train.status();
+  std::vector<std::string> texts;
+  for (const auto& e : *train) {
+    texts.push_back(
+        tasks::ApplyTemplate(config.data().prompt_template(), e.question));
+    texts.push_back(" " + e.solution);
+  }
+  auto merges = tokenizer::TrainByteLevelMerges(
+      texts, static_cast<int>(config.local().tokenizer_merges()));
+  if (!merges.ok()) return merges.status();
+  const std::string json =
+      tokenizer::MakeByteLevelTokenizerJson(*merges, {"<|endoftext|>"});
+  if (auto s = WriteFile((fs::path(dir) / "tokenizer.json").string(), json);
+      !s.ok())
+    return s;
+  const nlohmann::json cfg = {{"eos_token", "<|endoftext|>"},
+                              {"pad_token", "<|endoftext|>"},
+                              {"clean_up_tokenization_spaces", false}};
+  if (auto s = WriteFile((fs::path(dir) / "tokenizer_config.json").string(),
+                         cfg.dump(1) + "\n");
+      !s.ok())
+    return s;
+  log << "tokenizer: learned " << merges->size() << " byte-level BPE merges ("
+      << 256 + merges->size() + 1 << " tokens) -> " << dir << "\n";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<model::LanguageModel>> InitSmallModel(
+    const v1::SmallModelConfig& shape, const tokenizer::Tokenizer& tokenizer,
+    uint64_t seed) {
+  checkpoint::ModelConfig c;
+  c.model_type = "qwen2";
+  c.vocab_size = (tokenizer.vocab_size() + 63) / 64 * 64;
+  c.hidden_size = shape.hidden_size();
+  c.intermediate_size = shape.intermediate_size();
+  c.num_hidden_layers = shape.num_layers();
+  c.num_attention_heads = shape.num_heads();
+  c.num_key_value_heads = shape.num_kv_heads();
+  if (c.hidden_size % c.num_attention_heads != 0 ||
+      c.num_attention_heads % c.num_key_value_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model shape: hidden_size ", c.hidden_size,
+        " must divide by num_heads ", c.num_attention_heads,
+        ", and num_heads by num_kv_heads ", c.num_key_value_heads));
+  }
+  c.head_dim = c.hidden_size / c.num_attention_heads;
+  c.max_position_embeddings = shape.max_positions();
+  c.rope_theta = 10000;
+  c.tie_word_embeddings = true;
+  c.attention_bias = true;
+  if (tokenizer.eos_id() >= 0) c.eos_token_ids = {tokenizer.eos_id()};
+  return model::LanguageModel::InitRandom(c, seed, "cpu", "float32");
+}
+
+absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
+                                  const tokenizer::Tokenizer& tokenizer,
+                                  const v1::RunConfig& config,
+                                  const v1::SftConfig& sft,
+                                  const std::string& label,
+                                  std::ostream& progress) {
+  const absl::Time start = absl::Now();
+  auto train = LoadSplit(config, false);
+  if (!train.ok()) return train.status();
+  auto test = LoadSplit(config, true);
+  if (!test.ok()) return test.status();
+  if (sft.train_examples() > 0 && train->size() > sft.train_examples())
+    train->resize(sft.train_examples());
+  if (test->size() > sft.eval_examples()) test->resize(sft.eval_examples());
+  const int32_t eos = tokenizer.eos_id();
+  if (eos < 0) {
+    return absl::FailedPreconditionError(
+        "the tokenizer has no eos token (tokenizer_config.json eos_token); "
+        "SFT needs one to teach the model to stop");
+  }
+  std::vector<learner::SftExample> data;
+  for (const auto& e : *train) {
+    learner::SftExample x;
+    auto p = tokenizer.Encode(
+        tasks::ApplyTemplate(config.data().prompt_template(), e.question));
+    if (!p.ok()) return p.status();
+    auto c = tokenizer.Encode(" " + e.solution);
+    if (!c.ok()) return c.status();
+    x.prompt_ids = *std::move(p);
+    x.completion_ids = *std::move(c);
+    x.completion_ids.push_back(eos);
+    data.push_back(std::move(x));
+  }
+  learner::AdamWOptions ao;
+  ao.lr = sft.lr();
+  ao.weight_decay = sft.weight_decay();
+  ao.warmup_steps = sft.warmup_steps();
+  ao.total_steps = sft.steps();
+  ao.schedule = sft.schedule() == v1::LR_SCHEDULE_COSINE   ? learner::Schedule::kCosine
+                : sft.schedule() == v1::LR_SCHEDULE_LINEAR ? learner::Schedule::kLinear
+                                                           : learner::Schedule::kConstant;
+  ao.grad_clip = 1.0;
+  auto trainer = learner::SftTrainer::Create(model, ao);
+  if (!trainer.ok()) return trainer.status();
+  // Held-out correctness: greedy, on the first eval_examples test problems.
+  v1::RunConfig eval_config = config;
+  eval_config.mutable_eval()->set_temperature(0);
+  eval_config.mutable_eval()->set_samples_per_prompt(1);
+  SftSummary summary;
+  auto heldout = [&]() -> absl::Status {
+    auto r = eval::Evaluate(label, model, nullptr, tokenizer, *test, eval_config);
+    if (!r.ok()) return r.status();
+    summary.heldout_correctness = r->metrics.correctness;
+    return absl::OkStatus();
+  };
+  tasks::SplitMix64 rng(config.seed() * 977 + 13);
+  std::vector<size_t> order(data.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  size_t cursor = order.size();
+  ProgressBar bar(progress, label, sft.steps(), ProgressBar::IsTerminal(2));
+  double loss_avg = -1;
+  std::string acc = "?";
+  for (uint32_t step = 1; step <= sft.steps(); ++step) {
+    std::vector<learner::SftExample> batch;
+    while (batch.size() < sft.batch_size()) {
+      if (cursor >= order.size()) {
+        for (size_t i = order.size(); i > 1; --i) {
+          std::swap(order[i - 1], order[rng.Next() % i]);
+        }
+        cursor = 0;
+      }
+      batch.push_back(data[order[cursor++]]);
+    }
+    auto st = (*trainer)->Step(batch);
+    if (!st.ok()) return st.status();
+    loss_avg = loss_avg < 0 ? st->loss : 0.9 * loss_avg + 0.1 * st->loss;
+    summary.final_loss = loss_avg;
+    summary.steps = step;
+    if ((sft.eval_every() > 0 && step % sft.eval_every() == 0) ||
+        step == sft.steps()) {
+      if (auto s = heldout(); !s.ok()) return s;
+      acc = absl::StrFormat("%.2f", summary.heldout_correctness.value);
+    }
+    bar.Update(step, absl::StrFormat("loss %.3f held-out acc %s", loss_avg,
+                                     acc));
+  }
+  bar.Finish(absl::StrFormat("loss %.3f held-out acc %s", loss_avg, acc));
+  summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return summary;
+}
+
+}  // namespace cmdistill::cli

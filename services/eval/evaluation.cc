@@ -1,0 +1,224 @@
+#include "services/eval/evaluation.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/rl/constraint.h"
+#include "nlohmann/json.hpp"
+#include "services/common/task_options.h"
+#include "services/reward/evaluator.h"
+
+namespace cmdistill::eval {
+namespace {
+
+using json = nlohmann::json;
+
+json EstimateJson(const rl::Estimate& e) {
+  auto finite = [](double x) { return std::isfinite(x) ? json(x) : json(); };
+  return {{"value", e.value},
+          {"low", finite(e.low)},
+          {"high", finite(e.high)},
+          {"n", e.n}};
+}
+
+}  // namespace
+
+absl::StatusOr<EvalReport> Evaluate(const std::string& name,
+                                    model::LanguageModel* student,
+                                    model::LanguageModel* teacher,
+                                    const tokenizer::Tokenizer& tokenizer,
+                                    const std::vector<tasks::Example>& examples,
+                                    const v1::RunConfig& config,
+                                    const EvalRunOptions& run) {
+  if (student == nullptr) return absl::InvalidArgumentError("no student");
+  if (examples.empty())
+    return absl::InvalidArgumentError("no examples to evaluate");
+  const absl::Time start = absl::Now();
+  EvalReport report;
+  report.name = name;
+  report.have_teacher = teacher != nullptr;
+  const auto& ec = config.eval();
+  const int64_t V = student->config().vocab_size;
+  if (teacher != nullptr && teacher->config().vocab_size != V) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "student and teacher vocabularies differ (", V, " vs ",
+        teacher->config().vocab_size, ")"));
+  }
+  model::SamplingOptions so;
+  so.temperature = ec.temperature();
+  so.max_new_tokens = config.generation().max_new_tokens();
+  so.seed = config.seed() * 31 + 7;
+  auto stops =
+      services::StopTokenIds(config, student->config().eos_token_ids, tokenizer);
+  if (!stops.ok()) return stops.status();
+  so.stop_token_ids = *stops;
+  const int64_t k = config.generation().support_k();
+  so.support_k = teacher == nullptr ? 0 : (k == 0 || k >= V ? V : k);
+
+  // Constraint bookkeeping as the reward service does it (a method that needs
+  // the teacher, so that costs are computed).
+  reward::EvaluatorOptions eo;
+  eo.reward = services::RewardOptionsFrom(config);
+  eo.reward.method = teacher != nullptr ? rl::Method::kCmdp : rl::Method::kGrpo;
+  eo.cost = services::CostOptionsFrom(config);
+  eo.strictness = services::StrictnessFrom(config);
+  eo.vocab_size = V;
+  reward::Evaluator evaluator(&tokenizer, eo);
+
+  const int samples = static_cast<int>(std::max<uint32_t>(1, ec.samples_per_prompt()));
+  const int64_t batch = std::max<int64_t>(1, ec.batch_sequences() / samples);
+  const int64_t n = static_cast<int64_t>(examples.size());
+  std::vector<rl::EvalRecord> records;
+  for (int64_t b0 = 0; b0 < n; b0 += batch) {
+    const int64_t b1 = std::min(n, b0 + batch);
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<int64_t> which;
+    for (int64_t i = b0; i < b1; ++i) {
+      auto ids = tokenizer.Encode(tasks::ApplyTemplate(
+          config.data().prompt_template(), examples[i].question));
+      if (!ids.ok()) return ids.status();
+      if (ids->empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("example ", i, ": empty prompt"));
+      }
+      for (int s = 0; s < samples; ++s) {
+        prompts.push_back(*ids);
+        which.push_back(i);
+      }
+    }
+    so.seed += 1;
+    auto gen = student->Generate(prompts, so);
+    if (!gen.ok()) return gen.status();
+    std::vector<model::SequenceScore> scores;
+    if (teacher != nullptr) {
+      std::vector<model::ScoreInput> in(prompts.size());
+      for (size_t j = 0; j < prompts.size(); ++j) {
+        in[j].prompt_ids = prompts[j];
+        in[j].completion_ids = (*gen)[j].tokens;
+        in[j].support_k = (*gen)[j].support_k;
+        in[j].support_ids = (*gen)[j].support_ids;
+      }
+      model::ScoreOptions sco;
+      auto sc = teacher->Score(in, sco);
+      if (!sc.ok()) return sc.status();
+      scores = *std::move(sc);
+    }
+    for (size_t j = 0; j < prompts.size(); ++j) {
+      const model::GenerationResult& g = (*gen)[j];
+      v1::Trajectory t;
+      t.mutable_prompt_ids()->Add(prompts[j].begin(), prompts[j].end());
+      t.mutable_completion_ids()->Add(g.tokens.begin(), g.tokens.end());
+      t.mutable_behavior_logprobs()->Add(g.logprobs.begin(), g.logprobs.end());
+      t.set_finished(g.finished);
+      t.set_gold_answer(examples[which[j]].gold);
+      if (teacher != nullptr) {
+        t.mutable_support()->set_k(static_cast<uint32_t>(g.support_k));
+        t.mutable_support()->mutable_token_ids()->Add(g.support_ids.begin(),
+                                                      g.support_ids.end());
+        t.mutable_student_support_logprobs()->Add(g.support_logprobs.begin(),
+                                                  g.support_logprobs.end());
+        const auto& sc = scores[j];
+        t.mutable_teacher_support_logprobs()->Add(sc.support_logprobs.begin(),
+                                                  sc.support_logprobs.end());
+        t.mutable_teacher_tail_logprobs()->Add(sc.tail_logprobs.begin(),
+                                               sc.tail_logprobs.end());
+        t.mutable_teacher_sampled_logprobs()->Add(sc.sampled_logprobs.begin(),
+                                                  sc.sampled_logprobs.end());
+      }
+      auto ev = evaluator.Evaluate(t);
+      if (!ev.ok()) return ev.status();
+      EvalItem item;
+      item.example = which[j];
+      item.sample = static_cast<int>(j % samples);
+      auto text = tokenizer.Decode(g.tokens, /*skip_special_tokens=*/true);
+      item.completion = text.ok() ? *text : "";
+      item.extracted_answer = ev->extracted_answer();
+      item.gold = examples[which[j]].gold;
+      item.record.correct = ev->task_reward() > 0.5;
+      item.record.length = static_cast<int64_t>(g.tokens.size());
+      if (teacher != nullptr) {
+        item.record.satisfied = ev->constraint_satisfied();
+        rl::TokenLogProbs lp;
+        lp.num_tokens = static_cast<int>(g.tokens.size());
+        lp.support_k = static_cast<int>(g.support_k);
+        lp.student_support = g.support_logprobs;
+        lp.teacher_support = scores[j].support_logprobs;
+        lp.teacher_tail = scores[j].tail_logprobs;
+        lp.student_sampled = g.logprobs;
+        lp.teacher_sampled = scores[j].sampled_logprobs;
+        auto costs = rl::PerTokenCosts(lp, eo.cost);
+        if (!costs.ok()) return costs.status();
+        double sum = 0;
+        for (double c : *costs) sum += c;
+        item.record.mean_token_kl =
+            costs->empty() ? 0 : sum / static_cast<double>(costs->size());
+      }
+      records.push_back(item.record);
+      report.items.push_back(std::move(item));
+    }
+    if (run.progress) run.progress(b1, n);
+  }
+  report.metrics = rl::Summarize(records, report.have_teacher);
+  report.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return report;
+}
+
+std::string FormatEstimate(const rl::Estimate& e, int precision) {
+  if (e.n == 0) return "—";
+  if (!std::isfinite(e.low) || !std::isfinite(e.high)) {
+    return absl::StrFormat("%.*f", precision, e.value);
+  }
+  return absl::StrFormat("%.*f [%.*f, %.*f]", precision, e.value, precision,
+                         e.low, precision, e.high);
+}
+
+std::string ReportJson(const EvalReport& r, bool with_items) {
+  json j = {{"name", r.name},
+            {"have_teacher", r.have_teacher},
+            {"seconds", r.seconds},
+            {"metrics",
+             {{"correctness", EstimateJson(r.metrics.correctness)},
+              {"constraint_satisfaction", EstimateJson(r.metrics.satisfaction)},
+              {"mean_token_kl", EstimateJson(r.metrics.mean_kl)},
+              {"length", EstimateJson(r.metrics.length)}}}};
+  if (with_items) {
+    json items = json::array();
+    for (const EvalItem& it : r.items) {
+      json x = {{"example", it.example},
+                {"sample", it.sample},
+                {"gold", it.gold},
+                {"extracted_answer", it.extracted_answer},
+                {"correct", it.record.correct},
+                {"length", it.record.length},
+                {"completion", it.completion}};
+      if (r.have_teacher) {
+        x["satisfied"] = it.record.satisfied;
+        x["mean_token_kl"] = it.record.mean_token_kl;
+      }
+      items.push_back(std::move(x));
+    }
+    j["items"] = std::move(items);
+  }
+  return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+std::string MarkdownTable(const std::vector<EvalReport>& reports,
+                          const v1::RunConfig& config) {
+  std::string out = absl::StrCat(
+      "| model | correctness (FAC) | constraint satisfaction (CSR, d = ",
+      absl::StrFormat("%g", config.constraint().budget()),
+      ") | mean per-token KL | length (tokens) |\n|---|---|---|---|---|\n");
+  for (const EvalReport& r : reports) {
+    absl::StrAppend(&out, "| ", r.name, " | ",
+                    FormatEstimate(r.metrics.correctness), " | ",
+                    FormatEstimate(r.metrics.satisfaction), " | ",
+                    FormatEstimate(r.metrics.mean_kl), " | ",
+                    FormatEstimate(r.metrics.length, 1), " |\n");
+  }
+  return out;
+}
+
+}  // namespace cmdistill::eval
