@@ -15,6 +15,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev openssl curl prometheus
   # the independent reference for model tests (Debian's /usr/bin/python3)
   python3-torch
+  # plots of `cmdistill experiment` and scripts/plot_*.py
+  python3-matplotlib
 )
 
 missing=()

@@ -1,6 +1,9 @@
 // `cmdistill sft`, `eval`, `local` and `experiment`: the embedded default's
 // whole pipeline and the method comparison.
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <tuple>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -15,6 +18,7 @@
 #include "common/config/config.h"
 #include "common/model/language_model.h"
 #include "common/process/signals.h"
+#include "common/rl/stats.h"
 #include "common/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "services/cli/commands.h"
@@ -64,11 +68,13 @@ const std::vector<std::string>& SmokeOverrides() {
   return *v;
 }
 
-std::optional<v1::RunConfig> LoadWithSmoke(const FlagSet& flags, bool smoke,
-                                           Io io) {
+std::optional<v1::RunConfig> LoadWithSmoke(
+    const FlagSet& flags, bool smoke, Io io,
+    const std::vector<std::string>& extra = {}) {
   std::vector<std::string> sets;
   if (smoke) sets = SmokeOverrides();
   for (const std::string& s : flags.GetAll("set")) sets.push_back(s);
+  sets.insert(sets.end(), extra.begin(), extra.end());
   auto config =
       flags.IsSet("config")
           ? config::LoadRunConfig(flags.Get("config"), sets)
@@ -507,6 +513,191 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   return kExitOk;
 }
 
+
+// ------------------------------------------------------------------- experiment
+
+struct RunRow {
+  std::string method;
+  int seed = 0;
+  eval::EvalReport report;
+  std::string curve_csv;
+  double train_seconds = 0;
+};
+
+json EstimateJson(const rl::Estimate& e) {
+  auto finite = [](double x) { return std::isfinite(x) ? json(x) : json(); };
+  return {{"value", e.value},
+          {"low", finite(e.low)},
+          {"high", finite(e.high)},
+          {"n", e.n}};
+}
+
+int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
+  FlagSet flags(
+      "cmdistill experiment",
+      "--config FILE [--methods LIST] [--seeds N] [--smoke] [--set K=V]...",
+      "Trains every method from the same warm start (each as `local` runs it: "
+      "services as\n"
+      "processes), evaluates each on the held-out set, and writes "
+      "<output_dir>/experiment/:\n"
+      "runs.csv and results.json (every run), summary.md (mean and 95% CI over "
+      "seeds per\n"
+      "method) and, with Debian's python3-matplotlib, tradeoff.png and "
+      "curves.png.");
+  AddRunConfigFlags(&flags, "YAML run file (configs/quickstart.yaml)");
+  flags.AddString("methods", "LIST", "comma-separated methods",
+                  "cmdp,saute,grpo,soft_lagrangian,lagrangian,gkd");
+  flags.AddString("seeds", "N", "seeds per method", "3");
+  flags.AddBool("smoke", "tiny sizes (as local --smoke)");
+  if (auto code = ParseOrExit(&flags, args, io)) return *code;
+  int64_t seeds = 0;
+  if (!ParseInt64(flags, "seeds", &seeds, io)) return kExitUsage;
+  if (seeds < 1 || seeds > 100) {
+    io.err << "cmdistill experiment: --seeds must be in [1, 100]\n";
+    return kExitUsage;
+  }
+  const std::vector<std::string> methods =
+      absl::StrSplit(flags.Get("methods"), ',', absl::SkipEmpty());
+  const bool smoke = flags.GetBool("smoke");
+  auto base = LoadWithSmoke(flags, smoke, io);
+  if (!base) return kExitFailure;
+  // Validate every method name before any work.
+  for (const std::string& m : methods) {
+    if (!LoadWithSmoke(flags, smoke, io, {"method=" + m})) return kExitUsage;
+  }
+  auto fail = [&](const absl::Status& s) {
+    io.err << "cmdistill experiment: " << s.message() << "\n";
+    return absl::IsCancelled(s) ? 130 : kExitFailure;
+  };
+  auto prep = Prepare(*base, io.err);
+  if (!prep.ok()) return fail(prep.status());
+  const v1::RunConfig& resolved = prep->config;
+  const std::string dir = resolved.output_dir() + "/experiment";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::vector<eval::EvalReport> reference;
+  for (const auto& [name, path, with_teacher] :
+       std::vector<std::tuple<std::string, std::string, bool>>{
+           {"teacher", resolved.teacher().path(), false},
+           {"warm start", resolved.student().path(), true}}) {
+    auto r = EvaluateOne(name, path, with_teacher ? prep->teacher.get() : nullptr,
+                         *prep->tok, prep->examples, resolved, io.err);
+    if (!r.ok()) return fail(r.status());
+    reference.push_back(*std::move(r));
+  }
+  auto signals = ShutdownSignal::Install();
+  if (!signals.ok()) return fail(signals.status());
+  std::vector<RunRow> rows;
+  for (const std::string& m : methods) {
+    for (int64_t s = 0; s < seeds; ++s) {
+      const std::string out = absl::StrCat(dir, "/", m, "/seed-", s);
+      auto c = LoadWithSmoke(
+          flags, smoke, io,
+          {"method=" + m, absl::StrCat("seed=", resolved.seed() + s),
+           "output_dir=" + out, "training.resume=never",
+           "student.path=" + resolved.student().path(),
+           "teacher.path=" + resolved.teacher().path(),
+           "data.train_path=" + resolved.data().train_path(),
+           "data.test_path=" + resolved.data().test_path()});
+      if (!c) return kExitFailure;
+      ClearPreviousRun(out);
+      io.err << "\n== " << m << ", seed " << s << " (" << rows.size() + 1
+             << "/" << methods.size() * seeds << ")\n";
+      DistillOptions dopt;
+      dopt.binary = SelfPath();
+      dopt.actors = static_cast<int>(c->local().actors());
+      dopt.signals = signals->get();
+      dopt.label = absl::StrCat(m, " s", s);
+      auto run = RunDistillation(*c, dopt, io.err);
+      if (!run.ok()) return fail(run.status());
+      auto r = EvaluateOne(m, run->final_model, prep->teacher.get(), *prep->tok,
+                           prep->examples, *c, io.err);
+      if (!r.ok()) return fail(r.status());
+      rows.push_back({m, static_cast<int>(s), *std::move(r), run->curve_csv,
+                      run->seconds});
+    }
+  }
+  // Per-run CSV and JSON.
+  std::ofstream csv(dir + "/runs.csv");
+  csv << "method,seed,correctness,satisfaction,mean_token_kl,length,"
+         "train_seconds,curve_csv\n";
+  json results = {{"config", config::ToYaml(resolved)},
+                  {"reference", json::array()},
+                  {"runs", json::array()},
+                  {"methods", json::array()}};
+  for (const auto& r : reference)
+    results["reference"].push_back(json::parse(eval::ReportJson(r, false)));
+  for (const RunRow& r : rows) {
+    const auto& mm = r.report.metrics;
+    csv << absl::StrFormat("%s,%d,%.6f,%.6f,%.6f,%.3f,%.1f,%s\n", r.method,
+                           r.seed, mm.correctness.value, mm.satisfaction.value,
+                           mm.mean_kl.value, mm.length.value, r.train_seconds,
+                           r.curve_csv);
+    json j = json::parse(eval::ReportJson(r.report, false));
+    j["method"] = r.method;
+    j["seed"] = r.seed;
+    j["curve_csv"] = r.curve_csv;
+    results["runs"].push_back(std::move(j));
+  }
+  // Per method: mean over seeds with a t-interval across seeds.
+  std::string md = absl::StrCat(
+      "| method | correctness (FAC) | constraint satisfaction (CSR, d = ",
+      absl::StrFormat("%g", resolved.constraint().budget()),
+      ") | mean per-token KL | length (tokens) |\n|---|---|---|---|---|\n");
+  for (const auto& r : reference) {
+    absl::StrAppend(&md, "| ", r.name, " (reference) | ",
+                    eval::FormatEstimate(r.metrics.correctness), " | ",
+                    eval::FormatEstimate(r.metrics.satisfaction), " | ",
+                    eval::FormatEstimate(r.metrics.mean_kl), " | ",
+                    eval::FormatEstimate(r.metrics.length, 1), " |\n");
+  }
+  for (const std::string& m : methods) {
+    std::vector<double> fac, csr, kl, len;
+    for (const RunRow& r : rows) {
+      if (r.method != m) continue;
+      fac.push_back(r.report.metrics.correctness.value);
+      csr.push_back(r.report.metrics.satisfaction.value);
+      kl.push_back(r.report.metrics.mean_kl.value);
+      len.push_back(r.report.metrics.length.value);
+    }
+    const rl::Estimate e[4] = {rl::MeanEstimate(fac), rl::MeanEstimate(csr),
+                               rl::MeanEstimate(kl), rl::MeanEstimate(len)};
+    absl::StrAppend(&md, "| ", m, " | ", eval::FormatEstimate(e[0]), " | ",
+                    eval::FormatEstimate(e[1]), " | ",
+                    eval::FormatEstimate(e[2]), " | ",
+                    eval::FormatEstimate(e[3], 1), " |\n");
+    results["methods"].push_back({{"method", m},
+                                  {"seeds", fac.size()},
+                                  {"correctness", EstimateJson(e[0])},
+                                  {"constraint_satisfaction", EstimateJson(e[1])},
+                                  {"mean_token_kl", EstimateJson(e[2])},
+                                  {"length", EstimateJson(e[3])}});
+  }
+  absl::StrAppend(
+      &md, "\n", seeds, " seed(s) per method; each cell is the mean over seeds ",
+      "with a 95% t-interval across seeds (reference rows: one evaluation, ",
+      "Wilson/t interval over problems). ", prep->examples.size(),
+      " held-out problems, greedy decoding.\n");
+  std::ofstream(dir + "/summary.md") << md;
+  std::ofstream(dir + "/results.json") << results.dump(2) << "\n";
+  io.out << "\n" << md << "\n";
+  // Plots with Debian's matplotlib, when present.
+  const std::string script = "scripts/plot_experiment.py";
+  const std::string py = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  if (fs::exists(script)) {
+    const std::string cmd = absl::StrCat(py, " ", script, " ", dir,
+                                         "/results.json --out ", dir, " 1>&2");
+    if (std::system(cmd.c_str()) != 0) {
+      io.err << "cmdistill experiment: plotting failed (needs "
+                "python3-matplotlib); the tables are written\n";
+    }
+  }
+  io.out << "results: " << dir
+         << "/ (summary.md, runs.csv, results.json, tradeoff.png, "
+            "curves.png)\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 void AddPipelineCommands(std::vector<Command>* commands) {
@@ -518,6 +709,9 @@ void AddPipelineCommands(std::vector<Command>* commands) {
   commands->push_back(
       {"eval", "held-out correctness, constraint satisfaction, KL, length",
        RunEvalCommand});
+  commands->push_back(
+      {"experiment", "compare methods over seeds from one warm start",
+       RunExperimentCommand});
 }
 
 }  // namespace cmdistill::cli

@@ -181,7 +181,10 @@ void ScrapeMetrics(const std::string& name, const Ports& p,
   if (p.metrics <= 0) return;
   auto body = net::HttpGet(p.metrics, "/metrics");
   if (!body.ok()) return;
-  std::ofstream(absl::StrCat(dir, "/", name, ".prom")) << *body;
+  const std::string path = absl::StrCat(dir, "/", name, ".prom");
+  std::ofstream(path + ".tmp") << *body;
+  std::error_code ec;
+  fs::rename(path + ".tmp", path, ec);
 }
 
 }  // namespace
@@ -285,7 +288,8 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
                   ProgressBar::IsTerminal(2));
   size_t shown = 0;
   int64_t tokens = 0;
-  bool scraped = false;
+  bool scraped_last = false;
+  absl::Time last_scrape = absl::Now();
   std::string live;
   for (;;) {
     if (Interrupted(o, absl::Milliseconds(100))) {
@@ -314,9 +318,15 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
           secs > 0 ? static_cast<double>(tokens) / secs : 0.0);
       bar.Update(r.step, live);
     }
-    if (finished && !scraped) {
-      ScrapeMetrics("learner", ports["learner"], result.metrics_dir);
-      scraped = true;
+    // /metrics to files every 5 s (they survive a crash) and at the last
+    // step, while the learner still serves.
+    const bool last = !steps.empty() &&
+                      steps.back().step >= config.training().max_steps();
+    if ((last && !scraped_last) || absl::Now() - last_scrape > absl::Seconds(5)) {
+      for (const char* n : {"learner", "teacher", "reward"})
+        ScrapeMetrics(n, ports[n], result.metrics_dir);
+      last_scrape = absl::Now();
+      scraped_last = scraped_last || last;
     }
     // A child that ended: fine for actors and the learner once training is
     // finished, a failure otherwise.

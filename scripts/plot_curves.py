@@ -1,0 +1,39 @@
+#!/usr/bin/python3
+"""Plots one run's training curve (reward, constraint satisfaction, KL per learner step).
+
+usage: /usr/bin/python3 scripts/plot_curves.py RUN/training_curve.csv --out curve.png
+Needs Debian's python3-matplotlib (scripts/setup.sh installs it).
+"""
+import argparse
+import csv
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("csv")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    with open(a.csv) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise SystemExit(f"{a.csv}: no steps")
+    step = [int(r["step"]) for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, key, title in zip(axes, ["reward", "satisfaction", "kl"],
+                              ["task reward", "constraint satisfaction", "mean per-token KL"]):
+        ax.plot(step, [float(r[key]) for r in rows])
+        ax.set_title(title)
+        ax.set_xlabel("learner step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(a.out, dpi=110)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""Plots a `cmdistill experiment` result: tradeoff.png (held-out correctness against
+constraint satisfaction per method, mean and 95% CI over seeds, seeds as dots) and
+curves.png (training curves of reward, constraint satisfaction and KL, mean over seeds).
+
+usage: /usr/bin/python3 scripts/plot_experiment.py DIR/results.json --out DIR
+Needs Debian's python3-matplotlib (scripts/setup.sh installs it).
+"""
+import argparse
+import csv
+import json
+import os
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def err(e):
+    v, lo, hi = e["value"], e.get("low"), e.get("high")
+    if lo is None or hi is None:
+        return v, 0.0, 0.0
+    return v, max(0.0, v - lo), max(0.0, hi - v)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("results")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    with open(a.results) as f:
+        res = json.load(f)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    methods = [m["method"] for m in res["methods"]]
+    color = {m: colors[i % len(colors)] for i, m in enumerate(methods)}
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for run in res["runs"]:
+        mm = run["metrics"]
+        ax.scatter(mm["constraint_satisfaction"]["value"], mm["correctness"]["value"],
+                   color=color[run["method"]], alpha=0.35, s=18)
+    for m in res["methods"]:
+        x, xl, xh = err(m["constraint_satisfaction"])
+        y, yl, yh = err(m["correctness"])
+        ax.errorbar(x, y, xerr=[[xl], [xh]], yerr=[[yl], [yh]], fmt="o", capsize=3,
+                    color=color[m["method"]], label=m["method"])
+    for r in res.get("reference", []):
+        mm = r["metrics"]
+        if mm["constraint_satisfaction"]["n"]:
+            ax.scatter(mm["constraint_satisfaction"]["value"], mm["correctness"]["value"],
+                       marker="x", color="black")
+            ax.annotate(r["name"], (mm["constraint_satisfaction"]["value"],
+                                    mm["correctness"]["value"]), fontsize=8)
+        else:
+            ax.axhline(mm["correctness"]["value"], ls="--", color="gray", lw=0.8)
+            ax.annotate(r["name"], (0.02, mm["correctness"]["value"]), fontsize=8)
+    ax.set_xlabel("constraint satisfaction rate (held-out)")
+    ax.set_ylabel("final-answer correctness (held-out)")
+    ax.set_xlim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out1 = os.path.join(a.out, "tradeoff.png")
+    fig.savefig(out1, dpi=110)
+
+    curves = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for run in res["runs"]:
+        path = run.get("curve_csv")
+        if not path or not os.path.exists(path):
+            continue
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                for key in ("reward", "satisfaction", "kl"):
+                    curves[run["method"]][key][int(row["step"])].append(float(row[key]))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for ax, key, title in zip(axes, ["reward", "satisfaction", "kl"],
+                              ["task reward", "constraint satisfaction", "mean per-token KL"]):
+        for m in methods:
+            pts = sorted(curves[m][key].items())
+            if pts:
+                ax.plot([s for s, _ in pts], [sum(v) / len(v) for _, v in pts],
+                        color=color[m], label=m)
+        ax.set_title(title + " (training batches)")
+        ax.set_xlabel("learner step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    out2 = os.path.join(a.out, "curves.png")
+    fig.savefig(out2, dpi=110)
+    print(f"wrote {out1} and {out2}")
+
+
+if __name__ == "__main__":
+    main()
