@@ -472,6 +472,7 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   dopt.actors = static_cast<int>(config.local().actors());
   dopt.signals = signals->get();
   dopt.label = config::MethodName(config.method());
+  dopt.status_out = &io.out;
   auto run = RunDistillation(config, dopt, io.err);
   if (!run.ok()) return fail(run.status());
   auto after = EvaluateOne("student after", run->final_model,

@@ -282,6 +282,12 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
         !s.ok())
       return fail(s);
   }
+  if (o.status_out != nullptr) {
+    std::string line = "RUNNING";
+    for (ChildProcess* c : children.All())
+      absl::StrAppend(&line, " ", c->name(), "=", c->pid());
+    *o.status_out << line << std::endl;
+  }
   progress << o.label << ": learner, teacher, reward and " << o.actors
            << " actors running (logs: " << result.logs_dir << ")\n";
   ProgressBar bar(progress, o.label, config.training().max_steps(),

@@ -41,6 +41,9 @@ struct DistillOptions {
   int actors = 2;
   ShutdownSignal* signals = nullptr;  // Ctrl-C / SIGTERM stop the run
   std::string label = "distill";
+  // When set, one line "RUNNING name=pid ..." once every child has started
+  // (for scripts and tests that watch the run).
+  std::ostream* status_out = nullptr;
 };
 
 // CANCELLED when a signal stopped the run (children stopped cleanly);

@@ -1,0 +1,239 @@
+// `cmdistill local --smoke`, the main job at tiny sizes, as a real process: it
+// makes the data, tokenizer and models, runs learner, teacher, reward and two
+// actors as child processes, evaluates and prints the table; a second run
+// reuses the cached models; Ctrl-C stops every child; a child that dies is
+// named. Also `experiment --smoke` and `eval`/`sft` on the made models.
+#include <signal.h>
+#include <sys/types.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_util.h"
+
+namespace cmdistill {
+namespace {
+
+namespace fs = std::filesystem;
+using ::cmdistill::testing::RunProcess;
+using ::cmdistill::testing::Subprocess;
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+std::string Read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string QuickstartConfig() {
+  const char* src = std::getenv("CMDISTILL_SOURCE_DIR");
+  return std::string(src ? src : ".") + "/configs/quickstart.yaml";
+}
+
+class LocalPipelineTest : public ::testing::Test {
+ protected:
+  // One output folder for the suite: the first run makes (and caches) the
+  // models, the later ones reuse them.
+  static void SetUpTestSuite() { dir_ = new testing::TempDir(); }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static std::vector<std::string> Local(std::vector<std::string> extra = {}) {
+    std::vector<std::string> a = {testing::CmdistillBinary(), "local",
+                                  "--config", QuickstartConfig(), "--smoke",
+                                  "--set", "output_dir=" + dir_->path()};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+
+  // Starts a long run and returns the children's pids from its RUNNING line.
+  static std::map<std::string, pid_t> StartLong(Subprocess* p) {
+    std::map<std::string, pid_t> pids;
+    for (;;) {
+      auto line = p->ReadLine(absl::Now() + absl::Minutes(3));
+      if (!line.ok()) {
+        ADD_FAILURE() << line.status() << "\n" << p->Stderr();
+        return pids;
+      }
+      if (line->rfind("RUNNING ", 0) != 0) continue;
+      for (absl::string_view kv : absl::StrSplit(line->substr(8), ' ')) {
+        std::vector<std::string> parts = absl::StrSplit(kv, '=');
+        int pid = 0;
+        if (parts.size() == 2 && absl::SimpleAtoi(parts[1], &pid))
+          pids[parts[0]] = pid;
+      }
+      return pids;
+    }
+  }
+
+  static bool Alive(pid_t pid) { return kill(pid, 0) == 0; }
+
+  static testing::TempDir* dir_;
+};
+
+testing::TempDir* LocalPipelineTest::dir_ = nullptr;
+
+TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
+  const auto r = RunProcess(Local(), absl::Minutes(4));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The table: three rows with numbers.
+  EXPECT_THAT(r.out, HasSubstr("| teacher | "));
+  EXPECT_THAT(r.out, HasSubstr("| student before | "));
+  EXPECT_THAT(r.out, HasSubstr("| student after | "));
+  EXPECT_THAT(r.err, HasSubstr("teacher: 1"));  // "<n> parameters, ..."
+  EXPECT_THAT(r.err, HasSubstr("ETA"));
+  const std::string d = dir_->path();
+  // The evaluation files hold the numbers of the table.
+  const json after = json::parse(Read(d + "/eval/student_after.json"));
+  EXPECT_EQ(after["metrics"]["correctness"]["n"], 16);
+  EXPECT_EQ(after["metrics"]["constraint_satisfaction"]["n"], 16);
+  const double csr = after["metrics"]["constraint_satisfaction"]["value"];
+  EXPECT_GE(csr, 0.0);
+  EXPECT_LE(csr, 1.0);
+  EXPECT_GT(after["metrics"]["mean_token_kl"]["value"].get<double>(), 0.0);
+  EXPECT_EQ(after["items"].size(), 16u);
+  const json teacher = json::parse(Read(d + "/eval/teacher.json"));
+  EXPECT_EQ(teacher["metrics"]["constraint_satisfaction"]["n"], 0);
+  // Every learner step was reported and recorded.
+  std::vector<std::string> curve =
+      absl::StrSplit(Read(d + "/training_curve.csv"), '\n', absl::SkipEmpty());
+  ASSERT_EQ(curve.size(), 5u);  // header + training.max_steps=4
+  EXPECT_THAT(curve[4], ::testing::StartsWith("4,"));
+  // The trained student, its checkpoints, logs and the scraped metrics.
+  EXPECT_TRUE(fs::exists(d + "/final/config.json"));
+  EXPECT_TRUE(fs::exists(d + "/checkpoints"));
+  for (const char* log : {"learner", "teacher", "reward", "actor-1", "actor-2"})
+    EXPECT_TRUE(fs::exists(d + "/logs/" + std::string(log) + ".log")) << log;
+  auto learner_metrics =
+      testing::ParsePrometheusText(Read(d + "/metrics/learner.prom"));
+  ASSERT_OK(learner_metrics.status());
+  EXPECT_EQ((*learner_metrics)["cmdistill_learner_step"], 4);
+  // The resolved run file is a valid run file.
+  const auto v = RunProcess({testing::CmdistillBinary(), "config", "validate",
+                             "--config", d + "/run.yaml"},
+                            absl::Minutes(1));
+  EXPECT_EQ(v.exit_code, 0) << v.err;
+
+  // Again: the models come from the cache, the run is fresh (steps 1..4).
+  const auto again = RunProcess(Local(), absl::Minutes(3));
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.err, HasSubstr("teacher: cached at"));
+  EXPECT_THAT(again.err, HasSubstr("student (warm start): cached at"));
+  EXPECT_THAT(again.err, ::testing::Not(HasSubstr("sft [")));
+  curve = absl::StrSplit(Read(d + "/training_curve.csv"), '\n',
+                         absl::SkipEmpty());
+  EXPECT_EQ(curve.size(), 5u);
+}
+
+TEST_F(LocalPipelineTest, CtrlCStopsEveryChildCleanly) {
+  Subprocess p(Local({"--set", "training.max_steps=100000"}));
+  const auto pids = StartLong(&p);
+  ASSERT_EQ(pids.size(), 5u);
+  p.Signal(SIGINT);
+  auto code = p.Wait(absl::Now() + absl::Minutes(2));
+  ASSERT_OK(code.status());
+  EXPECT_EQ(*code, 130) << p.Stderr();
+  for (const auto& [name, pid] : pids) EXPECT_FALSE(Alive(pid)) << name;
+  const std::string err = p.Stderr();
+  EXPECT_THAT(err, HasSubstr("interrupted"));
+  // The learner stopped cleanly: its log ends with the shutdown checkpoint.
+  EXPECT_THAT(Read(dir_->path() + "/logs/learner.log"), HasSubstr("FINISHED"));
+}
+
+TEST_F(LocalPipelineTest, ADeadChildIsNamedAndTheOthersStopped) {
+  Subprocess p(Local({"--set", "training.max_steps=100000"}));
+  const auto pids = StartLong(&p);
+  ASSERT_EQ(pids.count("actor-1"), 1u);
+  kill(pids.at("actor-1"), SIGKILL);
+  auto code = p.Wait(absl::Now() + absl::Minutes(2));
+  ASSERT_OK(code.status());
+  EXPECT_EQ(*code, 1);
+  const std::string err = p.Stderr();
+  EXPECT_THAT(err, HasSubstr("actor-1"));
+  EXPECT_THAT(err, HasSubstr("killed by signal 9"));
+  EXPECT_THAT(err, HasSubstr("logs/actor-1.log"));
+  for (const auto& [name, pid] : pids) EXPECT_FALSE(Alive(pid)) << name;
+}
+
+TEST_F(LocalPipelineTest, ExperimentComparesMethodsFromOneWarmStart) {
+  const auto r = RunProcess(
+      {testing::CmdistillBinary(), "experiment", "--config", QuickstartConfig(),
+       "--smoke", "--set", "output_dir=" + dir_->path(), "--methods",
+       "cmdp,grpo", "--seeds", "1"},
+      absl::Minutes(4));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string d = dir_->path() + "/experiment";
+  const json res = json::parse(Read(d + "/results.json"));
+  ASSERT_EQ(res["runs"].size(), 2u);
+  EXPECT_EQ(res["runs"][0]["method"], "cmdp");
+  EXPECT_EQ(res["runs"][1]["method"], "grpo");
+  ASSERT_EQ(res["methods"].size(), 2u);
+  EXPECT_EQ(res["methods"][0]["seeds"], 1);
+  const std::string summary = Read(d + "/summary.md");
+  EXPECT_THAT(summary, HasSubstr("| cmdp | "));
+  EXPECT_THAT(summary, HasSubstr("| grpo | "));
+  EXPECT_THAT(summary, HasSubstr("| warm start (reference) | "));
+  std::vector<std::string> runs =
+      absl::StrSplit(Read(d + "/runs.csv"), '\n', absl::SkipEmpty());
+  EXPECT_EQ(runs.size(), 3u);
+  if (fs::exists("/usr/lib/python3/dist-packages/matplotlib")) {
+    EXPECT_GT(fs::file_size(d + "/tradeoff.png"), 1000u);
+    EXPECT_GT(fs::file_size(d + "/curves.png"), 1000u);
+  }
+  // An unknown method is refused before any work, naming the choices.
+  const auto bad = RunProcess(
+      {testing::CmdistillBinary(), "experiment", "--config", QuickstartConfig(),
+       "--smoke", "--set", "output_dir=" + dir_->path(), "--methods", "cmdp,ppo"},
+      absl::Minutes(1));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("'ppo' is not one of"));
+}
+
+TEST_F(LocalPipelineTest, EvalAndSftWorkOnTheMadeModels) {
+  const std::string d = dir_->path();
+  const auto e = RunProcess(
+      {testing::CmdistillBinary(), "eval", "--config", QuickstartConfig(),
+       "--set", "eval.max_examples=8", "--set", "generation.max_new_tokens=32",
+       "--student", d + "/models/student-warm", "--teacher",
+       d + "/models/teacher", "--data", d + "/data/test.jsonl", "--json",
+       d + "/e.json"},
+      absl::Minutes(2));
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_THAT(e.out, HasSubstr("| student | "));
+  const json report = json::parse(Read(d + "/e.json"));
+  EXPECT_EQ(report["metrics"]["correctness"]["n"], 8);
+  EXPECT_EQ(report["items"].size(), 8u);
+  // sft continues from a model folder and writes a loadable one.
+  const auto s = RunProcess(
+      {testing::CmdistillBinary(), "sft", "--config", QuickstartConfig(),
+       "--set", "data.train_path=" + d + "/data/train.jsonl", "--set",
+       "data.test_path=" + d + "/data/test.jsonl", "--set",
+       "local.student_sft.steps=3", "--set", "local.student_sft.eval_examples=2",
+       "--knobs", "student", "--model", d + "/models/student-warm", "--out",
+       d + "/sft-out"},
+      absl::Minutes(2));
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  const json sj = json::parse(s.out);
+  EXPECT_EQ(sj["steps"], 3);
+  EXPECT_TRUE(fs::exists(d + "/sft-out/model.safetensors") ||
+              fs::exists(d + "/sft-out/model.safetensors.index.json"));
+  EXPECT_TRUE(fs::exists(d + "/sft-out/tokenizer.json"));
+  // A missing student folder is a clear failure.
+  const auto missing = RunProcess({testing::CmdistillBinary(), "eval",
+                                   "--student", d + "/nope"},
+                                  absl::Minutes(1));
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("nope"));
+}
+
+}  // namespace
+}  // namespace cmdistill
