@@ -21,6 +21,7 @@
 #include "common/rl/stats.h"
 #include "common/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "embedded_script.h"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
 #include "services/cli/progress.h"
@@ -350,10 +351,10 @@ int RunEvalCommand(const std::vector<std::string>& args, Io io) {
     io.err << "cmdistill eval: " << s.message() << "\n";
     return kExitFailure;
   };
-  auto examples = EvalExamples(*config);
-  if (!examples.ok()) return fail(examples.status());
   auto tok = tokenizer::Tokenizer::Load(flags.Get("student"));
   if (!tok.ok()) return fail(tok.status());
+  auto examples = EvalExamples(*config);
+  if (!examples.ok()) return fail(examples.status());
   std::unique_ptr<model::LanguageModel> teacher;
   if (flags.IsSet("teacher")) {
     auto ttok = tokenizer::Tokenizer::Load(flags.Get("teacher"));
@@ -682,16 +683,17 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
   std::ofstream(dir + "/summary.md") << md;
   std::ofstream(dir + "/results.json") << results.dump(2) << "\n";
   io.out << "\n" << md << "\n";
-  // Plots with Debian's matplotlib, when present.
-  const std::string script = "scripts/plot_experiment.py";
-  const std::string py = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-  if (fs::exists(script)) {
-    const std::string cmd = absl::StrCat(py, " ", script, " ", dir,
-                                         "/results.json --out ", dir, " 1>&2");
-    if (std::system(cmd.c_str()) != 0) {
-      io.err << "cmdistill experiment: plotting failed (needs "
-                "python3-matplotlib); the tables are written\n";
-    }
+  // Plots with Debian's matplotlib (the script is embedded in the binary).
+  const std::string script = dir + "/plot_experiment.py";
+  std::ofstream(script) << kPlotExperimentPy;
+  const std::string py =
+      fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  const std::string cmd = absl::StrCat(py, " '", script, "' '", dir,
+                                       "/results.json' --out '", dir, "' 1>&2");
+  if (std::system(cmd.c_str()) != 0) {
+    io.err << "cmdistill experiment: plotting failed (it needs Debian's "
+              "python3-matplotlib; scripts/setup.sh installs it); the tables "
+              "are written\n";
   }
   io.out << "results: " << dir
          << "/ (summary.md, runs.csv, results.json, tradeoff.png, "

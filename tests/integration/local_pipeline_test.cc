@@ -186,6 +186,7 @@ TEST_F(LocalPipelineTest, ExperimentComparesMethodsFromOneWarmStart) {
       absl::StrSplit(Read(d + "/runs.csv"), '\n', absl::SkipEmpty());
   EXPECT_EQ(runs.size(), 3u);
   if (fs::exists("/usr/lib/python3/dist-packages/matplotlib")) {
+    ASSERT_TRUE(fs::exists(d + "/tradeoff.png")) << r.err;
     EXPECT_GT(fs::file_size(d + "/tradeoff.png"), 1000u);
     EXPECT_GT(fs::file_size(d + "/curves.png"), 1000u);
   }
