@@ -50,24 +50,27 @@ absl::Status Guard(F&& f) {
 }
 
 at::Tensor Aggregate(const at::Tensor& values, const at::Tensor& mask,
-                     Aggregation agg) {
+                     Aggregation agg, double denominator) {
   const at::Tensor m = mask.to(values.scalar_type());
   if (agg == Aggregation::kTokenMean) {
-    return (values * m).sum() / m.sum().clamp_min(1.0);
+    return denominator > 0 ? (values * m).sum() / denominator
+                           : (values * m).sum() / m.sum().clamp_min(1.0);
   }
   const at::Tensor per_seq = (values * m).sum(1) / m.sum(1).clamp_min(1.0);
   const at::Tensor has_tokens = (m.sum(1) > 0).to(values.scalar_type());
-  return (per_seq * has_tokens).sum() / has_tokens.sum().clamp_min(1.0);
+  return denominator > 0
+             ? (per_seq * has_tokens).sum() / denominator
+             : (per_seq * has_tokens).sum() / has_tokens.sum().clamp_min(1.0);
 }
 
 }  // namespace
 
 absl::Status MaskedMean(const at::Tensor& values, const at::Tensor& mask,
-                        Aggregation agg, at::Tensor* out) {
+                        Aggregation agg, at::Tensor* out, double denominator) {
   return Guard([&]() -> absl::Status {
     CMDISTILL_RL_CHECK(CheckFinite(values, "values"));
     CMDISTILL_RL_CHECK(CheckShape(mask, values.sizes(), "mask"));
-    *out = Aggregate(values, mask, agg);
+    *out = Aggregate(values, mask, agg, denominator);
     return absl::OkStatus();
   });
 }
@@ -76,7 +79,7 @@ absl::Status PpoClipLoss(const at::Tensor& new_logprobs,
                          const at::Tensor& behavior_logprobs,
                          const at::Tensor& advantages, const at::Tensor& mask,
                          double clip_epsilon, Aggregation agg,
-                         at::Tensor* out) {
+                         at::Tensor* out, double denominator) {
   return Guard([&]() -> absl::Status {
     CMDISTILL_RL_CHECK(CheckFinite(new_logprobs, "new_logprobs"));
     if (new_logprobs.dim() != 2) {
@@ -96,7 +99,7 @@ absl::Status PpoClipLoss(const at::Tensor& new_logprobs,
     const at::Tensor unclipped = ratio * adv;
     const at::Tensor clipped =
         at::clamp(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon) * adv;
-    *out = -Aggregate(at::min(unclipped, clipped), mask, agg);
+    *out = -Aggregate(at::min(unclipped, clipped), mask, agg, denominator);
     return absl::OkStatus();
   });
 }
@@ -145,14 +148,15 @@ absl::Status SupportKl(const at::Tensor& student_support,
 absl::Status InfeasibleKlLoss(const at::Tensor& kl,
                               const at::Tensor& infeasible,
                               const at::Tensor& mask, double kappa,
-                              at::Tensor* out) {
+                              at::Tensor* out, double denominator) {
   return Guard([&]() -> absl::Status {
     CMDISTILL_RL_CHECK(CheckFinite(kl, "kl"));
     CMDISTILL_RL_CHECK(CheckShape(infeasible, kl.sizes(), "infeasible"));
     CMDISTILL_RL_CHECK(CheckShape(mask, kl.sizes(), "mask"));
     const at::Tensor m =
         (infeasible.to(kl.scalar_type()) * mask.to(kl.scalar_type()));
-    *out = kappa * (kl * m).sum() / m.sum().clamp_min(1.0);
+    *out = denominator > 0 ? kappa * (kl * m).sum() / denominator
+                           : kappa * (kl * m).sum() / m.sum().clamp_min(1.0);
     return absl::OkStatus();
   });
 }
@@ -173,7 +177,8 @@ absl::Status MethodLoss(const MethodLossInputs& in, const MethodLossOptions& o,
       CMDISTILL_RL_CHECK(need(in.advantages, "advantages"));
       CMDISTILL_RL_CHECK(PpoClipLoss(*in.new_logprobs, *in.behavior_logprobs,
                                      *in.advantages, *in.mask, o.clip_epsilon,
-                                     o.aggregation, &policy));
+                                     o.aggregation, &policy,
+                                     o.aggregate_denominator));
     }
     switch (o.method) {
       case Method::kSaute:
@@ -186,7 +191,8 @@ absl::Status MethodLoss(const MethodLossInputs& in, const MethodLossOptions& o,
         CMDISTILL_RL_CHECK(need(in.infeasible, "infeasible"));
         at::Tensor term2;
         CMDISTILL_RL_CHECK(InfeasibleKlLoss(*in.kl, *in.infeasible, *in.mask,
-                                            o.kappa, &term2));
+                                            o.kappa, &term2,
+                                            o.infeasible_denominator));
         *out = policy + term2;
         return absl::OkStatus();
       }
@@ -197,14 +203,15 @@ absl::Status MethodLoss(const MethodLossInputs& in, const MethodLossOptions& o,
           return absl::InvalidArgumentError("lambda must be finite and >= 0");
         }
         at::Tensor mean_kl;
-        CMDISTILL_RL_CHECK(
-            MaskedMean(*in.kl, *in.mask, o.aggregation, &mean_kl));
+        CMDISTILL_RL_CHECK(MaskedMean(*in.kl, *in.mask, o.aggregation,
+                                      &mean_kl, o.aggregate_denominator));
         *out = policy + o.lambda * mean_kl;
         return absl::OkStatus();
       }
       case Method::kGkd: {
         CMDISTILL_RL_CHECK(need(in.kl, "kl"));
-        CMDISTILL_RL_CHECK(MaskedMean(*in.kl, *in.mask, o.aggregation, out));
+        CMDISTILL_RL_CHECK(MaskedMean(*in.kl, *in.mask, o.aggregation, out,
+                                      o.aggregate_denominator));
         return absl::OkStatus();
       }
     }

@@ -26,8 +26,13 @@ namespace cmdistill::rl {
 enum class Aggregation { kTokenMean, kSequenceMean };
 
 // Masked mean of `values` [B, T] -> scalar.
+// Micro-batching: a `denominator` > 0 replaces the batch's own count (real
+// tokens for kTokenMean, sequences with tokens for kSequenceMean), so that the
+// losses of a step's micro-batches, each divided by the whole step's count,
+// sum to the loss of the whole batch.
 absl::Status MaskedMean(const at::Tensor& values, const at::Tensor& mask,
-                        Aggregation agg, at::Tensor* out);
+                        Aggregation agg, at::Tensor* out,
+                        double denominator = 0);
 
 // Term I: PPO-clipped surrogate, as a loss to minimise:
 //   ratio_t = exp(new_logprobs - behavior_logprobs)              [B, T]
@@ -36,7 +41,8 @@ absl::Status MaskedMean(const at::Tensor& values, const at::Tensor& mask,
 absl::Status PpoClipLoss(const at::Tensor& new_logprobs,
                          const at::Tensor& behavior_logprobs,
                          const at::Tensor& advantages, const at::Tensor& mask,
-                         double clip_epsilon, Aggregation agg, at::Tensor* out);
+                         double clip_epsilon, Aggregation agg, at::Tensor* out,
+                         double denominator = 0);
 
 // Per-position lumped reverse KL [B, T] with gradient through the student:
 // student_support [B, T, K] (current log π_θ on the stored support),
@@ -49,11 +55,11 @@ absl::Status SupportKl(const at::Tensor& student_support,
                        at::Tensor* out);
 
 // Term II of cmdp: κ · mean over infeasible real tokens of kl [B, T] (0 when
-// there are none).
+// there are none; `denominator` > 0: the whole step's infeasible-token count).
 absl::Status InfeasibleKlLoss(const at::Tensor& kl,
                               const at::Tensor& infeasible,
                               const at::Tensor& mask, double kappa,
-                              at::Tensor* out);
+                              at::Tensor* out, double denominator = 0);
 
 struct MethodLossInputs {
   const at::Tensor* new_logprobs = nullptr;       // [B, T]
@@ -72,6 +78,10 @@ struct MethodLossOptions {
   double lambda =
       0.0;  // soft_lagrangian (fixed) / lagrangian (current controller value)
   Aggregation aggregation = Aggregation::kTokenMean;
+  // Micro-batching (see MaskedMean): the whole step's real-token (or
+  // sequence) count and infeasible-token count; 0 = this batch's own.
+  double aggregate_denominator = 0;
+  double infeasible_denominator = 0;
 };
 
 // The whole loss of one method: cmdp = I + κ·II; saute, grpo, weakest_link = I;

@@ -33,6 +33,8 @@ struct ActorOptions {
   std::string actor_id = "actor";
   uint32_t prompts_per_lease = 2;
   model::SamplingOptions sampling;  // seed: the actor's base seed
+  // Ask the teacher for scores: the method needs them, or they feed the
+  // constraint metrics of a reward-only method.
   bool needs_teacher = true;
   std::string tokenizer_fingerprint;  // checked against the teacher's at start
                                       // ("" = skip)

@@ -217,8 +217,14 @@ absl::StatusOr<eval::EvalReport> EvaluateOne(
 
 std::string SelfPath() {
   std::error_code ec;
-  const fs::path p = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? "cmdistill" : p.string();
+  std::string p = fs::read_symlink("/proc/self/exe", ec).string();
+  if (ec) return "cmdistill";
+  // A binary rebuilt while it runs: the path now names the new one.
+  const std::string deleted = " (deleted)";
+  if (p.size() > deleted.size() &&
+      p.compare(p.size() - deleted.size(), deleted.size(), deleted) == 0)
+    p.resize(p.size() - deleted.size());
+  return p;
 }
 
 // ------------------------------------------------------------------- sft

@@ -222,6 +222,7 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
       : op.schedule() == v1::LR_SCHEDULE_LINEAR ? learner::Schedule::kLinear
                                                 : learner::Schedule::kConstant;
   to.grad_clip = op.grad_clip();
+  to.micro_batch_sequences = config.training().micro_batch_sequences();
   auto trainer = learner::PolicyTrainer::Create(student->get(), to);
   if (!trainer.ok()) {
     io.err << "cmdistill learner: " << trainer.status().message() << "\n";
@@ -386,7 +387,9 @@ int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
     return kExitFailure;
   }
   ao.sampling.stop_token_ids = *stops;
-  ao.needs_teacher = needs_teacher;
+  // A reward-only method still asks a configured teacher: its scores feed the
+  // constraint-satisfaction and KL metrics (and nothing else).
+  ao.needs_teacher = needs_teacher || !teacher_addr.empty();
   ao.tokenizer_fingerprint = (*tok)->fingerprint();
   ao.call = *call;
   auto signals = ShutdownSignal::Install();
@@ -406,7 +409,7 @@ int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
     exposer = *std::move(e);
   }
   actor::Actor a(ao, policy->get(), channel(learner_addr),
-                 needs_teacher ? channel(teacher_addr) : nullptr,
+                 ao.needs_teacher ? channel(teacher_addr) : nullptr,
                  channel(reward_addr), registry.get());
   std::atomic<bool> stop{false};
   std::thread watcher([&] {

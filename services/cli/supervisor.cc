@@ -318,9 +318,12 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
       shown = steps.size();
       const StepRecord& r = steps.back();
       const double secs = absl::ToDoubleSeconds(absl::Now() - train_start);
+      const bool has_lambda = config.method() == v1::METHOD_LAGRANGIAN ||
+                              config.method() == v1::METHOD_SOFT_LAGRANGIAN;
       live = absl::StrFormat(
-          "reward %.2f  CSR %.2f  KL %.3f  λ %.2f  %.0f tok/s", r.reward,
-          r.satisfaction, r.kl, r.lambda,
+          "reward %.2f  CSR %.2f  KL %.3f%s  %.0f tok/s", r.reward,
+          r.satisfaction, r.kl,
+          has_lambda ? absl::StrFormat("  λ %.3f", r.lambda) : "",
           secs > 0 ? static_cast<double>(tokens) / secs : 0.0);
       bar.Update(r.step, live);
     }

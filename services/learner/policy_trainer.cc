@@ -71,6 +71,7 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
   std::vector<double> advantages;
   StepStats st;
   int64_t K = -1, Tmax = 0;
+  bool have_teacher_data = true;
   double cost_sum = 0;
   for (size_t g = 0; g < groups.size(); ++g) {
     std::vector<double> returns;
@@ -85,6 +86,17 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
             where +
             ": behavior_logprobs and evaluation.feasible must have one value "
             "per token");
+      }
+      if (!uses_kl && T > 0) {
+        // Reward-only methods: the teacher's scores, when the actors asked
+        // for them, only feed the KL statistic.
+        const int64_t k = t.support().k();
+        const bool complete =
+            k > 0 ? t.support().token_ids_size() == T * k &&
+                        t.teacher_support_logprobs_size() == T * k
+                  : t.teacher_sampled_logprobs_size() == T;
+        if (K < 0) K = k;
+        have_teacher_data = have_teacher_data && complete && k == K;
       }
       if (uses_kl && T > 0) {
         const int64_t k = t.support().k();
@@ -132,14 +144,36 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
   st.satisfaction /= n;
   st.mean_cost = cost_sum / n;
   if (K < 0) K = 0;
+  const bool compute_kl = uses_kl || have_teacher_data;
   if (Tmax == 0)
     return absl::InvalidArgumentError("no completion tokens in the batch");
 
+  // Whole-step denominators, so that the micro-batches' losses sum to the
+  // loss of the whole batch (token-mean over real tokens; term II over
+  // infeasible tokens).
+  double total_tokens = 0, total_infeasible = 0;
+  for (const v1::Trajectory* t : trajs) {
+    total_tokens += t->completion_ids_size();
+    for (bool f : t->evaluation().feasible()) total_infeasible += f ? 0 : 1;
+  }
+  const size_t micro = o.micro_batch_sequences > 0
+                           ? static_cast<size_t>(o.micro_batch_sequences)
+                           : trajs.size();
+  double kl_sum = 0;
   try {
-    const int64_t B = static_cast<int64_t>(trajs.size());
+    for (at::Tensor& p : I.t->parameters()) p.mutable_grad() = at::Tensor();
+    double loss_sum = 0;
+    for (size_t c0 = 0; c0 < trajs.size(); c0 += micro) {
+    const size_t c1 = std::min(trajs.size(), c0 + micro);
+    const int64_t B = static_cast<int64_t>(c1 - c0);
+    int64_t Tmax = 0;
+    for (size_t i = c0; i < c1; ++i)
+      Tmax = std::max<int64_t>(Tmax, trajs[i]->completion_ids_size());
+    if (Tmax == 0) continue;
     // ---- inputs: prompt + completion[:-1], left-padded
     int64_t W = 0;
-    for (auto* t : trajs) {
+    for (size_t i = c0; i < c1; ++i) {
+      const v1::Trajectory* t = trajs[i];
       W = std::max<int64_t>(
           W, t->prompt_ids_size() + std::max(0, t->completion_ids_size() - 1));
     }
@@ -152,7 +186,7 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
         ttail(B * Tmax, 0.f);
     bool have_tail = K > 0;
     for (int64_t b = 0; b < B; ++b) {
-      const v1::Trajectory& t = *trajs[b];
+      const v1::Trajectory& t = *trajs[c0 + b];
       const int64_t P = t.prompt_ids_size(), T = t.completion_ids_size();
       const int64_t L = P + std::max<int64_t>(0, T - 1), pad = W - L;
       for (int64_t i = 0; i < L; ++i) {
@@ -172,7 +206,7 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
           tsampled[b * Tmax + i] = t.teacher_sampled_logprobs(i);
         if (t.teacher_tail_logprobs_size() == T)
           ttail[b * Tmax + i] = t.teacher_tail_logprobs(i);
-        for (int64_t k = 0; k < K && uses_kl; ++k) {
+        for (int64_t k = 0; k < K && compute_kl; ++k) {
           sup[(b * Tmax + i) * K + k] = t.support().token_ids(i * K + k);
           tsup[(b * Tmax + i) * K + k] = t.teacher_support_logprobs(i * K + k);
         }
@@ -199,10 +233,14 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
     const at::Tensor cmask_t = L64(cmask, {B, Tmax}).to(at::kFloat);
     const at::Tensor behav_t = F32(behav, {B, Tmax});
     const at::Tensor adv_t =
-        at::tensor(advantages, at::kDouble).to(at::kFloat).to(dev);
+        at::tensor(std::vector<double>(advantages.begin() + c0,
+                                       advantages.begin() + c1),
+                   at::kDouble)
+            .to(at::kFloat)
+            .to(dev);
     const at::Tensor infeas_t = F32(infeas, {B, Tmax});
     at::Tensor kl;
-    if (uses_kl) {
+    if (compute_kl) {
       if (K > 0) {
         const at::Tensor sup_t = L64(sup, {B, Tmax, K});
         const at::Tensor student_sup = lp.gather(-1, sup_t);
@@ -214,9 +252,7 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
         kl = new_lp -
              F32(tsampled, {B, Tmax}).clamp_min(std::log(o.prob_floor));  // k1
       }
-      st.mean_token_kl =
-          ((kl.detach() * cmask_t).sum() / cmask_t.sum().clamp_min(1.0))
-              .item<double>();
+      kl_sum += (kl.detach() * cmask_t).sum().item<double>();
     }
     rl::MethodLossInputs in{
         &new_lp,  &behav_t, &adv_t, &cmask_t, uses_kl ? &kl : nullptr,
@@ -226,11 +262,15 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
     mo.clip_epsilon = o.clip_epsilon;
     mo.kappa = o.kappa;
     mo.lambda = lambda();
+    mo.aggregate_denominator = total_tokens;
+    mo.infeasible_denominator = total_infeasible;
     at::Tensor loss;
     if (auto s = rl::MethodLoss(in, mo, &loss); !s.ok()) return s;
-    for (at::Tensor& p : I.t->parameters()) p.mutable_grad() = at::Tensor();
     loss.backward();
-    st.loss = loss.item<double>();
+    loss_sum += loss.item<double>();
+    }
+    st.loss = loss_sum;
+    st.mean_token_kl = total_tokens > 0 ? kl_sum / total_tokens : 0;
     auto info = I.adamw->Step();
     if (!info.ok()) return info.status();
     st.grad_norm = info->grad_norm;

@@ -43,6 +43,9 @@ struct TrainerOptions {
   int64_t total_steps = 100;
   Schedule schedule = Schedule::kConstant;
   double grad_clip = 1.0;  // 0 = off
+  // Sequences per forward/backward pass; the gradients of a step's
+  // micro-batches accumulate to exactly the whole batch's. 0 = one pass.
+  int64_t micro_batch_sequences = 0;
 };
 
 struct StepStats {

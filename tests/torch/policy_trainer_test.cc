@@ -30,11 +30,11 @@ struct Round {
   double mean_reward = 0, satisfaction = 0;
 };
 
-// One RL round: sample G completions for each prompt, score them with the
-// teacher (when there is one), compute rewards with the constraint library, and
-// train.
-Round RunRound(model::LanguageModel& student, model::LanguageModel* teacher,
-               PolicyTrainer& trainer, rl::Method method, int round) {
+// One RL round's data: sample G completions for each prompt, score them with
+// the teacher (when there is one), compute rewards with the constraint library.
+Round MakeGroups(model::LanguageModel& student, model::LanguageModel* teacher,
+                 rl::Method method, int round,
+                 std::vector<std::vector<v1::Trajectory>>* out) {
   std::vector<std::vector<int32_t>> prompts;
   for (int p = 0; p < kPrompts; ++p) {
     for (int g = 0; g < kG; ++g) prompts.push_back({1 + (round + p) % 5, 2});
@@ -96,6 +96,15 @@ Round RunRound(model::LanguageModel& student, model::LanguageModel* teacher,
     r.satisfaction += (out->check.satisfied ? 1.0 : 0.0) / prompts.size();
     groups[i / kG].push_back(std::move(t));
   }
+  *out = std::move(groups);
+  return r;
+}
+
+// ... and train on it.
+Round RunRound(model::LanguageModel& student, model::LanguageModel* teacher,
+               PolicyTrainer& trainer, rl::Method method, int round) {
+  std::vector<std::vector<v1::Trajectory>> groups;
+  const Round r = MakeGroups(student, teacher, method, round, &groups);
   auto st = trainer.Step(groups);
   EXPECT_OK(st.status());
   return r;
@@ -145,6 +154,38 @@ TEST(PolicyTrainer, TheConstraintBinds) {
   RecordProperty("cmdp_satisfaction", std::to_string(satisfaction[1]));
   EXPECT_GT(satisfaction[1], satisfaction[0] + 0.2)
       << "grpo " << satisfaction[0] << " vs cmdp " << satisfaction[1];
+}
+
+TEST(PolicyTrainer, MicroBatchesGiveTheWholeBatchUpdate) {
+  auto teacher = *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32");
+  for (rl::Method m : {rl::Method::kCmdp, rl::Method::kLagrangian}) {
+    auto whole = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+    auto micro = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+    std::vector<std::vector<v1::Trajectory>> groups;
+    MakeGroups(*whole, teacher.get(), m, 0, &groups);
+    TrainerOptions o;
+    o.method = m;
+    o.lr = 1e-2;
+    o.grad_clip = 0;
+    auto t_whole = *PolicyTrainer::Create(whole.get(), o);
+    o.micro_batch_sequences = 3;  // 32 sequences: 10 passes of 3 and one of 2
+    auto t_micro = *PolicyTrainer::Create(micro.get(), o);
+    ASSERT_OK_AND_ASSIGN(StepStats a, t_whole->Step(groups));
+    ASSERT_OK_AND_ASSIGN(StepStats b, t_micro->Step(groups));
+    EXPECT_NEAR(a.loss, b.loss, 1e-5);
+    EXPECT_NEAR(a.grad_norm, b.grad_norm, 1e-4 * a.grad_norm);
+    EXPECT_NEAR(a.mean_token_kl, b.mean_token_kl, 1e-6);
+    EXPECT_GT(a.grad_norm, 0);
+    // The updated models agree.
+    std::vector<std::vector<int32_t>> probe = {{1, 2, 7, 3, 9}, {4, 2, 5}};
+    ASSERT_OK_AND_ASSIGN(auto lw, whole->TokenLogprobs(probe));
+    ASSERT_OK_AND_ASSIGN(auto lm, micro->TokenLogprobs(probe));
+    for (size_t i = 0; i < probe.size(); ++i) {
+      for (size_t j = 0; j < lw[i].size(); ++j) {
+        EXPECT_NEAR(lw[i][j], lm[i][j], 1e-4);
+      }
+    }
+  }
 }
 
 TEST(PolicyTrainer, BadBatchesAreRefusedAndStateRestores) {
