@@ -15,13 +15,7 @@ fi
 cmake -S . -B "$build" "${args[@]}" >/dev/null
 cmake --build "$build" -j "${JOBS:-$(nproc)}" --target cmdistill
 
-cat <<'PLAN'
-cmdistill quickstart — the plan:
-  1. make a synthetic GSM8K-style task (cmdistill datagen)
-  2. train a tiny teacher on its worked solutions (cmdistill sft, cached)
-  3. warm-start a smaller student
-  4. start learner, teacher, reward and two actors as processes on loopback
-  5. constrained distillation with the cmdp method
-  6. evaluate teacher, student before and student after; print the table
-PLAN
+echo "quickstart: cmdistill local --config configs/quickstart.yaml $*"
+echo "  (data -> tokenizer -> teacher SFT [cached] -> student warm start -> learner, teacher,"
+echo "   reward and two actors as processes -> cmdp training -> evaluation table)"
 exec "$build/services/cli/cmdistill" local --config configs/quickstart.yaml "$@"

@@ -1,8 +1,8 @@
 // Subcommand dispatch of the cmdistill binary.
 //
 // Exit codes: 0 success; 1 the command failed (bad config, file, peer...); 2
-// usage error (unknown subcommand or flag, missing argument); 3 the subcommand
-// is not yet available in this build (it says so, and does nothing else).
+// usage error (unknown subcommand or flag, missing argument); 130 `local` or
+// `experiment` interrupted (Ctrl-C).
 #ifndef CMDISTILL_SERVICES_CLI_COMMANDS_H_
 #define CMDISTILL_SERVICES_CLI_COMMANDS_H_
 
@@ -16,7 +16,6 @@ namespace cmdistill::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
-inline constexpr int kExitNotAvailable = 3;
 
 struct Io {
   std::ostream& out;

@@ -445,6 +445,11 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   flags.AddBool("resume",
                 "continue from the newest checkpoint instead of a fresh run");
   if (auto code = ParseOrExit(&flags, args, io)) return *code;
+  if (!flags.IsSet("config")) {
+    io.err << "cmdistill local: --config FILE is required (the embedded "
+              "default: configs/quickstart.yaml)\n";
+    return kExitUsage;
+  }
   auto loaded = LoadWithSmoke(flags, flags.GetBool("smoke"), io);
   if (!loaded) return kExitFailure;
   const absl::Time t0 = absl::Now();
@@ -558,6 +563,11 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
   flags.AddString("seeds", "N", "seeds per method", "3");
   flags.AddBool("smoke", "tiny sizes (as local --smoke)");
   if (auto code = ParseOrExit(&flags, args, io)) return *code;
+  if (!flags.IsSet("config")) {
+    io.err << "cmdistill experiment: --config FILE is required (e.g. "
+              "configs/quickstart.yaml)\n";
+    return kExitUsage;
+  }
   int64_t seeds = 0;
   if (!ParseInt64(flags, "seeds", &seeds, io)) return kExitUsage;
   if (seeds < 1 || seeds > 100) {

@@ -41,7 +41,7 @@ struct ServiceSpec {
   std::string usage;
   std::string description;
   std::vector<std::pair<std::string, std::string>> extra_flags;  // name, help
-  RunFn run;  // empty: not yet available in this build
+  RunFn run;
 };
 
 // Serves `services` on `endpoint` until SIGTERM/SIGINT, then drains (STYLE.md
@@ -492,14 +492,7 @@ int RunService(const ServiceSpec& spec, const std::vector<std::string>& args,
   if (auto code = ParseOrExit(&flags, args, io)) return *code;
   auto config = LoadRunConfigOrReport(flags, io);
   if (!config) return kExitFailure;
-  if (spec.run) return spec.run(*config, flags, io);
-  io.err << "cmdistill " << spec.name
-         << ": not yet available in this build. The run "
-         << "configuration is valid (method "
-         << config::MethodName(config->method()) << "), but the " << spec.name
-         << " service itself has not been implemented yet; "
-         << "nothing was started.\n";
-  return kExitNotAvailable;
+  return spec.run(*config, flags, io);
 }
 
 std::vector<ServiceSpec> Specs() {

@@ -33,8 +33,8 @@ TEST(CliProcess, ExitCodes) {
   EXPECT_EQ(bad_flag.exit_code, 2);
   EXPECT_THAT(bad_flag.err, HasSubstr("unknown flag --bogus"));
   auto local = RunProcess({CmdistillBinary(), "local"}, t);
-  EXPECT_EQ(local.exit_code, 3);
-  EXPECT_THAT(local.err, HasSubstr("not yet available"));
+  EXPECT_EQ(local.exit_code, 2);
+  EXPECT_THAT(local.err, HasSubstr("--config FILE is required"));
 }
 
 TEST(CliProcess, ConfigValidateNamesKeyAndLine) {

@@ -99,11 +99,11 @@ TEST(Cli, UnknownFlagOfSubcommandExits2) {
           "cmdistill teacher: unknown flag --modle (did you mean --model?)"));
 }
 
-TEST(Cli, ServiceEntryPointsSayNotYetAvailable) {
-  for (const char* s : {"local"}) {
+TEST(Cli, LocalAndExperimentNeedARunFile) {
+  for (const char* s : {"local", "experiment"}) {
     Result r = RunCmd({s});
-    EXPECT_EQ(r.code, kExitNotAvailable) << s;
-    EXPECT_THAT(r.err, HasSubstr("not yet available")) << s;
+    EXPECT_EQ(r.code, kExitUsage) << s;
+    EXPECT_THAT(r.err, HasSubstr("--config FILE is required")) << s;
   }
 }
 
