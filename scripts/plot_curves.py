@@ -26,7 +26,13 @@ def main():
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, key, title in zip(axes, ["reward", "satisfaction", "kl"],
                               ["task reward", "constraint satisfaction", "mean per-token KL"]):
-        ax.plot(step, [float(r[key]) for r in rows])
+        raw = [float(r[key]) for r in rows]
+        smoothed, acc = [], []
+        for v in raw:  # trailing 5-step mean: training batches are noisy
+            acc = (acc + [v])[-5:]
+            smoothed.append(sum(acc) / len(acc))
+        ax.plot(step, raw, alpha=0.25, lw=0.8)
+        ax.plot(step, smoothed, color="C0")
         ax.set_title(title)
         ax.set_xlabel("learner step")
         ax.grid(alpha=0.3)

@@ -25,6 +25,16 @@ def err(e):
     return v, max(0.0, v - lo), max(0.0, hi - v)
 
 
+def smooth(values, window=5):
+    """Trailing moving average (training batches are small and noisy)."""
+    out, acc = [], []
+    for v in values:
+        acc.append(v)
+        acc = acc[-window:]
+        out.append(sum(acc) / len(acc))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("results")
@@ -80,9 +90,11 @@ def main():
         for m in methods:
             pts = sorted(curves[m][key].items())
             if pts:
-                ax.plot([s for s, _ in pts], [sum(v) / len(v) for _, v in pts],
-                        color=color[m], label=m)
-        ax.set_title(title + " (training batches)")
+                steps = [s for s, _ in pts]
+                mean = [sum(v) / len(v) for _, v in pts]
+                ax.plot(steps, mean, color=color[m], alpha=0.2, lw=0.8)
+                ax.plot(steps, smooth(mean), color=color[m], label=m)
+        ax.set_title(title + " (training batches, 5-step mean)")
         ax.set_xlabel("learner step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
