@@ -129,6 +129,30 @@ TEST(PolicyTrainer, ATinyModelLearnsTheTaskByRl) {
   EXPECT_EQ(trainer->step(), 40);
 }
 
+TEST(PolicyTrainer, ABfloat16StudentLearnsToo) {
+  // dtype bfloat16 (on the CPU here): the forward pass runs in bf16, AdamW
+  // keeps float32 moments and applies the update in float32 before rounding.
+  auto student =
+      *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "bfloat16");
+  ASSERT_EQ(student->dtype_name(), "bfloat16");
+  TrainerOptions o;
+  o.method = rl::Method::kGrpo;
+  o.lr = 3e-2;
+  o.total_steps = 40;
+  auto trainer = *PolicyTrainer::Create(student.get(), o);
+  const Round first =
+      RunRound(*student, nullptr, *trainer, rl::Method::kGrpo, 0);
+  Round last;
+  for (int i = 1; i < 40; ++i)
+    last = RunRound(*student, nullptr, *trainer, rl::Method::kGrpo, i);
+  RecordProperty("bf16_first_reward", std::to_string(first.mean_reward));
+  RecordProperty("bf16_last_reward", std::to_string(last.mean_reward));
+  EXPECT_LT(first.mean_reward, 0.3);
+  EXPECT_GT(last.mean_reward, 0.9);
+  ASSERT_OK_AND_ASSIGN(std::string weights, student->SerializeWeights());
+  EXPECT_FALSE(weights.empty());
+}
+
 TEST(PolicyTrainer, TheConstraintBinds) {
   // The teacher is another random model: it does not favour the target token.
   auto teacher = *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32");
