@@ -78,8 +78,8 @@ absl::Status MaskedMean(const at::Tensor& values, const at::Tensor& mask,
 absl::Status PpoClipLoss(const at::Tensor& new_logprobs,
                          const at::Tensor& behavior_logprobs,
                          const at::Tensor& advantages, const at::Tensor& mask,
-                         double clip_epsilon, Aggregation agg,
-                         at::Tensor* out, double denominator) {
+                         double clip_epsilon, Aggregation agg, at::Tensor* out,
+                         double denominator) {
   return Guard([&]() -> absl::Status {
     CMDISTILL_RL_CHECK(CheckFinite(new_logprobs, "new_logprobs"));
     if (new_logprobs.dim() != 2) {
@@ -175,10 +175,9 @@ absl::Status MethodLoss(const MethodLossInputs& in, const MethodLossOptions& o,
       CMDISTILL_RL_CHECK(need(in.new_logprobs, "new_logprobs"));
       CMDISTILL_RL_CHECK(need(in.behavior_logprobs, "behavior_logprobs"));
       CMDISTILL_RL_CHECK(need(in.advantages, "advantages"));
-      CMDISTILL_RL_CHECK(PpoClipLoss(*in.new_logprobs, *in.behavior_logprobs,
-                                     *in.advantages, *in.mask, o.clip_epsilon,
-                                     o.aggregation, &policy,
-                                     o.aggregate_denominator));
+      CMDISTILL_RL_CHECK(PpoClipLoss(
+          *in.new_logprobs, *in.behavior_logprobs, *in.advantages, *in.mask,
+          o.clip_epsilon, o.aggregation, &policy, o.aggregate_denominator));
     }
     switch (o.method) {
       case Method::kSaute:
@@ -203,8 +202,8 @@ absl::Status MethodLoss(const MethodLossInputs& in, const MethodLossOptions& o,
           return absl::InvalidArgumentError("lambda must be finite and >= 0");
         }
         at::Tensor mean_kl;
-        CMDISTILL_RL_CHECK(MaskedMean(*in.kl, *in.mask, o.aggregation,
-                                      &mean_kl, o.aggregate_denominator));
+        CMDISTILL_RL_CHECK(MaskedMean(*in.kl, *in.mask, o.aggregation, &mean_kl,
+                                      o.aggregate_denominator));
         *out = policy + o.lambda * mean_kl;
         return absl::OkStatus();
       }

@@ -14,8 +14,8 @@
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
-#include "nlohmann/json.hpp"
 #include "common/util/sha256.h"
+#include "nlohmann/json.hpp"
 
 namespace cmdistill::tokenizer {
 namespace {

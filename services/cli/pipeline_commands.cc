@@ -3,12 +3,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <tuple>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -20,8 +20,8 @@
 #include "common/process/signals.h"
 #include "common/rl/stats.h"
 #include "common/tokenizer/tokenizer.h"
-#include "nlohmann/json.hpp"
 #include "embedded_script.h"
+#include "nlohmann/json.hpp"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
 #include "services/cli/progress.h"
@@ -76,10 +76,9 @@ std::optional<v1::RunConfig> LoadWithSmoke(
   if (smoke) sets = SmokeOverrides();
   for (const std::string& s : flags.GetAll("set")) sets.push_back(s);
   sets.insert(sets.end(), extra.begin(), extra.end());
-  auto config =
-      flags.IsSet("config")
-          ? config::LoadRunConfig(flags.Get("config"), sets)
-          : config::LoadRunConfigFromString("", "(defaults)", sets);
+  auto config = flags.IsSet("config")
+                    ? config::LoadRunConfig(flags.Get("config"), sets)
+                    : config::LoadRunConfigFromString("", "(defaults)", sets);
   if (!config.ok()) {
     io.err << config.status().message() << "\n";
     return std::nullopt;
@@ -113,17 +112,18 @@ std::string ReadFile(const std::string& path) {
 
 // Makes (or finds cached) a model of the embedded default: random init of the
 // role's shape, then SFT. The cache key is everything that shaped it.
-absl::Status BootstrapModel(const v1::RunConfig& config, const std::string& role,
-                            const std::string& path,
+absl::Status BootstrapModel(const v1::RunConfig& config,
+                            const std::string& role, const std::string& path,
                             const v1::SmallModelConfig& shape,
                             const v1::SftConfig& sft, uint64_t seed,
                             std::ostream& log) {
   const std::string stamp_path = path + "/cmdistill_bootstrap.yaml";
   const std::string stamp = absl::StrCat(
       "# What made this model (cmdistill local); a change retrains it.\n",
-      "seed: ", seed, "\ntemplate: ", json(config.data().prompt_template()).dump(),
-      "\ntokenizer_merges: ", config.local().tokenizer_merges(),
-      "\ndatagen:\n", config::ToYaml(config.local().datagen()), "shape:\n",
+      "seed: ", seed,
+      "\ntemplate: ", json(config.data().prompt_template()).dump(),
+      "\ntokenizer_merges: ", config.local().tokenizer_merges(), "\ndatagen:\n",
+      config::ToYaml(config.local().datagen()), "shape:\n",
       config::ToYaml(shape), "sft:\n", config::ToYaml(sft));
   if (fs::exists(path + "/config.json") && ReadFile(stamp_path) == stamp) {
     log << role << ": cached at " << path << "\n";
@@ -158,8 +158,9 @@ absl::Status Bootstrap(const v1::RunConfig& config, std::ostream& log) {
           config.student().path() + "/config.json"}) {
       if (!fs::exists(p)) {
         return absl::NotFoundError(
-            p + " does not exist (local.bootstrap is false, so cmdistill "
-                "local does not make it)");
+            p +
+            " does not exist (local.bootstrap is false, so cmdistill "
+            "local does not make it)");
       }
     }
     return absl::OkStatus();
@@ -169,14 +170,14 @@ absl::Status Bootstrap(const v1::RunConfig& config, std::ostream& log) {
   if (auto s = MakeTokenizerIfMissing(config, TokenizerDir(config), log);
       !s.ok())
     return s;
-  if (auto s = BootstrapModel(config, "teacher", config.teacher().path(),
-                              config.local().teacher_model(),
-                              config.local().teacher_sft(), config.seed() + 1,
-                              log);
+  if (auto s =
+          BootstrapModel(config, "teacher", config.teacher().path(),
+                         config.local().teacher_model(),
+                         config.local().teacher_sft(), config.seed() + 1, log);
       !s.ok())
     return s;
-  return BootstrapModel(config, "student (warm start)",
-                        config.student().path(), config.local().student_model(),
+  return BootstrapModel(config, "student (warm start)", config.student().path(),
+                        config.local().student_model(),
                         config.local().student_sft(), config.seed() + 2, log);
 }
 
@@ -209,8 +210,8 @@ absl::StatusOr<eval::EvalReport> EvaluateOne(
                   ProgressBar::IsTerminal(2));
   eval::EvalRunOptions ro;
   ro.progress = [&](int64_t done, int64_t) { bar.Update(done); };
-  auto r = eval::Evaluate(name, student->get(), teacher, tok, examples, config,
-                          ro);
+  auto r =
+      eval::Evaluate(name, student->get(), teacher, tok, examples, config, ro);
   bar.Finish();
   return r;
 }
@@ -257,7 +258,7 @@ int RunSftCommand(const std::vector<std::string>& args, Io io) {
   }
   auto config = LoadRunConfigOrReport(flags, io);
   if (!config) return kExitFailure;
-  const std::string role = flags.IsSet("knobs") ? flags.Get("knobs")
+  const std::string role = flags.IsSet("knobs")  ? flags.Get("knobs")
                            : flags.IsSet("init") ? flags.Get("init")
                                                  : "teacher";
   if ((role != "teacher" && role != "student") ||
@@ -352,7 +353,8 @@ int RunEvalCommand(const std::vector<std::string>& args, Io io) {
   }
   auto config = LoadRunConfigOrReport(flags, io);
   if (!config) return kExitFailure;
-  if (flags.IsSet("data")) config->mutable_data()->set_test_path(flags.Get("data"));
+  if (flags.IsSet("data"))
+    config->mutable_data()->set_test_path(flags.Get("data"));
   auto fail = [&](const absl::Status& s) {
     io.err << "cmdistill eval: " << s.message() << "\n";
     return kExitFailure;
@@ -472,9 +474,9 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
                                   *prep->tok, prep->examples, config, io.err);
   if (!teacher_eval.ok()) return fail(teacher_eval.status());
   reports.push_back(*std::move(teacher_eval));
-  auto before =
-      EvaluateOne("student before", config.student().path(),
-                  prep->teacher.get(), *prep->tok, prep->examples, config, io.err);
+  auto before = EvaluateOne("student before", config.student().path(),
+                            prep->teacher.get(), *prep->tok, prep->examples,
+                            config, io.err);
   if (!before.ok()) return fail(before.status());
   reports.push_back(*std::move(before));
   auto signals = ShutdownSignal::Install();
@@ -487,9 +489,9 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   dopt.status_out = &io.out;
   auto run = RunDistillation(config, dopt, io.err);
   if (!run.ok()) return fail(run.status());
-  auto after = EvaluateOne("student after", run->final_model,
-                           prep->teacher.get(), *prep->tok, prep->examples,
-                           config, io.err);
+  auto after =
+      EvaluateOne("student after", run->final_model, prep->teacher.get(),
+                  *prep->tok, prep->examples, config, io.err);
   if (!after.ok()) return fail(after.status());
   reports.push_back(*std::move(after));
   const std::string eval_dir = config.output_dir() + "/eval";
@@ -509,8 +511,9 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
       "%d held-out problems, greedy decoding; budget d = %g (%s); method %s; "
       "%d learner steps in %.0f s; total %.0f s.\n\n",
       prep->examples.size(), config.constraint().budget(),
-      config::EnumShortName(*v1::CostNormalization_descriptor()->FindValueByNumber(
-          config.constraint().cost_normalization())),
+      config::EnumShortName(
+          *v1::CostNormalization_descriptor()->FindValueByNumber(
+              config.constraint().cost_normalization())),
       config::MethodName(config.method()), run->steps.size(), run->seconds,
       absl::ToDoubleSeconds(absl::Now() - t0));
   io.out << "trained student:  " << run->final_model << "\n"
@@ -526,8 +529,8 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   return kExitOk;
 }
 
-
-// ------------------------------------------------------------------- experiment
+// -------------------------------------------------------------------
+// experiment
 
 struct RunRow {
   std::string method;
@@ -598,8 +601,9 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
        std::vector<std::tuple<std::string, std::string, bool>>{
            {"teacher", resolved.teacher().path(), false},
            {"warm start", resolved.student().path(), true}}) {
-    auto r = EvaluateOne(name, path, with_teacher ? prep->teacher.get() : nullptr,
-                         *prep->tok, prep->examples, resolved, io.err);
+    auto r =
+        EvaluateOne(name, path, with_teacher ? prep->teacher.get() : nullptr,
+                    *prep->tok, prep->examples, resolved, io.err);
     if (!r.ok()) return fail(r.status());
     reference.push_back(*std::move(r));
   }
@@ -619,8 +623,8 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
            "data.test_path=" + resolved.data().test_path()});
       if (!c) return kExitFailure;
       ClearPreviousRun(out);
-      io.err << "\n== " << m << ", seed " << s << " (" << rows.size() + 1
-             << "/" << methods.size() * seeds << ")\n";
+      io.err << "\n== " << m << ", seed " << s << " (" << rows.size() + 1 << "/"
+             << methods.size() * seeds << ")\n";
       DistillOptions dopt;
       dopt.binary = SelfPath();
       dopt.actors = static_cast<int>(c->local().actors());
@@ -684,15 +688,17 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
                     eval::FormatEstimate(e[1]), " | ",
                     eval::FormatEstimate(e[2]), " | ",
                     eval::FormatEstimate(e[3], 1), " |\n");
-    results["methods"].push_back({{"method", m},
-                                  {"seeds", fac.size()},
-                                  {"correctness", EstimateJson(e[0])},
-                                  {"constraint_satisfaction", EstimateJson(e[1])},
-                                  {"mean_token_kl", EstimateJson(e[2])},
-                                  {"length", EstimateJson(e[3])}});
+    results["methods"].push_back(
+        {{"method", m},
+         {"seeds", fac.size()},
+         {"correctness", EstimateJson(e[0])},
+         {"constraint_satisfaction", EstimateJson(e[1])},
+         {"mean_token_kl", EstimateJson(e[2])},
+         {"length", EstimateJson(e[3])}});
   }
   absl::StrAppend(
-      &md, "\n", seeds, " seed(s) per method; each cell is the mean over seeds ",
+      &md, "\n", seeds,
+      " seed(s) per method; each cell is the mean over seeds ",
       "with a 95% t-interval across seeds (reference rows: one evaluation, ",
       "Wilson/t interval over problems). ", prep->examples.size(),
       " held-out problems, greedy decoding.\n");
@@ -721,16 +727,17 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
 
 void AddPipelineCommands(std::vector<Command>* commands) {
   commands->push_back(
-      {"local", "run the whole pipeline as local processes on loopback (the main job)",
+      {"local",
+       "run the whole pipeline as local processes on loopback (the main job)",
        RunLocalCommand});
-  commands->push_back({"sft", "supervised fine-tuning on worked solutions",
-                       RunSftCommand});
+  commands->push_back(
+      {"sft", "supervised fine-tuning on worked solutions", RunSftCommand});
   commands->push_back(
       {"eval", "held-out correctness, constraint satisfaction, KL, length",
        RunEvalCommand});
-  commands->push_back(
-      {"experiment", "compare methods over seeds from one warm start",
-       RunExperimentCommand});
+  commands->push_back({"experiment",
+                       "compare methods over seeds from one warm start",
+                       RunExperimentCommand});
 }
 
 }  // namespace cmdistill::cli

@@ -63,7 +63,8 @@ void ProgressBar::Finish(const std::string& extra) {
   const int64_t done = std::max<int64_t>(last_done_, 0);
   if (tty_) {
     os_ << "\r\033[K" << Render(done, extra) << "\n" << std::flush;
-  } else if (done != last_done_ || absl::Now() - last_print_ > absl::Seconds(1)) {
+  } else if (done != last_done_ ||
+             absl::Now() - last_print_ > absl::Seconds(1)) {
     os_ << Render(done, extra) << "\n" << std::flush;
   }
 }

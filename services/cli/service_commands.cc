@@ -380,8 +380,8 @@ int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
       g.support_k() == 0 ? (int64_t{1} << 40) : g.support_k();
   ao.sampling.seed =
       config.seed() * 7919 + std::hash<std::string>()(ao.actor_id);
-  auto stops = services::StopTokenIds(config, (*policy)->config().eos_token_ids,
-                                      **tok);
+  auto stops =
+      services::StopTokenIds(config, (*policy)->config().eos_token_ids, **tok);
   if (!stops.ok()) {
     io.err << "cmdistill actor: " << stops.status().message() << "\n";
     return kExitFailure;

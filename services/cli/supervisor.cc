@@ -162,9 +162,9 @@ std::string FailureOf(ChildProcess* c, int code, const std::string& logs) {
   std::string tail;
   for (const std::string& l : c->Tail()) absl::StrAppend(&tail, "\n    ", l);
   return absl::StrCat(c->name(), " (pid ", c->pid(), ") ",
-                      ChildProcess::DescribeExit(code), "; its last lines:",
-                      tail.empty() ? " (none)" : tail, "\n  full log: ", logs,
-                      "/", c->name(), ".log");
+                      ChildProcess::DescribeExit(code),
+                      "; its last lines:", tail.empty() ? " (none)" : tail,
+                      "\n  full log: ", logs, "/", c->name(), ".log");
 }
 
 // Waits `d` for a shutdown signal; true when one arrived.
@@ -190,8 +190,8 @@ void ScrapeMetrics(const std::string& name, const Ports& p,
 }  // namespace
 
 absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
-                                               const DistillOptions& o,
-                                               std::ostream& progress) {
+                                              const DistillOptions& o,
+                                              std::ostream& progress) {
   const absl::Time t0 = absl::Now();
   DistillResult result;
   const std::string out = config.output_dir();
@@ -329,9 +329,10 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
     }
     // /metrics to files every 5 s (they survive a crash) and at the last
     // step, while the learner still serves.
-    const bool last = !steps.empty() &&
-                      steps.back().step >= config.training().max_steps();
-    if ((last && !scraped_last) || absl::Now() - last_scrape > absl::Seconds(5)) {
+    const bool last =
+        !steps.empty() && steps.back().step >= config.training().max_steps();
+    if ((last && !scraped_last) ||
+        absl::Now() - last_scrape > absl::Seconds(5)) {
       for (const char* n : {"learner", "teacher", "reward"})
         ScrapeMetrics(n, ports[n], result.metrics_dir);
       last_scrape = absl::Now();
@@ -380,9 +381,9 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
   std::ofstream csv(result.curve_csv);
   csv << "step,seconds,reward,satisfaction,cost,kl,lambda,loss,tokens\n";
   for (const StepRecord& r : result.steps) {
-    csv << absl::StrFormat("%d,%.3f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n",
-                           r.step, r.seconds, r.reward, r.satisfaction, r.cost,
-                           r.kl, r.lambda, r.loss, r.tokens);
+    csv << absl::StrFormat("%d,%.3f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n", r.step,
+                           r.seconds, r.reward, r.satisfaction, r.cost, r.kl,
+                           r.lambda, r.loss, r.tokens);
   }
   result.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
   return result;

@@ -28,11 +28,11 @@ struct StepRecord {
 
 struct DistillResult {
   std::vector<StepRecord> steps;
-  std::string final_model;    // <output_dir>/final
-  std::string run_file;       // the resolved run file every child read
-  std::string logs_dir;       // one log per child
-  std::string metrics_dir;    // /metrics of every service at the end
-  std::string curve_csv;      // the STEP records as CSV
+  std::string final_model;  // <output_dir>/final
+  std::string run_file;     // the resolved run file every child read
+  std::string logs_dir;     // one log per child
+  std::string metrics_dir;  // /metrics of every service at the end
+  std::string curve_csv;    // the STEP records as CSV
   double seconds = 0;
 };
 
@@ -50,8 +50,8 @@ struct DistillOptions {
 // ABORTED naming the child, its exit status and its last lines when one
 // failed; the other children are stopped in both cases.
 absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
-                                               const DistillOptions& options,
-                                               std::ostream& progress);
+                                              const DistillOptions& options,
+                                              std::ostream& progress);
 
 // Parses "STEP step=1 reward=0.5 ..." (false for other lines).
 bool ParseStepLine(const std::string& line, StepRecord* record);

@@ -196,9 +196,10 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
   ao.weight_decay = sft.weight_decay();
   ao.warmup_steps = sft.warmup_steps();
   ao.total_steps = sft.steps();
-  ao.schedule = sft.schedule() == v1::LR_SCHEDULE_COSINE   ? learner::Schedule::kCosine
-                : sft.schedule() == v1::LR_SCHEDULE_LINEAR ? learner::Schedule::kLinear
-                                                           : learner::Schedule::kConstant;
+  ao.schedule =
+      sft.schedule() == v1::LR_SCHEDULE_COSINE   ? learner::Schedule::kCosine
+      : sft.schedule() == v1::LR_SCHEDULE_LINEAR ? learner::Schedule::kLinear
+                                                 : learner::Schedule::kConstant;
   ao.grad_clip = 1.0;
   auto trainer = learner::SftTrainer::Create(model, ao);
   if (!trainer.ok()) return trainer.status();
@@ -208,7 +209,8 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
   eval_config.mutable_eval()->set_samples_per_prompt(1);
   SftSummary summary;
   auto heldout = [&]() -> absl::Status {
-    auto r = eval::Evaluate(label, model, nullptr, tokenizer, *test, eval_config);
+    auto r =
+        eval::Evaluate(label, model, nullptr, tokenizer, *test, eval_config);
     if (!r.ok()) return r.status();
     summary.heldout_correctness = r->metrics.correctness;
     return absl::OkStatus();
@@ -241,8 +243,8 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
       if (auto s = heldout(); !s.ok()) return s;
       acc = absl::StrFormat("%.2f", summary.heldout_correctness.value);
     }
-    bar.Update(step, absl::StrFormat("loss %.3f held-out acc %s", loss_avg,
-                                     acc));
+    bar.Update(step,
+               absl::StrFormat("loss %.3f held-out acc %s", loss_avg, acc));
   }
   bar.Finish(absl::StrFormat("loss %.3f held-out acc %s", loss_avg, acc));
   summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);

@@ -5,15 +5,15 @@
 #ifndef CMDISTILL_SERVICES_COMMON_TASK_OPTIONS_H_
 #define CMDISTILL_SERVICES_COMMON_TASK_OPTIONS_H_
 
+#include <cstdint>
+#include <vector>
+
 #include "cmdistill/v1/config.pb.h"
 #include "common/rl/constraint.h"
 #include "common/rl/lagrange.h"
 #include "common/tasks/answer.h"
 #include "common/tasks/dataset.h"
 #include "common/tokenizer/tokenizer.h"
-
-#include <cstdint>
-#include <vector>
 
 namespace cmdistill::services {
 

@@ -43,16 +43,16 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
   const auto& ec = config.eval();
   const int64_t V = student->config().vocab_size;
   if (teacher != nullptr && teacher->config().vocab_size != V) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "student and teacher vocabularies differ (", V, " vs ",
-        teacher->config().vocab_size, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("student and teacher vocabularies differ (", V, " vs ",
+                     teacher->config().vocab_size, ")"));
   }
   model::SamplingOptions so;
   so.temperature = ec.temperature();
   so.max_new_tokens = config.generation().max_new_tokens();
   so.seed = config.seed() * 31 + 7;
-  auto stops =
-      services::StopTokenIds(config, student->config().eos_token_ids, tokenizer);
+  auto stops = services::StopTokenIds(config, student->config().eos_token_ids,
+                                      tokenizer);
   if (!stops.ok()) return stops.status();
   so.stop_token_ids = *stops;
   const int64_t k = config.generation().support_k();
@@ -68,7 +68,8 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
   eo.vocab_size = V;
   reward::Evaluator evaluator(&tokenizer, eo);
 
-  const int samples = static_cast<int>(std::max<uint32_t>(1, ec.samples_per_prompt()));
+  const int samples =
+      static_cast<int>(std::max<uint32_t>(1, ec.samples_per_prompt()));
   const int64_t batch = std::max<int64_t>(1, ec.batch_sequences() / samples);
   const int64_t n = static_cast<int64_t>(examples.size());
   std::vector<rl::EvalRecord> records;

@@ -61,7 +61,8 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
 // ...}, "items": [...]} (items left out when `with_items` is false).
 std::string ReportJson(const EvalReport& report, bool with_items);
 
-// One Markdown table, a row per report: FAC, CSR, KL, length, each "v [lo, hi]".
+// One Markdown table, a row per report: FAC, CSR, KL, length, each "v [lo,
+// hi]".
 std::string MarkdownTable(const std::vector<EvalReport>& reports,
                           const v1::RunConfig& config);
 

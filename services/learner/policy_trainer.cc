@@ -164,110 +164,113 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
     for (at::Tensor& p : I.t->parameters()) p.mutable_grad() = at::Tensor();
     double loss_sum = 0;
     for (size_t c0 = 0; c0 < trajs.size(); c0 += micro) {
-    const size_t c1 = std::min(trajs.size(), c0 + micro);
-    const int64_t B = static_cast<int64_t>(c1 - c0);
-    int64_t Tmax = 0;
-    for (size_t i = c0; i < c1; ++i)
-      Tmax = std::max<int64_t>(Tmax, trajs[i]->completion_ids_size());
-    if (Tmax == 0) continue;
-    // ---- inputs: prompt + completion[:-1], left-padded
-    int64_t W = 0;
-    for (size_t i = c0; i < c1; ++i) {
-      const v1::Trajectory* t = trajs[i];
-      W = std::max<int64_t>(
-          W, t->prompt_ids_size() + std::max(0, t->completion_ids_size() - 1));
-    }
-    std::vector<int64_t> ids(B * W, 0), mask(B * W, 0), pos(B * W, 0),
-        rows(B * Tmax, 0), comp(B * Tmax, 0), cmask(B * Tmax, 0);
-    std::vector<float> behav(B * Tmax, 0.f), infeas(B * Tmax, 0.f),
-        tsampled(B * Tmax, 0.f);
-    std::vector<int64_t> sup(B * Tmax * std::max<int64_t>(K, 1), 0);
-    std::vector<float> tsup(B * Tmax * std::max<int64_t>(K, 1), 0.f),
-        ttail(B * Tmax, 0.f);
-    bool have_tail = K > 0;
-    for (int64_t b = 0; b < B; ++b) {
-      const v1::Trajectory& t = *trajs[c0 + b];
-      const int64_t P = t.prompt_ids_size(), T = t.completion_ids_size();
-      const int64_t L = P + std::max<int64_t>(0, T - 1), pad = W - L;
-      for (int64_t i = 0; i < L; ++i) {
-        ids[b * W + pad + i] =
-            i < P ? t.prompt_ids(i) : t.completion_ids(i - P);
-        mask[b * W + pad + i] = 1;
-        pos[b * W + pad + i] = i;
+      const size_t c1 = std::min(trajs.size(), c0 + micro);
+      const int64_t B = static_cast<int64_t>(c1 - c0);
+      int64_t Tmax = 0;
+      for (size_t i = c0; i < c1; ++i)
+        Tmax = std::max<int64_t>(Tmax, trajs[i]->completion_ids_size());
+      if (Tmax == 0) continue;
+      // ---- inputs: prompt + completion[:-1], left-padded
+      int64_t W = 0;
+      for (size_t i = c0; i < c1; ++i) {
+        const v1::Trajectory* t = trajs[i];
+        W = std::max<int64_t>(W, t->prompt_ids_size() +
+                                     std::max(0, t->completion_ids_size() - 1));
       }
-      have_tail = have_tail && t.teacher_tail_logprobs_size() == T;
-      for (int64_t i = 0; i < T; ++i) {
-        rows[b * Tmax + i] = pad + P - 1 + i;
-        comp[b * Tmax + i] = t.completion_ids(i);
-        cmask[b * Tmax + i] = 1;
-        behav[b * Tmax + i] = t.behavior_logprobs(i);
-        infeas[b * Tmax + i] = t.evaluation().feasible(i) ? 0.f : 1.f;
-        if (t.teacher_sampled_logprobs_size() == T)
-          tsampled[b * Tmax + i] = t.teacher_sampled_logprobs(i);
-        if (t.teacher_tail_logprobs_size() == T)
-          ttail[b * Tmax + i] = t.teacher_tail_logprobs(i);
-        for (int64_t k = 0; k < K && compute_kl; ++k) {
-          sup[(b * Tmax + i) * K + k] = t.support().token_ids(i * K + k);
-          tsup[(b * Tmax + i) * K + k] = t.teacher_support_logprobs(i * K + k);
+      std::vector<int64_t> ids(B * W, 0), mask(B * W, 0), pos(B * W, 0),
+          rows(B * Tmax, 0), comp(B * Tmax, 0), cmask(B * Tmax, 0);
+      std::vector<float> behav(B * Tmax, 0.f), infeas(B * Tmax, 0.f),
+          tsampled(B * Tmax, 0.f);
+      std::vector<int64_t> sup(B * Tmax * std::max<int64_t>(K, 1), 0);
+      std::vector<float> tsup(B * Tmax * std::max<int64_t>(K, 1), 0.f),
+          ttail(B * Tmax, 0.f);
+      bool have_tail = K > 0;
+      for (int64_t b = 0; b < B; ++b) {
+        const v1::Trajectory& t = *trajs[c0 + b];
+        const int64_t P = t.prompt_ids_size(), T = t.completion_ids_size();
+        const int64_t L = P + std::max<int64_t>(0, T - 1), pad = W - L;
+        for (int64_t i = 0; i < L; ++i) {
+          ids[b * W + pad + i] =
+              i < P ? t.prompt_ids(i) : t.completion_ids(i - P);
+          mask[b * W + pad + i] = 1;
+          pos[b * W + pad + i] = i;
         }
+        have_tail = have_tail && t.teacher_tail_logprobs_size() == T;
+        for (int64_t i = 0; i < T; ++i) {
+          rows[b * Tmax + i] = pad + P - 1 + i;
+          comp[b * Tmax + i] = t.completion_ids(i);
+          cmask[b * Tmax + i] = 1;
+          behav[b * Tmax + i] = t.behavior_logprobs(i);
+          infeas[b * Tmax + i] = t.evaluation().feasible(i) ? 0.f : 1.f;
+          if (t.teacher_sampled_logprobs_size() == T)
+            tsampled[b * Tmax + i] = t.teacher_sampled_logprobs(i);
+          if (t.teacher_tail_logprobs_size() == T)
+            ttail[b * Tmax + i] = t.teacher_tail_logprobs(i);
+          for (int64_t k = 0; k < K && compute_kl; ++k) {
+            sup[(b * Tmax + i) * K + k] = t.support().token_ids(i * K + k);
+            tsup[(b * Tmax + i) * K + k] =
+                t.teacher_support_logprobs(i * K + k);
+          }
+        }
+        st.tokens += T;
       }
-      st.tokens += T;
-    }
-    const c10::Device dev = I.t->device();
-    auto L64 = [&](std::vector<int64_t>& v, std::vector<int64_t> shape) {
-      return at::tensor(v, at::kLong).view(shape).to(dev);
-    };
-    auto F32 = [&](std::vector<float>& v, std::vector<int64_t> shape) {
-      return at::tensor(v, at::kFloat).view(shape).to(dev);
-    };
-    const at::Tensor logits =
-        I.t->Forward(L64(ids, {B, W}), L64(pos, {B, W}), L64(mask, {B, W}),
-                     nullptr);  // [B, W, V]
-    const int64_t V = logits.size(2);
-    const at::Tensor row_idx = L64(rows, {B, Tmax, 1}).expand({B, Tmax, V});
-    const at::Tensor lp =
-        at::log_softmax(logits.gather(1, row_idx) / o.temperature, -1);
-    const at::Tensor comp_t = L64(comp, {B, Tmax});
-    const at::Tensor new_lp =
-        lp.gather(-1, comp_t.unsqueeze(-1)).squeeze(-1);  // [B, Tmax]
-    const at::Tensor cmask_t = L64(cmask, {B, Tmax}).to(at::kFloat);
-    const at::Tensor behav_t = F32(behav, {B, Tmax});
-    const at::Tensor adv_t =
-        at::tensor(std::vector<double>(advantages.begin() + c0,
-                                       advantages.begin() + c1),
-                   at::kDouble)
-            .to(at::kFloat)
-            .to(dev);
-    const at::Tensor infeas_t = F32(infeas, {B, Tmax});
-    at::Tensor kl;
-    if (compute_kl) {
-      if (K > 0) {
-        const at::Tensor sup_t = L64(sup, {B, Tmax, K});
-        const at::Tensor student_sup = lp.gather(-1, sup_t);
-        auto s = rl::SupportKl(student_sup, F32(tsup, {B, Tmax, K}),
-                               have_tail ? F32(ttail, {B, Tmax}) : at::Tensor(),
-                               o.prob_floor, &kl);
-        if (!s.ok()) return s;
-      } else {
-        kl = new_lp -
-             F32(tsampled, {B, Tmax}).clamp_min(std::log(o.prob_floor));  // k1
+      const c10::Device dev = I.t->device();
+      auto L64 = [&](std::vector<int64_t>& v, std::vector<int64_t> shape) {
+        return at::tensor(v, at::kLong).view(shape).to(dev);
+      };
+      auto F32 = [&](std::vector<float>& v, std::vector<int64_t> shape) {
+        return at::tensor(v, at::kFloat).view(shape).to(dev);
+      };
+      const at::Tensor logits =
+          I.t->Forward(L64(ids, {B, W}), L64(pos, {B, W}), L64(mask, {B, W}),
+                       nullptr);  // [B, W, V]
+      const int64_t V = logits.size(2);
+      const at::Tensor row_idx = L64(rows, {B, Tmax, 1}).expand({B, Tmax, V});
+      const at::Tensor lp =
+          at::log_softmax(logits.gather(1, row_idx) / o.temperature, -1);
+      const at::Tensor comp_t = L64(comp, {B, Tmax});
+      const at::Tensor new_lp =
+          lp.gather(-1, comp_t.unsqueeze(-1)).squeeze(-1);  // [B, Tmax]
+      const at::Tensor cmask_t = L64(cmask, {B, Tmax}).to(at::kFloat);
+      const at::Tensor behav_t = F32(behav, {B, Tmax});
+      const at::Tensor adv_t =
+          at::tensor(std::vector<double>(advantages.begin() + c0,
+                                         advantages.begin() + c1),
+                     at::kDouble)
+              .to(at::kFloat)
+              .to(dev);
+      const at::Tensor infeas_t = F32(infeas, {B, Tmax});
+      at::Tensor kl;
+      if (compute_kl) {
+        if (K > 0) {
+          const at::Tensor sup_t = L64(sup, {B, Tmax, K});
+          const at::Tensor student_sup = lp.gather(-1, sup_t);
+          auto s =
+              rl::SupportKl(student_sup, F32(tsup, {B, Tmax, K}),
+                            have_tail ? F32(ttail, {B, Tmax}) : at::Tensor(),
+                            o.prob_floor, &kl);
+          if (!s.ok()) return s;
+        } else {
+          kl =
+              new_lp -
+              F32(tsampled, {B, Tmax}).clamp_min(std::log(o.prob_floor));  // k1
+        }
+        kl_sum += (kl.detach() * cmask_t).sum().item<double>();
       }
-      kl_sum += (kl.detach() * cmask_t).sum().item<double>();
-    }
-    rl::MethodLossInputs in{
-        &new_lp,  &behav_t, &adv_t, &cmask_t, uses_kl ? &kl : nullptr,
-        &infeas_t};
-    rl::MethodLossOptions mo;
-    mo.method = o.method;
-    mo.clip_epsilon = o.clip_epsilon;
-    mo.kappa = o.kappa;
-    mo.lambda = lambda();
-    mo.aggregate_denominator = total_tokens;
-    mo.infeasible_denominator = total_infeasible;
-    at::Tensor loss;
-    if (auto s = rl::MethodLoss(in, mo, &loss); !s.ok()) return s;
-    loss.backward();
-    loss_sum += loss.item<double>();
+      rl::MethodLossInputs in{
+          &new_lp,  &behav_t, &adv_t, &cmask_t, uses_kl ? &kl : nullptr,
+          &infeas_t};
+      rl::MethodLossOptions mo;
+      mo.method = o.method;
+      mo.clip_epsilon = o.clip_epsilon;
+      mo.kappa = o.kappa;
+      mo.lambda = lambda();
+      mo.aggregate_denominator = total_tokens;
+      mo.infeasible_denominator = total_infeasible;
+      at::Tensor loss;
+      if (auto s = rl::MethodLoss(in, mo, &loss); !s.ok()) return s;
+      loss.backward();
+      loss_sum += loss.item<double>();
     }
     st.loss = loss_sum;
     st.mean_token_kl = total_tokens > 0 ? kl_sum / total_tokens : 0;

@@ -30,10 +30,10 @@ struct SftTrainer::Impl {
       s.insert(s.end(), e.completion_ids.begin(), e.completion_ids.end());
       if (static_cast<int64_t>(s.size()) >
           t->config().max_position_embeddings) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "example ", i, ": ", s.size(),
-            " tokens exceed the model's max_position_embeddings ",
-            t->config().max_position_embeddings));
+        return absl::InvalidArgumentError(
+            absl::StrCat("example ", i, ": ", s.size(),
+                         " tokens exceed the model's max_position_embeddings ",
+                         t->config().max_position_embeddings));
       }
       W = std::max<int64_t>(W, static_cast<int64_t>(s.size()) - 1);
       seqs.push_back(std::move(s));
@@ -95,7 +95,8 @@ absl::StatusOr<SftStats> SftTrainer::Step(
   try {
     auto loss = impl_->Loss(batch, &st);
     if (!loss.ok()) return loss.status();
-    for (at::Tensor& p : impl_->t->parameters()) p.mutable_grad() = at::Tensor();
+    for (at::Tensor& p : impl_->t->parameters())
+      p.mutable_grad() = at::Tensor();
     loss->backward();
     auto info = impl_->adamw->Step();
     if (!info.ok()) return info.status();

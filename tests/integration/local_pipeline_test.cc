@@ -48,9 +48,10 @@ class LocalPipelineTest : public ::testing::Test {
   static void TearDownTestSuite() { delete dir_; }
 
   static std::vector<std::string> Local(std::vector<std::string> extra = {}) {
-    std::vector<std::string> a = {testing::CmdistillBinary(), "local",
-                                  "--config", QuickstartConfig(), "--smoke",
-                                  "--set", "output_dir=" + dir_->path()};
+    std::vector<std::string> a = {
+        testing::CmdistillBinary(),  "local",   "--config",
+        QuickstartConfig(),          "--smoke", "--set",
+        "output_dir=" + dir_->path()};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -129,8 +130,8 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
   EXPECT_THAT(again.err, HasSubstr("teacher: cached at"));
   EXPECT_THAT(again.err, HasSubstr("student (warm start): cached at"));
   EXPECT_THAT(again.err, ::testing::Not(HasSubstr("sft [")));
-  curve = absl::StrSplit(Read(d + "/training_curve.csv"), '\n',
-                         absl::SkipEmpty());
+  curve =
+      absl::StrSplit(Read(d + "/training_curve.csv"), '\n', absl::SkipEmpty());
   EXPECT_EQ(curve.size(), 5u);
 }
 
@@ -191,10 +192,11 @@ TEST_F(LocalPipelineTest, ExperimentComparesMethodsFromOneWarmStart) {
     EXPECT_GT(fs::file_size(d + "/curves.png"), 1000u);
   }
   // An unknown method is refused before any work, naming the choices.
-  const auto bad = RunProcess(
-      {testing::CmdistillBinary(), "experiment", "--config", QuickstartConfig(),
-       "--smoke", "--set", "output_dir=" + dir_->path(), "--methods", "cmdp,ppo"},
-      absl::Minutes(1));
+  const auto bad =
+      RunProcess({testing::CmdistillBinary(), "experiment", "--config",
+                  QuickstartConfig(), "--smoke", "--set",
+                  "output_dir=" + dir_->path(), "--methods", "cmdp,ppo"},
+                 absl::Minutes(1));
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("'ppo' is not one of"));
 }
@@ -218,9 +220,9 @@ TEST_F(LocalPipelineTest, EvalAndSftWorkOnTheMadeModels) {
       {testing::CmdistillBinary(), "sft", "--config", QuickstartConfig(),
        "--set", "data.train_path=" + d + "/data/train.jsonl", "--set",
        "data.test_path=" + d + "/data/test.jsonl", "--set",
-       "local.student_sft.steps=3", "--set", "local.student_sft.eval_examples=2",
-       "--knobs", "student", "--model", d + "/models/student-warm", "--out",
-       d + "/sft-out"},
+       "local.student_sft.steps=3", "--set",
+       "local.student_sft.eval_examples=2", "--knobs", "student", "--model",
+       d + "/models/student-warm", "--out", d + "/sft-out"},
       absl::Minutes(2));
   ASSERT_EQ(s.exit_code, 0) << s.err;
   const json sj = json::parse(s.out);
@@ -229,9 +231,9 @@ TEST_F(LocalPipelineTest, EvalAndSftWorkOnTheMadeModels) {
               fs::exists(d + "/sft-out/model.safetensors.index.json"));
   EXPECT_TRUE(fs::exists(d + "/sft-out/tokenizer.json"));
   // A missing student folder is a clear failure.
-  const auto missing = RunProcess({testing::CmdistillBinary(), "eval",
-                                   "--student", d + "/nope"},
-                                  absl::Minutes(1));
+  const auto missing =
+      RunProcess({testing::CmdistillBinary(), "eval", "--student", d + "/nope"},
+                 absl::Minutes(1));
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("nope"));
 }

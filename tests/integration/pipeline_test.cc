@@ -244,7 +244,6 @@ TEST(Pipeline, TheStudentLearnsThroughTheServices) {
   reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
 }
 
-
 // The constraint binds through the running services: the same student, teacher,
 // seed and steps, trained once with grpo and once with cmdp. The reward
 // favours a '7' as the last number of a three-token completion; the teacher

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/net/http_get.h"
 #include "absl/time/time.h"
+#include "common/net/http_get.h"
 
 namespace cmdistill::testing {
 

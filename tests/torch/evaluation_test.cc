@@ -54,8 +54,8 @@ class EvaluationTest : public ::testing::Test {
     std::vector<learner::SftExample> batch;
     for (const char* q : {"two", "nine", "four"}) {
       learner::SftExample x;
-      x.prompt_ids = *tok_->Encode(tasks::ApplyTemplate(
-          config_.data().prompt_template(), q));
+      x.prompt_ids = *tok_->Encode(
+          tasks::ApplyTemplate(config_.data().prompt_template(), q));
       x.completion_ids = *tok_->Encode(" #### 7");
       x.completion_ids.push_back(256);
       batch.push_back(x);
@@ -113,20 +113,20 @@ TEST_F(EvaluationTest, AnIdenticalTeacherGivesZeroKlAndFullSatisfaction) {
 TEST_F(EvaluationTest, TheBudgetDecidesSatisfactionAgainstADifferentTeacher) {
   auto student = Model(3);
   auto teacher = Model(4);
-  ASSERT_OK_AND_ASSIGN(EvalReport loose, Evaluate("s", student.get(),
-                                                  teacher.get(), *tok_,
-                                                  Examples(), config_));
+  ASSERT_OK_AND_ASSIGN(
+      EvalReport loose,
+      Evaluate("s", student.get(), teacher.get(), *tok_, Examples(), config_));
   double kl_sum = 0;
   for (const EvalItem& it : loose.items) {
     EXPECT_GT(it.record.mean_token_kl, 1e-4);  // two random models differ
-    EXPECT_TRUE(it.record.satisfied);           // d = 1e9
+    EXPECT_TRUE(it.record.satisfied);          // d = 1e9
     kl_sum += it.record.mean_token_kl;
   }
   EXPECT_NEAR(loose.metrics.mean_kl.value, kl_sum / 3, 1e-9);
   config_.mutable_constraint()->set_budget(0);
-  ASSERT_OK_AND_ASSIGN(EvalReport tight, Evaluate("s", student.get(),
-                                                  teacher.get(), *tok_,
-                                                  Examples(), config_));
+  ASSERT_OK_AND_ASSIGN(
+      EvalReport tight,
+      Evaluate("s", student.get(), teacher.get(), *tok_, Examples(), config_));
   EXPECT_EQ(tight.metrics.satisfaction.value, 0.0);
   // Satisfaction does not change what the student generates.
   EXPECT_EQ(tight.items[1].completion, loose.items[1].completion);

@@ -16,8 +16,8 @@ using ::cmdistill::testing::StatusIs;
 std::unique_ptr<model::LanguageModel> Tiny(uint64_t seed) {
   testing::TinyShape s;
   s.vocab = 16;
-  auto m = model::LanguageModel::InitRandom(testing::TinyConfig(s), seed,
-                                            "cpu", "float32");
+  auto m = model::LanguageModel::InitRandom(testing::TinyConfig(s), seed, "cpu",
+                                            "float32");
   EXPECT_OK(m.status());
   return *std::move(m);
 }
@@ -31,7 +31,7 @@ TEST(SftTrainer, LearnsACompletionByHeart) {
   const std::vector<SftExample> batch = {{{1, 2}, {5, 7, 9, 3}},
                                          {{4}, {6, 6, 8, 3}}};
   ASSERT_OK_AND_ASSIGN(SftStats first, trainer->Evaluate(batch));
-  EXPECT_EQ(first.tokens, 8);  // completion tokens only
+  EXPECT_EQ(first.tokens, 8);                    // completion tokens only
   EXPECT_NEAR(first.loss, std::log(16.0), 1.0);  // about uniform at init
   SftStats last;
   for (int i = 0; i < 60; ++i) {
