@@ -59,7 +59,6 @@ struct Shared {
   std::map<std::string, Ports> ready ABSL_GUARDED_BY(mu);
   std::vector<StepRecord> steps ABSL_GUARDED_BY(mu);
   bool finished ABSL_GUARDED_BY(mu) = false;
-  std::string finished_line ABSL_GUARDED_BY(mu);
 };
 
 bool ParseReady(const std::string& line, Ports* p) {
@@ -99,7 +98,6 @@ class Children {
           } else if (line.rfind("FINISHED ", 0) == 0) {
             absl::MutexLock l(&shared->mu);
             shared->finished = true;
-            shared->finished_line = line;
           }
         });
     if (!child.ok()) return child.status();
@@ -295,6 +293,7 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
   size_t shown = 0;
   int64_t tokens = 0;
   bool scraped_last = false;
+  absl::Time learner_exit_time = absl::InfiniteFuture();
   absl::Time last_scrape = absl::Now();
   std::string live;
   for (;;) {
@@ -306,11 +305,9 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
       children.StopAll();
       return absl::CancelledError("interrupted; every child stopped");
     }
-    bool finished;
     std::vector<StepRecord> steps;
     {
       absl::MutexLock l(&shared.mu);
-      finished = shared.finished;
       steps = shared.steps;
     }
     if (steps.size() > shown) {
@@ -346,7 +343,15 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
       if (!code) continue;
       const bool trainer_side =
           c->name() == "learner" || c->name().rfind("actor", 0) == 0;
-      if (*code == 0 && trainer_side && (finished || c->name() != "learner")) {
+      // Poll() returns once the child's output is read to the end, so its
+      // FINISHED line (if any) is in `shared` now — not yet in `finished`.
+      bool finished_now;
+      {
+        absl::MutexLock l(&shared.mu);
+        finished_now = shared.finished;
+      }
+      if (*code == 0 && trainer_side &&
+          (finished_now || c->name() != "learner")) {
         if (c->name() == "learner") learner_done = true;
         continue;
       }
@@ -360,6 +365,12 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
       for (const auto& n : actor_names)
         actors_done = actors_done && children.Get(n)->Poll().has_value();
       if (actors_done) break;
+      // An actor busy with a round while the learner lingered never heard
+      // "finished" and now retries a learner that is gone: training is over,
+      // so it is stopped (SIGTERM) rather than waited for.
+      if (learner_exit_time == absl::InfiniteFuture())
+        learner_exit_time = absl::Now();
+      if (absl::Now() - learner_exit_time > absl::Seconds(10)) break;
     }
   }
   bar.Finish(live);
