@@ -8,7 +8,6 @@
 #include <memory>
 #include <sstream>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -199,21 +198,30 @@ absl::StatusOr<std::unique_ptr<model::LanguageModel>> LoadModel(
 }
 
 absl::StatusOr<eval::EvalReport> EvaluateOne(
+    const std::string& name, model::LanguageModel* student,
+    model::LanguageModel* teacher, const tokenizer::Tokenizer& tok,
+    const std::vector<tasks::Example>& examples, const v1::RunConfig& config,
+    std::ostream& progress) {
+  ProgressBar bar(progress, "eval " + name,
+                  static_cast<int64_t>(examples.size()),
+                  ProgressBar::IsTerminal(2));
+  eval::EvalRunOptions ro;
+  ro.progress = [&](int64_t done, int64_t) { bar.Update(done); };
+  auto r = eval::Evaluate(name, student, teacher, tok, examples, config, ro);
+  bar.Finish();
+  return r;
+}
+
+// As above, for the model in `student_dir` (loaded with student.device/dtype).
+absl::StatusOr<eval::EvalReport> EvaluateOne(
     const std::string& name, const std::string& student_dir,
     model::LanguageModel* teacher, const tokenizer::Tokenizer& tok,
     const std::vector<tasks::Example>& examples, const v1::RunConfig& config,
     std::ostream& progress) {
   auto student = LoadModel(config.student(), student_dir);
   if (!student.ok()) return student.status();
-  ProgressBar bar(progress, "eval " + name,
-                  static_cast<int64_t>(examples.size()),
-                  ProgressBar::IsTerminal(2));
-  eval::EvalRunOptions ro;
-  ro.progress = [&](int64_t done, int64_t) { bar.Update(done); };
-  auto r =
-      eval::Evaluate(name, student->get(), teacher, tok, examples, config, ro);
-  bar.Finish();
-  return r;
+  return EvaluateOne(name, student->get(), teacher, tok, examples, config,
+                     progress);
 }
 
 std::string SelfPath() {
@@ -470,7 +478,7 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
     config.mutable_training()->set_resume("never");
   }
   std::vector<eval::EvalReport> reports;
-  auto teacher_eval = EvaluateOne("teacher", config.teacher().path(), nullptr,
+  auto teacher_eval = EvaluateOne("teacher", prep->teacher.get(), nullptr,
                                   *prep->tok, prep->examples, config, io.err);
   if (!teacher_eval.ok()) return fail(teacher_eval.status());
   reports.push_back(*std::move(teacher_eval));
@@ -499,9 +507,7 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   fs::create_directories(eval_dir, ec);
   const std::string table = eval::MarkdownTable(reports, config);
   std::ofstream(eval_dir + "/results.md") << table;
-  json all = json::array();
   for (const auto& r : reports) {
-    all.push_back(json::parse(eval::ReportJson(r, true)));
     std::string file = r.name;
     std::replace(file.begin(), file.end(), ' ', '_');
     std::ofstream(eval_dir + "/" + file + ".json") << eval::ReportJson(r, true);
@@ -539,14 +545,6 @@ struct RunRow {
   std::string curve_csv;
   double train_seconds = 0;
 };
-
-json EstimateJson(const rl::Estimate& e) {
-  auto finite = [](double x) { return std::isfinite(x) ? json(x) : json(); };
-  return {{"value", e.value},
-          {"low", finite(e.low)},
-          {"high", finite(e.high)},
-          {"n", e.n}};
-}
 
 int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
   FlagSet flags(
@@ -597,16 +595,15 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   std::vector<eval::EvalReport> reference;
-  for (const auto& [name, path, with_teacher] :
-       std::vector<std::tuple<std::string, std::string, bool>>{
-           {"teacher", resolved.teacher().path(), false},
-           {"warm start", resolved.student().path(), true}}) {
-    auto r =
-        EvaluateOne(name, path, with_teacher ? prep->teacher.get() : nullptr,
-                    *prep->tok, prep->examples, resolved, io.err);
-    if (!r.ok()) return fail(r.status());
-    reference.push_back(*std::move(r));
-  }
+  auto teacher_eval = EvaluateOne("teacher", prep->teacher.get(), nullptr,
+                                  *prep->tok, prep->examples, resolved, io.err);
+  if (!teacher_eval.ok()) return fail(teacher_eval.status());
+  reference.push_back(*std::move(teacher_eval));
+  auto warm =
+      EvaluateOne("warm start", resolved.student().path(), prep->teacher.get(),
+                  *prep->tok, prep->examples, resolved, io.err);
+  if (!warm.ok()) return fail(warm.status());
+  reference.push_back(*std::move(warm));
   auto signals = ShutdownSignal::Install();
   if (!signals.ok()) return fail(signals.status());
   std::vector<RunRow> rows;
@@ -648,30 +645,23 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
                   {"runs", json::array()},
                   {"methods", json::array()}};
   for (const auto& r : reference)
-    results["reference"].push_back(json::parse(eval::ReportJson(r, false)));
+    results["reference"].push_back(eval::ReportToJson(r, false));
   for (const RunRow& r : rows) {
     const auto& mm = r.report.metrics;
     csv << absl::StrFormat("%s,%d,%.6f,%.6f,%.6f,%.3f,%.1f,%s\n", r.method,
                            r.seed, mm.correctness.value, mm.satisfaction.value,
                            mm.mean_kl.value, mm.length.value, r.train_seconds,
                            r.curve_csv);
-    json j = json::parse(eval::ReportJson(r.report, false));
+    json j = eval::ReportToJson(r.report, false);
     j["method"] = r.method;
     j["seed"] = r.seed;
     j["curve_csv"] = r.curve_csv;
     results["runs"].push_back(std::move(j));
   }
   // Per method: mean over seeds with a t-interval across seeds.
-  std::string md = absl::StrCat(
-      "| method | correctness (FAC) | constraint satisfaction (CSR, d = ",
-      absl::StrFormat("%g", resolved.constraint().budget()),
-      ") | mean per-token KL | length (tokens) |\n|---|---|---|---|---|\n");
+  std::string md = eval::MarkdownHeader("method", resolved);
   for (const auto& r : reference) {
-    absl::StrAppend(&md, "| ", r.name, " (reference) | ",
-                    eval::FormatEstimate(r.metrics.correctness), " | ",
-                    eval::FormatEstimate(r.metrics.satisfaction), " | ",
-                    eval::FormatEstimate(r.metrics.mean_kl), " | ",
-                    eval::FormatEstimate(r.metrics.length, 1), " |\n");
+    absl::StrAppend(&md, eval::MarkdownRow(r.name + " (reference)", r.metrics));
   }
   for (const std::string& m : methods) {
     std::vector<double> fac, csr, kl, len;
@@ -682,19 +672,14 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
       kl.push_back(r.report.metrics.mean_kl.value);
       len.push_back(r.report.metrics.length.value);
     }
-    const rl::Estimate e[4] = {rl::MeanEstimate(fac), rl::MeanEstimate(csr),
-                               rl::MeanEstimate(kl), rl::MeanEstimate(len)};
-    absl::StrAppend(&md, "| ", m, " | ", eval::FormatEstimate(e[0]), " | ",
-                    eval::FormatEstimate(e[1]), " | ",
-                    eval::FormatEstimate(e[2]), " | ",
-                    eval::FormatEstimate(e[3], 1), " |\n");
-    results["methods"].push_back(
-        {{"method", m},
-         {"seeds", fac.size()},
-         {"correctness", EstimateJson(e[0])},
-         {"constraint_satisfaction", EstimateJson(e[1])},
-         {"mean_token_kl", EstimateJson(e[2])},
-         {"length", EstimateJson(e[3])}});
+    const rl::SuccessMetrics across = {
+        rl::MeanEstimate(fac), rl::MeanEstimate(csr), rl::MeanEstimate(kl),
+        rl::MeanEstimate(len)};
+    absl::StrAppend(&md, eval::MarkdownRow(m, across));
+    json row = eval::MetricsToJson(across);
+    row["method"] = m;
+    row["seeds"] = fac.size();
+    results["methods"].push_back(std::move(row));
   }
   absl::StrAppend(
       &md, "\n", seeds,

@@ -210,18 +210,7 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
                        ? config.generation().temperature()
                        : 1.0;
   const auto& op = config.optimizer();
-  to.lr = op.lr();
-  to.beta1 = op.beta1();
-  to.beta2 = op.beta2();
-  to.eps = op.eps();
-  to.weight_decay = op.weight_decay();
-  to.warmup_steps = op.warmup_steps();
-  to.total_steps = tr.max_steps();
-  to.schedule =
-      op.schedule() == v1::LR_SCHEDULE_COSINE   ? learner::Schedule::kCosine
-      : op.schedule() == v1::LR_SCHEDULE_LINEAR ? learner::Schedule::kLinear
-                                                : learner::Schedule::kConstant;
-  to.grad_clip = op.grad_clip();
+  to.optimizer = learner::AdamWOptionsFrom(op, tr.max_steps());
   to.micro_batch_sequences = config.training().micro_batch_sequences();
   auto trainer = learner::PolicyTrainer::Create(student->get(), to);
   if (!trainer.ok()) {

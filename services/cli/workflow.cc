@@ -196,10 +196,7 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
   ao.weight_decay = sft.weight_decay();
   ao.warmup_steps = sft.warmup_steps();
   ao.total_steps = sft.steps();
-  ao.schedule =
-      sft.schedule() == v1::LR_SCHEDULE_COSINE   ? learner::Schedule::kCosine
-      : sft.schedule() == v1::LR_SCHEDULE_LINEAR ? learner::Schedule::kLinear
-                                                 : learner::Schedule::kConstant;
+  ao.schedule = learner::ScheduleFrom(sft.schedule());
   ao.grad_clip = 1.0;
   auto trainer = learner::SftTrainer::Create(model, ao);
   if (!trainer.ok()) return trainer.status();

@@ -12,11 +12,10 @@
 #include "services/reward/evaluator.h"
 
 namespace cmdistill::eval {
-namespace {
 
 using json = nlohmann::json;
 
-json EstimateJson(const rl::Estimate& e) {
+json EstimateToJson(const rl::Estimate& e) {
   auto finite = [](double x) { return std::isfinite(x) ? json(x) : json(); };
   return {{"value", e.value},
           {"low", finite(e.low)},
@@ -24,7 +23,12 @@ json EstimateJson(const rl::Estimate& e) {
           {"n", e.n}};
 }
 
-}  // namespace
+json MetricsToJson(const rl::SuccessMetrics& m) {
+  return {{"correctness", EstimateToJson(m.correctness)},
+          {"constraint_satisfaction", EstimateToJson(m.satisfaction)},
+          {"mean_token_kl", EstimateToJson(m.mean_kl)},
+          {"length", EstimateToJson(m.length)}};
+}
 
 absl::StatusOr<EvalReport> Evaluate(const std::string& name,
                                     model::LanguageModel* student,
@@ -176,15 +180,11 @@ std::string FormatEstimate(const rl::Estimate& e, int precision) {
                          e.low, precision, e.high);
 }
 
-std::string ReportJson(const EvalReport& r, bool with_items) {
+json ReportToJson(const EvalReport& r, bool with_items) {
   json j = {{"name", r.name},
             {"have_teacher", r.have_teacher},
             {"seconds", r.seconds},
-            {"metrics",
-             {{"correctness", EstimateJson(r.metrics.correctness)},
-              {"constraint_satisfaction", EstimateJson(r.metrics.satisfaction)},
-              {"mean_token_kl", EstimateJson(r.metrics.mean_kl)},
-              {"length", EstimateJson(r.metrics.length)}}}};
+            {"metrics", MetricsToJson(r.metrics)}};
   if (with_items) {
     json items = json::array();
     for (const EvalItem& it : r.items) {
@@ -203,21 +203,36 @@ std::string ReportJson(const EvalReport& r, bool with_items) {
     }
     j["items"] = std::move(items);
   }
-  return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+  return j;
+}
+
+std::string ReportJson(const EvalReport& r, bool with_items) {
+  return ReportToJson(r, with_items)
+             .dump(2, ' ', false, json::error_handler_t::replace) +
+         "\n";
+}
+
+std::string MarkdownHeader(const std::string& first_column,
+                           const v1::RunConfig& config) {
+  return absl::StrCat(
+      "| ", first_column,
+      " | correctness (FAC) | constraint satisfaction (CSR, d = ",
+      absl::StrFormat("%g", config.constraint().budget()),
+      ") | mean per-token KL | length (tokens) |\n|---|---|---|---|---|\n");
+}
+
+std::string MarkdownRow(const std::string& name, const rl::SuccessMetrics& m) {
+  return absl::StrCat("| ", name, " | ", FormatEstimate(m.correctness), " | ",
+                      FormatEstimate(m.satisfaction), " | ",
+                      FormatEstimate(m.mean_kl), " | ",
+                      FormatEstimate(m.length, 1), " |\n");
 }
 
 std::string MarkdownTable(const std::vector<EvalReport>& reports,
                           const v1::RunConfig& config) {
-  std::string out = absl::StrCat(
-      "| model | correctness (FAC) | constraint satisfaction (CSR, d = ",
-      absl::StrFormat("%g", config.constraint().budget()),
-      ") | mean per-token KL | length (tokens) |\n|---|---|---|---|---|\n");
+  std::string out = MarkdownHeader("model", config);
   for (const EvalReport& r : reports) {
-    absl::StrAppend(&out, "| ", r.name, " | ",
-                    FormatEstimate(r.metrics.correctness), " | ",
-                    FormatEstimate(r.metrics.satisfaction), " | ",
-                    FormatEstimate(r.metrics.mean_kl), " | ",
-                    FormatEstimate(r.metrics.length, 1), " |\n");
+    absl::StrAppend(&out, MarkdownRow(r.name, r.metrics));
   }
   return out;
 }

@@ -21,6 +21,7 @@
 #include "common/rl/stats.h"
 #include "common/tasks/dataset.h"
 #include "common/tokenizer/tokenizer.h"
+#include "nlohmann/json.hpp"
 
 namespace cmdistill::eval {
 
@@ -57,14 +58,24 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
                                     const v1::RunConfig& config,
                                     const EvalRunOptions& run = {});
 
-// {"name", "have_teacher", "metrics": {correctness: {value, low, high, n},
-// ...}, "items": [...]} (items left out when `with_items` is false).
+// {"value", "low", "high", "n"} (an infinite bound as null).
+nlohmann::json EstimateToJson(const rl::Estimate& e);
+// {"correctness", "constraint_satisfaction", "mean_token_kl", "length"}.
+nlohmann::json MetricsToJson(const rl::SuccessMetrics& m);
+// {"name", "have_teacher", "seconds", "metrics": MetricsToJson, "items": [...]}
+// (items left out when `with_items` is false).
+nlohmann::json ReportToJson(const EvalReport& report, bool with_items);
+// ReportToJson as indented text.
 std::string ReportJson(const EvalReport& report, bool with_items);
 
 // One Markdown table, a row per report: FAC, CSR, KL, length, each "v [lo,
 // hi]".
 std::string MarkdownTable(const std::vector<EvalReport>& reports,
                           const v1::RunConfig& config);
+// Its parts: the header (with the budget) and one row.
+std::string MarkdownHeader(const std::string& first_column,
+                           const v1::RunConfig& config);
+std::string MarkdownRow(const std::string& name, const rl::SuccessMetrics& m);
 
 // "0.412 [0.35, 0.48]" (or "—" when not measured).
 std::string FormatEstimate(const rl::Estimate& e, int precision = 3);

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "cmdistill/v1/config.pb.h"
+
 namespace cmdistill::learner {
 
 enum class Schedule { kConstant, kLinear, kCosine };
@@ -15,6 +17,33 @@ struct AdamWOptions {
   Schedule schedule = Schedule::kConstant;
   double grad_clip = 1.0;  // on the global gradient norm; 0 = off
 };
+
+inline Schedule ScheduleFrom(v1::LrSchedule s) {
+  switch (s) {
+    case v1::LR_SCHEDULE_COSINE:
+      return Schedule::kCosine;
+    case v1::LR_SCHEDULE_LINEAR:
+      return Schedule::kLinear;
+    default:
+      return Schedule::kConstant;
+  }
+}
+
+// The run file's optimizer section, for `total_steps` updates.
+inline AdamWOptions AdamWOptionsFrom(const v1::OptimizerConfig& op,
+                                     int64_t total_steps) {
+  AdamWOptions o;
+  o.lr = op.lr();
+  o.beta1 = op.beta1();
+  o.beta2 = op.beta2();
+  o.eps = op.eps();
+  o.weight_decay = op.weight_decay();
+  o.warmup_steps = op.warmup_steps();
+  o.total_steps = total_steps;
+  o.schedule = ScheduleFrom(op.schedule());
+  o.grad_clip = op.grad_clip();
+  return o;
+}
 
 }  // namespace cmdistill::learner
 

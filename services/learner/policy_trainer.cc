@@ -28,7 +28,7 @@ PolicyTrainer::~PolicyTrainer() = default;
 absl::StatusOr<std::unique_ptr<PolicyTrainer>> PolicyTrainer::Create(
     model::LanguageModel* student, TrainerOptions options) {
   if (student == nullptr) return absl::InvalidArgumentError("no student");
-  if (!(options.lr > 0) || !(options.temperature > 0)) {
+  if (!(options.optimizer.lr > 0) || !(options.temperature > 0)) {
     return absl::InvalidArgumentError("lr and temperature must be > 0");
   }
   auto impl = std::make_unique<Impl>();
@@ -37,17 +37,8 @@ absl::StatusOr<std::unique_ptr<PolicyTrainer>> PolicyTrainer::Create(
   impl->o = options;
   impl->lagrange = rl::LagrangeController(options.lagrange);
   impl->t->SetRequiresGrad(true);
-  AdamWOptions ao;
-  ao.lr = options.lr;
-  ao.beta1 = options.beta1;
-  ao.beta2 = options.beta2;
-  ao.eps = options.eps;
-  ao.weight_decay = options.weight_decay;
-  ao.warmup_steps = options.warmup_steps;
-  ao.total_steps = options.total_steps;
-  ao.schedule = options.schedule;
-  ao.grad_clip = options.grad_clip;
-  impl->adamw = std::make_unique<AdamW>(impl->t->parameters(), ao);
+  impl->adamw =
+      std::make_unique<AdamW>(impl->t->parameters(), options.optimizer);
   return std::unique_ptr<PolicyTrainer>(new PolicyTrainer(std::move(impl)));
 }
 

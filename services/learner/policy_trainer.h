@@ -37,12 +37,7 @@ struct TrainerOptions {
   double advantage_eps = 1e-6;
   double prob_floor = 1e-8;
   double temperature = 1.0;  // the sampling temperature of the actors
-  // AdamW.
-  double lr = 1e-5, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
-  int64_t warmup_steps = 0;
-  int64_t total_steps = 100;
-  Schedule schedule = Schedule::kConstant;
-  double grad_clip = 1.0;  // 0 = off
+  AdamWOptions optimizer;
   // Sequences per forward/backward pass; the gradients of a step's
   // micro-batches accumulate to exactly the whole batch's. 0 = one pass.
   int64_t micro_batch_sequences = 0;

@@ -71,7 +71,7 @@ TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
   auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
   learner::TrainerOptions to;
   to.method = rl::Method::kCmdp;
-  to.lr = 1e-2;
+  to.optimizer.lr = 1e-2;
   auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
   auto learner_registry = metrics::NewRegistry();
   auto learner_gate = net::GrpcServer::MakeGate({}, learner_registry.get());
@@ -152,37 +152,53 @@ TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
   reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
 }
 
+// The tokenizer of the tests below: 256 byte tokens + <|endoftext|>.
+std::unique_ptr<tokenizer::Tokenizer> ByteTokenizer() {
+  return *tokenizer::Tokenizer::FromJson(
+      tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
+      "bytes");
+}
+
+// `n` prompts "Q0:".."Q7:" whose gold answer is always "7".
+std::vector<learner::Prompt> SevenPrompts(const tokenizer::Tokenizer& tok,
+                                          int n) {
+  std::vector<learner::Prompt> prompts;
+  for (int i = 0; i < n; ++i) {
+    learner::Prompt p;
+    p.text = "Q" + std::to_string(i % 8) + ":";
+    p.ids = *tok.Encode(p.text);
+    p.gold = "7";
+    prompts.push_back(p);
+  }
+  return prompts;
+}
+
+// A random tiny student with '7' made somewhat likely: a constant direction in
+// the residual stream, read out by the '7' row of lm_head.
+std::unique_ptr<model::LanguageModel> StudentLeaningToSeven(
+    const tokenizer::Tokenizer& tok) {
+  const int32_t seven = tok.TokenToId("7");
+  auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+  at::NoGradGuard no_grad;
+  for (const auto& [name, t] : student->transformer()->named_parameters()) {
+    if (name == "model.embed_tokens.weight") t.select(1, 0).fill_(1.0);
+    if (name == "lm_head.weight") t.select(0, seven).select(0, 0).fill_(0.75);
+  }
+  return student;
+}
+
 // Learning through the whole distributed loop: every prompt's gold answer is
 // "7" and the reward service grades the last number of the one-token
 // completion. The student starts with '7' made somewhat likely (about one
 // completion in five), then learns by RL with two actors.
 TEST(Pipeline, TheStudentLearnsThroughTheServices) {
-  auto tok = *tokenizer::Tokenizer::FromJson(
-      tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
-      "bytes");
-  std::vector<learner::Prompt> prompts;
-  for (int i = 0; i < 240; ++i) {
-    learner::Prompt p;
-    p.text = "Q" + std::to_string(i % 8) + ":";
-    p.ids = *tok->Encode(p.text);
-    p.gold = "7";
-    prompts.push_back(p);
-  }
-  const int32_t seven = tok->TokenToId("7");
-  auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
-  {
-    // A constant direction in the residual stream, read out by the '7' row of
-    // lm_head.
-    at::NoGradGuard no_grad;
-    for (const auto& [name, t] : student->transformer()->named_parameters()) {
-      if (name == "model.embed_tokens.weight") t.select(1, 0).fill_(1.0);
-      if (name == "lm_head.weight") t.select(0, seven).select(0, 0).fill_(0.75);
-    }
-  }
+  auto tok = ByteTokenizer();
+  const std::vector<learner::Prompt> prompts = SevenPrompts(*tok, 240);
+  auto student = StudentLeaningToSeven(*tok);
   learner::TrainerOptions to;
   to.method = rl::Method::kGrpo;
-  to.lr = 5e-2;
-  to.total_steps = 60;
+  to.optimizer.lr = 5e-2;
+  to.optimizer.total_steps = 60;
   auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
   auto registry = metrics::NewRegistry();
   auto gate = net::GrpcServer::MakeGate({}, registry.get());
@@ -255,31 +271,14 @@ struct ConstraintRun {
 };
 
 ConstraintRun TrainThroughServices(rl::Method method) {
-  auto tok = *tokenizer::Tokenizer::FromJson(
-      tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
-      "bytes");
-  std::vector<learner::Prompt> prompts;
-  for (int i = 0; i < 400; ++i) {
-    learner::Prompt p;
-    p.text = "Q" + std::to_string(i % 8) + ":";
-    p.ids = *tok->Encode(p.text);
-    p.gold = "7";
-    prompts.push_back(p);
-  }
-  const int32_t seven = tok->TokenToId("7");
-  auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
-  {
-    at::NoGradGuard no_grad;
-    for (const auto& [name, t] : student->transformer()->named_parameters()) {
-      if (name == "model.embed_tokens.weight") t.select(1, 0).fill_(1.0);
-      if (name == "lm_head.weight") t.select(0, seven).select(0, 0).fill_(0.75);
-    }
-  }
+  auto tok = ByteTokenizer();
+  const std::vector<learner::Prompt> prompts = SevenPrompts(*tok, 400);
+  auto student = StudentLeaningToSeven(*tok);
   constexpr int kNew = 3, kSteps = 40;
   learner::TrainerOptions to;
   to.method = method;
-  to.lr = 3e-2;
-  to.total_steps = kSteps;
+  to.optimizer.lr = 3e-2;
+  to.optimizer.total_steps = kSteps;
   to.kappa = 5.0;  // term II pulls infeasible tokens back firmly
   auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
   auto registry = metrics::NewRegistry();

@@ -114,8 +114,8 @@ TEST(PolicyTrainer, ATinyModelLearnsTheTaskByRl) {
   auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
   TrainerOptions o;
   o.method = rl::Method::kGrpo;
-  o.lr = 3e-2;
-  o.total_steps = 40;
+  o.optimizer.lr = 3e-2;
+  o.optimizer.total_steps = 40;
   auto trainer = *PolicyTrainer::Create(student.get(), o);
   const Round first =
       RunRound(*student, nullptr, *trainer, rl::Method::kGrpo, 0);
@@ -137,8 +137,8 @@ TEST(PolicyTrainer, ABfloat16StudentLearnsToo) {
   ASSERT_EQ(student->dtype_name(), "bfloat16");
   TrainerOptions o;
   o.method = rl::Method::kGrpo;
-  o.lr = 3e-2;
-  o.total_steps = 40;
+  o.optimizer.lr = 3e-2;
+  o.optimizer.total_steps = 40;
   auto trainer = *PolicyTrainer::Create(student.get(), o);
   const Round first =
       RunRound(*student, nullptr, *trainer, rl::Method::kGrpo, 0);
@@ -163,8 +163,8 @@ TEST(PolicyTrainer, TheConstraintBinds) {
         *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
     TrainerOptions o;
     o.method = m;
-    o.lr = 3e-2;
-    o.total_steps = 40;
+    o.optimizer.lr = 3e-2;
+    o.optimizer.total_steps = 40;
     o.kappa = 1.0;
     auto trainer = *PolicyTrainer::Create(student.get(), o);
     double sat = 0;
@@ -189,8 +189,8 @@ TEST(PolicyTrainer, MicroBatchesGiveTheWholeBatchUpdate) {
     MakeGroups(*whole, teacher.get(), m, 0, &groups);
     TrainerOptions o;
     o.method = m;
-    o.lr = 1e-2;
-    o.grad_clip = 0;
+    o.optimizer.lr = 1e-2;
+    o.optimizer.grad_clip = 0;
     auto t_whole = *PolicyTrainer::Create(whole.get(), o);
     o.micro_batch_sequences = 3;  // 32 sequences: 10 passes of 3 and one of 2
     auto t_micro = *PolicyTrainer::Create(micro.get(), o);
