@@ -197,10 +197,19 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   } else {
     j["rope_scaling"] = nullptr;
   }
-  if (c.bos_token_id >= 0) j["bos_token_id"] = c.bos_token_id;
+  // Unknown bos: the GPT-2 / Qwen convention, where the one end-of-text token
+  // is both (our tokenizers never prepend it).
+  if (c.bos_token_id >= 0) {
+    j["bos_token_id"] = c.bos_token_id;
+  } else if (!c.eos_token_ids.empty()) {
+    j["bos_token_id"] = c.eos_token_ids[0];
+  } else {
+    j["bos_token_id"] = nullptr;
+  }
   if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
   if (c.eos_token_ids.size() > 1) j["eos_token_id"] = c.eos_token_ids;
   j["torch_dtype"] = c.torch_dtype;
+  j["transformers_version"] = kTransformersVersion;
   return j.dump(2) + "\n";
 }
 
@@ -348,6 +357,67 @@ uint64_t HfCheckpoint::total_bytes() const {
   return b;
 }
 
+namespace {
+
+absl::Status WriteText(const std::string& path, const std::string& text) {
+  return WriteFileAtomically(
+      path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+}
+
+// generation_config.json and tokenizer_config.json's loading keys, where the
+// folder has none.
+absl::Status CompleteLoadingFiles(const std::string& dir,
+                                  const ModelConfig& config,
+                                  const GenerationDefaults& g) {
+  const std::string gen_path = dir + "/generation_config.json";
+  if (!fs::exists(gen_path)) {
+    json j;
+    j["bos_token_id"] = config.bos_token_id >= 0 ? json(config.bos_token_id)
+                        : config.eos_token_ids.empty()
+                            ? json(nullptr)
+                            : json(config.eos_token_ids[0]);
+    if (config.eos_token_ids.size() == 1) {
+      j["eos_token_id"] = config.eos_token_ids[0];
+      j["pad_token_id"] = config.eos_token_ids[0];
+    } else if (config.eos_token_ids.size() > 1) {
+      j["eos_token_id"] = config.eos_token_ids;
+      j["pad_token_id"] = config.eos_token_ids[0];
+    }
+    j["do_sample"] = g.temperature > 0;
+    if (g.temperature > 0) j["temperature"] = g.temperature;
+    j["top_p"] = g.top_p;
+    j["top_k"] = g.top_k;
+    if (g.max_new_tokens > 0) j["max_new_tokens"] = g.max_new_tokens;
+    j["transformers_version"] = kTransformersVersion;
+    if (auto s = WriteText(gen_path, j.dump(2) + "\n"); !s.ok()) return s;
+  }
+  const std::string tok_config = dir + "/tokenizer_config.json";
+  if (!fs::exists(dir + "/tokenizer.json")) return absl::OkStatus();
+  json t = json::object();
+  if (fs::exists(tok_config)) {
+    auto text = ReadText(tok_config);
+    if (!text.ok()) return text.status();
+    t = json::parse(*text, nullptr, false);
+    if (!t.is_object()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(tok_config, ": not a JSON object"));
+    }
+  }
+  bool changed = false;
+  if (!t.contains("tokenizer_class")) {
+    t["tokenizer_class"] = "PreTrainedTokenizerFast";  // tokenizer.json only
+    changed = true;
+  }
+  if (!t.contains("model_max_length")) {
+    t["model_max_length"] = config.max_position_embeddings;
+    changed = true;
+  }
+  if (!changed) return absl::OkStatus();
+  return WriteText(tok_config, t.dump(2) + "\n");
+}
+
+}  // namespace
+
 absl::Status WriteHfCheckpoint(const std::string& dir,
                                const ModelConfig& config,
                                const std::vector<TensorToWrite>& tensors,
@@ -436,7 +506,7 @@ absl::Status WriteHfCheckpoint(const std::string& dir,
       }
     }
   }
-  return absl::OkStatus();
+  return CompleteLoadingFiles(dir, config, options.generation);
 }
 
 }  // namespace cmdistill::checkpoint

@@ -85,15 +85,33 @@ class HfCheckpoint {
   std::map<std::string, Entry> entries_;
 };
 
+// The sampling defaults written into generation_config.json (what the model
+// was trained to be sampled with).
+struct GenerationDefaults {
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int64_t top_k = 0;           // 0 = off
+  int64_t max_new_tokens = 0;  // 0 = not written
+};
+
+// The transformers release whose file layout these folders follow (written
+// as transformers_version).
+inline constexpr char kTransformersVersion[] = "4.46.0";
+
 struct WriteOptions {
   uint64_t max_shard_bytes =
       5ull << 30;  // larger models are sharded, as transformers does
   std::string copy_tokenizer_from;  // folder whose tokenizer files are copied
+  GenerationDefaults generation;
 };
 
 // Writes a Hugging Face folder atomically file by file: config.json, the
 // weights (sharded with an index when larger than max_shard_bytes) and the
-// tokenizer files.
+// tokenizer files. What transformers and vLLM need to load the model with the
+// right stop tokens is written where the source has none: a
+// generation_config.json (bos/eos ids and options.generation), and
+// tokenizer_config.json's tokenizer_class and model_max_length (added to the
+// copied file, or a new one when the folder has tokenizer.json only).
 absl::Status WriteHfCheckpoint(const std::string& dir,
                                const ModelConfig& config,
                                const std::vector<TensorToWrite>& tensors,

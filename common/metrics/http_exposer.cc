@@ -16,6 +16,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/metrics/process.h"
+#include "prometheus/text_serializer.h"
 
 namespace cmdistill::metrics {
 namespace {
@@ -194,7 +196,9 @@ void HttpExposer::HandleConnection(int fd) {
   std::string path = parts[1].substr(0, parts[1].find('?'));
   if (path == "/metrics") {
     scrapes_->Increment();
-    std::string body = Serialize(*registry_);
+    std::vector<prometheus::MetricFamily> families = registry_->Collect();
+    for (auto& f : CollectProcessMetrics()) families.push_back(std::move(f));
+    std::string body = prometheus::TextSerializer().Serialize(families);
     std::string response =
         Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
     if (parts[0] == "HEAD") response.resize(response.size() - body.size());

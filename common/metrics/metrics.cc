@@ -30,8 +30,16 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
   return ExponentialBuckets(1e-4, 2.0, 21);
 }
 
-prometheus::Histogram::BucketBoundaries SizeBuckets() {
-  return ExponentialBuckets(1, 2.0, 21);
+prometheus::Histogram::BucketBoundaries PowersOfTwoUpTo(int64_t start,
+                                                        int64_t max) {
+  prometheus::Histogram::BucketBoundaries b;
+  int64_t v = 1;
+  while (v < start) v *= 2;
+  for (;; v *= 2) {
+    b.push_back(static_cast<double>(v));
+    if (v >= max || v >= (int64_t{1} << 40)) break;
+  }
+  return b;
 }
 
 std::string Serialize(const Registry& registry) {

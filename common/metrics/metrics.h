@@ -5,6 +5,7 @@
 #ifndef CMDISTILL_COMMON_METRICS_METRICS_H_
 #define CMDISTILL_COMMON_METRICS_METRICS_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -31,8 +32,10 @@ prometheus::Histogram::BucketBoundaries LinearBuckets(double start,
 // Latency in seconds from 100 µs to ~100 s (factor 2, 21 buckets): RPCs, model
 // calls.
 prometheus::Histogram::BucketBoundaries LatencyBuckets();
-// Sizes (tokens, sequences, bytes) from 1 to 2^20 (factor 2).
-prometheus::Histogram::BucketBoundaries SizeBuckets();
+// Powers of two from `start` (rounded up to one) to the first >= `max`: a
+// size histogram sized to a configured limit.
+prometheus::Histogram::BucketBoundaries PowersOfTwoUpTo(int64_t start,
+                                                        int64_t max);
 
 // Prometheus text exposition format (0.0.4) of everything in `registry`.
 std::string Serialize(const Registry& registry);

@@ -4,11 +4,24 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/metrics/metrics.h"
 #include "common/status/grpc_status.h"
 #include "common/util/sha256.h"
 
 namespace cmdistill::actor {
 namespace {
+
+constexpr grpc::StatusCode kCodes[] = {grpc::StatusCode::OK,
+                                       grpc::StatusCode::CANCELLED,
+                                       grpc::StatusCode::INVALID_ARGUMENT,
+                                       grpc::StatusCode::DEADLINE_EXCEEDED,
+                                       grpc::StatusCode::NOT_FOUND,
+                                       grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                       grpc::StatusCode::FAILED_PRECONDITION,
+                                       grpc::StatusCode::OUT_OF_RANGE,
+                                       grpc::StatusCode::UNAVAILABLE,
+                                       grpc::StatusCode::UNAUTHENTICATED,
+                                       grpc::StatusCode::INTERNAL};
 
 const char* CodeName(grpc::StatusCode c) {
   switch (c) {
@@ -51,8 +64,24 @@ Actor::Actor(ActorOptions options, model::LanguageModel* policy,
       reward_(v1::RewardService::NewStub(reward)) {
   rpcs_ = &prometheus::BuildCounter()
                .Name("cmdistill_actor_rpcs_total")
-               .Help("RPC outcomes by peer and code")
+               .Help("RPC outcomes by peer and code (after retries)")
                .Register(*registry);
+  // Every peer and code from the start (0), so that rate() alerts see the
+  // first burst of errors.
+  for (const char* peer : {"learner", "teacher", "reward"}) {
+    for (grpc::StatusCode c : kCodes)
+      rpcs_->Add({{"peer", peer}, {"code", CodeName(c)}});
+  }
+  auto& latency = prometheus::BuildHistogram()
+                      .Name("cmdistill_actor_rpc_seconds")
+                      .Help(
+                          "Client-side RPC latency by peer and method, "
+                          "retries and backoff included")
+                      .Register(*registry);
+  for (int m = 0; m < kNumRpcs; ++m) {
+    latency_[m] = &latency.Add({{"peer", kRpcPeer[m]}, {"method", kRpcName[m]}},
+                               metrics::LatencyBuckets());
+  }
   tokens_ = &prometheus::BuildCounter()
                  .Name("cmdistill_actor_tokens_generated_total")
                  .Help("Completion tokens generated")
@@ -63,12 +92,6 @@ Actor::Actor(ActorOptions options, model::LanguageModel* policy,
                        .Help("Trajectories generated and submitted")
                        .Register(*registry)
                        .Add({});
-  rollouts_per_second_ =
-      &prometheus::BuildGauge()
-           .Name("cmdistill_actor_rollouts_per_second")
-           .Help("Trajectories per second over the last round")
-           .Register(*registry)
-           .Add({});
   version_gauge_ = &prometheus::BuildGauge()
                         .Name("cmdistill_actor_policy_version")
                         .Help("Policy version held by this actor")
@@ -76,17 +99,20 @@ Actor::Actor(ActorOptions options, model::LanguageModel* policy,
                         .Add({});
 }
 
-void Actor::Count(const char* peer, const grpc::Status& s) {
-  rpcs_->Add({{"peer", peer}, {"code", CodeName(s.error_code())}}).Increment();
+void Actor::Count(Rpc rpc, const grpc::Status& s, absl::Time start) {
+  rpcs_->Add({{"peer", kRpcPeer[rpc]}, {"code", CodeName(s.error_code())}})
+      .Increment();
+  latency_[rpc]->Observe(absl::ToDoubleSeconds(absl::Now() - start));
 }
 
 absl::Status Actor::CheckTeacher() {
   if (!o_.needs_teacher || teacher_ == nullptr) return absl::OkStatus();
   v1::GetTeacherInfoResponse info;
+  const absl::Time start = absl::Now();
   grpc::Status s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
     return teacher_->GetInfo(ctx, {}, &info);
   });
-  Count("teacher", s);
+  Count(kTeacherGetInfo, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   if (info.vocab_size() !=
       static_cast<uint32_t>(policy_->config().vocab_size)) {
@@ -108,10 +134,11 @@ absl::Status Actor::SyncPolicy() {
   wreq.set_after_version(version_);
   wreq.set_max_wait_ms(0);
   v1::WaitForPolicyResponse wresp;
+  absl::Time start = absl::Now();
   grpc::Status s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
     return learner_->WaitForPolicy(ctx, wreq, &wresp);
   });
-  Count("learner", s);
+  Count(kWaitForPolicy, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   // Any difference matters: a learner that restarted from a checkpoint may be
   // *behind* the version this actor holds (that history was lost with it);
@@ -120,6 +147,7 @@ absl::Status Actor::SyncPolicy() {
     return absl::OkStatus();
   std::string bytes;
   v1::PolicyHeader header;
+  start = absl::Now();
   s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
     bytes.clear();
     v1::FetchPolicyRequest req;
@@ -140,7 +168,7 @@ absl::Status Actor::SyncPolicy() {
     }
     return reader->Finish();
   });
-  Count("learner", s);
+  Count(kFetchPolicy, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   if (bytes.size() != header.total_bytes() ||
       Sha256Hex(bytes) != header.sha256_hex()) {
@@ -154,16 +182,16 @@ absl::Status Actor::SyncPolicy() {
 }
 
 absl::Status Actor::Round(const std::atomic<bool>& stop) {
-  const absl::Time round_start = absl::Now();
   if (auto s = SyncPolicy(); !s.ok()) return s;
   v1::LeasePromptsRequest lreq;
   lreq.set_actor_id(o_.actor_id);
   lreq.set_max_prompts(o_.prompts_per_lease);
   v1::LeasePromptsResponse leases;
+  absl::Time start = absl::Now();
   grpc::Status s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
     return learner_->LeasePrompts(ctx, lreq, &leases);
   });
-  Count("learner", s);
+  Count(kLeasePrompts, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   if (leases.leases_size() == 0) {
     // Nothing to do until the learner trains: wait for a new policy (bounded).
@@ -175,7 +203,8 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
     grpc::ClientContext ctx;
     net::PrepareContext(&ctx, absl::Now() + o_.idle_wait + absl::Seconds(10),
                         o_.call.bearer_token);
-    Count("learner", learner_->WaitForPolicy(&ctx, w, &wr));
+    start = absl::Now();
+    Count(kWaitForPolicy, learner_->WaitForPolicy(&ctx, w, &wr), start);
     return absl::OkStatus();
   }
   // Generate G samples per leased prompt.
@@ -224,7 +253,8 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
     grpc::ClientContext ctx;
     net::PrepareContext(&ctx, absl::Now() + absl::Seconds(5),
                         o_.call.bearer_token);
-    Count("learner", learner_->ReturnLeases(&ctx, rr, &rresp));
+    start = absl::Now();
+    Count(kReturnLeases, learner_->ReturnLeases(&ctx, rr, &rresp), start);
     return absl::CancelledError("stopping");
   }
   // Teacher scores.
@@ -237,11 +267,12 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
       *q->mutable_support() = t.support();
     }
     v1::ScoreResponse sresp;
+    start = absl::Now();
     s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
       sresp.Clear();
       return teacher_->Score(ctx, sreq, &sresp);
     });
-    Count("teacher", s);
+    Count(kTeacherScore, s, start);
     if (!s.ok()) return FromGrpcStatus(s);
     for (size_t k = 0; k < trajs.size(); ++k) {
       const auto& sc = sresp.scores(static_cast<int>(k));
@@ -256,11 +287,12 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
   v1::EvaluateRequest ereq;
   for (const auto& t : trajs) *ereq.add_trajectories() = t;
   v1::EvaluateResponse eresp;
+  start = absl::Now();
   s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
     eresp.Clear();
     return reward_->Evaluate(ctx, ereq, &eresp);
   });
-  Count("reward", s);
+  Count(kRewardEvaluate, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   v1::SubmitTrajectoriesRequest sub;
   for (size_t k = 0; k < trajs.size(); ++k) {
@@ -268,15 +300,14 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
     *sub.add_trajectories() = std::move(trajs[k]);
   }
   v1::SubmitTrajectoriesResponse subr;
+  start = absl::Now();
   s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
     subr.Clear();
     return learner_->SubmitTrajectories(ctx, sub, &subr);
   });
-  Count("learner", s);
+  Count(kSubmitTrajectories, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   trajectories_->Increment(static_cast<double>(sub.trajectories_size()));
-  const double seconds = absl::ToDoubleSeconds(absl::Now() - round_start);
-  if (seconds > 0) rollouts_per_second_->Set(sub.trajectories_size() / seconds);
   ++rounds_;
   return absl::OkStatus();
 }

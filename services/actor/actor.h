@@ -25,6 +25,7 @@
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 
 namespace cmdistill::actor {
@@ -66,7 +67,25 @@ class Actor {
   absl::Status CheckTeacher();
   // One round; OUT_OF_RANGE when training is finished.
   absl::Status Round(const std::atomic<bool>& stop);
-  void Count(const char* peer, const grpc::Status& s);
+  enum Rpc {
+    kWaitForPolicy,
+    kFetchPolicy,
+    kLeasePrompts,
+    kSubmitTrajectories,
+    kReturnLeases,
+    kTeacherGetInfo,
+    kTeacherScore,
+    kRewardEvaluate,
+    kNumRpcs
+  };
+  static constexpr const char* kRpcPeer[kNumRpcs] = {
+      "learner", "learner", "learner", "learner",
+      "learner", "teacher", "teacher", "reward"};
+  static constexpr const char* kRpcName[kNumRpcs] = {
+      "WaitForPolicy", "FetchPolicy", "LeasePrompts", "SubmitTrajectories",
+      "ReturnLeases",  "GetInfo",     "Score",        "Evaluate"};
+  // Counts the outcome and observes the latency since `start`.
+  void Count(Rpc rpc, const grpc::Status& s, absl::Time start);
 
   ActorOptions o_;
   model::LanguageModel* policy_;
@@ -80,7 +99,7 @@ class Actor {
   prometheus::Family<prometheus::Counter>* rpcs_;
   prometheus::Counter *tokens_, *trajectories_;
   prometheus::Gauge* version_gauge_;
-  prometheus::Gauge* rollouts_per_second_;
+  prometheus::Histogram* latency_[kNumRpcs];
 };
 
 }  // namespace cmdistill::actor

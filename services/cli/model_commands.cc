@@ -366,8 +366,9 @@ int RunInitModel(const std::vector<std::string>& args, Io io) {
     std::ofstream(flags.Get("out") + "/tokenizer.json") << generated;
     std::ofstream(flags.Get("out") + "/tokenizer_config.json")
         << R"({"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", )"
-        << R"("clean_up_tokenization_spaces": false})"
-        << "\n";
+        << R"("clean_up_tokenization_spaces": false, )"
+        << R"("tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": )"
+        << cfg->max_position_embeddings << "}\n";
   }
   io.out << "wrote a " << (*m)->num_parameters() << "-parameter "
          << cfg->model_type << " model to " << flags.Get("out") << "\n";

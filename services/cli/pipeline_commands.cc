@@ -512,6 +512,8 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
     std::replace(file.begin(), file.end(), ' ', '_');
     std::ofstream(eval_dir + "/" + file + ".json") << eval::ReportJson(r, true);
   }
+  std::ofstream(run->metrics_dir + "/eval.prom")
+      << eval::ReportsToPrometheus(reports);
   io.out << "\n" << table << "\n";
   io.out << absl::StrFormat(
       "%d held-out problems, greedy decoding; budget d = %g (%s); method %s; "
@@ -527,7 +529,8 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
          << "evaluation:       " << eval_dir << "/ (results.md, *.json)\n"
          << "training curve:   " << run->curve_csv << "\n"
          << "metrics:          " << run->metrics_dir
-         << "/*.prom (Prometheus text; live at /metrics while running)\n"
+         << "/*.prom (Prometheus text of every child, eval.prom the held-out "
+            "results; live at /metrics while running)\n"
          << "logs:             " << run->logs_dir << "/\n"
          << "view:             /usr/bin/python3 scripts/plot_curves.py "
          << run->curve_csv << " --out " << config.output_dir()

@@ -3,6 +3,7 @@
 // the commands say so instead of pretending (exit code 3). Each later fills its
 // Run* function with the wiring of services/common/service_host.h: config ->
 // objects -> serve -> drain.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "common/config/config.h"
+#include "common/metrics/process.h"
 #include "common/net/client.h"
 #include "common/tasks/dataset.h"
 #include "common/tokenizer/tokenizer.h"
@@ -47,8 +49,8 @@ struct ServiceSpec {
 // Serves `services` on `endpoint` until SIGTERM/SIGINT, then drains (STYLE.md
 // order).
 int Serve(
-    const std::string& name, const v1::RunConfig& config,
-    const v1::EndpointConfig& endpoint, Io io,
+    const std::string& name, const std::string& device,
+    const v1::RunConfig& config, const v1::EndpointConfig& endpoint, Io io,
     const std::function<std::vector<grpc::Service*>(services::ServiceHost&)>&
         make,
     const std::function<void()>& before_shutdown) {
@@ -61,6 +63,7 @@ int Serve(
   ho.name = name;
   ho.server = *server;
   ho.metrics_listen = endpoint.metrics_listen();
+  ho.device = device;
   ho.shutdown_grace = absl::Seconds(config.services().shutdown_grace_seconds());
   auto host = services::ServiceHost::Create(ho);
   if (!host.ok()) {
@@ -108,7 +111,8 @@ int RunTeacher(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   o.max_request_tokens = tc.max_request_tokens();
   std::unique_ptr<teacher::TeacherServiceImpl> service;
   return Serve(
-      "teacher", config, config.services().teacher(), io,
+      "teacher", (*scorer)->info().device, config, config.services().teacher(),
+      io,
       [&](services::ServiceHost& host) -> std::vector<grpc::Service*> {
         service = std::make_unique<teacher::TeacherServiceImpl>(
             scorer->get(), host.gate_ptr(), host.registry().get(), o);
@@ -217,6 +221,8 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
     io.err << "cmdistill learner: " << trainer.status().message() << "\n";
     return kExitFailure;
   }
+  if (const std::string w = (*trainer)->PrecisionWarning(); !w.empty())
+    io.err << "cmdistill learner: " << w << "\n";
   learner::LearnerOptions lo;
   lo.lease.lease_duration = absl::Seconds(tr.lease_seconds());
   lo.lease.samples_per_prompt = config.generation().samples_per_prompt();
@@ -230,6 +236,9 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   lo.checkpoint_every = tr.checkpoint_every_steps();
   lo.keep_checkpoints = static_cast<int>(tr.keep_checkpoints());
   lo.tokenizer_from = config.student().path();
+  lo.budget = config.constraint().budget();
+  lo.has_lambda = to.method == rl::Method::kLagrangian ||
+                  to.method == rl::Method::kSoftLagrangian;
   std::unique_ptr<learner::LearnerServiceImpl> service;
   auto observer = [&io](const learner::StepStats& s, uint64_t version) {
     std::printf(
@@ -253,6 +262,7 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   ho.name = "learner";
   ho.server = *server;
   ho.metrics_listen = config.services().learner().metrics_listen();
+  ho.device = (*student)->device_name();
   ho.shutdown_grace = absl::Seconds(config.services().shutdown_grace_seconds());
   auto host = services::ServiceHost::Create(ho);
   if (!host.ok()) {
@@ -293,6 +303,12 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   }
   checkpoint::WriteOptions wo;
   wo.copy_tokenizer_from = config.student().path();
+  const auto& gen = config.generation();
+  // float32 in the run file: written as the decimal the user typed.
+  auto decimal = [](float x) { return std::round(x * 1e6) / 1e6; };
+  wo.generation = {decimal(gen.temperature()), decimal(gen.top_p()),
+                   static_cast<int64_t>(gen.top_k()),
+                   static_cast<int64_t>(gen.max_new_tokens())};
   if (auto s = (*student)->Save(final_dir, wo); !s.ok()) {
     io.err << "cmdistill learner: saving " << final_dir << ": " << s.message()
            << "\n";
@@ -387,6 +403,7 @@ int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
     return kExitFailure;
   }
   auto registry = metrics::NewRegistry();
+  metrics::RegisterBuildInfo(registry.get(), "actor", (*policy)->device_name());
   std::unique_ptr<metrics::HttpExposer> exposer;
   if (!config.services().actor_metrics_listen().empty()) {
     auto e = metrics::HttpExposer::Start(
@@ -462,7 +479,7 @@ int RunReward(const v1::RunConfig& config, const FlagSet&, Io io) {
   o.tokenizer_fingerprint = tok ? tok->fingerprint() : "";
   std::unique_ptr<reward::RewardServiceImpl> service;
   return Serve(
-      "reward", config, config.services().reward(), io,
+      "reward", "none", config, config.services().reward(), io,
       [&](services::ServiceHost& host) -> std::vector<grpc::Service*> {
         service = std::make_unique<reward::RewardServiceImpl>(
             &evaluator, host.gate_ptr(), host.registry().get(), o);

@@ -70,7 +70,8 @@ bool ParseReady(const std::string& line, Ports* p) {
       if (!absl::SimpleAtoi(part, &p->metrics)) p->metrics = -1;
     }
   }
-  return p->grpc > 0;
+  // Services report their gRPC port; an actor serves only /metrics.
+  return p->grpc > 0 || p->metrics > 0;
 }
 
 class Children {
@@ -203,9 +204,15 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
   fs::create_directories(result.metrics_dir, ec);
   {
     std::ofstream f(result.run_file);
+    // Actors export /metrics too (on a free port each), so their RPC latency
+    // and throughput are scraped like the services'.
+    v1::RunConfig children_config = config;
+    if (children_config.services().actor_metrics_listen().empty())
+      children_config.mutable_services()->set_actor_metrics_listen(
+          "127.0.0.1:0");
     f << "# Written by cmdistill local: the resolved run file every child "
          "reads.\n"
-      << config::ToYaml(config);
+      << config::ToYaml(children_config);
     if (!f.good())
       return absl::InternalError("cannot write " + result.run_file);
   }
@@ -330,8 +337,12 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
         !steps.empty() && steps.back().step >= config.training().max_steps();
     if ((last && !scraped_last) ||
         absl::Now() - last_scrape > absl::Seconds(5)) {
-      for (const char* n : {"learner", "teacher", "reward"})
-        ScrapeMetrics(n, ports[n], result.metrics_dir);
+      std::map<std::string, Ports> now;
+      {
+        absl::MutexLock l(&shared.mu);
+        now = shared.ready;  // the actors' READY lines arrive as they start
+      }
+      for (const auto& [n, p] : now) ScrapeMetrics(n, p, result.metrics_dir);
       last_scrape = absl::Now();
       scraped_last = scraped_last || last;
     }

@@ -121,7 +121,8 @@ absl::Status MakeTokenizerIfMissing(const v1::RunConfig& config,
     return s;
   const nlohmann::json cfg = {{"eos_token", "<|endoftext|>"},
                               {"pad_token", "<|endoftext|>"},
-                              {"clean_up_tokenization_spaces", false}};
+                              {"clean_up_tokenization_spaces", false},
+                              {"tokenizer_class", "PreTrainedTokenizerFast"}};
   if (auto s = WriteFile((fs::path(dir) / "tokenizer_config.json").string(),
                          cfg.dump(1) + "\n");
       !s.ok())
@@ -200,6 +201,8 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
   ao.grad_clip = 1.0;
   auto trainer = learner::SftTrainer::Create(model, ao);
   if (!trainer.ok()) return trainer.status();
+  if (const std::string w = (*trainer)->PrecisionWarning(); !w.empty())
+    progress << label << ": " << w << "\n";
   // Held-out correctness: greedy, on the first eval_examples test problems.
   v1::RunConfig eval_config = config;
   eval_config.mutable_eval()->set_temperature(0);

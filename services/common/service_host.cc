@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/metrics/process.h"
 #include "common/status/status_macros.h"
 
 namespace cmdistill::services {
@@ -13,6 +14,8 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Create(
   auto host = std::unique_ptr<ServiceHost>(new ServiceHost(std::move(options)));
   CMDISTILL_ASSIGN_OR_RETURN(host->signals_, ShutdownSignal::Install());
   host->registry_ = metrics::NewRegistry();
+  metrics::RegisterBuildInfo(host->registry_.get(), host->options_.name,
+                             host->options_.device);
   host->gate_ =
       net::GrpcServer::MakeGate(host->options_.server, host->registry_.get());
   return host;

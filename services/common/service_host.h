@@ -31,7 +31,8 @@ namespace cmdistill::services {
 struct ServiceHostOptions {
   std::string name;  // "teacher", "reward", "learner"
   net::ServerOptions server;
-  std::string metrics_listen;  // empty: no /metrics endpoint
+  std::string metrics_listen;   // empty: no /metrics endpoint
+  std::string device = "none";  // for cmdistill_build_info: "cpu", "cuda", ...
   absl::Duration shutdown_grace = absl::Seconds(5);
 };
 

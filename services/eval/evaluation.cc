@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/metrics/metrics.h"
 #include "common/rl/constraint.h"
 #include "nlohmann/json.hpp"
 #include "services/common/task_options.h"
@@ -226,6 +227,51 @@ std::string MarkdownRow(const std::string& name, const rl::SuccessMetrics& m) {
                       FormatEstimate(m.satisfaction), " | ",
                       FormatEstimate(m.mean_kl), " | ",
                       FormatEstimate(m.length, 1), " |\n");
+}
+
+std::string ReportsToPrometheus(const std::vector<EvalReport>& reports) {
+  auto registry = metrics::NewRegistry();
+  auto& fac = prometheus::BuildGauge()
+                  .Name("cmdistill_eval_correctness_ratio")
+                  .Help("Held-out final-answer correctness (FAC), 95% interval")
+                  .Register(*registry);
+  auto& csr = prometheus::BuildGauge()
+                  .Name("cmdistill_eval_constraint_satisfaction_ratio")
+                  .Help(
+                      "Held-out share of completions within the budget "
+                      "(CSR), 95% interval")
+                  .Register(*registry);
+  auto& kl = prometheus::BuildGauge()
+                 .Name("cmdistill_eval_token_kl")
+                 .Help("Held-out mean per-token KL to the teacher (nats)")
+                 .Register(*registry);
+  auto& len = prometheus::BuildGauge()
+                  .Name("cmdistill_eval_length_tokens")
+                  .Help("Held-out mean completion length (tokens)")
+                  .Register(*registry);
+  auto& problems = prometheus::BuildGauge()
+                       .Name("cmdistill_eval_completions")
+                       .Help("Completions graded in the held-out evaluation")
+                       .Register(*registry);
+  for (const EvalReport& r : reports) {
+    std::string model = r.name;
+    std::replace(model.begin(), model.end(), ' ', '_');
+    auto put = [&](prometheus::Family<prometheus::Gauge>& f,
+                   const rl::Estimate& e) {
+      f.Add({{"model", model}, {"estimate", "value"}}).Set(e.value);
+      f.Add({{"model", model}, {"estimate", "low"}}).Set(e.low);
+      f.Add({{"model", model}, {"estimate", "high"}}).Set(e.high);
+    };
+    put(fac, r.metrics.correctness);
+    put(len, r.metrics.length);
+    if (r.have_teacher) {
+      put(csr, r.metrics.satisfaction);
+      put(kl, r.metrics.mean_kl);
+    }
+    problems.Add({{"model", model}})
+        .Set(static_cast<double>(r.metrics.correctness.n));
+  }
+  return metrics::Serialize(*registry);
 }
 
 std::string MarkdownTable(const std::vector<EvalReport>& reports,

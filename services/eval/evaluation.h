@@ -77,6 +77,13 @@ std::string MarkdownHeader(const std::string& first_column,
                            const v1::RunConfig& config);
 std::string MarkdownRow(const std::string& name, const rl::SuccessMetrics& m);
 
+// The reports as Prometheus text (for <output_dir>/metrics/eval.prom):
+// cmdistill_eval_{correctness,constraint_satisfaction}_ratio,
+// cmdistill_eval_token_kl, cmdistill_eval_length_tokens and
+// cmdistill_eval_problems, labelled model="<name, spaces as _>" and
+// estimate="value|low|high"; metrics a report did not measure are left out.
+std::string ReportsToPrometheus(const std::vector<EvalReport>& reports);
+
 // "0.412 [0.35, 0.48]" (or "—" when not measured).
 std::string FormatEstimate(const rl::Estimate& e, int precision = 3);
 

@@ -3,14 +3,42 @@
 #include <cmath>
 #include <cstring>
 
+#include "absl/strings/str_format.h"
+
 namespace cmdistill::learner {
+namespace {
+
+bool LowPrecision(const at::Tensor& p) {
+  return p.scalar_type() == at::kBFloat16 || p.scalar_type() == at::kHalf;
+}
+
+// Explicit mantissa bits of a low-precision dtype.
+int MantissaBits(at::ScalarType t) { return t == at::kHalf ? 10 : 7; }
+
+at::Tensor HostBytesToFloat(const std::string& bytes, at::IntArrayRef sizes) {
+  at::Tensor host = at::empty(sizes, at::kFloat);
+  std::memcpy(host.data_ptr(), bytes.data(), bytes.size());
+  return host;
+}
+
+}  // namespace
 
 AdamW::AdamW(std::vector<at::Tensor> params, AdamWOptions options)
     : params_(std::move(params)), o_(options) {
+  at::NoGradGuard no_grad;
   for (const at::Tensor& p : params_) {
     m_.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
     v_.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
+    master_.push_back(o_.master_weights && LowPrecision(p)
+                          ? p.detach().to(at::kFloat).clone()
+                          : at::Tensor());
   }
+}
+
+bool AdamW::has_master_weights() const {
+  for (const at::Tensor& m : master_)
+    if (m.defined()) return true;
+  return false;
 }
 
 double AdamW::LearningRate(int64_t s) const {
@@ -34,13 +62,16 @@ double AdamW::LearningRate(int64_t s) const {
 
 absl::StatusOr<AdamW::StepInfo> AdamW::Step() {
   StepInfo info;
-  double sq = 0;
+  at::NoGradGuard no_grad;
+  // The global norm as one reduction on the device and one host copy: a
+  // per-parameter .item() would stall a GPU once per tensor.
+  std::vector<at::Tensor> squares;
   for (const at::Tensor& p : params_) {
     if (p.grad().defined())
-      sq += p.grad().to(at::kFloat).pow(2).sum().item<double>();
+      squares.push_back(p.grad().to(at::kFloat).pow(2).sum());
   }
-  info.grad_norm = std::sqrt(sq);
-  at::NoGradGuard no_grad;
+  info.grad_norm =
+      squares.empty() ? 0.0 : at::stack(squares).sum().sqrt().item<double>();
   if (!std::isfinite(info.grad_norm)) {
     for (at::Tensor& p : params_) p.mutable_grad() = at::Tensor();
     return absl::InternalError("non-finite gradient; the update was skipped");
@@ -59,9 +90,16 @@ absl::StatusOr<AdamW::StepInfo> AdamW::Step() {
     m_[i].mul_(o_.beta1).add_(g, 1 - o_.beta1);
     v_[i].mul_(o_.beta2).addcmul_(g, g, 1 - o_.beta2);
     const at::Tensor update = (m_[i] / bc1) / ((v_[i] / bc2).sqrt() + o_.eps);
-    at::Tensor pf = p.to(at::kFloat);
-    pf.mul_(1 - info.lr * o_.weight_decay).sub_(update, info.lr);
-    p.copy_(pf);
+    if (master_[i].defined()) {
+      master_[i].mul_(1 - info.lr * o_.weight_decay).sub_(update, info.lr);
+      p.copy_(master_[i]);  // rounds to the parameter's dtype
+    } else if (p.scalar_type() == at::kFloat) {
+      p.mul_(1 - info.lr * o_.weight_decay).sub_(update, info.lr);
+    } else {  // low precision without master weights: rounded every step
+      at::Tensor pf = p.to(at::kFloat);
+      pf.mul_(1 - info.lr * o_.weight_decay).sub_(update, info.lr);
+      p.copy_(pf);
+    }
     p.mutable_grad() = at::Tensor();
   }
   return info;
@@ -78,8 +116,22 @@ std::vector<std::string> AdamW::SaveMoments() const {
   return out;
 }
 
+std::vector<std::string> AdamW::SaveMasterWeights() const {
+  std::vector<std::string> out;
+  for (const at::Tensor& m : master_) {
+    if (!m.defined()) {
+      out.emplace_back();
+      continue;
+    }
+    const at::Tensor c = m.to(at::kCPU).contiguous();
+    out.emplace_back(static_cast<const char*>(c.data_ptr()), c.nbytes());
+  }
+  return out;
+}
+
 absl::Status AdamW::Restore(const std::vector<std::string>& moments,
-                            int64_t step) {
+                            int64_t step,
+                            const std::vector<std::string>& masters) {
   if (moments.size() != 2 * params_.size()) {
     return absl::InvalidArgumentError(
         "optimizer state does not match the model's parameters");
@@ -92,17 +144,64 @@ absl::Status AdamW::Restore(const std::vector<std::string>& moments,
       }
     }
   }
+  if (!masters.empty()) {
+    if (masters.size() != params_.size()) {
+      return absl::InvalidArgumentError(
+          "master weights do not match the model's parameters");
+    }
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const size_t want = master_[i].defined() ? master_[i].nbytes() : 0;
+      if (masters[i].size() != want) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "master weights of parameter %d have %d bytes, expected %d", i,
+            masters[i].size(), want));
+      }
+    }
+  }
+  at::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     for (int j = 0; j < 2; ++j) {
       at::Tensor& t = j == 0 ? m_[i] : v_[i];
-      const std::string& bytes = moments[2 * i + j];
-      at::Tensor host = at::empty(t.sizes(), at::kFloat);
-      std::memcpy(host.data_ptr(), bytes.data(), bytes.size());
-      t.copy_(host);
+      t.copy_(HostBytesToFloat(moments[2 * i + j], t.sizes()));
+    }
+    if (!master_[i].defined()) continue;
+    if (masters.empty()) {
+      master_[i].copy_(params_[i].detach().to(at::kFloat));
+    } else {
+      master_[i].copy_(HostBytesToFloat(masters[i], master_[i].sizes()));
     }
   }
   step_ = step;
   return absl::OkStatus();
+}
+
+double AdamW::UnrepresentableUpdateShare(double lr) const {
+  at::NoGradGuard no_grad;
+  double stuck = 0, total = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const at::Tensor& p = params_[i];
+    if (!LowPrecision(p) || master_[i].defined()) continue;
+    // half ulp of w = 2^(floor(log2 |w|) - mantissa bits - 1); zeros always
+    // move.
+    const at::Tensor a = p.detach().to(at::kFloat).abs();
+    const at::Tensor half_ulp = at::pow(
+        2.0, at::floor(at::log2(a)) -
+                 static_cast<double>(MantissaBits(p.scalar_type()) + 1));
+    stuck += ((a > 0) & (half_ulp > lr)).sum().item<double>();
+    total += static_cast<double>(p.numel());
+  }
+  return total > 0 ? stuck / total : 0.0;
+}
+
+std::string AdamW::PrecisionWarning() const {
+  const double share = UnrepresentableUpdateShare(o_.lr);
+  if (share <= 0.1) return "";
+  return absl::StrFormat(
+      "WARNING: lr %g is below half an ulp of %.0f%% of the low-precision "
+      "weights and there are no float32 master weights "
+      "(optimizer.master_weights: false): those weights will not change. Turn "
+      "master weights on or train in float32.",
+      o_.lr, 100 * share);
 }
 
 }  // namespace cmdistill::learner

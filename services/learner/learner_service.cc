@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -10,14 +11,39 @@
 #include "services/learner/checkpoints.h"
 
 namespace cmdistill::learner {
+namespace {
+
+// Observes the time from construction to destruction (a handler's scope).
+class ScopedLatency {
+ public:
+  explicit ScopedLatency(prometheus::Histogram* h)
+      : h_(h), start_(absl::Now()) {}
+  ~ScopedLatency() { h_->Observe(absl::ToDoubleSeconds(absl::Now() - start_)); }
+
+ private:
+  prometheus::Histogram* h_;
+  absl::Time start_;
+};
+
+// Every outcome a submitted trajectory (or a step) can have: exported at 0
+// from the start, so that dashboards and rate() alerts see the series.
+constexpr const char* kOutcomeNames[] = {
+    "unspecified", "accepted",      "duplicate",   "too_stale",
+    "invalid",     "unknown_lease", "step_failed", "checkpoint_failed"};
+
+}  // namespace
 
 // Streams one immutable snapshot in chunks; one write in flight, the next in
 // OnWriteDone.
 class LearnerServiceImpl::FetchReactor final
     : public grpc::ServerWriteReactor<v1::FetchPolicyResponse> {
  public:
-  FetchReactor(std::shared_ptr<const Snapshot> snap, size_t chunk)
-      : snap_(std::move(snap)), chunk_(chunk) {
+  FetchReactor(std::shared_ptr<const Snapshot> snap, size_t chunk,
+               prometheus::Histogram* latency)
+      : snap_(std::move(snap)),
+        chunk_(chunk),
+        latency_(latency),
+        start_(absl::Now()) {
     v1::PolicyHeader* h = msg_.mutable_header();
     h->set_policy_version(snap_->version);
     h->set_format("safetensors");
@@ -39,7 +65,10 @@ class LearnerServiceImpl::FetchReactor final
     msg_.Clear();
     Next();
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    latency_->Observe(absl::ToDoubleSeconds(absl::Now() - start_));
+    delete this;
+  }
 
  private:
   void Next() {
@@ -52,6 +81,8 @@ class LearnerServiceImpl::FetchReactor final
   std::shared_ptr<const Snapshot> snap_;
   size_t chunk_;
   size_t offset_ = 0;
+  prometheus::Histogram* latency_;
+  absl::Time start_;
   v1::FetchPolicyResponse msg_;
 };
 
@@ -94,6 +125,8 @@ LearnerServiceImpl::LearnerServiceImpl(std::vector<Prompt> prompts,
                    .Name("cmdistill_learner_trajectories_total")
                    .Help("Submitted trajectories by outcome")
                    .Register(*registry);
+  for (size_t i = 1; i < std::size(kOutcomeNames); ++i)  // not "unspecified"
+    outcomes_->Add({{"outcome", kOutcomeNames[i]}});
   auto gauge = [&](const char* name, const char* help) {
     return &prometheus::BuildGauge()
                 .Name(name)
@@ -111,8 +144,14 @@ LearnerServiceImpl::LearnerServiceImpl(std::vector<Prompt> prompts,
   satisfaction_gauge_ =
       gauge("cmdistill_learner_constraint_satisfaction_ratio",
             "Share of the last step's trajectories within the budget");
-  lambda_gauge_ = gauge("cmdistill_learner_lambda",
-                        "Lagrange multiplier (lagrangian methods)");
+  if (options_.has_lambda) {
+    lambda_gauge_ = gauge("cmdistill_learner_lambda",
+                          "Lagrange multiplier (methods that have one)");
+    lambda_gauge_->Set(trainer_->lambda());
+  }
+  gauge("cmdistill_learner_budget",
+        "The per-trajectory cost budget d (as normalised in the run file)")
+      ->Set(options_.budget);
   reward_gauge_ = gauge("cmdistill_learner_task_reward",
                         "Mean task reward of the last step");
   kl_gauge_ =
@@ -127,6 +166,19 @@ LearnerServiceImpl::LearnerServiceImpl(std::vector<Prompt> prompts,
                        .Help("Time of one update step")
                        .Register(*registry)
                        .Add({}, metrics::LatencyBuckets());
+  auto& rpc = prometheus::BuildHistogram()
+                  .Name("cmdistill_learner_rpc_seconds")
+                  .Help(
+                      "Server-side latency of the learner's RPCs by method "
+                      "(WaitForPolicy includes its long-poll, FetchPolicy "
+                      "the whole stream)")
+                  .Register(*registry);
+  auto method = [&](const char* m) {
+    return &rpc.Add({{"method", m}}, metrics::LatencyBuckets());
+  };
+  rpc_ = {method("LeasePrompts"),       method("ReturnLeases"),
+          method("SubmitTrajectories"), method("WaitForPolicy"),
+          method("FetchPolicy"),        method("GetStatus")};
   tokens_trained_ = &prometheus::BuildCounter()
                          .Name("cmdistill_learner_tokens_trained_total")
                          .Help("Completion tokens trained on")
@@ -173,6 +225,8 @@ absl::Status LearnerServiceImpl::Restore(const v1::LearnerCheckpoint& c) {
   ts.lagrange = {c.lambda(), c.lambda_integral(), c.lambda_previous_error(),
                  c.lambda_updates()};
   ts.moments.assign(c.optimizer_moments().begin(), c.optimizer_moments().end());
+  ts.master_weights.assign(c.optimizer_master_weights().begin(),
+                           c.optimizer_master_weights().end());
   if (auto s = trainer_->RestoreState(ts); !s.ok()) return s;
   LeaseState ls;
   ls.epoch = c.epoch();
@@ -217,6 +271,8 @@ v1::LearnerCheckpoint LearnerServiceImpl::CaptureState() const {
   c.set_format_version(1);
   c.set_optimizer_step(ts.step);
   for (const std::string& m : ts.moments) c.add_optimizer_moments(m);
+  for (const std::string& m : ts.master_weights)
+    c.add_optimizer_master_weights(m);
   c.set_lambda(ts.lagrange.lambda);
   c.set_lambda_integral(ts.lagrange.integral);
   c.set_lambda_previous_error(ts.lagrange.previous_error);
@@ -288,6 +344,7 @@ void LearnerServiceImpl::WaitUntilFinished() {
 grpc::ServerUnaryReactor* LearnerServiceImpl::LeasePrompts(
     grpc::CallbackServerContext* ctx, const v1::LeasePromptsRequest* req,
     v1::LeasePromptsResponse* resp) {
+  ScopedLatency latency(rpc_.lease);
   auto* reactor = ctx->DefaultReactor();
   if (gate_->Reject(ctx, reactor)) return reactor;
   if (req->max_prompts() == 0) {
@@ -335,6 +392,7 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::LeasePrompts(
 grpc::ServerUnaryReactor* LearnerServiceImpl::ReturnLeases(
     grpc::CallbackServerContext* ctx, const v1::ReturnLeasesRequest* req,
     v1::ReturnLeasesResponse* resp) {
+  ScopedLatency latency(rpc_.return_leases);
   auto* reactor = ctx->DefaultReactor();
   if (gate_->Reject(ctx, reactor)) return reactor;
   absl::MutexLock lock(&mu_);
@@ -391,6 +449,7 @@ std::string LearnerServiceImpl::Validate(const v1::Trajectory& t) const {
 grpc::ServerUnaryReactor* LearnerServiceImpl::SubmitTrajectories(
     grpc::CallbackServerContext* ctx, const v1::SubmitTrajectoriesRequest* req,
     v1::SubmitTrajectoriesResponse* resp) {
+  ScopedLatency latency(rpc_.submit);
   auto* reactor = ctx->DefaultReactor();
   if (gate_->Reject(ctx, reactor)) return reactor;
   absl::MutexLock lock(&mu_);
@@ -463,9 +522,7 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::SubmitTrajectories(
         }
       }
     }
-    static const char* kNames[] = {"unspecified", "accepted", "duplicate",
-                                   "too_stale",   "invalid",  "unknown_lease"};
-    outcomes_->Add({{"outcome", kNames[outcome]}}).Increment();
+    outcomes_->Add({{"outcome", kOutcomeNames[outcome]}}).Increment();
     resp->add_outcomes(outcome);
     resp->add_reasons(reason);
   }
@@ -479,6 +536,7 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::SubmitTrajectories(
 grpc::ServerUnaryReactor* LearnerServiceImpl::WaitForPolicy(
     grpc::CallbackServerContext* ctx, const v1::WaitForPolicyRequest* req,
     v1::WaitForPolicyResponse* resp) {
+  const absl::Time arrived = absl::Now();
   auto* reactor = ctx->DefaultReactor();
   if (gate_->Reject(ctx, reactor)) return reactor;
   absl::MutexLock lock(&mu_);
@@ -487,11 +545,13 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::WaitForPolicy(
     resp->set_policy_version(version_);
     resp->set_size_bytes(snapshot_->bytes.size());
     reactor->Finish(grpc::Status::OK);
+    rpc_.wait->Observe(absl::ToDoubleSeconds(absl::Now() - arrived));
     return reactor;
   }
   const absl::Duration wait =
       std::min(absl::Milliseconds(req->max_wait_ms()), options_.max_long_poll);
-  waiters_.push_back({reactor, resp, req->after_version(), absl::Now() + wait});
+  waiters_.push_back(
+      {reactor, resp, req->after_version(), arrived + wait, arrived});
   return reactor;
 }
 
@@ -519,12 +579,13 @@ LearnerServiceImpl::FetchPolicy(grpc::CallbackServerContext* ctx,
     };
     return new Refused(refusal);
   }
-  return new FetchReactor(std::move(snap), options_.chunk_bytes);
+  return new FetchReactor(std::move(snap), options_.chunk_bytes, rpc_.fetch);
 }
 
 grpc::ServerUnaryReactor* LearnerServiceImpl::GetStatus(
     grpc::CallbackServerContext* ctx, const v1::GetStatusRequest*,
     v1::GetStatusResponse* resp) {
+  ScopedLatency latency(rpc_.status);
   auto* reactor = ctx->DefaultReactor();
   if (gate_->Reject(ctx, reactor)) return reactor;
   absl::MutexLock lock(&mu_);
@@ -588,7 +649,7 @@ void LearnerServiceImpl::UpdateLoop() {
     absl::MutexLock lock(&mu_);
     step_gauge_->Set(static_cast<double>(step_));
     satisfaction_gauge_->Set(stats->satisfaction);
-    lambda_gauge_->Set(stats->lambda);
+    if (lambda_gauge_ != nullptr) lambda_gauge_->Set(stats->lambda);
     reward_gauge_->Set(stats->mean_task_reward);
     kl_gauge_->Set(stats->mean_token_kl);
     tokens_trained_->Increment(static_cast<double>(stats->tokens));
@@ -640,6 +701,7 @@ void LearnerServiceImpl::WaiterLoop() {
       w.resp->set_policy_version(version);
       w.resp->set_size_bytes(size);
       w.reactor->Finish(grpc::Status::OK);
+      rpc_.wait->Observe(absl::ToDoubleSeconds(absl::Now() - w.arrived));
     }
     if (stop) return;
     {

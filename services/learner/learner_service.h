@@ -59,6 +59,10 @@ struct LearnerOptions {
   int keep_checkpoints = 3;
   std::string
       tokenizer_from;  // folder whose tokenizer files go into each checkpoint
+  // Exported as gauges: the budget d (a dashboard's target line) and, only for
+  // the methods that have one, λ.
+  double budget = 0.35;
+  bool has_lambda = false;
 };
 
 // Called after each update (from the update thread): step statistics and the
@@ -126,6 +130,12 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
     v1::WaitForPolicyResponse* resp;
     uint64_t after;
     absl::Time until;
+    absl::Time arrived;
+  };
+  // RPC latency handles, one per method (cmdistill_learner_rpc_seconds).
+  struct RpcLatency {
+    prometheus::Histogram *lease, *return_leases, *submit, *wait, *fetch,
+        *status;
   };
   class FetchReactor;
 
@@ -174,9 +184,10 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
 
   prometheus::Family<prometheus::Counter>* outcomes_;
   prometheus::Gauge *version_gauge_, *step_gauge_, *buffer_gauge_,
-      *leases_gauge_, *satisfaction_gauge_, *lambda_gauge_, *reward_gauge_,
-      *kl_gauge_;
+      *leases_gauge_, *satisfaction_gauge_, *reward_gauge_, *kl_gauge_;
+  prometheus::Gauge* lambda_gauge_ = nullptr;  // methods with a λ only
   prometheus::Histogram *lag_hist_, *step_seconds_;
+  RpcLatency rpc_;
   prometheus::Counter* tokens_trained_;
 };
 

@@ -16,6 +16,8 @@ struct AdamWOptions {
   int64_t total_steps = 100;
   Schedule schedule = Schedule::kConstant;
   double grad_clip = 1.0;  // on the global gradient norm; 0 = off
+  // float32 master copies of bfloat16/float16 parameters (adamw.h).
+  bool master_weights = true;
 };
 
 inline Schedule ScheduleFrom(v1::LrSchedule s) {
@@ -42,6 +44,7 @@ inline AdamWOptions AdamWOptionsFrom(const v1::OptimizerConfig& op,
   o.total_steps = total_steps;
   o.schedule = ScheduleFrom(op.schedule());
   o.grad_clip = op.grad_clip();
+  o.master_weights = op.master_weights();
   return o;
 }
 

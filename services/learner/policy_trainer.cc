@@ -48,6 +48,9 @@ double PolicyTrainer::lambda() const {
              : impl_->lagrange.lambda();
 }
 int64_t PolicyTrainer::step() const { return impl_->adamw->step(); }
+std::string PolicyTrainer::PrecisionWarning() const {
+  return impl_->adamw->PrecisionWarning();
+}
 
 absl::StatusOr<StepStats> PolicyTrainer::Step(
     const std::vector<std::vector<v1::Trajectory>>& groups) {
@@ -287,12 +290,13 @@ TrainerState PolicyTrainer::SaveState() const {
   s.step = impl_->adamw->step();
   s.lagrange = impl_->lagrange.state();
   s.moments = impl_->adamw->SaveMoments();
+  s.master_weights = impl_->adamw->SaveMasterWeights();
   return s;
 }
 
 absl::Status PolicyTrainer::RestoreState(const TrainerState& s) {
   if (auto st = impl_->lagrange.Restore(s.lagrange); !st.ok()) return st;
-  return impl_->adamw->Restore(s.moments, s.step);
+  return impl_->adamw->Restore(s.moments, s.step, s.master_weights);
 }
 
 }  // namespace cmdistill::learner

@@ -65,6 +65,9 @@ struct TrainerState {
   // AdamW moments in parameter order, as raw float32 bytes (m then v per
   // parameter).
   std::vector<std::string> moments;
+  // float32 master weights per parameter ("" where a parameter has none);
+  // empty: re-initialised from the parameters.
+  std::vector<std::string> master_weights;
 };
 
 class PolicyTrainer {
@@ -83,6 +86,9 @@ class PolicyTrainer {
 
   double lambda() const;
   int64_t step() const;
+  // A loud warning when the optimizer cannot represent updates of the
+  // configured lr in the student's dtype (no master weights), else "".
+  std::string PrecisionWarning() const;
   TrainerState SaveState() const;
   absl::Status RestoreState(const TrainerState& state);
 

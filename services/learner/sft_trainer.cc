@@ -110,6 +110,10 @@ absl::StatusOr<SftStats> SftTrainer::Step(
   return st;
 }
 
+std::string SftTrainer::PrecisionWarning() const {
+  return impl_->adamw->PrecisionWarning();
+}
+
 absl::StatusOr<SftStats> SftTrainer::Evaluate(
     const std::vector<SftExample>& batch) {
   SftStats st;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -42,6 +43,9 @@ class SftTrainer {
   // completions, ids outside the vocabulary, sequences longer than the model
   // allows; nothing changes then.
   absl::StatusOr<SftStats> Step(const std::vector<SftExample>& batch);
+  // A loud warning when the optimizer cannot represent updates of the
+  // configured lr in the model's dtype (no master weights), else "".
+  std::string PrecisionWarning() const;
   // The same statistics without an update (held-out loss).
   absl::StatusOr<SftStats> Evaluate(const std::vector<SftExample>& batch);
 

@@ -22,6 +22,10 @@ RewardServiceImpl::RewardServiceImpl(const Evaluator* evaluator,
                   .Name("cmdistill_reward_refused_total")
                   .Help("Evaluate calls refused as invalid, by reason")
                   .Register(*registry);
+  // Every known label value from the start (0), so that dashboards and rate()
+  // alerts see the series before the first event.
+  for (const char* r : {"empty", "oversized", "invalid_trajectory"})
+    refused_->Add({{"reason", r}});
   satisfaction_ = &prometheus::BuildGauge()
                        .Name("cmdistill_reward_constraint_satisfaction_ratio")
                        .Help(
@@ -60,6 +64,14 @@ RewardServiceImpl::RewardServiceImpl(const Evaluator* evaluator,
            .Name("cmdistill_reward_verifier_failures_total")
            .Help("Trajectories given reward 0 by a verifier problem, by kind")
            .Register(*registry);
+  for (const char* k : {"no_answer", "timeout", "decode"})
+    verifier_failures_->Add({{"kind", k}});
+  prometheus::BuildGauge()
+      .Name("cmdistill_reward_budget")
+      .Help("The per-trajectory cost budget d (as normalised in the run file)")
+      .Register(*registry)
+      .Add({})
+      .Set(evaluator_->options().reward.budget.budget);
   latency_ = &prometheus::BuildHistogram()
                   .Name("cmdistill_reward_request_seconds")
                   .Help("Evaluate latency in the service")

@@ -33,6 +33,15 @@ TeacherServiceImpl::TeacherServiceImpl(Scorer* scorer,
                          .Name("cmdistill_teacher_refused_total")
                          .Help("Score calls refused as invalid, by reason")
                          .Register(*registry);
+  // Every known reason from the start (0), for dashboards and rate() alerts.
+  for (const char* r : {"empty", "oversized", "length_mismatch", "too_long",
+                        "token_out_of_vocab", "support_without_token"})
+    refused_family_->Add({{"reason", r}});
+  // A model batch holds at most one oversized request or max_batch_tokens.
+  const int64_t max_tokens =
+      std::max(options.max_batch_tokens, options.max_request_tokens);
+  const int64_t max_sequences =
+      std::max(options.max_request_sequences, options.max_batch_tokens);
   queue_depth_ = &prometheus::BuildGauge()
                       .Name("cmdistill_teacher_queue_depth")
                       .Help("Score calls waiting for the model")
@@ -48,12 +57,12 @@ TeacherServiceImpl::TeacherServiceImpl(Scorer* scorer,
                           .Name("cmdistill_teacher_batch_sequences")
                           .Help("Sequences per model batch")
                           .Register(*registry)
-                          .Add({}, metrics::SizeBuckets());
+                          .Add({}, metrics::PowersOfTwoUpTo(1, max_sequences));
   batch_tokens_ = &prometheus::BuildHistogram()
                        .Name("cmdistill_teacher_batch_tokens")
                        .Help("Tokens per model batch")
                        .Register(*registry)
-                       .Add({}, metrics::SizeBuckets());
+                       .Add({}, metrics::PowersOfTwoUpTo(16, max_tokens));
   scored_tokens_ = &prometheus::BuildCounter()
                         .Name("cmdistill_teacher_scored_tokens_total")
                         .Help("Tokens run through the teacher")

@@ -32,8 +32,14 @@ checkpoint::ModelConfig Tiny() {
 }
 
 struct Fixture {
-  explicit Fixture(uint32_t max_policy_lag = 2) {
-    student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+  explicit Fixture(uint32_t max_policy_lag = 2,
+                   const std::string& dtype = "float32",
+                   const v1::LearnerCheckpoint* resume = nullptr,
+                   const std::string& weights = "") {
+    student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", dtype);
+    if (!weights.empty()) {
+      EXPECT_OK(student->LoadWeights(weights));
+    }
     TrainerOptions to;
     to.method = rl::Method::kGrpo;
     trainer = *PolicyTrainer::Create(student.get(), to);
@@ -47,7 +53,7 @@ struct Fixture {
     std::vector<Prompt> prompts = {
         {{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}};
     service = *LearnerServiceImpl::Create(prompts, student.get(), trainer.get(),
-                                          gate, registry.get(), lo);
+                                          gate, registry.get(), lo, {}, resume);
     server = *net::GrpcServer::Start({}, gate, {service.get()});
     stub = v1::LearnerService::NewStub(server->InProcessChannel());
   }
@@ -195,6 +201,45 @@ TEST(LearnerService, StaleSamplesAbandonTheLeaseAndSnapshotsVerify) {
   while (old->Read(&chunk)) {
   }
   EXPECT_EQ(old->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST(LearnerService, Bfloat16CheckpointsCarryMasterWeightsAndResumeExactly) {
+  Fixture f(2, "bfloat16");
+  v1::PromptLease a = f.Lease();
+  f.Submit(f.Make(a, 0));
+  f.Submit(f.Make(a, 1));
+  grpc::ClientContext c0;
+  v1::WaitForPolicyRequest w;
+  w.set_max_wait_ms(20000);
+  v1::WaitForPolicyResponse wr;
+  ASSERT_TRUE(f.stub->WaitForPolicy(&c0, w, &wr).ok());
+  ASSERT_EQ(wr.policy_version(), 1u);
+  const v1::LearnerCheckpoint saved = f.service->CaptureState();
+  // One float32 master per (bf16) parameter, as big as the parameter in fp32.
+  ASSERT_EQ(saved.optimizer_master_weights_size(),
+            saved.optimizer_moments_size() / 2);
+  for (int i = 0; i < saved.optimizer_master_weights_size(); ++i) {
+    EXPECT_EQ(saved.optimizer_master_weights(i).size(),
+              saved.optimizer_moments(2 * i).size());
+  }
+  // A learner resumed from it (weights as the checkpoint stores them) holds
+  // the same master weights, not ones re-rounded from the bf16 copy.
+  ASSERT_OK_AND_ASSIGN(std::string weights, f.student->SerializeWeights());
+  Fixture g(2, "bfloat16", &saved, weights);
+  const v1::LearnerCheckpoint resumed = g.service->CaptureState();
+  ASSERT_EQ(resumed.optimizer_master_weights_size(),
+            saved.optimizer_master_weights_size());
+  for (int i = 0; i < saved.optimizer_master_weights_size(); ++i) {
+    EXPECT_EQ(resumed.optimizer_master_weights(i),
+              saved.optimizer_master_weights(i))
+        << i;
+  }
+  EXPECT_EQ(resumed.optimizer_step(), 1);
+  // A float32 learner has none to store.
+  Fixture h;
+  for (const std::string& m :
+       h.service->CaptureState().optimizer_master_weights())
+    EXPECT_TRUE(m.empty());
 }
 
 }  // namespace

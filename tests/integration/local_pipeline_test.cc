@@ -118,6 +118,39 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
       testing::ParsePrometheusText(Read(d + "/metrics/learner.prom"));
   ASSERT_OK(learner_metrics.status());
   EXPECT_EQ((*learner_metrics)["cmdistill_learner_step"], 4);
+  EXPECT_FALSE(learner_metrics->count("cmdistill_learner_lambda"));  // cmdp
+  // The actors export /metrics in local mode too, and were scraped: their
+  // client-side latency histograms counted the submissions.
+  for (const char* a : {"actor-1", "actor-2"}) {
+    auto am = testing::ParsePrometheusText(
+        Read(d + "/metrics/" + std::string(a) + ".prom"));
+    ASSERT_OK(am.status()) << a;
+    EXPECT_GT((*am)["cmdistill_actor_rpc_seconds_count{method=\"SubmitTrajectories\","
+                    "peer=\"learner\"}"],
+              0)
+        << a;
+    EXPECT_GT((*am)["cmdistill_actor_trajectories_total"], 0) << a;
+  }
+  // The held-out results as Prometheus text, equal to the JSON's.
+  auto em = testing::ParsePrometheusText(Read(d + "/metrics/eval.prom"));
+  ASSERT_OK(em.status());
+  EXPECT_NEAR(
+      (*em)["cmdistill_eval_constraint_satisfaction_ratio{estimate=\"value\","
+            "model=\"student_after\"}"],
+      csr, 1e-9);
+  EXPECT_EQ((*em)["cmdistill_eval_completions{model=\"teacher\"}"], 16);
+  EXPECT_FALSE(em->count(
+      "cmdistill_eval_token_kl{estimate=\"value\",model=\"teacher\"}"));
+  // The student loads in transformers/vLLM with the right stop tokens.
+  const json gen = json::parse(Read(d + "/final/generation_config.json"));
+  const json mcfg = json::parse(Read(d + "/final/config.json"));
+  const json tcfg = json::parse(Read(d + "/final/tokenizer_config.json"));
+  EXPECT_EQ(gen["eos_token_id"], mcfg["eos_token_id"]);
+  EXPECT_TRUE(gen.contains("temperature"));
+  EXPECT_TRUE(mcfg.contains("bos_token_id"));
+  EXPECT_TRUE(mcfg.contains("transformers_version"));
+  EXPECT_EQ(tcfg["tokenizer_class"], "PreTrainedTokenizerFast");
+  EXPECT_EQ(tcfg["model_max_length"], mcfg["max_position_embeddings"]);
   // The resolved run file is a valid run file.
   const auto v = RunProcess({testing::CmdistillBinary(), "config", "validate",
                              "--config", d + "/run.yaml"},

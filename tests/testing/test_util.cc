@@ -80,6 +80,9 @@ TempDir::~TempDir() {
 std::string TempDir::Write(const std::string& name,
                            const std::string& contents) const {
   const std::string p = File(name);
+  std::error_code ec;  // "sub/file" makes "sub"
+  std::filesystem::create_directories(std::filesystem::path(p).parent_path(),
+                                      ec);
   std::ofstream(p, std::ios::binary) << contents;
   return p;
 }

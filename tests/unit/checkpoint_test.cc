@@ -147,7 +147,8 @@ ModelConfig Tiny() {
 // Writes a checkpoint of zeros with the tensors ExpectedTensors lists, minus
 // `drop`, with `reshape` given a wrong shape.
 void WriteTiny(const std::string& dir, const ModelConfig& c,
-               const std::string& drop = "", const std::string& reshape = "") {
+               const std::string& drop = "", const std::string& reshape = "",
+               const WriteOptions& options = {}) {
   std::vector<std::vector<float>> storage;
   std::vector<TensorToWrite> tensors;
   for (auto [name, shape] : ExpectedTensors(c)) {
@@ -162,7 +163,63 @@ void WriteTiny(const std::string& dir, const ModelConfig& c,
                        {reinterpret_cast<const uint8_t*>(storage.back().data()),
                         static_cast<size_t>(n) * 4}});
   }
-  ASSERT_OK(WriteHfCheckpoint(dir, c, tensors));
+  ASSERT_OK(WriteHfCheckpoint(dir, c, tensors, options));
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+}
+
+TEST(HfCheckpoint, WritesWhatTransformersNeedWhereTheSourceHasNone) {
+  cmdistill::testing::TempDir dir;
+  // A source with a tokenizer.json and a tokenizer_config.json that lacks
+  // the loading keys, and no generation_config.json.
+  dir.Write("src/tokenizer.json", "{}");
+  dir.Write("src/tokenizer_config.json", R"({"eos_token": "<|endoftext|>"})");
+  ModelConfig c = Tiny();
+  c.eos_token_ids = {7};
+  c.max_position_embeddings = 96;
+  WriteOptions o;
+  o.copy_tokenizer_from = dir.File("src");
+  o.generation.temperature = 0.7;
+  o.generation.top_p = 0.9;
+  o.generation.max_new_tokens = 40;
+  WriteTiny(dir.File("m"), c, "", "", o);
+  const std::string cfg = ReadAll(dir.File("m/config.json"));
+  EXPECT_THAT(cfg, HasSubstr("\"bos_token_id\": 7"));  // = eos (Qwen, GPT-2)
+  EXPECT_THAT(cfg, HasSubstr("\"transformers_version\": \"4.46.0\""));
+  const std::string gen = ReadAll(dir.File("m/generation_config.json"));
+  EXPECT_THAT(gen, HasSubstr("\"eos_token_id\": 7"));
+  EXPECT_THAT(gen, HasSubstr("\"bos_token_id\": 7"));
+  EXPECT_THAT(gen, HasSubstr("\"temperature\": 0.7"));
+  EXPECT_THAT(gen, HasSubstr("\"top_p\": 0.9"));
+  EXPECT_THAT(gen, HasSubstr("\"max_new_tokens\": 40"));
+  EXPECT_THAT(gen, HasSubstr("\"do_sample\": true"));
+  const std::string tok = ReadAll(dir.File("m/tokenizer_config.json"));
+  EXPECT_THAT(tok, HasSubstr("\"eos_token\": \"<|endoftext|>\""));  // kept
+  EXPECT_THAT(tok,
+              HasSubstr("\"tokenizer_class\": \"PreTrainedTokenizerFast\""));
+  EXPECT_THAT(tok, HasSubstr("\"model_max_length\": 96"));
+  // A source that has them is copied as it is, not replaced.
+  dir.Write("src2/tokenizer.json", "{}");
+  dir.Write("src2/tokenizer_config.json",
+            R"({"tokenizer_class": "Qwen2Tokenizer", "model_max_length": 5})");
+  dir.Write("src2/generation_config.json", R"({"eos_token_id": [1, 2]})");
+  o.copy_tokenizer_from = dir.File("src2");
+  WriteTiny(dir.File("m2"), c, "", "", o);
+  EXPECT_EQ(ReadAll(dir.File("m2/generation_config.json")),
+            R"({"eos_token_id": [1, 2]})");
+  EXPECT_EQ(ReadAll(dir.File("m2/tokenizer_config.json")),
+            R"({"tokenizer_class": "Qwen2Tokenizer", "model_max_length": 5})");
+  // A tokenizer_config.json that is not an object is refused by name.
+  dir.Write("src3/tokenizer.json", "{}");
+  dir.Write("src3/tokenizer_config.json", "[1]");
+  o.copy_tokenizer_from = dir.File("src3");
+  std::vector<TensorToWrite> none;
+  EXPECT_THAT(WriteHfCheckpoint(dir.File("m3"), c, none, o),
+              StatusIs(kInvalid, HasSubstr("tokenizer_config.json")));
 }
 
 TEST(HfCheckpoint, OpensWhatItWritesWithHuggingFaceNames) {
