@@ -52,8 +52,11 @@ struct Fixture {
     lo.max_policy_lag = max_policy_lag;
     std::vector<Prompt> prompts = {
         {{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}};
-    service = *LearnerServiceImpl::Create(prompts, student.get(), trainer.get(),
-                                          gate, registry.get(), lo, {}, resume);
+    auto created =
+        LearnerServiceImpl::Create(prompts, student.get(), trainer.get(), gate,
+                                   registry.get(), lo, {}, resume);
+    EXPECT_OK(created.status());
+    if (created.ok()) service = *std::move(created);
     server = *net::GrpcServer::Start({}, gate, {service.get()});
     stub = v1::LearnerService::NewStub(server->InProcessChannel());
   }
@@ -237,8 +240,8 @@ TEST(LearnerService, Bfloat16CheckpointsCarryMasterWeightsAndResumeExactly) {
   EXPECT_EQ(resumed.optimizer_step(), 1);
   // A float32 learner has none to store.
   Fixture h;
-  for (const std::string& m :
-       h.service->CaptureState().optimizer_master_weights())
+  const v1::LearnerCheckpoint fp32 = h.service->CaptureState();
+  for (const std::string& m : fp32.optimizer_master_weights())
     EXPECT_TRUE(m.empty());
 }
 

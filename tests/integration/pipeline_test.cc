@@ -361,16 +361,22 @@ TEST(Pipeline, TheConstraintBindsThroughTheServices) {
   const ConstraintRun cmdp = TrainThroughServices(rl::Method::kCmdp);
   ASSERT_EQ(grpo.satisfaction.size(), 40u);
   ASSERT_EQ(cmdp.satisfaction.size(), 40u);
-  const double g = MeanOfLast(grpo.satisfaction, 20);
-  const double c = MeanOfLast(cmdp.satisfaction, 20);
+  // Over the whole run: the batch CSR of the last 20 steps alone swings
+  // between 0 and 1 (cmdp settles at the budget's edge, and which side
+  // depends on the actors' interleaving — under a loaded machine, ctest -j2,
+  // 3 of 8 runs ended all-infeasible). Over 18 loaded runs: grpo 0.000-0.005,
+  // cmdp 0.32-0.67.
+  const double g = MeanOfLast(grpo.satisfaction, 40);
+  const double c = MeanOfLast(cmdp.satisfaction, 40);
   RecordProperty("grpo_satisfaction", std::to_string(g));
   RecordProperty("cmdp_satisfaction", std::to_string(c));
-  // Over 10 runs: grpo 0.00 every time, cmdp 0.16-0.71 (it settles at the
-  // budget's edge; which side depends on the actors' interleaving).
   EXPECT_GT(c, g + 0.1) << "grpo " << g << " vs cmdp " << c;
-  // Reward-only training learns the task and drifts: its per-token KL ends
-  // about 20x cmdp's (4.1-5.0 vs 0.16-0.25 over 10 runs).
-  EXPECT_GT(MeanOfLast(grpo.reward, 10), 0.9);
+  // Reward-only training drifts from the teacher: its per-token KL ends about
+  // 10-30x cmdp's (2.6-4.7 vs 0.06-0.39 over 18 loaded runs). How much of the
+  // task it learns in 40 steps depends on the interleaving (final reward
+  // 0.11-1.0 under load, > 0.9 on an idle machine), so that is not asserted
+  // here; TheStudentLearnsThroughTheServices asserts learning.
+  EXPECT_GT(MeanOfLast(grpo.kl, 10), 2.0);
   EXPECT_LT(MeanOfLast(cmdp.kl, 10), 0.2 * MeanOfLast(grpo.kl, 10));
 }
 
