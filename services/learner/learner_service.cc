@@ -13,16 +13,30 @@
 namespace cmdistill::learner {
 namespace {
 
-// Observes the time from construction to destruction (a handler's scope).
-class ScopedLatency {
+// Finishes a unary call and observes its latency first, so that a client that
+// has its answer also finds the call counted (or, for a call finished
+// elsewhere, at the end of the handler's scope).
+class TimedFinish {
  public:
-  explicit ScopedLatency(prometheus::Histogram* h)
-      : h_(h), start_(absl::Now()) {}
-  ~ScopedLatency() { h_->Observe(absl::ToDoubleSeconds(absl::Now() - start_)); }
+  TimedFinish(prometheus::Histogram* h, grpc::ServerUnaryReactor* reactor)
+      : h_(h), reactor_(reactor), start_(absl::Now()) {}
+  ~TimedFinish() {
+    if (!observed_) Observe();
+  }
+  void Finish(const grpc::Status& s) {
+    Observe();
+    reactor_->Finish(s);
+  }
 
  private:
+  void Observe() {
+    observed_ = true;
+    h_->Observe(absl::ToDoubleSeconds(absl::Now() - start_));
+  }
   prometheus::Histogram* h_;
+  grpc::ServerUnaryReactor* reactor_;
   absl::Time start_;
+  bool observed_ = false;
 };
 
 // Every outcome a submitted trajectory (or a step) can have: exported at 0
@@ -55,22 +69,25 @@ class LearnerServiceImpl::FetchReactor final
   }
   void OnWriteDone(bool ok) override {
     if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      Done(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
       return;
     }
     if (offset_ >= snap_->bytes.size()) {
-      Finish(grpc::Status::OK);
+      Done(grpc::Status::OK);
       return;
     }
     msg_.Clear();
     Next();
   }
-  void OnDone() override {
-    latency_->Observe(absl::ToDoubleSeconds(absl::Now() - start_));
-    delete this;
-  }
+  void OnDone() override { delete this; }
 
  private:
+  // Observed before Finish, so that a client that has its answer also finds
+  // the call counted.
+  void Done(const grpc::Status& s) {
+    latency_->Observe(absl::ToDoubleSeconds(absl::Now() - start_));
+    Finish(s);
+  }
   void Next() {
     const size_t n = std::min(chunk_, snap_->bytes.size() - offset_);
     msg_.set_offset(offset_);
@@ -344,30 +361,30 @@ void LearnerServiceImpl::WaitUntilFinished() {
 grpc::ServerUnaryReactor* LearnerServiceImpl::LeasePrompts(
     grpc::CallbackServerContext* ctx, const v1::LeasePromptsRequest* req,
     v1::LeasePromptsResponse* resp) {
-  ScopedLatency latency(rpc_.lease);
   auto* reactor = ctx->DefaultReactor();
+  TimedFinish timed(rpc_.lease, reactor);
   if (gate_->Reject(ctx, reactor)) return reactor;
   if (req->max_prompts() == 0) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 "max_prompts must be > 0"));
+    timed.Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "max_prompts must be > 0"));
     return reactor;
   }
   absl::MutexLock lock(&mu_);
   if (finished_) {
-    reactor->Finish(
+    timed.Finish(
         grpc::Status(grpc::StatusCode::OUT_OF_RANGE, "training is finished"));
     return reactor;
   }
   if (buffered_ >= options_.buffer_capacity) {
     resp->set_policy_version(version_);  // no new work while the buffer is full
-    reactor->Finish(grpc::Status::OK);
+    timed.Finish(grpc::Status::OK);
     return reactor;
   }
   auto leases = leases_.Acquire(
       std::min(req->max_prompts(), options_.max_lease_prompts), absl::Now());
   if (!leases.ok()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
-                                 "training data exhausted"));
+    timed.Finish(grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                              "training data exhausted"));
     return reactor;
   }
   for (const Lease& l : *leases) {
@@ -385,15 +402,15 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::LeasePrompts(
   }
   resp->set_policy_version(version_);
   leases_gauge_->Set(static_cast<double>(leases_.outstanding()));
-  reactor->Finish(grpc::Status::OK);
+  timed.Finish(grpc::Status::OK);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* LearnerServiceImpl::ReturnLeases(
     grpc::CallbackServerContext* ctx, const v1::ReturnLeasesRequest* req,
     v1::ReturnLeasesResponse* resp) {
-  ScopedLatency latency(rpc_.return_leases);
   auto* reactor = ctx->DefaultReactor();
+  TimedFinish timed(rpc_.return_leases, reactor);
   if (gate_->Reject(ctx, reactor)) return reactor;
   absl::MutexLock lock(&mu_);
   uint32_t n = 0;
@@ -407,7 +424,7 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::ReturnLeases(
   }
   resp->set_returned(n);
   leases_gauge_->Set(static_cast<double>(leases_.outstanding()));
-  reactor->Finish(grpc::Status::OK);
+  timed.Finish(grpc::Status::OK);
   return reactor;
 }
 
@@ -449,15 +466,14 @@ std::string LearnerServiceImpl::Validate(const v1::Trajectory& t) const {
 grpc::ServerUnaryReactor* LearnerServiceImpl::SubmitTrajectories(
     grpc::CallbackServerContext* ctx, const v1::SubmitTrajectoriesRequest* req,
     v1::SubmitTrajectoriesResponse* resp) {
-  ScopedLatency latency(rpc_.submit);
   auto* reactor = ctx->DefaultReactor();
+  TimedFinish timed(rpc_.submit, reactor);
   if (gate_->Reject(ctx, reactor)) return reactor;
   absl::MutexLock lock(&mu_);
   if (buffered_ + static_cast<size_t>(req->trajectories_size()) >
       options_.buffer_capacity) {
-    reactor->Finish(
-        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                     "trajectory buffer is full; back off and retry"));
+    timed.Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              "trajectory buffer is full; back off and retry"));
     return reactor;
   }
   const absl::Time now = absl::Now();
@@ -529,7 +545,7 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::SubmitTrajectories(
   resp->set_policy_version(version_);
   buffer_gauge_->Set(static_cast<double>(buffered_));
   leases_gauge_->Set(static_cast<double>(leases_.outstanding()));
-  reactor->Finish(grpc::Status::OK);
+  timed.Finish(grpc::Status::OK);
   return reactor;
 }
 
@@ -544,8 +560,8 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::WaitForPolicy(
       closing_) {
     resp->set_policy_version(version_);
     resp->set_size_bytes(snapshot_->bytes.size());
-    reactor->Finish(grpc::Status::OK);
     rpc_.wait->Observe(absl::ToDoubleSeconds(absl::Now() - arrived));
+    reactor->Finish(grpc::Status::OK);
     return reactor;
   }
   const absl::Duration wait =
@@ -585,8 +601,8 @@ LearnerServiceImpl::FetchPolicy(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* LearnerServiceImpl::GetStatus(
     grpc::CallbackServerContext* ctx, const v1::GetStatusRequest*,
     v1::GetStatusResponse* resp) {
-  ScopedLatency latency(rpc_.status);
   auto* reactor = ctx->DefaultReactor();
+  TimedFinish timed(rpc_.status, reactor);
   if (gate_->Reject(ctx, reactor)) return reactor;
   absl::MutexLock lock(&mu_);
   resp->set_step(static_cast<uint64_t>(step_));
@@ -597,7 +613,7 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::GetStatus(
   resp->set_finished(finished_);
   resp->set_lambda(last_.lambda);
   resp->set_constraint_satisfaction_ratio(last_.satisfaction);
-  reactor->Finish(grpc::Status::OK);
+  timed.Finish(grpc::Status::OK);
   return reactor;
 }
 
@@ -700,8 +716,8 @@ void LearnerServiceImpl::WaiterLoop() {
     for (Waiter& w : due) {
       w.resp->set_policy_version(version);
       w.resp->set_size_bytes(size);
-      w.reactor->Finish(grpc::Status::OK);
       rpc_.wait->Observe(absl::ToDoubleSeconds(absl::Now() - w.arrived));
+      w.reactor->Finish(grpc::Status::OK);
     }
     if (stop) return;
     {
