@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/device.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
@@ -86,11 +87,16 @@ std::unique_ptr<Transformer> MakeModel(const ModelConfig& c, uint64_t seed) {
   return *std::move(m);
 }
 
+// Logits of one unpadded sequence, on the CPU as float32 (the model may run
+// on another device and dtype).
 at::Tensor FullLogits(const Transformer& m, const std::vector<int64_t>& ids) {
   const int64_t T = static_cast<int64_t>(ids.size());
-  const at::Tensor input = at::tensor(ids, at::kLong).view({1, T});
-  return m.Forward(input, at::arange(T, at::kLong).view({1, T}),
-                   at::ones({1, T}, at::kLong), nullptr)[0];
+  const c10::Device d = m.device();
+  const at::Tensor input = at::tensor(ids, at::kLong).view({1, T}).to(d);
+  return m
+      .Forward(input, at::arange(T, at::kLong).view({1, T}).to(d),
+               at::ones({1, T}, at::kLong).to(d), nullptr)[0]
+      .to(at::kCPU);
 }
 
 double RelErr(const at::Tensor& a, const at::Tensor& b) {
@@ -124,23 +130,37 @@ TEST_P(ReferenceTest, LogitsMatchTheIndependentPyTorchImplementation) {
                           dir.File("out.bin");
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::ifstream in(dir.File("out.bin"), std::ios::binary);
-  // Load what was saved (the checkpoint path is part of what is checked).
+  // Load what was saved (the checkpoint path is part of what is checked), on
+  // the test device (CMDISTILL_TEST_DEVICE), in float32 and in bfloat16.
   ASSERT_OK_AND_ASSIGN(auto ck,
                        checkpoint::HfCheckpoint::Open(dir.File("model")));
-  ASSERT_OK_AND_ASSIGN(
-      auto loaded, Transformer::Load(*ck, c10::Device(c10::kCPU), at::kFloat));
+  ASSERT_OK_AND_ASSIGN(const c10::Device device,
+                       ParseDevice(testing::TestDevice()));
+  std::vector<at::Tensor> expected;
   for (const auto& ids : seqs) {
     const int64_t T = static_cast<int64_t>(ids.size());
     std::vector<double> ref(static_cast<size_t>(T * v.config.vocab_size));
     in.read(reinterpret_cast<char*>(ref.data()),
             static_cast<std::streamsize>(ref.size() * 8));
     ASSERT_TRUE(in.good());
-    const at::Tensor expected =
-        at::tensor(ref, at::kDouble).view({T, v.config.vocab_size});
-    const at::Tensor got = FullLogits(*loaded, ids);
-    EXPECT_LT(RelErr(got, expected), 1e-4) << v.name << " T=" << T;
-    EXPECT_GT(expected.std().item<double>(),
+    expected.push_back(
+        at::tensor(ref, at::kDouble).view({T, v.config.vocab_size}));
+    EXPECT_GT(expected.back().std().item<double>(),
               0.1);  // not a degenerate, flat model
+  }
+  for (const auto& [dtype_name, dtype] :
+       {std::pair<std::string, at::ScalarType>{"float32", at::kFloat},
+        {"bfloat16", at::kBFloat16}}) {
+    ASSERT_OK_AND_ASSIGN(auto loaded, Transformer::Load(*ck, device, dtype));
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const double err = RelErr(FullLogits(*loaded, seqs[i]), expected[i]);
+      EXPECT_LT(err, testing::RelTolerance(dtype_name))
+          << v.name << " " << dtype_name << " on " << testing::TestDevice()
+          << " T=" << seqs[i].size();
+      if (dtype != at::kFloat) {
+        EXPECT_GT(err, 0.0);  // really ran in bf16
+      }
+    }
   }
 }
 
