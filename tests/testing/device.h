@@ -19,10 +19,10 @@ inline bool OnCuda() { return TestDevice().rfind("cuda", 0) == 0; }
 // Relative error (max |a - b| / max |b|) allowed between logits (or
 // log-probabilities) computed in `dtype` on the test device and an exact
 // reference: float32 agrees to rounding (a GPU sums in another order, hence
-// the looser bound there); bfloat16 keeps 8 significant bits, so a few per
-// cent after a few layers.
+// the looser bound there); bfloat16 keeps 8 significant bits: up to 6% was
+// measured on model_test's deliberately large-weight models, so 10%.
 inline double RelTolerance(const std::string& dtype) {
-  if (dtype == "bfloat16") return 0.05;
+  if (dtype == "bfloat16") return 0.1;
   return OnCuda() ? 5e-4 : 1e-4;
 }
 
