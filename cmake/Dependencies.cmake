@@ -1,16 +1,19 @@
 # Every dependency comes from Debian 12's packages (scripts/setup.sh installs them).
 
+# CMDISTILL_TORCH_ONLY needs only the first group (and LibTorch, GoogleTest, Google Benchmark).
+
 find_package(Threads REQUIRED)
 find_package(absl CONFIG REQUIRED)
 find_package(Protobuf REQUIRED)
-find_package(gRPC CONFIG REQUIRED)
-find_package(prometheus-cpp CONFIG REQUIRED)
-find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json REQUIRED)
-find_package(OpenSSL REQUIRED)
-
 find_program(CMDISTILL_PROTOC protoc REQUIRED)
-find_program(CMDISTILL_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+if(NOT CMDISTILL_TORCH_ONLY)
+  find_package(gRPC CONFIG REQUIRED)
+  find_package(prometheus-cpp CONFIG REQUIRED)
+  find_package(yaml-cpp REQUIRED)
+  find_package(OpenSSL REQUIRED)
+  find_program(CMDISTILL_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+endif()
 
 # LibTorch is heavy: only the few targets that need tensors link it, PRIVATE. Its CMake config
 # appends flags to CMAKE_CXX_FLAGS globally; keep them away from torch-free targets.

@@ -14,6 +14,11 @@ function(cmdistill_test)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 120)
   endif()
+  if(TARGET cmdistill)
+    set(_env "CMDISTILL_BIN=$<TARGET_FILE:cmdistill>;CMDISTILL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  else()  # CMDISTILL_TORCH_ONLY: no binary
+    set(_env "CMDISTILL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  endif()
   set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
-    ENVIRONMENT "CMDISTILL_BIN=$<TARGET_FILE:cmdistill>;CMDISTILL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+    ENVIRONMENT "${_env}")
 endfunction()

@@ -20,7 +20,9 @@
 #include "common/checkpoint/hf_checkpoint.h"
 #include "common/model/language_model.h"
 #include "common/model/transformer.h"
+#ifdef CMDISTILL_BENCH_TOKENIZER
 #include "common/tokenizer/tokenizer.h"
+#endif
 #include "nlohmann/json.hpp"
 #include "tests/testing/model_configs.h"
 
@@ -151,6 +153,7 @@ BENCHMARK(BM_LoadCheckpoint)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
+#ifdef CMDISTILL_BENCH_TOKENIZER
 void BM_Tokenize(benchmark::State& state) {
   const char* src = std::getenv("CMDISTILL_SOURCE_DIR");
   const std::string root = src ? src : ".";
@@ -185,6 +188,7 @@ BENCHMARK(BM_Tokenize)
     ->Arg(1)
     ->ArgName("llama3")
     ->Unit(benchmark::kMillisecond);
+#endif  // CMDISTILL_BENCH_TOKENIZER
 
 }  // namespace
 }  // namespace cmdistill
