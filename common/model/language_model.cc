@@ -4,8 +4,10 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 
@@ -429,6 +431,44 @@ absl::StatusOr<std::vector<std::vector<float>>> LanguageModel::TokenLogprobs(
   std::vector<std::vector<float>> out;
   for (auto& s : *scores) out.push_back(std::move(s.sampled_logprobs));
   return out;
+}
+
+}  // namespace cmdistill::model
+
+namespace cmdistill::model {
+
+void SetComputeThreads(int n) { at::set_num_threads(std::max(1, n)); }
+int ComputeThreads() { return at::get_num_threads(); }
+
+absl::StatusOr<double> MatmulFlopsPerSecond(int64_t n,
+                                            const std::string& device,
+                                            const std::string& dtype,
+                                            int repeats) {
+  auto d = ParseDevice(device);
+  if (!d.ok()) return d.status();
+  auto t = ParseDType(dtype);
+  if (!t.ok()) return t.status();
+  if (n <= 0) return absl::InvalidArgumentError("matmul size must be > 0");
+  try {
+    at::NoGradGuard no_grad;
+    const at::TensorOptions o = at::TensorOptions().device(*d).dtype(*t);
+    const at::Tensor a = at::randn({n, n}, o), b = at::randn({n, n}, o);
+    std::vector<double> rates;
+    for (int i = 0; i <= std::max(1, repeats); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const at::Tensor c = at::matmul(a, b);
+      (void)c.sum().item<double>();  // the device is done when this returns
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+              .count();
+      if (i > 0) rates.push_back(2.0 * n * n * n / s);  // i == 0: warm-up
+    }
+    std::sort(rates.begin(), rates.end());
+    return rates[rates.size() / 2];
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("LibTorch: ", e.what_without_backtrace()));
+  }
 }
 
 }  // namespace cmdistill::model

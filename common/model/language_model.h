@@ -118,6 +118,19 @@ class LanguageModel {
   std::unique_ptr<Transformer> transformer_;
 };
 
+// LibTorch's intra-op threads for this process (n >= 1), and their number.
+void SetComputeThreads(int n);
+int ComputeThreads();
+
+// The achieved FLOP/s of a plain [n, n] x [n, n] matmul on `device` in
+// `dtype` (the median of `repeats` after one warm-up; ends with a device
+// sync): the machine's dense peak for the work the model does.
+// INVALID_ARGUMENT for a bad device or dtype.
+absl::StatusOr<double> MatmulFlopsPerSecond(int64_t n,
+                                            const std::string& device,
+                                            const std::string& dtype,
+                                            int repeats = 5);
+
 }  // namespace cmdistill::model
 
 #endif  // CMDISTILL_COMMON_MODEL_LANGUAGE_MODEL_H_

@@ -32,6 +32,7 @@ const std::vector<Command>& Commands() {
     AddPipelineCommands(c);
     AddTaskCommands(c);
     AddModelCommands(c);
+    AddBenchCommands(c);
     AddConfigCommands(c);
     return c;
   }();

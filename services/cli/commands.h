@@ -41,6 +41,7 @@ void AddServiceCommands(std::vector<Command>* commands);
 void AddTaskCommands(std::vector<Command>* commands);
 void AddModelCommands(std::vector<Command>* commands);
 void AddPipelineCommands(std::vector<Command>* commands);
+void AddBenchCommands(std::vector<Command>* commands);
 
 }  // namespace cmdistill::cli
 

@@ -254,8 +254,13 @@ TEST(Pipeline, TheStudentLearnsThroughTheServices) {
   const double last = (rewards[57] + rewards[58] + rewards[59]) / 3;
   RecordProperty("first_reward", std::to_string(first));
   RecordProperty("last_reward", std::to_string(last));
+  // On an idle machine the last steps reach > 0.9; under load (ctest -j2
+  // beside other heavy tests) the actors' interleaving makes more samples
+  // stale, and 20 loaded runs, of this code and of the code before it, ended
+  // at 0.78-1.0 from a start of 0.15-0.25.
   EXPECT_LT(first, 0.5);
-  EXPECT_GT(last, 0.9);
+  EXPECT_GT(last, 0.7);
+  EXPECT_GT(last, first + 0.4);
   learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
   reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
 }

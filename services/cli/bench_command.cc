@@ -1,0 +1,396 @@
+// `cmdistill bench decode|score|train|sync|gemm`: throughput on one's own
+// checkpoint (or a random model of a named shape), timed after a warm-up with
+// min/median/max over repeats (services/bench/throughput.h). Like
+// `vllm bench throughput`: the numbers a user compares with what they would
+// otherwise run (tests/bench/peer/ does the same work in eager PyTorch).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/metrics/metrics.h"
+#include "common/net/client.h"
+#include "common/net/server.h"
+#include "services/actor/actor.h"
+#include "services/bench/throughput.h"
+#include "services/cli/commands.h"
+#include "services/cli/flags.h"
+#include "services/cli/run_config_flags.h"
+#include "services/learner/learner_service.h"
+#include "services/learner/policy_trainer.h"
+
+namespace cmdistill::cli {
+namespace {
+
+constexpr const char* kModes = "decode, score, train, sync or gemm";
+
+std::string RateJson(const bench::Rate& r) {
+  std::vector<std::string> runs;
+  for (double x : r.runs) runs.push_back(absl::StrFormat("%.1f", x));
+  return absl::StrFormat(
+      R"({"min": %.1f, "median": %.1f, "max": %.1f, "runs": [%s]})", r.min,
+      r.median, r.max, absl::StrJoin(runs, ", "));
+}
+
+std::string RateText(const bench::Rate& r, double scale = 1) {
+  return absl::StrFormat("%.0f [%.0f, %.0f]", r.median / scale, r.min / scale,
+                         r.max / scale);
+}
+
+// Bytes/s of a plain TCP stream over 127.0.0.1 into one buffer of `bytes`:
+// the ceiling any weight transfer on this machine has.
+absl::StatusOr<bench::Rate> LoopbackTcp(size_t bytes, const bench::Repeats& r) {
+  const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (lfd < 0 || bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      listen(lfd, 1) != 0 ||
+      getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (lfd >= 0) close(lfd);
+    return absl::UnavailableError("cannot listen on 127.0.0.1");
+  }
+  std::string src(std::min<size_t>(bytes, 1 << 20), 'x');
+  std::string dst(bytes, '\0');
+  bench::Rate out;
+  for (int i = 0; i < r.warmup + std::max(1, r.repeats); ++i) {
+    std::thread sender([&] {
+      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+        for (size_t sent = 0; sent < bytes;) {
+          const ssize_t n = send(
+              fd, src.data(), std::min(src.size(), bytes - sent), MSG_NOSIGNAL);
+          if (n <= 0) break;
+          sent += static_cast<size_t>(n);
+        }
+      }
+      close(fd);
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    const int cfd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    size_t got = 0;
+    while (cfd >= 0 && got < bytes) {
+      const ssize_t n = recv(cfd, dst.data() + got, bytes - got, 0);
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
+    if (cfd >= 0) close(cfd);
+    sender.join();
+    if (got != bytes) {
+      close(lfd);
+      return absl::DataLossError("loopback transfer cut short");
+    }
+    if (i >= r.warmup) out.runs.push_back(static_cast<double>(bytes) / s);
+  }
+  close(lfd);
+  std::vector<double> sorted = out.runs;
+  std::sort(sorted.begin(), sorted.end());
+  out.min = sorted.front();
+  out.max = sorted.back();
+  out.median = sorted[sorted.size() / 2];
+  return out;
+}
+
+struct SyncResult {
+  size_t bytes = 0;
+  bench::Rate fetch, loopback;
+};
+
+// The actor's real path, timed: WaitForPolicy + FetchPolicy (chunked stream
+// over loopback TCP) + sha256 check + load, from an in-process learner.
+absl::StatusOr<SyncResult> Sync(model::LanguageModel& student,
+                                const std::string& device,
+                                const std::string& dtype, size_t chunk_bytes,
+                                const bench::Repeats& r) {
+  learner::TrainerOptions to;
+  to.method = rl::Method::kGrpo;
+  auto trainer = learner::PolicyTrainer::Create(&student, to);
+  if (!trainer.ok()) return trainer.status();
+  auto registry = metrics::NewRegistry();
+  auto gate = net::GrpcServer::MakeGate({}, registry.get());
+  learner::LearnerOptions lo;
+  lo.chunk_bytes = chunk_bytes;
+  auto service = learner::LearnerServiceImpl::Create(
+      {{{1}, "q", "1"}}, &student, trainer->get(), gate, registry.get(), lo);
+  if (!service.ok()) return service.status();
+  net::ServerOptions so;
+  so.listen_address = "127.0.0.1:0";
+  so.max_message_bytes = static_cast<int>(chunk_bytes + (1 << 20));
+  auto server = net::GrpcServer::Start(so, gate, {service->get()});
+  if (!server.ok()) return server.status();
+  auto receiver =
+      model::LanguageModel::InitRandom(student.config(), 2, device, dtype);
+  if (!receiver.ok()) return receiver.status();
+  net::ChannelOptions co;
+  co.target = absl::StrCat("127.0.0.1:", (*server)->port());
+  co.max_message_bytes = so.max_message_bytes;
+  auto channel = net::MakeChannel(co);
+  if (!channel.ok()) return channel.status();
+  auto snapshot = student.SerializeWeights();
+  if (!snapshot.ok()) return snapshot.status();
+  SyncResult out;
+  out.bytes = snapshot->size();
+  snapshot->clear();
+  actor::ActorOptions ao;
+  ao.call.timeout = absl::Minutes(5);
+  auto fetch = [&]() -> absl::Status {
+    auto reg = metrics::NewRegistry();
+    actor::Actor a(ao, receiver->get(), *channel, nullptr, *channel, reg.get());
+    return a.SyncPolicy();
+  };
+  bench::Rate rate;
+  for (int i = 0; i < r.warmup + std::max(1, r.repeats); ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (auto s = fetch(); !s.ok()) return s;
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
+    if (i >= r.warmup)
+      rate.runs.push_back(static_cast<double>(out.bytes) / secs);
+  }
+  std::vector<double> sorted = rate.runs;
+  std::sort(sorted.begin(), sorted.end());
+  rate.min = sorted.front();
+  rate.max = sorted.back();
+  rate.median = sorted[sorted.size() / 2];
+  out.fetch = rate;
+  (*server)->Shutdown(absl::Seconds(2), [&] { (*service)->Close(); });
+  auto loop = LoopbackTcp(out.bytes, r);
+  if (!loop.ok()) return loop.status();
+  out.loopback = *loop;
+  return out;
+}
+
+int Fail(Io io, const absl::Status& s, int code = kExitFailure) {
+  io.err << "cmdistill bench: " << s.message() << "\n";
+  return code;
+}
+
+int RunBench(const std::vector<std::string>& args, Io io) {
+  FlagSet flags(
+      "cmdistill bench", "MODE [--model DIR | --shape NAME] [flags]",
+      "Measures throughput on a checkpoint (or a random model of a shape).\n"
+      "MODE: decode (KV-cache sampling, tokens/s per batch size), score\n"
+      "(log-probabilities, tokens/s), train (forward + backward + AdamW,\n"
+      "tokens/s and model FLOP/s), sync (policy fetch + sha256 + load from an\n"
+      "in-process learner over loopback TCP, against plain loopback TCP), "
+      "gemm\n"
+      "(a plain [n, n] matmul: the machine's dense peak).");
+  flags.AllowPositional("MODE", kModes);
+  flags.AddString("model", "DIR", "a Hugging Face model folder");
+  flags.AddString("shape", "NAME",
+                  "random model without --model: small, medium or qwen05b",
+                  "small");
+  flags.AddString("batch", "N[,N...]",
+                  "batch sizes (decode: default 1,8,64; score 64; train 8)");
+  flags.AddString("prompt-len", "P", "decode: prompt tokens", "18");
+  flags.AddString("new-tokens", "T", "decode: new tokens per sequence", "128");
+  flags.AddString("seq-len", "T", "score / train: tokens per sequence");
+  flags.AddString("gemm-size", "N", "gemm: matrix size", "1024");
+  flags.AddString("chunk-bytes", "B", "sync: bytes per stream message",
+                  "1048576");
+  flags.AddString("device", "D", "cpu, cuda, cuda:N or auto", "cpu");
+  flags.AddString("dtype", "T", "float32 or bfloat16", "float32");
+  flags.AddString("threads", "N", "LibTorch intra-op threads (default: all)");
+  flags.AddString("warmup", "W", "untimed runs first", "1");
+  flags.AddString("repeats", "R", "timed runs", "3");
+  flags.AddString(
+      "peak-tflops", "F",
+      "train: dense peak for the utilisation (e.g. 790 on an H200)");
+  flags.AddBool("stop-at-eos",
+                "decode: stop sequences at eos (default: "
+                "fixed length, comparable figures)");
+  flags.AddBool("json", "print one JSON object instead of a table");
+  if (auto code = ParseOrExit(&flags, args, io)) return *code;
+  if (flags.positional().size() != 1) {
+    io.err << "cmdistill bench: give one MODE (" << kModes << ")\n";
+    return kExitUsage;
+  }
+  const std::string mode = flags.positional()[0];
+  if (mode != "decode" && mode != "score" && mode != "train" &&
+      mode != "sync" && mode != "gemm") {
+    io.err << "cmdistill bench: unknown mode '" << mode << "' (" << kModes
+           << ")\n";
+    return kExitUsage;
+  }
+  // One count from a flag (its default when unset); `zero_ok` for --warmup.
+  auto count = [&](const std::string& name, const std::string& fallback,
+                   bool zero_ok = false) -> absl::StatusOr<int64_t> {
+    const std::string v = flags.IsSet(name) ? flags.Get(name) : fallback;
+    if (zero_ok && v == "0") return int64_t{0};
+    auto c = bench::ParseCounts(v, name);
+    if (!c.ok()) return c.status();
+    if (c->size() != 1)
+      return absl::InvalidArgumentError("--" + name + " takes one count");
+    return (*c)[0];
+  };
+  bench::Repeats rep;
+  {
+    auto w = count("warmup", "1", /*zero_ok=*/true), r = count("repeats", "3");
+    if (!w.ok()) return Fail(io, w.status(), kExitUsage);
+    if (!r.ok()) return Fail(io, r.status(), kExitUsage);
+    rep.warmup = static_cast<int>(*w);
+    rep.repeats = static_cast<int>(*r);
+  }
+  double peak = 0;
+  if (flags.IsSet("peak-tflops") &&
+      (!absl::SimpleAtod(flags.Get("peak-tflops"), &peak) || peak <= 0)) {
+    io.err << "cmdistill bench: --peak-tflops must be a positive number\n";
+    return kExitUsage;
+  }
+  if (flags.IsSet("threads")) {
+    auto t = count("threads", "");
+    if (!t.ok()) return Fail(io, t.status(), kExitUsage);
+    model::SetComputeThreads(static_cast<int>(*t));
+  }
+  const std::string device = flags.Get("device"), dtype = flags.Get("dtype");
+  const bool json = flags.GetBool("json");
+  std::vector<std::string> parts;  // JSON members
+  auto header = [&](const std::string& what) {
+    if (!json) io.out << "cmdistill bench " << mode << ": " << what << "\n";
+  };
+  if (mode == "gemm") {
+    auto n = count("gemm-size", "1024");
+    if (!n.ok()) return Fail(io, n.status(), kExitUsage);
+    auto f = model::MatmulFlopsPerSecond(*n, device, dtype, rep.repeats);
+    if (!f.ok()) return Fail(io, f.status());
+    if (json) {
+      io.out
+          << absl::StrFormat(
+                 R"({"mode": "gemm", "device": "%s", "dtype": "%s", "n": %d, "threads": %d, "flops_per_s": %.4g})",
+                 device, dtype, *n, model::ComputeThreads(), *f)
+          << "\n";
+    } else {
+      io.out << absl::StrFormat(
+          "cmdistill bench gemm: [%d, %d] x [%d, %d] %s on %s, %d threads: "
+          "%.2f GFLOP/s\n",
+          *n, *n, *n, *n, dtype, device, model::ComputeThreads(), *f / 1e9);
+    }
+    return kExitOk;
+  }
+  std::unique_ptr<model::LanguageModel> m;
+  std::string what;
+  if (flags.IsSet("model")) {
+    auto l = model::LanguageModel::Load(flags.Get("model"), device, dtype);
+    if (!l.ok()) return Fail(io, l.status());
+    m = *std::move(l);
+    what = flags.Get("model");
+  } else {
+    auto shape = bench::Shape(flags.Get("shape"));
+    if (!shape.ok()) return Fail(io, shape.status(), kExitUsage);
+    auto r = model::LanguageModel::InitRandom(*shape, 1, device, dtype);
+    if (!r.ok()) return Fail(io, r.status());
+    m = *std::move(r);
+    what = "random " + flags.Get("shape");
+  }
+  const std::string desc = absl::StrFormat(
+      "%s (%.1fM parameters, %s), %s %s, %d threads", what,
+      m->num_parameters() / 1e6, m->config().model_type, m->device_name(),
+      m->dtype_name(), model::ComputeThreads());
+  parts.push_back(absl::StrFormat(
+      R"("mode": "%s", "model": "%s", "parameters": %d, "device": "%s", "dtype": "%s", "threads": %d, "warmup": %d, "repeats": %d)",
+      mode, what, m->num_parameters(), m->device_name(), m->dtype_name(),
+      model::ComputeThreads(), rep.warmup, rep.repeats));
+  if (mode == "decode") {
+    auto batches = bench::ParseCounts(
+        flags.IsSet("batch") ? flags.Get("batch") : "1,8,64", "batch");
+    auto P = count("prompt-len", "18"), T = count("new-tokens", "128");
+    for (const absl::Status& s : {batches.status(), P.status(), T.status()})
+      if (!s.ok()) return Fail(io, s, kExitUsage);
+    const bool eos = flags.GetBool("stop-at-eos");
+    header(absl::StrFormat("%s; prompt %d tokens, %d new tokens%s", desc, *P,
+                           *T, eos ? " (stopping at eos)" : ", fixed length"));
+    if (!json) io.out << "batch  tokens/s median [min, max]\n";
+    std::vector<std::string> rows;
+    for (int64_t b : *batches) {
+      auto r = bench::Decode(*m, b, *P, *T, eos, rep);
+      if (!r.ok()) return Fail(io, r.status());
+      if (!json) io.out << absl::StrFormat("%-6d %s\n", b, RateText(*r));
+      rows.push_back(absl::StrFormat(R"("%d": %s)", b, RateJson(*r)));
+    }
+    parts.push_back(absl::StrFormat(
+        R"("prompt_len": %d, "new_tokens": %d, "stop_at_eos": %s, "tokens_per_s": {%s})",
+        *P, *T, eos ? "true" : "false", absl::StrJoin(rows, ", ")));
+  } else if (mode == "score" || mode == "train") {
+    const bool train = mode == "train";
+    auto B = count("batch", train ? "8" : "64");
+    auto T = count("seq-len", train ? "128" : "256");
+    for (const absl::Status& s : {B.status(), T.status()})
+      if (!s.ok()) return Fail(io, s, kExitUsage);
+    header(absl::StrFormat("%s; [%d, %d]", desc, *B, *T));
+    if (!train) {
+      auto r = bench::Score(*m, *B, *T, rep);
+      if (!r.ok()) return Fail(io, r.status());
+      // Forward FLOPs per token: 2 x matmul parameters.
+      const double flops = 2 * bench::MatmulParameters(*m) * r->median;
+      if (!json) {
+        io.out << "tokens/s " << RateText(*r)
+               << absl::StrFormat("  (model %.2f GFLOP/s)\n", flops / 1e9);
+      }
+      parts.push_back(absl::StrFormat(
+          R"("batch": %d, "seq_len": %d, "tokens_per_s": %s, "model_flops_per_s": %.4g)",
+          *B, *T, RateJson(*r), flops));
+    } else {
+      auto r = bench::Train(*m, *B, *T, rep);
+      if (!r.ok()) return Fail(io, r.status());
+      if (!json) {
+        io.out << "tokens/s " << RateText(r->tokens)
+               << absl::StrFormat("  (model %.2f GFLOP/s",
+                                  r->model_flops / 1e9);
+        if (peak > 0)
+          io.out << absl::StrFormat(", utilisation %.1f%% of %g TFLOP/s",
+                                    100 * r->model_flops / (peak * 1e12), peak);
+        io.out << ")\n";
+      }
+      parts.push_back(absl::StrFormat(
+          R"("batch": %d, "seq_len": %d, "tokens_per_s": %s, "model_flops_per_s": %.4g)",
+          *B, *T, RateJson(r->tokens), r->model_flops));
+      if (peak > 0) {
+        parts.push_back(
+            absl::StrFormat(R"("mfu": %.4f)", r->model_flops / (peak * 1e12)));
+      }
+    }
+  } else {  // sync
+    auto chunk = count("chunk-bytes", "1048576");
+    if (!chunk.ok()) return Fail(io, chunk.status(), kExitUsage);
+    header(desc);
+    auto r = Sync(*m, device, dtype, static_cast<size_t>(*chunk), rep);
+    if (!r.ok()) return Fail(io, r.status());
+    const double ratio = r->fetch.median / r->loopback.median;
+    if (!json) {
+      io.out << absl::StrFormat(
+          "snapshot %.1f MB, %d-byte chunks\nfetch + sha256 + load  MB/s %s\n"
+          "plain loopback TCP    MB/s %s\nratio %.0f%%\n",
+          r->bytes / 1e6, *chunk, RateText(r->fetch, 1e6),
+          RateText(r->loopback, 1e6), 100 * ratio);
+    }
+    parts.push_back(absl::StrFormat(
+        R"("snapshot_bytes": %d, "chunk_bytes": %d, "fetch_bytes_per_s": %s, "loopback_bytes_per_s": %s, "ratio": %.4f)",
+        r->bytes, *chunk, RateJson(r->fetch), RateJson(r->loopback), ratio));
+  }
+  if (json) io.out << "{" << absl::StrJoin(parts, ", ") << "}\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddBenchCommands(std::vector<Command>* commands) {
+  commands->push_back({"bench",
+                       "throughput: decode, score, train, policy sync, gemm",
+                       RunBench});
+}
+
+}  // namespace cmdistill::cli
