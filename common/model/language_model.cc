@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <chrono>
@@ -84,8 +85,12 @@ auto Guard(F&& f) -> decltype(f()) {
 
 }  // namespace
 
+void MatchBlasThreadsOnce();  // below
+
 LanguageModel::LanguageModel(std::unique_ptr<Transformer> t)
-    : transformer_(std::move(t)) {}
+    : transformer_(std::move(t)) {
+  MatchBlasThreadsOnce();
+}
 LanguageModel::~LanguageModel() = default;
 
 absl::StatusOr<std::unique_ptr<LanguageModel>> LanguageModel::Load(
@@ -437,8 +442,36 @@ absl::StatusOr<std::vector<std::vector<float>>> LanguageModel::TokenLogprobs(
 
 namespace cmdistill::model {
 
-void SetComputeThreads(int n) { at::set_num_threads(std::max(1, n)); }
+namespace {
+
+// OpenBLAS keeps a thread pool of its own (one thread per core by default)
+// that LibTorch does not size when it links the generic libblas (Debian): each
+// small matmul of a decode step then wakes threads that spin in sched_yield
+// next to LibTorch's — measured as 37% of a batch-1 decode's time in
+// sched_yield and the kernel. The pool is sized with LibTorch's when the
+// process has OpenBLAS.
+void SetBlasThreads(int n) {
+  using SetThreads = void (*)(int);
+  static const auto set = reinterpret_cast<SetThreads>(
+      dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set != nullptr) set(n);
+}
+
+}  // namespace
+
+void SetComputeThreads(int n) {
+  at::set_num_threads(std::max(1, n));
+  SetBlasThreads(std::max(1, n));
+}
 int ComputeThreads() { return at::get_num_threads(); }
+
+void MatchBlasThreadsOnce() {
+  static const bool done = [] {
+    SetBlasThreads(at::get_num_threads());
+    return true;
+  }();
+  (void)done;
+}
 
 absl::StatusOr<double> MatmulFlopsPerSecond(int64_t n,
                                             const std::string& device,

@@ -295,20 +295,27 @@ at::Tensor Transformer::Forward(const at::Tensor& input_ids,
       k = kb.narrow(2, 0, P + T);
       v = vb.narrow(2, 0, P + T);
     }
-    // Grouped-query attention without materialising repeated keys and values:
-    // queries are grouped [B, Hkv, H/Hkv, T, D] and broadcast against [B, Hkv,
-    // 1, P+T, D]. Scores and softmax in float32, whatever the weights' dtype.
+    // Grouped-query attention without materialising repeated keys and values,
+    // and without broadcasting them: the rep = H/Hkv query heads of a key head
+    // are stacked as rep*T rows against its [P+T, D] keys, so each matmul is a
+    // plain batched GEMM over B*Hkv (a broadcast [.., rep, ..] x [.., 1, ..]
+    // matmul copies the whole cache rep times per layer and step). Scores and
+    // softmax in float32, whatever the weights' dtype.
     const int64_t rep = H / Hkv;
-    const at::Tensor qg = q.to(at::kFloat).reshape({B, Hkv, rep, T, D});
-    const at::Tensor kg = k.to(at::kFloat).unsqueeze(2);
+    const at::Tensor qg =
+        q.to(at::kFloat).reshape({B, Hkv, rep * T, D});  // [B, Hkv, rep*T, D]
+    const at::Tensor kf = k.to(at::kFloat);              // [B, Hkv, P+T, D]
     const at::Tensor scores =
-        at::matmul(qg, kg.transpose(-2, -1)).view({B, H, T, P + T}) * scale;
-    const at::Tensor probs = at::softmax(scores + bias, -1).to(dtype_);
-    const at::Tensor attn =
-        at::matmul(probs.view({B, Hkv, rep, T, P + T}), v.unsqueeze(2))
-            .view({B, H, T, D})
-            .transpose(1, 2)
-            .reshape({B, T, H * D});
+        at::matmul(qg, kf.transpose(-2, -1)).view({B, Hkv, rep, T, P + T}) *
+        scale;
+    const at::Tensor probs =
+        at::softmax(scores + bias.view({B, 1, 1, T, P + T}), -1)
+            .to(dtype_)
+            .view({B, Hkv, rep * T, P + T});
+    const at::Tensor attn = at::matmul(probs, v)  // [B, Hkv, rep*T, D]
+                                .view({B, H, T, D})
+                                .transpose(1, 2)
+                                .reshape({B, T, H * D});
     x = x + Linear(attn, L.o, L.o_bias);
     const at::Tensor h2 = RmsNorm(x, L.post_norm, c.rms_norm_eps);
     x = x + at::linear(at::silu(at::linear(h2, L.gate)) * at::linear(h2, L.up),

@@ -65,13 +65,11 @@ absl::StatusOr<AdamW::StepInfo> AdamW::Step() {
   at::NoGradGuard no_grad;
   // The global norm as one reduction on the device and one host copy: a
   // per-parameter .item() would stall a GPU once per tensor.
-  std::vector<at::Tensor> squares;
+  std::vector<at::Tensor> norms;
   for (const at::Tensor& p : params_) {
-    if (p.grad().defined())
-      squares.push_back(p.grad().to(at::kFloat).pow(2).sum());
+    if (p.grad().defined()) norms.push_back(p.grad().to(at::kFloat).norm());
   }
-  info.grad_norm =
-      squares.empty() ? 0.0 : at::stack(squares).sum().sqrt().item<double>();
+  info.grad_norm = norms.empty() ? 0.0 : at::stack(norms).norm().item<double>();
   if (!std::isfinite(info.grad_norm)) {
     for (at::Tensor& p : params_) p.mutable_grad() = at::Tensor();
     return absl::InternalError("non-finite gradient; the update was skipped");
@@ -86,18 +84,27 @@ absl::StatusOr<AdamW::StepInfo> AdamW::Step() {
   for (size_t i = 0; i < params_.size(); ++i) {
     at::Tensor& p = params_[i];
     if (!p.grad().defined()) continue;
-    const at::Tensor g = p.grad().to(at::kFloat) * clip;
+    // LibTorch's own AdamW arithmetic, with two temporaries per parameter:
+    // p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), after decoupled decay.
+    at::Tensor g = p.grad().to(at::kFloat);  // no copy for float32 gradients
+    if (clip != 1.0) g = g * clip;
     m_[i].mul_(o_.beta1).add_(g, 1 - o_.beta1);
     v_[i].mul_(o_.beta2).addcmul_(g, g, 1 - o_.beta2);
-    const at::Tensor update = (m_[i] / bc1) / ((v_[i] / bc2).sqrt() + o_.eps);
+    const at::Tensor denom = (v_[i].sqrt() / std::sqrt(bc2)).add_(o_.eps);
+    const double step_size = info.lr / bc1;
+    const double decay = 1 - info.lr * o_.weight_decay;
+    auto apply = [&](at::Tensor& w) {
+      if (decay != 1.0) w.mul_(decay);
+      w.addcdiv_(m_[i], denom, -step_size);
+    };
     if (master_[i].defined()) {
-      master_[i].mul_(1 - info.lr * o_.weight_decay).sub_(update, info.lr);
+      apply(master_[i]);
       p.copy_(master_[i]);  // rounds to the parameter's dtype
     } else if (p.scalar_type() == at::kFloat) {
-      p.mul_(1 - info.lr * o_.weight_decay).sub_(update, info.lr);
+      apply(p);
     } else {  // low precision without master weights: rounded every step
       at::Tensor pf = p.to(at::kFloat);
-      pf.mul_(1 - info.lr * o_.weight_decay).sub_(update, info.lr);
+      apply(pf);
       p.copy_(pf);
     }
     p.mutable_grad() = at::Tensor();
