@@ -129,7 +129,7 @@ absl::Status Actor::CheckTeacher() {
   return absl::OkStatus();
 }
 
-absl::Status Actor::SyncPolicy() {
+absl::Status Actor::SyncPolicy(bool force) {
   v1::WaitForPolicyRequest wreq;
   wreq.set_after_version(version_);
   wreq.set_max_wait_ms(0);
@@ -143,13 +143,19 @@ absl::Status Actor::SyncPolicy() {
   // Any difference matters: a learner that restarted from a checkpoint may be
   // *behind* the version this actor holds (that history was lost with it);
   // follow the learner.
-  if (have_policy_ && wresp.policy_version() == version_)
+  if (!force && have_policy_ && wresp.policy_version() == version_)
     return absl::OkStatus();
-  std::string bytes;
+  // The receive buffer is kept between fetches (its pages stay mapped: a
+  // fresh multi-GB buffer per version costs more in page faults than the
+  // copy), and each chunk is hashed as it arrives, while gRPC receives the
+  // next one.
+  std::string& bytes = receive_buffer_;
   v1::PolicyHeader header;
+  std::string digest;
   start = absl::Now();
   s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
     bytes.clear();
+    Sha256 hash;
     v1::FetchPolicyRequest req;
     auto reader = learner_->FetchPolicy(ctx, req);
     v1::FetchPolicyResponse chunk;
@@ -164,14 +170,15 @@ absl::Status Actor::SyncPolicy() {
         ctx->TryCancel();
         break;
       }
+      hash.Update(chunk.data());
       bytes += chunk.data();
     }
+    digest = hash.Hex();
     return reader->Finish();
   });
   Count(kFetchPolicy, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
-  if (bytes.size() != header.total_bytes() ||
-      Sha256Hex(bytes) != header.sha256_hex()) {
+  if (bytes.size() != header.total_bytes() || digest != header.sha256_hex()) {
     return absl::DataLossError("policy snapshot failed its size/sha256 check");
   }
   if (auto st = policy_->LoadWeights(bytes); !st.ok()) return st;

@@ -58,8 +58,10 @@ class Actor {
   // mismatch, INVALID_ARGUMENT for a refused request).
   absl::Status Run(const std::atomic<bool>& stop);
 
-  // Fetches and loads the newest policy if it is newer than the one held.
-  absl::Status SyncPolicy();
+  // Fetches and loads the newest policy if it differs from the one held (or
+  // always, with `force`: benchmarks). DATA_LOSS when the snapshot fails its
+  // size or sha256 check (nothing is loaded then).
+  absl::Status SyncPolicy(bool force = false);
   uint64_t policy_version() const { return version_; }
   int64_t rounds() const { return rounds_; }
 
@@ -95,6 +97,7 @@ class Actor {
   uint64_t version_ = 0;
   bool have_policy_ = false;
   int64_t rounds_ = 0;
+  std::string receive_buffer_;  // policy snapshots, reused between versions
 
   prometheus::Family<prometheus::Counter>* rpcs_;
   prometheus::Counter *tokens_, *trajectories_;
