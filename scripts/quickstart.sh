@@ -8,6 +8,7 @@ cd "$root"
 bash scripts/setup.sh
 
 build=${CMDISTILL_BUILD_DIR:-build}
+# The same configuration as scripts/test.sh (one build/, nothing rebuilt when alternating).
 args=(-DCMAKE_BUILD_TYPE=Release)
 if [[ ! -f $build/CMakeCache.txt ]] && command -v ninja >/dev/null; then
   args+=(-G Ninja)

@@ -2,7 +2,8 @@
 # Installs what is missing (scripts/setup.sh), configures, builds and runs the whole test suite.
 #   scripts/test.sh                 everything
 #   scripts/test.sh -L unit         only tests labelled unit (any ctest arguments pass through)
-# Environment: CMDISTILL_BUILD_DIR (default build/), JOBS (default: all cores).
+# Environment: CMDISTILL_BUILD_DIR (default build/), JOBS (default: all cores),
+# CMDISTILL_WERROR=1 (warnings are errors; CI sets it).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -11,7 +12,11 @@ bash scripts/setup.sh
 
 build=${CMDISTILL_BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}
-args=(-DCMAKE_BUILD_TYPE=Release -DCMDISTILL_WERROR=ON)
+# The same configuration as scripts/quickstart.sh, so that alternating the two rebuilds
+# nothing. Warnings become errors where CMDISTILL_WERROR=1 (.ci/run sets it); a build folder
+# configured either way keeps its setting until told otherwise.
+args=(-DCMAKE_BUILD_TYPE=Release)
+[[ ${CMDISTILL_WERROR:-0} == 1 ]] && args+=(-DCMDISTILL_WERROR=ON)
 if [[ ! -f $build/CMakeCache.txt ]] && command -v ninja >/dev/null; then
   args+=(-G Ninja)
 fi
