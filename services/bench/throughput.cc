@@ -11,28 +11,23 @@
 namespace cmdistill::bench {
 namespace {
 
-// Times `work` (which returns a status) warmup + repeats times; `units` per
-// timed run -> units/s.
-template <typename F>
-absl::StatusOr<Rate> Time(const Repeats& r, double units, F work) {
+// Times `work` (which returns a status) warmup + repeats times; units()
+// after each timed run is what that run did -> units/s.
+template <typename U, typename F>
+absl::StatusOr<Rate> Time(const Repeats& r, U units, F work) {
   for (int i = 0; i < r.warmup; ++i) {
     if (absl::Status s = work(); !s.ok()) return s;
   }
-  Rate out;
+  std::vector<double> runs;
   for (int i = 0; i < std::max(1, r.repeats); ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     if (absl::Status s = work(); !s.ok()) return s;
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
             .count();
-    out.runs.push_back(units / std::max(secs, 1e-12));
+    runs.push_back(units() / std::max(secs, 1e-12));
   }
-  std::vector<double> sorted = out.runs;
-  std::sort(sorted.begin(), sorted.end());
-  out.min = sorted.front();
-  out.max = sorted.back();
-  out.median = sorted[sorted.size() / 2];
-  return out;
+  return RateOf(std::move(runs));
 }
 
 absl::Status Positive(int64_t v, const char* what) {
@@ -41,6 +36,17 @@ absl::Status Positive(int64_t v, const char* what) {
 }
 
 }  // namespace
+
+Rate RateOf(std::vector<double> runs) {
+  std::vector<double> sorted = runs;
+  std::sort(sorted.begin(), sorted.end());
+  Rate out;
+  out.min = sorted.front();
+  out.max = sorted.back();
+  out.median = sorted[sorted.size() / 2];
+  out.runs = std::move(runs);
+  return out;
+}
 
 absl::StatusOr<checkpoint::ModelConfig> Shape(const std::string& name) {
   checkpoint::ModelConfig c;
@@ -104,27 +110,9 @@ absl::StatusOr<Rate> Decode(model::LanguageModel& m, int64_t batch,
     for (const auto& x : *g) made += static_cast<int64_t>(x.tokens.size());
     return absl::OkStatus();
   };
-  if (!stop_at_eos)
-    return Time(r, static_cast<double>(batch * new_tokens), run);
-  // Variable length: the rate of each run from its own count.
-  Rate out;
-  for (int i = 0; i < r.warmup; ++i) {
-    if (auto s = run(); !s.ok()) return s;
-  }
-  for (int i = 0; i < std::max(1, r.repeats); ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    if (auto s = run(); !s.ok()) return s;
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-            .count();
-    out.runs.push_back(static_cast<double>(made) / std::max(secs, 1e-12));
-  }
-  std::vector<double> sorted = out.runs;
-  std::sort(sorted.begin(), sorted.end());
-  out.min = sorted.front();
-  out.max = sorted.back();
-  out.median = sorted[sorted.size() / 2];
-  return out;
+  // Fixed length: batch x new_tokens per run; at eos: what each run made.
+  return Time(
+      r, [&] { return static_cast<double>(made); }, run);
 }
 
 absl::StatusOr<Rate> Score(model::LanguageModel& m, int64_t batch,
@@ -136,9 +124,12 @@ absl::StatusOr<Rate> Score(model::LanguageModel& m, int64_t batch,
   for (int64_t i = 0; i < batch; ++i)
     for (int64_t t = 0; t < seq_len; ++t)
       seqs[i].push_back(static_cast<int32_t>((11 * i + 5 * t) % V));
-  return Time(r, static_cast<double>(batch * seq_len), [&]() -> absl::Status {
-    return m.TokenLogprobs(seqs, batch * seq_len).status();
-  });
+  const double tokens = static_cast<double>(batch * seq_len);
+  return Time(
+      r, [&] { return tokens; },
+      [&]() -> absl::Status {
+        return m.TokenLogprobs(seqs, batch * seq_len).status();
+      });
 }
 
 double MatmulParameters(const model::LanguageModel& m) {
@@ -165,8 +156,10 @@ absl::StatusOr<TrainRate> Train(model::LanguageModel& m, int64_t batch,
   auto trainer = learner::SftTrainer::Create(&m, ao);
   if (!trainer.ok()) return trainer.status();
   TrainRate out;
-  auto rate = Time(r, static_cast<double>(batch * seq_len),
-                   [&]() { return (*trainer)->Step(data).status(); });
+  const double tokens = static_cast<double>(batch * seq_len);
+  auto rate = Time(
+      r, [&] { return tokens; },
+      [&]() { return (*trainer)->Step(data).status(); });
   if (!rate.ok()) return rate.status();
   out.tokens = *std::move(rate);
   out.model_flops = 6.0 * MatmulParameters(m) * out.tokens.median;

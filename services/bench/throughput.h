@@ -28,6 +28,9 @@ struct Rate {
   std::vector<double> runs;  // in order
 };
 
+// min / median / max of `runs` (which it keeps); runs must not be empty.
+Rate RateOf(std::vector<double> runs);
+
 // Random-weight shapes for benchmarks without a checkpoint: "small" (2.0M
 // parameters: 2 layers, hidden 256, vocabulary 2048), "medium" (~20M: 8
 // layers, hidden 512), "qwen05b" (Qwen2.5-0.5B's shape).

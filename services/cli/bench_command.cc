@@ -96,12 +96,7 @@ absl::StatusOr<bench::Rate> LoopbackTcp(size_t bytes, const bench::Repeats& r) {
     if (i >= r.warmup) out.runs.push_back(static_cast<double>(bytes) / s);
   }
   close(lfd);
-  std::vector<double> sorted = out.runs;
-  std::sort(sorted.begin(), sorted.end());
-  out.min = sorted.front();
-  out.max = sorted.back();
-  out.median = sorted[sorted.size() / 2];
-  return out;
+  return bench::RateOf(std::move(out.runs));
 }
 
 struct SyncResult {
@@ -160,12 +155,7 @@ absl::StatusOr<SyncResult> Sync(model::LanguageModel& student,
     if (i >= r.warmup)
       rate.runs.push_back(static_cast<double>(out.bytes) / secs);
   }
-  std::vector<double> sorted = rate.runs;
-  std::sort(sorted.begin(), sorted.end());
-  rate.min = sorted.front();
-  rate.max = sorted.back();
-  rate.median = sorted[sorted.size() / 2];
-  out.fetch = rate;
+  out.fetch = bench::RateOf(std::move(rate.runs));
   (*server)->Shutdown(absl::Seconds(2), [&] { (*service)->Close(); });
   auto loop = LoopbackTcp(out.bytes, r);
   if (!loop.ok()) return loop.status();

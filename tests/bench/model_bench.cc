@@ -20,6 +20,7 @@
 #include "common/checkpoint/hf_checkpoint.h"
 #include "common/model/language_model.h"
 #include "common/model/transformer.h"
+#include "services/bench/throughput.h"
 #ifdef CMDISTILL_BENCH_TOKENIZER
 #include "common/tokenizer/tokenizer.h"
 #endif
@@ -32,20 +33,7 @@ namespace {
 checkpoint::ModelConfig Small() { return testing::SmallBenchConfig(); }
 
 checkpoint::ModelConfig Qwen05B() {  // Qwen2.5-0.5B's shape, random weights
-  checkpoint::ModelConfig c;
-  c.model_type = "qwen2";
-  c.vocab_size = 151936;
-  c.hidden_size = 896;
-  c.intermediate_size = 4864;
-  c.num_hidden_layers = 24;
-  c.num_attention_heads = 14;
-  c.num_key_value_heads = 2;
-  c.head_dim = 64;
-  c.attention_bias = true;
-  c.tie_word_embeddings = true;
-  c.max_position_embeddings = 32768;
-  c.rope_theta = 1e6;
-  return c;
+  return *bench::Shape("qwen05b");
 }
 
 model::LanguageModel& Model(bool big) {

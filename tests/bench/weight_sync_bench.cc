@@ -13,36 +13,14 @@
 #include "common/model/language_model.h"
 #include "common/net/client.h"
 #include "common/net/server.h"
+#include "services/bench/throughput.h"
 #include "services/learner/learner_service.h"
 
 namespace cmdistill {
 namespace {
 
 checkpoint::ModelConfig Config(bool big) {
-  checkpoint::ModelConfig c;
-  c.model_type = "qwen2";
-  c.attention_bias = true;
-  c.tie_word_embeddings = true;
-  if (big) {
-    c.vocab_size = 151936;
-    c.hidden_size = 896;
-    c.intermediate_size = 4864;
-    c.num_hidden_layers = 24;
-    c.num_attention_heads = 14;
-    c.num_key_value_heads = 2;
-    c.head_dim = 64;
-    c.max_position_embeddings = 32768;
-  } else {
-    c.vocab_size = 2048;
-    c.hidden_size = 256;
-    c.intermediate_size = 688;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 64;
-    c.max_position_embeddings = 1024;
-  }
-  return c;
+  return *bench::Shape(big ? "qwen05b" : "small");
 }
 
 void BM_FetchPolicy(benchmark::State& state) {

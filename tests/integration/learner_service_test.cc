@@ -94,6 +94,19 @@ struct Fixture {
     if (reason) *reason = resp.reasons(0);
     return resp.outcomes(0);
   }
+  // Leases a prompt, submits its group and waits for the step it makes;
+  // returns the new policy version.
+  uint64_t TrainOneStep() {
+    v1::PromptLease a = Lease();
+    Submit(Make(a, 0));
+    Submit(Make(a, 1));
+    grpc::ClientContext ctx;
+    v1::WaitForPolicyRequest w;
+    w.set_max_wait_ms(20000);
+    v1::WaitForPolicyResponse wr;
+    EXPECT_TRUE(stub->WaitForPolicy(&ctx, w, &wr).ok());
+    return wr.policy_version();
+  }
   double Metric(const std::string& outcome) {
     auto m = *testing::ParsePrometheusText(metrics::Serialize(*registry));
     return m["cmdistill_learner_trajectories_total{outcome=\"" + outcome +
@@ -164,15 +177,7 @@ TEST(LearnerService, BadSubmissionsAreRefusedCountedAndHarmless) {
 TEST(LearnerService, StaleSamplesAbandonTheLeaseAndSnapshotsVerify) {
   Fixture f(/*max_policy_lag=*/0);
   // Train one step so that version 1 exists.
-  v1::PromptLease a = f.Lease();
-  f.Submit(f.Make(a, 0));
-  f.Submit(f.Make(a, 1));
-  grpc::ClientContext c0;
-  v1::WaitForPolicyRequest w;
-  w.set_max_wait_ms(20000);
-  v1::WaitForPolicyResponse wr;
-  ASSERT_TRUE(f.stub->WaitForPolicy(&c0, w, &wr).ok());
-  ASSERT_EQ(wr.policy_version(), 1u);
+  ASSERT_EQ(f.TrainOneStep(), 1u);
   // With max_policy_lag 0, a sample of version 0 is now too stale: its lease is
   // abandoned and the same prompt is leased again.
   v1::PromptLease b = f.Lease();
@@ -208,15 +213,7 @@ TEST(LearnerService, StaleSamplesAbandonTheLeaseAndSnapshotsVerify) {
 
 TEST(LearnerService, Bfloat16CheckpointsCarryMasterWeightsAndResumeExactly) {
   Fixture f(2, "bfloat16");
-  v1::PromptLease a = f.Lease();
-  f.Submit(f.Make(a, 0));
-  f.Submit(f.Make(a, 1));
-  grpc::ClientContext c0;
-  v1::WaitForPolicyRequest w;
-  w.set_max_wait_ms(20000);
-  v1::WaitForPolicyResponse wr;
-  ASSERT_TRUE(f.stub->WaitForPolicy(&c0, w, &wr).ok());
-  ASSERT_EQ(wr.policy_version(), 1u);
+  ASSERT_EQ(f.TrainOneStep(), 1u);
   const v1::LearnerCheckpoint saved = f.service->CaptureState();
   // One float32 master per (bf16) parameter, as big as the parameter in fp32.
   ASSERT_EQ(saved.optimizer_master_weights_size(),

@@ -35,8 +35,10 @@ for shape in small medium; do
   "$bin" init-model --config "$work/$shape.json" --out "$work/$shape" >/dev/null
   m=$work/$shape
   run_c() { "$bin" bench "$@" --model "$m" --threads "$threads" --repeats "$repeats" --json; }
-  run_e() { "$py" "$root/tests/bench/peer/eager_bench.py" --model "$m" --threads "$threads" \
-    --repeats "$repeats" "$@"; }
+  # The same thread budget on both sides: `cmdistill bench --threads` sizes LibTorch's pool and
+  # OpenBLAS's; torch.set_num_threads does not reach Debian's OpenBLAS, its environment does.
+  run_e() { OPENBLAS_NUM_THREADS=$threads "$py" "$root/tests/bench/peer/eager_bench.py" \
+    --model "$m" --threads "$threads" --repeats "$repeats" "$@"; }
   run_c decode --batch 1,8,64 --new-tokens 128 > "$work/c_dec.json"
   run_c decode --batch 8 --new-tokens 32 > "$work/c_d32.json"
   run_c decode --batch 8 --new-tokens 256 > "$work/c_d256.json"
