@@ -5,7 +5,7 @@
 # printed (docs/benchmarks.md records it).
 #   tests/bench/peer/compare.sh [BUILD_DIR]     (default build/; THREADS=2, REPEATS=3)
 # Checkpoints (random weights, made by `cmdistill init-model`): "small" (qwen2, 4 layers,
-# hidden 256, vocabulary 2048) and "medium" (~20M parameters: 8 layers, hidden 512).
+# hidden 256, vocabulary 2048) and "medium" (24M parameters: 8 layers, hidden 512).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 build=${1:-$root/build}
