@@ -125,9 +125,10 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
     auto am = testing::ParsePrometheusText(
         Read(d + "/metrics/" + std::string(a) + ".prom"));
     ASSERT_OK(am.status()) << a;
-    EXPECT_GT((*am)["cmdistill_actor_rpc_seconds_count{method=\"SubmitTrajectories\","
-                    "peer=\"learner\"}"],
-              0)
+    EXPECT_GT(
+        (*am)["cmdistill_actor_rpc_seconds_count{method=\"SubmitTrajectories\","
+              "peer=\"learner\"}"],
+        0)
         << a;
     EXPECT_GT((*am)["cmdistill_actor_trajectories_total"], 0) << a;
   }

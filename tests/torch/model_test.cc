@@ -127,8 +127,7 @@ TEST_P(ReferenceTest, LogitsMatchTheIndependentPyTorchImplementation) {
   std::ofstream(dir.File("ids.json")) << nlohmann::json(seqs).dump();
   const char* src = std::getenv("CMDISTILL_SOURCE_DIR");
   ASSERT_NE(src, nullptr);
-  const std::string cmd = py + " " + src +
-                          "/tests/reference/hf_reference.py " +
+  const std::string cmd = py + " " + src + "/tests/reference/hf_reference.py " +
                           dir.File("model") + " " + dir.File("ids.json") + " " +
                           dir.File("out.bin");
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
