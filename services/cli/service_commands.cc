@@ -1,8 +1,7 @@
 // Entry points of the service subcommands. Each parses its flags and the run
-// configuration; the services behind them are not part of this build yet, and
-// the commands say so instead of pretending (exit code 3). Each later fills its
-// Run* function with the wiring of services/common/service_host.h: config ->
-// objects -> serve -> drain.
+// configuration, then wires the service with services/common/service_host.h:
+// config -> objects -> serve -> drain.
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -10,9 +9,12 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "common/config/config.h"
+#include "common/metrics/metrics.h"
 #include "common/metrics/process.h"
 #include "common/net/client.h"
 #include "common/tasks/dataset.h"
@@ -204,7 +206,10 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   to.method = services::MethodFrom(config.method());
   to.clip_epsilon = tr.clip_epsilon();
   to.kappa = config.constraint().kappa();
-  to.fixed_lambda = config.constraint().lambda_init();
+  to.fixed_lambda = config.constraint().soft_lambda();
+  to.cost_estimator = services::CostOptionsFrom(config).estimator;
+  to.term_two_over_all_tokens = config.constraint().term_two_denominator() ==
+                                v1::TERM_TWO_DENOMINATOR_ALL_TOKENS;
   to.lagrange = services::LagrangeOptionsFrom(config);
   to.budget = config.constraint().budget();
   to.std_normalization = tr.advantage_std_normalization();
@@ -422,10 +427,35 @@ int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
     (*signals)->Wait();
     stop.store(true);
   });
+  // --metrics-file: the registry as Prometheus text, rewritten every 2 s and
+  // once more at exit, so the last counts survive the process (a scrape
+  // races the actor's exit at the end of training).
+  const std::string metrics_file =
+      flags.IsSet("metrics-file") ? flags.Get("metrics-file") : "";
+  absl::Notification run_done;
+  auto dump_metrics = [&] {
+    if (metrics_file.empty()) return;
+    const std::string tmp = metrics_file + ".actor.tmp";
+    {
+      std::ofstream f(tmp, std::ios::trunc);
+      f << metrics::Serialize(*registry);
+      if (!f.good()) return;
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, metrics_file, ec);
+  };
+  std::thread dumper([&] {
+    if (metrics_file.empty()) return;
+    while (!run_done.WaitForNotificationWithTimeout(absl::Seconds(2)))
+      dump_metrics();
+  });
   std::printf("READY name=actor grpc_port=0 metrics_port=%d\n",
               exposer ? exposer->port() : 0);
   std::fflush(stdout);
   const absl::Status s = a.Run(stop);
+  run_done.Notify();
+  dumper.join();
+  dump_metrics();
   (*signals)->Notify();  // release the watcher if we ended on our own
   watcher.join();
   io.err << "cmdistill actor: " << (s.ok() ? "done" : std::string(s.message()))
@@ -516,13 +546,17 @@ std::vector<ServiceSpec> Specs() {
        RunLearner},
       {"actor",
        "rollout worker: generate, get scores and rewards, submit",
-       "--config FILE [--learner ADDR] [--teacher ADDR] [--reward ADDR]",
+       "--config FILE [--learner ADDR] [--teacher ADDR] [--reward ADDR] "
+       "[--id NAME] [--metrics-file FILE]",
        "Runs one rollout actor. Addresses default to services.*.address of the "
        "run file.",
        {{"learner", "learner address (host:port or dns:///name:port)"},
         {"teacher", "teacher address"},
         {"reward", "reward service address"},
-        {"id", "actor id for logs (default: actor)"}},
+        {"id", "actor id for logs (default: actor)"},
+        {"metrics-file",
+         "also write /metrics as Prometheus text to this file (every 2 s and "
+         "at exit)"}},
        RunActor},
       {"teacher",
        "score completions with the frozen teacher (dynamic batching)",

@@ -204,8 +204,8 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
   fs::create_directories(result.metrics_dir, ec);
   {
     std::ofstream f(result.run_file);
-    // Actors export /metrics too (on a free port each), so their RPC latency
-    // and throughput are scraped like the services'.
+    // Actors export /metrics too (on a free port each); local mode also has
+    // them write it to metrics/<actor>.prom (--metrics-file).
     v1::RunConfig children_config = config;
     if (children_config.services().actor_metrics_listen().empty())
       children_config.mutable_services()->set_actor_metrics_listen(
@@ -283,7 +283,8 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
     if (auto s = children.Start(
             name, args("actor", {"--learner", addr("learner"), "--teacher",
                                  addr("teacher"), "--reward", addr("reward"),
-                                 "--id", name}));
+                                 "--id", name, "--metrics-file",
+                                 result.metrics_dir + "/" + name + ".prom"}));
         !s.ok())
       return fail(s);
   }
@@ -342,7 +343,10 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
         absl::MutexLock l(&shared.mu);
         now = shared.ready;  // the actors' READY lines arrive as they start
       }
-      for (const auto& [n, p] : now) ScrapeMetrics(n, p, result.metrics_dir);
+      for (const auto& [n, p] : now) {
+        // Actors write their own file (--metrics-file), last counts included.
+        if (n.rfind("actor", 0) != 0) ScrapeMetrics(n, p, result.metrics_dir);
+      }
       last_scrape = absl::Now();
       scraped_last = scraped_last || last;
     }
