@@ -197,41 +197,53 @@ absl::StatusOr<TrajectoryRewards> ModifiedRewards(
     return out;
   }
   std::vector<bool> gate = out.check.feasible;
+  std::vector<double> phi(T, 0.0);  // the immediate term after the gate closed
+  if (options.method == Method::kCmdp) phi = out.raw_costs;
   if (options.method == Method::kWeakestLink) {
     if (auto s = CheckSize(teacher_sampled, T, "teacher_sampled"); !s.ok())
       return s;
-    std::vector<double> nll(T);
+    if (!std::isfinite(options.weakest_link_threshold) ||
+        options.weakest_link_threshold < 0) {
+      return absl::InvalidArgumentError(
+          "weakest_link_threshold must be finite and >= 0");
+    }
     for (size_t t = 0; t < T; ++t)
-      nll[t] = -static_cast<double>(teacher_sampled[t]);
+      phi[t] = -static_cast<double>(teacher_sampled[t]);
     BudgetOptions prefix = options.budget;
     prefix.normalization = CostNormalization::kPrefixMean;
-    auto nll_check = CheckBudget(nll, prefix);
+    prefix.budget = options.weakest_link_threshold;
+    auto nll_check = CheckBudget(phi, prefix);
     if (!nll_check.ok()) return nll_check.status();
     gate = nll_check->feasible;
   }
-  for (size_t t = 0; t < T; ++t) {
-    const double r = t + 1 == T ? task_reward : 0.0;
-    double v = 0;
-    switch (options.method) {
-      case Method::kCmdp:
-        v = gate[t] ? r : -(options.penalty + raw_costs[t]);
-        break;
-      case Method::kSaute:
-      case Method::kWeakestLink:
-        v = gate[t] ? r : -options.penalty;
-        break;
-      case Method::kGrpo:
-      case Method::kSoftLagrangian:
-      case Method::kLagrangian:
-        v = r;
-        break;
-      case Method::kGkd:
-        v = 0;
-        break;
+  const bool gated = UsesBudgetInReward(options.method);
+  // Absorbing: the gate is closed at the last token iff it closed anywhere.
+  const bool infeasible = gated && !gate[T - 1];
+  const double n = options.penalty;
+  if (options.method == Method::kGkd) {
+    // No task reward at all: pure distillation.
+  } else if (!infeasible) {
+    out.modified_rewards[T - 1] = task_reward;
+  } else if (options.placement == PenaltyPlacement::kPerToken) {
+    for (size_t t = 0; t < T; ++t) {
+      out.modified_rewards[t] = gate[t] ? 0.0 : -(n + phi[t]);
     }
-    out.modified_rewards[t] = v;
-    out.trajectory_return += v;
+    if (options.keep_task_reward_when_infeasible)
+      out.modified_rewards[T - 1] += task_reward;
+  } else {  // kTerminal
+    double phi_sum = 0, closed = 0;
+    for (size_t t = 0; t < T; ++t) {
+      if (!gate[t]) {
+        phi_sum += phi[t];
+        closed += 1;
+      }
+    }
+    out.modified_rewards[T - 1] =
+        (options.keep_task_reward_when_infeasible ? task_reward : 0.0) -
+        (n + phi_sum / closed);
   }
+  for (double v : out.modified_rewards) out.trajectory_return += v;
+  out.gate = std::move(gate);
   return out;
 }
 

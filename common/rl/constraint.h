@@ -42,6 +42,15 @@ enum class Method {
 };
 enum class CostEstimator { kSupportKl, kK1, kK3 };
 enum class CostNormalization { kSum, kPerMaxLen, kPrefixMean };
+// Where the infeasibility penalty of cmdp / saute / weakest_link lands.
+//  kPerToken: r̂_t = −(n + φ_t) on every token after the gate closed (the
+//    paper's equation, DESIGN.md §5): the penalty grows with the number of
+//    tokens written after the violation.
+//  kTerminal: once, at the last token: −(n + mean of φ_t over the tokens
+//    after the gate closed). The same order of preference (any feasible
+//    trajectory above any infeasible one, a larger per-token overshoot worse),
+//    but independent of how long the answer goes on after the violation.
+enum class PenaltyPlacement { kPerToken, kTerminal };
 
 // True for the methods whose advantage sees a budget-dependent reward.
 bool UsesBudgetInReward(Method m);
@@ -100,19 +109,34 @@ struct RewardOptions {
   Method method = Method::kCmdp;
   double penalty = 20;  // n
   BudgetOptions budget;
+  PenaltyPlacement placement = PenaltyPlacement::kPerToken;
+  // false (the paper): the task reward is lost once the gate closed (the
+  // absorbing state pays only penalties); true: R is still paid at the last
+  // token of an infeasible trajectory, beside the penalty.
+  bool keep_task_reward_when_infeasible = false;
+  // weakest_link's gate, in nats per token of teacher NLL −log µ(a_t): closed
+  // from the first prefix whose mean NLL exceeds it. Its own unit: the NLL is
+  // KL + the student's entropy, so the KL budget d does not fit it.
+  double weakest_link_threshold = 1.5;
 };
 
 struct TrajectoryRewards {
   double task_reward = 0;
   std::vector<double> raw_costs;  // c_t before normalisation
   BudgetCheck check;              // the KL constraint (for every method: CSR)
+  // [T] the method's own reward gate, before each step: check.feasible for
+  // cmdp and saute (and the reward-only methods, which ignore it), the
+  // teacher-NLL gate for weakest_link. What the reward service reports as
+  // `feasible` and the learner's term II reads.
+  std::vector<bool> gate;
   std::vector<double> modified_rewards;  // r̂_t for the method
   double trajectory_return = 0;  // Σ r̂_t (R alone for an empty completion)
 };
 
 // Applies the method's reward transform. `teacher_sampled` is needed by
-// kWeakestLink (its gate is the prefix mean of the teacher NLL -log µ(a_t));
-// others may pass an empty span.
+// kWeakestLink (its gate is the prefix mean of the teacher NLL -log µ(a_t),
+// compared with weakest_link_threshold; its immediate term φ_t is that NLL);
+// others may pass an empty span. φ_t is c_t for cmdp, 0 for saute.
 absl::StatusOr<TrajectoryRewards> ModifiedRewards(
     double task_reward, absl::Span<const double> raw_costs,
     absl::Span<const float> teacher_sampled, const RewardOptions& options);

@@ -145,6 +145,36 @@ absl::Status SupportKl(const at::Tensor& student_support,
   });
 }
 
+absl::Status SampledKl(const at::Tensor& new_logprobs,
+                       const at::Tensor& teacher_sampled,
+                       CostEstimator estimator, double prob_floor,
+                       at::Tensor* out) {
+  return Guard([&]() -> absl::Status {
+    CMDISTILL_RL_CHECK(CheckFinite(new_logprobs, "new_logprobs"));
+    if (new_logprobs.dim() != 2) {
+      return absl::InvalidArgumentError("new_logprobs must be [B, T]");
+    }
+    CMDISTILL_RL_CHECK(
+        CheckShape(teacher_sampled, new_logprobs.sizes(), "teacher_sampled"));
+    if (!(prob_floor > 0 && prob_floor < 1)) {
+      return absl::InvalidArgumentError("prob_floor must be in (0, 1)");
+    }
+    const at::Tensor log_p = new_logprobs.clamp_max(0.0);
+    const at::Tensor log_q =
+        teacher_sampled.detach().clamp_max(0.0).clamp_min(std::log(prob_floor));
+    const at::Tensor k1 = (log_p - log_q).detach();
+    at::Tensor value = k1;
+    if (estimator == CostEstimator::kK3) {
+      const at::Tensor log_r = -k1;
+      value = at::expm1(log_r) - log_r;
+    }
+    // value + (log π − sg(log π)) · sg(k1): the value is the estimate, the
+    // gradient k1 · ∇ log π.
+    *out = value + (log_p - log_p.detach()) * k1;
+    return absl::OkStatus();
+  });
+}
+
 absl::Status InfeasibleKlLoss(const at::Tensor& kl,
                               const at::Tensor& infeasible,
                               const at::Tensor& mask, double kappa,

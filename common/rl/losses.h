@@ -54,8 +54,23 @@ absl::Status SupportKl(const at::Tensor& student_support,
                        const at::Tensor& teacher_tail, double prob_floor,
                        at::Tensor* out);
 
+// The per-position reverse KL from the sampled token alone, [B, T], for when
+// no support was recorded or a sampled-token cost is configured. Its value is
+// the estimator's (k1: log π(a) − log µ(a); k3: (r − 1) − log r with r =
+// µ(a)/π(a); kSupportKl reads as k1); its gradient is the score-function
+// estimate of ∇ KL(π‖µ) at that position, (log π(a) − log µ(a)) ∇ log π(a),
+// unbiased for tokens sampled from π. (A differentiable k1 has gradient
+// ∇ log π(a), zero in expectation: a KL loss built on it learns nothing.)
+// new_logprobs [B, T] carries the gradient; teacher_sampled [B, T] is
+// detached and floored at log(prob_floor).
+absl::Status SampledKl(const at::Tensor& new_logprobs,
+                       const at::Tensor& teacher_sampled,
+                       CostEstimator estimator, double prob_floor,
+                       at::Tensor* out);
+
 // Term II of cmdp: κ · mean over infeasible real tokens of kl [B, T] (0 when
-// there are none; `denominator` > 0: the whole step's infeasible-token count).
+// there are none; `denominator` > 0: the whole step's infeasible-token count,
+// or its real-token count for the all-tokens variant).
 absl::Status InfeasibleKlLoss(const at::Tensor& kl,
                               const at::Tensor& infeasible,
                               const at::Tensor& mask, double kappa,

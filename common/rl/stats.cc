@@ -1,7 +1,9 @@
 #include "common/rl/stats.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <vector>
 
 namespace cmdistill::rl {
@@ -65,9 +67,64 @@ Estimate MeanEstimate(absl::Span<const double> values) {
   return e;
 }
 
+Estimate ClampedMeanEstimate(absl::Span<const double> values, double lo,
+                             double hi) {
+  Estimate e = MeanEstimate(values);
+  e.low = std::clamp(e.low, lo, hi);
+  e.high = std::clamp(e.high, lo, hi);
+  return e;
+}
+
+Estimate PairedDifference(absl::Span<const double> a,
+                          absl::Span<const double> b) {
+  std::vector<double> d;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    d.push_back(a[i] - b[i]);
+  return ClampedMeanEstimate(d, -1.0, 1.0);
+}
+
 SuccessMetrics Summarize(absl::Span<const EvalRecord> records,
                          bool have_teacher) {
   SuccessMetrics m;
+  // Several samples of one problem: per-problem shares first.
+  std::map<int64_t, std::pair<double, double>> fac, csr;  // sum, count
+  bool clustered = false;
+  for (const EvalRecord& r : records) {
+    if (r.problem < 0) {
+      clustered = false;
+      break;
+    }
+    auto& f = fac[r.problem];
+    if (f.second > 0) clustered = true;
+    f.first += r.correct;
+    f.second += 1;
+    auto& c = csr[r.problem];
+    c.first += r.satisfied;
+    c.second += 1;
+  }
+  if (clustered && records.size() > fac.size()) {
+    auto shares = [](const std::map<int64_t, std::pair<double, double>>& in) {
+      std::vector<double> out;
+      for (const auto& [p, sc] : in) out.push_back(sc.first / sc.second);
+      return out;
+    };
+    SuccessMetrics c;
+    std::vector<double> kl, length;
+    for (const EvalRecord& r : records) {
+      kl.push_back(r.mean_token_kl);
+      length.push_back(static_cast<double>(r.length));
+    }
+    const int64_t n = static_cast<int64_t>(records.size());
+    c.correctness = ClampedMeanEstimate(shares(fac), 0.0, 1.0);
+    c.correctness.n = n;
+    c.length = MeanEstimate(length);
+    if (have_teacher) {
+      c.satisfaction = ClampedMeanEstimate(shares(csr), 0.0, 1.0);
+      c.satisfaction.n = n;
+      c.mean_kl = MeanEstimate(kl);
+    }
+    return c;
+  }
   int64_t correct = 0, satisfied = 0;
   std::vector<double> kl, length;
   for (const EvalRecord& r : records) {

@@ -25,6 +25,18 @@ Estimate ProportionEstimate(int64_t successes, int64_t n);
 // interval is unknown and given as [-inf, inf]; n = 0 gives all zeros.
 Estimate MeanEstimate(absl::Span<const double> values);
 
+// MeanEstimate with the interval clamped to [lo, hi] (a mean of proportions
+// across a few seeds: the t-interval of df = 2 can reach past [0, 1]).
+Estimate ClampedMeanEstimate(absl::Span<const double> values, double lo,
+                             double hi);
+
+// A paired difference over the same units (problems): mean of a_i − b_i with
+// its t-interval, clamped to [-1, 1] (differences of proportions).
+// INVALID_ARGUMENT-free: sizes must match (checked by the caller); n = 0 gives
+// zeros.
+Estimate PairedDifference(absl::Span<const double> a,
+                          absl::Span<const double> b);
+
 // Two-sided 97.5% quantile of Student's t with `df` degrees of freedom (df >=
 // 1).
 double StudentT975(int64_t df);
@@ -36,12 +48,19 @@ struct EvalRecord {
   double mean_token_kl =
       0;               // mean per-token KL of the completion (teacher needed)
   int64_t length = 0;  // completion tokens
+  // The held-out problem it answers (-1: unknown). With several samples per
+  // problem, the proportions are estimated per problem first (samples of one
+  // problem are not independent).
+  int64_t problem = -1;
 };
 
 // The metrics of success over a held-out set: final-answer correctness (FAC),
 // constraint satisfaction rate (CSR), mean per-token KL and completion length,
 // each with its 95% CI. `have_teacher` false leaves csr and kl at n = 0 (the
-// student alone is evaluable).
+// student alone is evaluable). One record per problem: Wilson intervals over
+// records. Several per problem (sampled evaluation): FAC and CSR are the mean
+// of the per-problem shares, with a t-interval over problems clamped to
+// [0, 1]; n counts records.
 struct SuccessMetrics {
   Estimate correctness, satisfaction, mean_kl, length;
 };

@@ -1,15 +1,20 @@
 // `cmdistill sft`, `eval`, `local` and `experiment`: the embedded default's
 // whole pipeline and the method comparison.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -19,6 +24,7 @@
 #include "common/process/signals.h"
 #include "common/rl/stats.h"
 #include "common/tokenizer/tokenizer.h"
+#include "common/util/sha256.h"
 #include "embedded_script.h"
 #include "nlohmann/json.hpp"
 #include "services/cli/commands.h"
@@ -64,6 +70,7 @@ const std::vector<std::string>& SmokeOverrides() {
       "training.checkpoint_every_steps=2",
       "training.linger_seconds=1",
       "eval.max_examples=16",
+      "eval.sampled_samples_per_prompt=2",
   };
   return *v;
 }
@@ -222,6 +229,182 @@ absl::StatusOr<eval::EvalReport> EvaluateOne(
   if (!student.ok()) return student.status();
   return EvaluateOne(name, student->get(), teacher, tok, examples, config,
                      progress);
+}
+
+// The run file's evaluation by sampling, as training samples (nullopt when
+// eval.sampled_samples_per_prompt is 0).
+std::optional<v1::RunConfig> SampledEvalConfig(const v1::RunConfig& c) {
+  if (c.eval().sampled_samples_per_prompt() == 0) return std::nullopt;
+  v1::RunConfig s = c;
+  s.mutable_eval()->set_temperature(c.eval().sampled_temperature());
+  s.mutable_eval()->set_samples_per_prompt(
+      c.eval().sampled_samples_per_prompt());
+  return s;
+}
+
+std::string SampledName(const std::string& name, const v1::RunConfig& c) {
+  return absl::StrFormat("%s, sampled T=%g x%d", name,
+                         c.eval().sampled_temperature(),
+                         c.eval().sampled_samples_per_prompt());
+}
+
+// Greedy (the run file's eval section) and, when configured, sampled
+// evaluation of one model: appends one or two reports to `out`.
+absl::Status EvaluateBoth(const std::string& name,
+                          model::LanguageModel* student,
+                          model::LanguageModel* teacher,
+                          const tokenizer::Tokenizer& tok,
+                          const std::vector<tasks::Example>& examples,
+                          const v1::RunConfig& config, std::ostream& progress,
+                          std::vector<eval::EvalReport>* out) {
+  auto greedy =
+      EvaluateOne(name, student, teacher, tok, examples, config, progress);
+  if (!greedy.ok()) return greedy.status();
+  out->push_back(*std::move(greedy));
+  if (auto sc = SampledEvalConfig(config)) {
+    auto sampled = EvaluateOne(SampledName(name, config), student, teacher, tok,
+                               examples, *sc, progress);
+    if (!sampled.ok()) return sampled.status();
+    out->push_back(*std::move(sampled));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EvaluateBoth(const std::string& name,
+                          const std::string& student_dir,
+                          model::LanguageModel* teacher,
+                          const tokenizer::Tokenizer& tok,
+                          const std::vector<tasks::Example>& examples,
+                          const v1::RunConfig& config, std::ostream& progress,
+                          std::vector<eval::EvalReport>* out) {
+  auto student = LoadModel(config.student(), student_dir);
+  if (!student.ok()) return student.status();
+  return EvaluateBoth(name, student->get(), teacher, tok, examples, config,
+                      progress, out);
+}
+
+// SHA-256 over a model folder's config.json and weight files, in name order:
+// which teacher a student was verified against.
+absl::StatusOr<std::string> ModelFingerprint(const std::string& dir) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n == "config.json" || absl::EndsWith(n, ".safetensors"))
+      files.push_back(e.path());
+  }
+  if (ec || files.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("no config.json or *.safetensors in ", dir));
+  }
+  std::sort(files.begin(), files.end());
+  Sha256 h;
+  std::vector<char> buf(1 << 20);
+  for (const fs::path& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    h.Update(f.filename().string());
+    while (in) {
+      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      h.Update(std::string_view(buf.data(), static_cast<size_t>(in.gcount())));
+    }
+  }
+  return h.Hex();
+}
+
+std::string YamlQuote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// A Hugging Face model card (README.md with YAML front matter) and
+// cmdistill_eval.json in the trained student's folder: the budget it was
+// trained and verified under, the held-out results with their intervals, and
+// the teacher it was measured against — readable without the teacher.
+absl::Status WriteModelCard(const v1::RunConfig& config,
+                            const std::string& final_dir,
+                            const std::vector<eval::EvalReport>& after,
+                            const std::vector<eval::EvalReport>& before,
+                            int64_t steps, int64_t problems) {
+  auto fp = ModelFingerprint(config.teacher().path());
+  if (!fp.ok()) return fp.status();
+  const std::string norm = config::EnumShortName(
+      *v1::CostNormalization_descriptor()->FindValueByNumber(
+          config.constraint().cost_normalization()));
+  const std::string method = config::MethodName(config.method());
+  json j = {{"method", method},
+            {"budget", config.constraint().budget()},
+            {"cost_normalization", norm},
+            {"max_new_tokens", config.generation().max_new_tokens()},
+            {"penalty", config.constraint().penalty()},
+            {"teacher", {{"path", config.teacher().path()}, {"sha256", *fp}}},
+            {"base_model", config.student().path()},
+            {"data",
+             {{"train", config.data().train_path()},
+              {"test", config.data().test_path()},
+              {"problems_evaluated", problems}}},
+            {"learner_steps", steps},
+            {"results", json::array()},
+            {"before_training", json::array()}};
+  for (const auto& r : after)
+    j["results"].push_back(eval::ReportToJson(r, false));
+  for (const auto& r : before)
+    j["before_training"].push_back(eval::ReportToJson(r, false));
+  {
+    std::ofstream f(final_dir + "/cmdistill_eval.json");
+    f << j.dump(2) << "\n";
+    if (!f.good())
+      return absl::InternalError("cannot write cmdistill_eval.json");
+  }
+  std::string md = "---\n";
+  absl::StrAppend(&md, "library_name: transformers\n", "base_model: ",
+                  YamlQuote(config.student().path()), "\n",
+                  "tags:\n- cmdistill\n- distillation\n- constrained-rl\n- ",
+                  method, "\n", "datasets:\n- ",
+                  YamlQuote(config.data().train_path()), "\n",
+                  "cmdistill:\n", "  method: ", method, "\n",
+                  "  budget: ", config.constraint().budget(), "\n",
+                  "  cost_normalization: ", norm, "\n",
+                  "  max_new_tokens: ", config.generation().max_new_tokens(),
+                  "\n", "  teacher: ", YamlQuote(config.teacher().path()),
+                  "\n", "  teacher_sha256: ", *fp, "\n",
+                  "  learner_steps: ", steps, "\n", "  held_out:\n");
+  for (const auto& r : after) {
+    const auto& m = r.metrics;
+    auto est = [](const rl::Estimate& e) {
+      return absl::StrFormat("{value: %.4f, low: %.4f, high: %.4f, n: %d}",
+                             e.value, e.low, e.high, e.n);
+    };
+    absl::StrAppend(&md, "  - evaluation: ", YamlQuote(r.name), "\n",
+                    "    correctness: ", est(m.correctness), "\n");
+    if (r.have_teacher) {
+      absl::StrAppend(&md, "    constraint_satisfaction: ",
+                      est(m.satisfaction), "\n", "    mean_token_kl: ",
+                      absl::StrFormat("{value: %.4f, low: %.4f, high: %.4f}",
+                                      m.mean_kl.value, m.mean_kl.low,
+                                      m.mean_kl.high),
+                      "\n");
+    }
+  }
+  absl::StrAppend(
+      &md, "---\n\n# ", config.run_name(), " (student, ", method, ")\n\n",
+      "Trained by cmdistill with `method: ", method,
+      "`: task reward under a per-trajectory KL budget to the teacher, d = ",
+      config.constraint().budget(), " (", norm, ", max_new_tokens ",
+      config.generation().max_new_tokens(), "). It runs without the teacher; "
+      "the teacher below is only what its budget was measured against.\n\n",
+      eval::MarkdownTable(after, config), "\n", problems,
+      " held-out problems (", config.data().test_path(), "). Before training:\n\n",
+      eval::MarkdownTable(before, config), "\nTeacher: `",
+      config.teacher().path(), "` (sha256 of config.json and weights `", *fp,
+      "`). Every figure: cmdistill_eval.json.\n");
+  std::ofstream f(final_dir + "/README.md");
+  f << md;
+  if (!f.good()) return absl::InternalError("cannot write the model card");
+  return absl::OkStatus();
 }
 
 std::string SelfPath() {
@@ -478,15 +661,17 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
     config.mutable_training()->set_resume("never");
   }
   std::vector<eval::EvalReport> reports;
-  auto teacher_eval = EvaluateOne("teacher", prep->teacher.get(), nullptr,
-                                  *prep->tok, prep->examples, config, io.err);
-  if (!teacher_eval.ok()) return fail(teacher_eval.status());
-  reports.push_back(*std::move(teacher_eval));
-  auto before = EvaluateOne("student before", config.student().path(),
+  if (auto s = EvaluateBoth("teacher", prep->teacher.get(), nullptr, *prep->tok,
+                            prep->examples, config, io.err, &reports);
+      !s.ok())
+    return fail(s);
+  const size_t before_begin = reports.size();
+  if (auto s = EvaluateBoth("student before", config.student().path(),
                             prep->teacher.get(), *prep->tok, prep->examples,
-                            config, io.err);
-  if (!before.ok()) return fail(before.status());
-  reports.push_back(*std::move(before));
+                            config, io.err, &reports);
+      !s.ok())
+    return fail(s);
+  const size_t before_end = reports.size();
   auto signals = ShutdownSignal::Install();
   if (!signals.ok()) return fail(signals.status());
   DistillOptions dopt;
@@ -497,11 +682,20 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   dopt.status_out = &io.out;
   auto run = RunDistillation(config, dopt, io.err);
   if (!run.ok()) return fail(run.status());
-  auto after =
-      EvaluateOne("student after", run->final_model, prep->teacher.get(),
-                  *prep->tok, prep->examples, config, io.err);
-  if (!after.ok()) return fail(after.status());
-  reports.push_back(*std::move(after));
+  const size_t after_begin = reports.size();
+  if (auto s = EvaluateBoth("student after", run->final_model,
+                            prep->teacher.get(), *prep->tok, prep->examples,
+                            config, io.err, &reports);
+      !s.ok())
+    return fail(s);
+  if (auto s = WriteModelCard(
+          config, run->final_model,
+          {reports.begin() + after_begin, reports.end()},
+          {reports.begin() + before_begin, reports.begin() + before_end},
+          static_cast<int64_t>(run->steps.size()),
+          static_cast<int64_t>(prep->examples.size()));
+      !s.ok())
+    return fail(s);
   const std::string eval_dir = config.output_dir() + "/eval";
   std::error_code ec;
   fs::create_directories(eval_dir, ec);
@@ -516,15 +710,23 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
       << eval::ReportsToPrometheus(reports);
   io.out << "\n" << table << "\n";
   io.out << absl::StrFormat(
-      "%d held-out problems, greedy decoding; budget d = %g (%s); method %s; "
-      "%d learner steps in %.0f s; total %.0f s.\n\n",
-      prep->examples.size(), config.constraint().budget(),
+      "%d held-out problems, greedy decoding%s; budget d = %g (%s); method "
+      "%s; %d learner steps in %.0f s; total %.0f s.\n\n",
+      prep->examples.size(),
+      config.eval().sampled_samples_per_prompt() > 0
+          ? absl::StrFormat(" and %d samples per problem at T = %g (FAC = mean "
+                            "accuracy; intervals over problems)",
+                            config.eval().sampled_samples_per_prompt(),
+                            config.eval().sampled_temperature())
+          : std::string(),
+      config.constraint().budget(),
       config::EnumShortName(
           *v1::CostNormalization_descriptor()->FindValueByNumber(
               config.constraint().cost_normalization())),
       config::MethodName(config.method()), run->steps.size(), run->seconds,
       absl::ToDoubleSeconds(absl::Now() - t0));
-  io.out << "trained student:  " << run->final_model << "\n"
+  io.out << "trained student:  " << run->final_model
+         << " (model card: README.md, cmdistill_eval.json)\n"
          << "checkpoints:      " << config.output_dir() << "/checkpoints\n"
          << "evaluation:       " << eval_dir << "/ (results.md, *.json)\n"
          << "training curve:   " << run->curve_csv << "\n"
@@ -542,28 +744,68 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
 // experiment
 
 struct RunRow {
-  std::string method;
+  std::string method;  // the variant's label ("cmdp", "cmdp@constraint.penalty=5")
   int seed = 0;
-  eval::EvalReport report;
+  eval::EvalReport report;                 // greedy
+  std::optional<eval::EvalReport> sampled;  // sampled, when configured
   std::string curve_csv;
   double train_seconds = 0;
 };
 
+// A method variant: "METHOD" or "METHOD@KEY=VALUE[@KEY=VALUE...]" (run-file
+// overrides for that row only: a λ sweep, an ablation of the penalty).
+struct Variant {
+  std::string label, method;
+  std::vector<std::string> overrides;
+};
+
+Variant ParseVariant(const std::string& spec) {
+  std::vector<std::string> parts = absl::StrSplit(spec, '@');
+  Variant v{spec, parts[0], {"method=" + parts[0]}};
+  for (size_t i = 1; i < parts.size(); ++i) v.overrides.push_back(parts[i]);
+  return v;
+}
+
+// Per problem: the share of samples correct (or within the budget).
+std::vector<double> PerProblem(const eval::EvalReport& r, size_t problems,
+                               bool satisfaction) {
+  std::vector<double> sum(problems, 0), count(problems, 0);
+  for (const auto& it : r.items) {
+    if (it.example < 0 || static_cast<size_t>(it.example) >= problems) continue;
+    sum[it.example] +=
+        satisfaction ? it.record.satisfied : it.record.correct;
+    count[it.example] += 1;
+  }
+  for (size_t i = 0; i < problems; ++i)
+    sum[i] = count[i] > 0 ? sum[i] / count[i] : 0;
+  return sum;
+}
+
 int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
   FlagSet flags(
       "cmdistill experiment",
-      "--config FILE [--methods LIST] [--seeds N] [--smoke] [--set K=V]...",
+      "--config FILE [--methods LIST] [--soft-lambdas LIST] [--seeds N] "
+      "[--smoke] [--set K=V]...",
       "Trains every method from the same warm start (each as `local` runs it: "
       "services as\n"
-      "processes), evaluates each on the held-out set, and writes "
-      "<output_dir>/experiment/:\n"
-      "runs.csv and results.json (every run), summary.md (mean and 95% CI over "
-      "seeds per\n"
-      "method) and, with Debian's python3-matplotlib, tradeoff.png and "
-      "curves.png.");
+      "processes), evaluates each on the held-out set (greedy and sampled), "
+      "and writes\n"
+      "<output_dir>/experiment/: runs.csv and results.json (every run), "
+      "summary.md (mean\n"
+      "over seeds, clamped 95% t-interval; each method paired against cmdp "
+      "on the same\n"
+      "problems) and, with Debian's python3-matplotlib, tradeoff.png and "
+      "curves.png.\n"
+      "A method may carry run-file overrides for its row alone: "
+      "METHOD@KEY=VALUE[@...],\n"
+      "e.g. cmdp@constraint.penalty=5 or saute@constraint.penalty=1.");
   AddRunConfigFlags(&flags, "YAML run file (configs/quickstart.yaml)");
-  flags.AddString("methods", "LIST", "comma-separated methods",
-                  "cmdp,saute,grpo,soft_lagrangian,lagrangian,gkd");
+  flags.AddString("methods", "LIST", "comma-separated methods (or variants)",
+                  "cmdp,saute,grpo,soft_lagrangian,lagrangian,gkd,weakest_link");
+  flags.AddString("soft-lambdas", "LIST",
+                  "also soft_lagrangian at each fixed λ (the front of "
+                  "tradeoff.png), e.g. 0.003,0.03,0.1",
+                  "");
   flags.AddString("seeds", "N", "seeds per method", "3");
   flags.AddBool("smoke", "tiny sizes (as local --smoke)");
   if (auto code = ParseOrExit(&flags, args, io)) return *code;
@@ -578,14 +820,22 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
     io.err << "cmdistill experiment: --seeds must be in [1, 100]\n";
     return kExitUsage;
   }
-  const std::vector<std::string> methods =
+  std::vector<Variant> variants;
+  const std::vector<std::string> specs =
       absl::StrSplit(flags.Get("methods"), ',', absl::SkipEmpty());
+  for (const std::string& m : specs) variants.push_back(ParseVariant(m));
+  const std::vector<std::string> lambdas =
+      absl::StrSplit(flags.Get("soft-lambdas"), ',', absl::SkipEmpty());
+  for (const std::string& l : lambdas) {
+    variants.push_back(
+        ParseVariant("soft_lagrangian@constraint.soft_lambda=" + l));
+  }
   const bool smoke = flags.GetBool("smoke");
   auto base = LoadWithSmoke(flags, smoke, io);
   if (!base) return kExitFailure;
-  // Validate every method name before any work.
-  for (const std::string& m : methods) {
-    if (!LoadWithSmoke(flags, smoke, io, {"method=" + m})) return kExitUsage;
+  // Validate every method and override before any work.
+  for (const Variant& v : variants) {
+    if (!LoadWithSmoke(flags, smoke, io, v.overrides)) return kExitUsage;
   }
   auto fail = [&](const absl::Status& s) {
     io.err << "cmdistill experiment: " << s.message() << "\n";
@@ -598,98 +848,189 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   std::vector<eval::EvalReport> reference;
-  auto teacher_eval = EvaluateOne("teacher", prep->teacher.get(), nullptr,
-                                  *prep->tok, prep->examples, resolved, io.err);
-  if (!teacher_eval.ok()) return fail(teacher_eval.status());
-  reference.push_back(*std::move(teacher_eval));
-  auto warm =
-      EvaluateOne("warm start", resolved.student().path(), prep->teacher.get(),
-                  *prep->tok, prep->examples, resolved, io.err);
-  if (!warm.ok()) return fail(warm.status());
-  reference.push_back(*std::move(warm));
+  if (auto s = EvaluateBoth("teacher", prep->teacher.get(), nullptr, *prep->tok,
+                            prep->examples, resolved, io.err, &reference);
+      !s.ok())
+    return fail(s);
+  if (auto s = EvaluateBoth("warm start", resolved.student().path(),
+                            prep->teacher.get(), *prep->tok, prep->examples,
+                            resolved, io.err, &reference);
+      !s.ok())
+    return fail(s);
   auto signals = ShutdownSignal::Install();
   if (!signals.ok()) return fail(signals.status());
   std::vector<RunRow> rows;
-  for (const std::string& m : methods) {
+  for (const Variant& v : variants) {
     for (int64_t s = 0; s < seeds; ++s) {
-      const std::string out = absl::StrCat(dir, "/", m, "/seed-", s);
-      auto c = LoadWithSmoke(
-          flags, smoke, io,
-          {"method=" + m, absl::StrCat("seed=", resolved.seed() + s),
-           "output_dir=" + out, "training.resume=never",
-           "student.path=" + resolved.student().path(),
-           "teacher.path=" + resolved.teacher().path(),
-           "data.train_path=" + resolved.data().train_path(),
-           "data.test_path=" + resolved.data().test_path()});
+      std::string slug = v.label;
+      for (char& ch : slug)
+        if (ch == '@' || ch == '=' || ch == '/') ch = '_';
+      const std::string out = absl::StrCat(dir, "/", slug, "/seed-", s);
+      std::vector<std::string> over = v.overrides;
+      for (std::string o :
+           {absl::StrCat("seed=", resolved.seed() + s), "output_dir=" + out,
+            std::string("training.resume=never"),
+            "student.path=" + resolved.student().path(),
+            "teacher.path=" + resolved.teacher().path(),
+            "data.train_path=" + resolved.data().train_path(),
+            "data.test_path=" + resolved.data().test_path()})
+        over.push_back(o);
+      auto c = LoadWithSmoke(flags, smoke, io, over);
       if (!c) return kExitFailure;
       ClearPreviousRun(out);
-      io.err << "\n== " << m << ", seed " << s << " (" << rows.size() + 1 << "/"
-             << methods.size() * seeds << ")\n";
+      io.err << "\n== " << v.label << ", seed " << s << " (" << rows.size() + 1
+             << "/" << variants.size() * seeds << ")\n";
       DistillOptions dopt;
       dopt.binary = SelfPath();
       dopt.actors = static_cast<int>(c->local().actors());
       dopt.signals = signals->get();
-      dopt.label = absl::StrCat(m, " s", s);
+      dopt.label = absl::StrCat(v.label, " s", s);
       auto run = RunDistillation(*c, dopt, io.err);
       if (!run.ok()) return fail(run.status());
-      auto r = EvaluateOne(m, run->final_model, prep->teacher.get(), *prep->tok,
-                           prep->examples, *c, io.err);
-      if (!r.ok()) return fail(r.status());
-      rows.push_back({m, static_cast<int>(s), *std::move(r), run->curve_csv,
-                      run->seconds});
+      std::vector<eval::EvalReport> r;
+      if (auto st = EvaluateBoth(v.label, run->final_model, prep->teacher.get(),
+                                 *prep->tok, prep->examples, *c, io.err, &r);
+          !st.ok())
+        return fail(st);
+      RunRow row{v.label, static_cast<int>(s), r[0], std::nullopt,
+                 run->curve_csv, run->seconds};
+      if (r.size() > 1) row.sampled = r[1];
+      rows.push_back(std::move(row));
     }
   }
   // Per-run CSV and JSON.
   std::ofstream csv(dir + "/runs.csv");
   csv << "method,seed,correctness,satisfaction,mean_token_kl,length,"
-         "train_seconds,curve_csv\n";
+         "sampled_correctness,sampled_satisfaction,train_seconds,curve_csv\n";
   json results = {{"config", config::ToYaml(resolved)},
                   {"reference", json::array()},
                   {"runs", json::array()},
-                  {"methods", json::array()}};
+                  {"methods", json::array()},
+                  {"sampled_methods", json::array()},
+                  {"paired_vs_cmdp", json::array()}};
   for (const auto& r : reference)
     results["reference"].push_back(eval::ReportToJson(r, false));
   for (const RunRow& r : rows) {
     const auto& mm = r.report.metrics;
-    csv << absl::StrFormat("%s,%d,%.6f,%.6f,%.6f,%.3f,%.1f,%s\n", r.method,
-                           r.seed, mm.correctness.value, mm.satisfaction.value,
-                           mm.mean_kl.value, mm.length.value, r.train_seconds,
+    const double sfac = r.sampled ? r.sampled->metrics.correctness.value : NAN;
+    const double scsr = r.sampled ? r.sampled->metrics.satisfaction.value : NAN;
+    csv << absl::StrFormat("%s,%d,%.6f,%.6f,%.6f,%.3f,%.6f,%.6f,%.1f,%s\n",
+                           r.method, r.seed, mm.correctness.value,
+                           mm.satisfaction.value, mm.mean_kl.value,
+                           mm.length.value, sfac, scsr, r.train_seconds,
                            r.curve_csv);
     json j = eval::ReportToJson(r.report, false);
     j["method"] = r.method;
     j["seed"] = r.seed;
     j["curve_csv"] = r.curve_csv;
+    if (r.sampled) j["sampled"] = eval::ReportToJson(*r.sampled, false);
     results["runs"].push_back(std::move(j));
   }
-  // Per method: mean over seeds with a t-interval across seeds.
-  std::string md = eval::MarkdownHeader("method", resolved);
-  for (const auto& r : reference) {
-    absl::StrAppend(&md, eval::MarkdownRow(r.name + " (reference)", r.metrics));
-  }
-  for (const std::string& m : methods) {
+  // Per method: mean over seeds, t-interval across seeds clamped to the
+  // metric's range ([0, 1] for FAC and CSR, >= 0 for KL and length).
+  auto across = [&](const std::string& m, bool sampled) {
     std::vector<double> fac, csr, kl, len;
     for (const RunRow& r : rows) {
-      if (r.method != m) continue;
-      fac.push_back(r.report.metrics.correctness.value);
-      csr.push_back(r.report.metrics.satisfaction.value);
-      kl.push_back(r.report.metrics.mean_kl.value);
-      len.push_back(r.report.metrics.length.value);
+      if (r.method != m || (sampled && !r.sampled)) continue;
+      const auto& mm = sampled ? r.sampled->metrics : r.report.metrics;
+      fac.push_back(mm.correctness.value);
+      csr.push_back(mm.satisfaction.value);
+      kl.push_back(mm.mean_kl.value);
+      len.push_back(mm.length.value);
     }
-    const rl::SuccessMetrics across = {
-        rl::MeanEstimate(fac), rl::MeanEstimate(csr), rl::MeanEstimate(kl),
-        rl::MeanEstimate(len)};
-    absl::StrAppend(&md, eval::MarkdownRow(m, across));
-    json row = eval::MetricsToJson(across);
-    row["method"] = m;
-    row["seeds"] = fac.size();
+    const double inf = std::numeric_limits<double>::infinity();
+    return rl::SuccessMetrics{rl::ClampedMeanEstimate(fac, 0, 1),
+                              rl::ClampedMeanEstimate(csr, 0, 1),
+                              rl::ClampedMeanEstimate(kl, 0, inf),
+                              rl::ClampedMeanEstimate(len, 0, inf)};
+  };
+  const bool have_sampled = !rows.empty() && rows[0].sampled.has_value();
+  std::string md = "## Greedy decoding\n\n" +
+                   eval::MarkdownHeader("method", resolved);
+  for (const auto& r : reference) {
+    if (absl::StrContains(r.name, "sampled")) continue;
+    absl::StrAppend(&md, eval::MarkdownRow(r.name + " (reference)", r.metrics));
+  }
+  for (const Variant& v : variants) {
+    const rl::SuccessMetrics m = across(v.label, false);
+    absl::StrAppend(&md, eval::MarkdownRow(v.label, m));
+    json row = eval::MetricsToJson(m);
+    row["method"] = v.label;
+    row["seeds"] = m.correctness.n;
     results["methods"].push_back(std::move(row));
+  }
+  if (have_sampled) {
+    absl::StrAppend(&md, "\n## Sampled (T = ",
+                    resolved.eval().sampled_temperature(), ", ",
+                    resolved.eval().sampled_samples_per_prompt(),
+                    " samples per problem)\n\n",
+                    eval::MarkdownHeader("method", resolved));
+    for (const auto& r : reference) {
+      if (!absl::StrContains(r.name, "sampled")) continue;
+      absl::StrAppend(&md,
+                      eval::MarkdownRow(r.name + " (reference)", r.metrics));
+    }
+    for (const Variant& v : variants) {
+      const rl::SuccessMetrics m = across(v.label, true);
+      absl::StrAppend(&md, eval::MarkdownRow(v.label, m));
+      json row = eval::MetricsToJson(m);
+      row["method"] = v.label;
+      row["seeds"] = m.correctness.n;
+      results["sampled_methods"].push_back(std::move(row));
+    }
+  }
+  // Each method against cmdp on the same problems: per problem, the share
+  // correct (within budget) over seeds and samples; the mean difference with
+  // its t-interval over problems.
+  const size_t P = prep->examples.size();
+  auto pooled = [&](const std::string& m, bool csr) {
+    std::vector<double> acc(P, 0);
+    double runs = 0;
+    for (const RunRow& r : rows) {
+      if (r.method != m) continue;
+      const auto v = PerProblem(r.sampled ? *r.sampled : r.report, P, csr);
+      for (size_t i = 0; i < P; ++i) acc[i] += v[i];
+      runs += 1;
+    }
+    for (double& x : acc) x /= std::max(runs, 1.0);
+    return acc;
+  };
+  const bool have_cmdp =
+      std::any_of(variants.begin(), variants.end(),
+                  [](const Variant& v) { return v.label == "cmdp"; });
+  if (have_cmdp) {
+    absl::StrAppend(&md, "\n## Paired against cmdp (same ", P,
+                    " problems, ", have_sampled ? "sampled" : "greedy",
+                    " evaluation pooled over seeds)\n\n",
+                    "| method | ΔFAC vs cmdp [95% CI] | ΔCSR vs cmdp [95% CI] |\n",
+                    "|---|---|---|\n");
+    const auto cf = pooled("cmdp", false), cc = pooled("cmdp", true);
+    for (const Variant& v : variants) {
+      if (v.label == "cmdp") continue;
+      const rl::Estimate df = rl::PairedDifference(pooled(v.label, false), cf);
+      const rl::Estimate dc = rl::PairedDifference(pooled(v.label, true), cc);
+      absl::StrAppend(&md, "| ", v.label, " | ",
+                      absl::StrFormat("%+.3f [%+.3f, %+.3f]", df.value, df.low,
+                                      df.high),
+                      " | ",
+                      absl::StrFormat("%+.3f [%+.3f, %+.3f]", dc.value, dc.low,
+                                      dc.high),
+                      " |\n");
+      results["paired_vs_cmdp"].push_back(
+          {{"method", v.label},
+           {"correctness_difference", eval::EstimateToJson(df)},
+           {"satisfaction_difference", eval::EstimateToJson(dc)}});
+    }
   }
   absl::StrAppend(
       &md, "\n", seeds,
-      " seed(s) per method; each cell is the mean over seeds ",
-      "with a 95% t-interval across seeds (reference rows: one evaluation, ",
-      "Wilson/t interval over problems). ", prep->examples.size(),
-      " held-out problems, greedy decoding.\n");
+      " seed(s) per method; each cell is the mean over seeds with a 95% ",
+      "t-interval across seeds, clamped to the metric's range ([0, 1] for ",
+      "FAC and CSR; with 3 seeds the t quantile is 4.3, so these are wide). ",
+      "Reference rows: one evaluation, Wilson interval over problems (greedy) ",
+      "or a clamped t-interval over problems' shares (sampled). ", P,
+      " held-out problems. The paired table is the sharper test: a difference ",
+      "whose interval excludes 0 is an effect.\n");
   std::ofstream(dir + "/summary.md") << md;
   std::ofstream(dir + "/results.json") << results.dump(2) << "\n";
   io.out << "\n" << md << "\n";

@@ -46,6 +46,13 @@ rl::RewardOptions RewardOptionsFrom(const v1::RunConfig& config) {
   rl::RewardOptions o;
   o.method = MethodFrom(config.method());
   o.penalty = config.constraint().penalty();
+  o.placement = config.constraint().penalty_placement() ==
+                        v1::PENALTY_PLACEMENT_TERMINAL
+                    ? rl::PenaltyPlacement::kTerminal
+                    : rl::PenaltyPlacement::kPerToken;
+  o.keep_task_reward_when_infeasible =
+      config.constraint().keep_task_reward_when_infeasible();
+  o.weakest_link_threshold = config.constraint().weakest_link_threshold();
   o.budget.budget = config.constraint().budget();
   o.budget.max_new_tokens =
       static_cast<int>(config.generation().max_new_tokens());

@@ -144,6 +144,7 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
       item.extracted_answer = ev->extracted_answer();
       item.gold = examples[which[j]].gold;
       item.record.correct = ev->task_reward() > 0.5;
+      item.record.problem = which[j];
       item.record.length = static_cast<int64_t>(g.tokens.size());
       if (teacher != nullptr) {
         item.record.satisfied = ev->constraint_satisfied();

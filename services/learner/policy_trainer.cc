@@ -236,7 +236,7 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
       const at::Tensor infeas_t = F32(infeas, {B, Tmax});
       at::Tensor kl;
       if (compute_kl) {
-        if (K > 0) {
+        if (K > 0 && o.cost_estimator == rl::CostEstimator::kSupportKl) {
           const at::Tensor sup_t = L64(sup, {B, Tmax, K});
           const at::Tensor student_sup = lp.gather(-1, sup_t);
           auto s =
@@ -245,9 +245,12 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
                             o.prob_floor, &kl);
           if (!s.ok()) return s;
         } else {
-          kl =
-              new_lp -
-              F32(tsampled, {B, Tmax}).clamp_min(std::log(o.prob_floor));  // k1
+          // No support, or a sampled-token cost configured: the surrogate
+          // whose gradient is the reverse KL's (score function), not a
+          // differentiable k1 (whose expected gradient is zero).
+          auto s = rl::SampledKl(new_lp, F32(tsampled, {B, Tmax}),
+                                 o.cost_estimator, o.prob_floor, &kl);
+          if (!s.ok()) return s;
         }
         kl_sum += (kl.detach() * cmask_t).sum().item<double>();
       }
@@ -260,7 +263,8 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
       mo.kappa = o.kappa;
       mo.lambda = lambda();
       mo.aggregate_denominator = total_tokens;
-      mo.infeasible_denominator = total_infeasible;
+      mo.infeasible_denominator =
+          o.term_two_over_all_tokens ? total_tokens : total_infeasible;
       at::Tensor loss;
       if (auto s = rl::MethodLoss(in, mo, &loss); !s.ok()) return s;
       loss.backward();

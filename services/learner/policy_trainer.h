@@ -30,12 +30,19 @@ struct TrainerOptions {
   rl::Method method = rl::Method::kCmdp;
   double clip_epsilon = 0.2;
   double kappa = 1.0;
-  double fixed_lambda = 0.1;  // soft_lagrangian
+  double fixed_lambda = 0.01;  // soft_lagrangian (the paper's GKD-GRPO λ)
   rl::LagrangeOptions lagrange;
   double budget = 0.35;  // d, for the λ update (mean cost_used vs d)
   bool std_normalization = true;
   double advantage_eps = 1e-6;
   double prob_floor = 1e-8;
+  // The KL whose gradient the loss takes (gkd, the λ terms, term II): the
+  // support KL when trajectories carry a support and the cost estimator is
+  // support_kl; otherwise the sampled-token surrogate of rl::SampledKl with
+  // this estimator's value (kSupportKl then reads as k1).
+  rl::CostEstimator cost_estimator = rl::CostEstimator::kSupportKl;
+  // cmdp's term II divides by every real token instead of the infeasible ones.
+  bool term_two_over_all_tokens = false;
   double temperature = 1.0;  // the sampling temperature of the actors
   AdamWOptions optimizer;
   // Sequences per forward/backward pass; the gradients of a step's

@@ -160,7 +160,7 @@ absl::StatusOr<v1::TrajectoryEvaluation> Evaluator::Evaluate(
   if (!out.ok()) return out.status();
   ev.set_task_reward(static_cast<float>(reward));
   for (double c : out->check.costs) ev.add_costs(static_cast<float>(c));
-  for (bool f : out->check.feasible) ev.add_feasible(f);
+  for (bool f : out->gate) ev.add_feasible(f);  // the method's own gate
   for (double r : out->modified_rewards)
     ev.add_modified_rewards(static_cast<float>(r));
   ev.set_trajectory_return(static_cast<float>(out->trajectory_return));

@@ -122,7 +122,8 @@ TEST(RewardService, EqualsTheLibraryForEveryMethodOnRecordedInputs) {
       for (int k = 0; k < 3; ++k) {
         EXPECT_NEAR(got.modified_rewards(k), want->modified_rewards[k], 1e-4);
         EXPECT_NEAR(got.costs(k), want->check.costs[k], 1e-6);
-        EXPECT_EQ(got.feasible(k), want->check.feasible[k]);
+        // The method's own gate (weakest_link: the teacher-NLL gate).
+        EXPECT_EQ(got.feasible(k), want->gate[k]);
       }
     }
     // The teacher-matching trajectory has zero cost: within any budget.

@@ -269,19 +269,86 @@ TEST(ModifiedRewards, CmdpEarlyViolationPenalisesEveryLaterStep) {
   EXPECT_TRUE(ok.check.satisfied);
 }
 
-TEST(ModifiedRewards, WeakestLinkGatesOnTeacherNll) {
-  // KL within d = 1, but teacher NLL (0.1, 2.0, 0.1, 0.1) has prefix means
-  // 0.1, 1.05 > 1 at t = 1: steps 2 and 3 get -n.
+TEST(ModifiedRewards, WeakestLinkGatesOnTeacherNllWithItsOwnThreshold) {
+  // KL within d = 1, but the teacher NLL (0.1, 2.0, 0.1, 0.1) has prefix means
+  // 0.1, 1.05 > τ = 1 at t = 1: steps 2 and 3 get -(n + NLL_t) = -20.1.
   const std::vector<float> teacher = {-0.1f, -2.0f, -0.1f, -0.1f};
+  RewardOptions o = Opts(Method::kWeakestLink, 1.0);
+  o.weakest_link_threshold = 1.0;
   ASSERT_OK_AND_ASSIGN(
       auto out, ModifiedRewards(1.0, std::vector<double>{0.1, 0.1, 0.1, 0.1},
-                                teacher, Opts(Method::kWeakestLink, 1.0)));
-  EXPECT_THAT(out.modified_rewards, ElementsAre(0.0, 0.0, -20.0, -20.0));
+                                teacher, o));
+  EXPECT_THAT(out.modified_rewards,
+              ElementsAre(0.0, 0.0, DoubleNear(-20.1, 1e-6),
+                          DoubleNear(-20.1, 1e-6)));
+  EXPECT_THAT(out.gate, ElementsAre(true, true, false, false));  // its own gate
   EXPECT_TRUE(out.check.satisfied);  // the KL constraint itself holds
+  EXPECT_THAT(out.check.feasible, ElementsAre(true, true, true, true));
+  // The threshold is its own knob, not d: with τ = 1.1 nothing closes (max
+  // prefix mean 1.05) although d = 1 would have.
+  o.weakest_link_threshold = 1.1;
+  ASSERT_OK_AND_ASSIGN(
+      auto open, ModifiedRewards(1.0, std::vector<double>{0.1, 0.1, 0.1, 0.1},
+                                 teacher, o));
+  EXPECT_THAT(open.modified_rewards, ElementsAre(0.0, 0.0, 0.0, 1.0));
   EXPECT_THAT(ModifiedRewards(1.0, std::vector<double>{0.1}, {},
                               Opts(Method::kWeakestLink, 1)),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("teacher_sampled")));
+}
+
+TEST(ModifiedRewards, TerminalPlacementPaysOnceWithTheMeanOvershoot) {
+  // c = (0.5, 0.1, 0.3), d = 0.35, n = 20: violated at t = 0, gate closed at
+  // t = 1, 2. Terminal: -(20 + mean(0.1, 0.3)) = -20.2 at the last token.
+  RewardOptions o = Opts(Method::kCmdp, 0.35);
+  o.placement = PenaltyPlacement::kTerminal;
+  const std::vector<double> c = {0.5, 0.1, 0.3};
+  ASSERT_OK_AND_ASSIGN(auto out, ModifiedRewards(1.0, c, {}, o));
+  EXPECT_THAT(out.modified_rewards,
+              ElementsAre(0.0, 0.0, DoubleNear(-20.2, 1e-12)));
+  EXPECT_NEAR(out.trajectory_return, -20.2, 1e-12);
+  // Per token (the paper): -(20.1) and -(20.3), summed -40.4: twice the
+  // penalty for one more token written after the violation.
+  ASSERT_OK_AND_ASSIGN(auto per, ModifiedRewards(1.0, c, {},
+                                                 Opts(Method::kCmdp, 0.35)));
+  EXPECT_NEAR(per.trajectory_return, -40.4, 1e-12);
+  // A longer tail after the same violation costs the same at the terminal:
+  // (0.5, 0.1, 0.3, 0.2, 0.2) -> -(20 + 0.8/4) = -20.2.
+  ASSERT_OK_AND_ASSIGN(
+      auto longer,
+      ModifiedRewards(1.0, std::vector<double>{0.5, 0.1, 0.3, 0.2, 0.2}, {}, o));
+  EXPECT_NEAR(longer.trajectory_return, -20.2, 1e-12);
+  // saute has no φ: -20 once.
+  o.method = Method::kSaute;
+  ASSERT_OK_AND_ASSIGN(auto saute, ModifiedRewards(1.0, c, {}, o));
+  EXPECT_THAT(saute.modified_rewards, ElementsAre(0.0, 0.0, -20.0));
+  // Feasible trajectories are unchanged by the placement.
+  o.method = Method::kCmdp;
+  ASSERT_OK_AND_ASSIGN(
+      auto ok, ModifiedRewards(1.0, std::vector<double>{0.1, 0.1, 0.1}, {}, o));
+  EXPECT_THAT(ok.modified_rewards, ElementsAre(0.0, 0.0, 1.0));
+}
+
+TEST(ModifiedRewards, TaskRewardCanSurviveInfeasibility) {
+  // c = (0.5, 0.1, 0.1), d = 0.35, R = 1: the paper drops R (absorbing).
+  const std::vector<double> c = {0.5, 0.1, 0.1};
+  RewardOptions o = Opts(Method::kCmdp, 0.35);
+  o.keep_task_reward_when_infeasible = true;
+  ASSERT_OK_AND_ASSIGN(auto per, ModifiedRewards(1.0, c, {}, o));
+  EXPECT_THAT(per.modified_rewards,
+              ElementsAre(0.0, DoubleNear(-20.1, 1e-12),
+                          DoubleNear(-19.1, 1e-12)));  // -20.1 + R
+  o.placement = PenaltyPlacement::kTerminal;
+  ASSERT_OK_AND_ASSIGN(auto term, ModifiedRewards(1.0, c, {}, o));
+  EXPECT_THAT(term.modified_rewards,
+              ElementsAre(0.0, 0.0, DoubleNear(1.0 - 20.1, 1e-12)));
+  // A wrong answer gets the penalty alone.
+  ASSERT_OK_AND_ASSIGN(auto wrong, ModifiedRewards(0.0, c, {}, o));
+  EXPECT_NEAR(wrong.trajectory_return, -20.1, 1e-12);
+  // Without it (the default), correct and wrong infeasible answers are equal.
+  o.keep_task_reward_when_infeasible = false;
+  ASSERT_OK_AND_ASSIGN(auto dropped, ModifiedRewards(1.0, c, {}, o));
+  EXPECT_NEAR(dropped.trajectory_return, -20.1, 1e-12);
 }
 
 TEST(ModifiedRewards, EmptyCompletionKeepsTaskReward) {
@@ -371,6 +438,52 @@ TEST(Stats, WilsonAndStudentIntervals) {
   EXPECT_NEAR(m.high, 4.9629, 1e-3);
   EXPECT_NEAR(StudentT975(1000), 1.9623, 1e-3);
   EXPECT_EQ(ProportionEstimate(0, 0).n, 0);
+}
+
+TEST(Stats, SampledEvaluationIsEstimatedPerProblem) {
+  // 3 problems x 2 samples: correct (1,1), (1,0), (0,0) -> per-problem 1, .5, 0
+  // -> mean 0.5, sd 0.5, half-width t(2) 4.302653 * 0.5/sqrt(3) = 1.242 ->
+  // clamped to [0, 1]. Wilson over 6 records would have claimed [0.19, 0.81].
+  std::vector<EvalRecord> r;
+  const int correct[6] = {1, 1, 1, 0, 0, 0};
+  for (int i = 0; i < 6; ++i) {
+    EvalRecord x;
+    x.correct = correct[i];
+    x.satisfied = true;
+    x.problem = i / 2;
+    r.push_back(x);
+  }
+  const SuccessMetrics m = Summarize(r, true);
+  EXPECT_DOUBLE_EQ(m.correctness.value, 0.5);
+  EXPECT_EQ(m.correctness.low, 0.0);
+  EXPECT_EQ(m.correctness.high, 1.0);
+  EXPECT_EQ(m.correctness.n, 6);
+  EXPECT_DOUBLE_EQ(m.satisfaction.value, 1.0);
+  // One record per problem: the Wilson interval, as before.
+  r.resize(3);
+  for (int i = 0; i < 3; ++i) r[i].problem = i;
+  r[2].correct = false;  // (1, 1, 0)
+  const SuccessMetrics g = Summarize(r, true);
+  EXPECT_NEAR(g.correctness.value, 2.0 / 3, 1e-12);
+  EXPECT_EQ(g.correctness.low, ProportionEstimate(2, 3).low);
+}
+
+TEST(Stats, ClampedAcrossSeedsAndPairedDifferences) {
+  // CSR over 3 seeds (0.9, 1.0, 0.6): t-interval [0.0, 1.53]-ish -> <= 1.
+  const Estimate e = ClampedMeanEstimate(std::vector<double>{0.9, 1.0, 0.6}, 0, 1);
+  EXPECT_NEAR(e.value, 2.5 / 3, 1e-12);
+  EXPECT_EQ(e.high, 1.0);
+  EXPECT_GE(e.low, 0.0);
+  EXPECT_LT(e.low, e.value);
+  // Paired: a - b = (1, 0, 1, 0, 1) -> mean 0.6, sd 0.5477, half 2.776 *
+  // 0.5477/sqrt(5) = 0.680 -> [-0.08, 1] (clamped above at 1).
+  const Estimate d =
+      PairedDifference(std::vector<double>{1, 1, 1, 0, 1},
+                       std::vector<double>{0, 1, 0, 0, 0});
+  EXPECT_NEAR(d.value, 0.6, 1e-12);
+  EXPECT_NEAR(d.low, 0.6 - StudentT975(4) * std::sqrt(0.3 / 5), 1e-12);
+  EXPECT_EQ(d.high, 1.0);
+  EXPECT_EQ(d.n, 5);
 }
 
 TEST(Stats, SummarizeEvaluation) {

@@ -130,6 +130,65 @@ TEST(TermII, GradientMatchesFiniteDifferences) {
   EXPECT_EQ(grad[0][0].abs().sum().item<double>(), 0.0);
 }
 
+TEST(SampledKl, ExpectedGradientIsTheReverseKlGradient) {
+  // One position, V = 5: enumerate every token a with weight π(a) (the
+  // expectation over sampling) and compare the surrogate's gradient with the
+  // exact ∇_θ KL(π_θ ‖ µ).
+  at::manual_seed(4);
+  const int64_t V = 5;
+  const at::Tensor logits0 = at::randn({V}, at::kDouble);
+  const at::Tensor log_mu = at::log_softmax(at::randn({V}, at::kDouble), -1);
+  at::Tensor exact_logits = logits0.clone().requires_grad_(true);
+  const at::Tensor log_pi = at::log_softmax(exact_logits, -1);
+  (at::exp(log_pi) * (log_pi - log_mu)).sum().backward();
+  const at::Tensor exact = exact_logits.grad().clone();
+  ASSERT_GT(exact.abs().sum().item<double>(), 1e-3);
+
+  for (CostEstimator e : {CostEstimator::kK1, CostEstimator::kK3,
+                          CostEstimator::kSupportKl}) {
+    at::Tensor logits = logits0.clone().requires_grad_(true);
+    const at::Tensor lp = at::log_softmax(logits, -1).view({1, V});  // [B=1,T=V]
+    at::Tensor kl;
+    ASSERT_OK(SampledKl(lp, log_mu.view({1, V}), e, 1e-8, &kl));
+    const at::Tensor weight = at::exp(lp.detach());
+    (weight * kl).sum().backward();
+    EXPECT_TRUE(at::allclose(logits.grad(), exact, 1e-9, 1e-12))
+        << static_cast<int>(e) << ": " << logits.grad() << " vs " << exact;
+    // Values: k1 = log π − log µ, k3 = (r − 1) − log r.
+    const double k1 = (lp[0][2] - log_mu[2]).item<double>();
+    const double want = e == CostEstimator::kK3 ? std::expm1(-k1) + k1 : k1;
+    EXPECT_NEAR(kl[0][2].item<double>(), want, 1e-12);
+  }
+  // The old fallback, a differentiable k1, has expected gradient 0: a KL loss
+  // on it learns nothing.
+  at::Tensor logits = logits0.clone().requires_grad_(true);
+  const at::Tensor lp = at::log_softmax(logits, -1);
+  (at::exp(lp.detach()) * (lp - log_mu)).sum().backward();
+  EXPECT_LT(logits.grad().abs().max().item<double>(), 1e-12);
+  // Bad input is refused.
+  at::Tensor out;
+  EXPECT_THAT(SampledKl(T({0.1, -1}, {1, 2}).log(), T({-1, -1}, {1, 2}),
+                        CostEstimator::kK1, 1e-8, &out),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(SampledKl(T({-1, -1}, {1, 2}), T({-1}, {1, 1}),
+                        CostEstimator::kK1, 1e-8, &out),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("teacher_sampled")));
+}
+
+TEST(TermII, AllTokensDenominator) {
+  // kl (1, 2, 3, 4), infeasible (0, 1, 1, 0), all real: the infeasible mean is
+  // (2 + 3) / 2 = 2.5; over all 4 tokens (2 + 3) / 4 = 1.25.
+  const at::Tensor kl = T({1, 2, 3, 4}, {1, 4});
+  const at::Tensor inf = T({0, 1, 1, 0}, {1, 4});
+  const at::Tensor mask = T({1, 1, 1, 1}, {1, 4});
+  at::Tensor a, b;
+  ASSERT_OK(InfeasibleKlLoss(kl, inf, mask, 1.0, &a));
+  ASSERT_OK(InfeasibleKlLoss(kl, inf, mask, 1.0, &b, /*denominator=*/4));
+  EXPECT_DOUBLE_EQ(a.item<double>(), 2.5);
+  EXPECT_DOUBLE_EQ(b.item<double>(), 1.25);
+}
+
 TEST(MethodLoss, ComposesTheTermsOfEachMethod) {
   const at::Tensor behavior = T({-1, -1}, {1, 2});
   const at::Tensor new_lp =

@@ -1,6 +1,7 @@
 #include "services/common/wiring.h"
 
 #include "common/config/config.h"
+#include "common/rl/lagrange.h"
 #include "gtest/gtest.h"
 #include "services/common/task_options.h"
 #include "tests/testing/status_matchers.h"
@@ -95,6 +96,38 @@ TEST(TaskOptions, EveryMethodAndSectionMapsFromTheRunFile) {
   EXPECT_EQ(d.malformed, tasks::MalformedLines::kSkip);
   EXPECT_EQ(d.max_examples, 9u);
   EXPECT_EQ(StrictnessFrom(*c), tasks::Strictness::kLastNumber);
+  // The method options the paper leaves open.
+  auto o = config::LoadRunConfigFromString(
+      "constraint: {penalty_placement: terminal, "
+      "keep_task_reward_when_infeasible: true, weakest_link_threshold: 2.5}\n",
+      "run.yaml");
+  ASSERT_OK(o.status());
+  const rl::RewardOptions ro = RewardOptionsFrom(*o);
+  EXPECT_EQ(ro.placement, rl::PenaltyPlacement::kTerminal);
+  EXPECT_TRUE(ro.keep_task_reward_when_infeasible);
+  EXPECT_EQ(ro.weakest_link_threshold, 2.5);
+  EXPECT_EQ(RewardOptionsFrom(*c).placement, rl::PenaltyPlacement::kPerToken);
+}
+
+TEST(TaskOptions, DefaultLagrangianMovesLambdaAndSoftLagrangianIsTheHundredth) {
+  // With the schema's defaults the two λ baselines cannot be the same row:
+  // lagrangian's λ starts at 0 and rises by η (cost − d) per step over
+  // budget, falls back to 0 under it; soft_lagrangian's is fixed at 0.01.
+  auto c = config::LoadRunConfigFromString("method: lagrangian", "run.yaml");
+  ASSERT_OK(c.status());
+  EXPECT_EQ(c->constraint().soft_lambda(), 0.01);
+  rl::LagrangeController lambda(LagrangeOptionsFrom(*c));
+  EXPECT_EQ(lambda.lambda(), 0.0);
+  const double d = c->constraint().budget();  // 0.35
+  double prev = 0;
+  for (int i = 0; i < 5; ++i) {  // mean cost 0.55: 0.2 over the budget
+    ASSERT_OK_AND_ASSIGN(double l, lambda.Update(0.55, d));
+    EXPECT_NEAR(l - prev, 0.1, 1e-9);  // η = 0.5
+    prev = l;
+  }
+  EXPECT_GT(lambda.lambda(), 10 * c->constraint().soft_lambda());
+  for (int i = 0; i < 6; ++i) ASSERT_OK(lambda.Update(0.15, d).status());
+  EXPECT_EQ(lambda.lambda(), 0.0);  // 0.5 - 6 * 0.1, projected at 0
 }
 
 }  // namespace
