@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -242,11 +242,8 @@ std::optional<v1::RunConfig> SampledEvalConfig(const v1::RunConfig& c) {
   return s;
 }
 
-std::string SampledName(const std::string& name, const v1::RunConfig& c) {
-  return absl::StrFormat("%s, sampled T=%g x%d", name,
-                         c.eval().sampled_temperature(),
-                         c.eval().sampled_samples_per_prompt());
-}
+// "student after" -> "student after sampled" (the table's footer says how).
+std::string SampledName(const std::string& name) { return name + " sampled"; }
 
 // Greedy (the run file's eval section) and, when configured, sampled
 // evaluation of one model: appends one or two reports to `out`.
@@ -262,7 +259,7 @@ absl::Status EvaluateBoth(const std::string& name,
   if (!greedy.ok()) return greedy.status();
   out->push_back(*std::move(greedy));
   if (auto sc = SampledEvalConfig(config)) {
-    auto sampled = EvaluateOne(SampledName(name, config), student, teacher, tok,
+    auto sampled = EvaluateOne(SampledName(name), student, teacher, tok,
                                examples, *sc, progress);
     if (!sampled.ok()) return sampled.status();
     out->push_back(*std::move(sampled));
@@ -360,18 +357,18 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
       return absl::InternalError("cannot write cmdistill_eval.json");
   }
   std::string md = "---\n";
-  absl::StrAppend(&md, "library_name: transformers\n", "base_model: ",
-                  YamlQuote(config.student().path()), "\n",
+  absl::StrAppend(&md, "library_name: transformers\n",
+                  "base_model: ", YamlQuote(config.student().path()), "\n",
                   "tags:\n- cmdistill\n- distillation\n- constrained-rl\n- ",
                   method, "\n", "datasets:\n- ",
-                  YamlQuote(config.data().train_path()), "\n",
-                  "cmdistill:\n", "  method: ", method, "\n",
+                  YamlQuote(config.data().train_path()), "\n", "cmdistill:\n",
+                  "  method: ", method, "\n",
                   "  budget: ", config.constraint().budget(), "\n",
                   "  cost_normalization: ", norm, "\n",
                   "  max_new_tokens: ", config.generation().max_new_tokens(),
-                  "\n", "  teacher: ", YamlQuote(config.teacher().path()),
-                  "\n", "  teacher_sha256: ", *fp, "\n",
-                  "  learner_steps: ", steps, "\n", "  held_out:\n");
+                  "\n", "  teacher: ", YamlQuote(config.teacher().path()), "\n",
+                  "  teacher_sha256: ", *fp, "\n", "  learner_steps: ", steps,
+                  "\n", "  held_out:\n");
   for (const auto& r : after) {
     const auto& m = r.metrics;
     auto est = [](const rl::Estimate& e) {
@@ -381,12 +378,12 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
     absl::StrAppend(&md, "  - evaluation: ", YamlQuote(r.name), "\n",
                     "    correctness: ", est(m.correctness), "\n");
     if (r.have_teacher) {
-      absl::StrAppend(&md, "    constraint_satisfaction: ",
-                      est(m.satisfaction), "\n", "    mean_token_kl: ",
-                      absl::StrFormat("{value: %.4f, low: %.4f, high: %.4f}",
-                                      m.mean_kl.value, m.mean_kl.low,
-                                      m.mean_kl.high),
-                      "\n");
+      absl::StrAppend(
+          &md, "    constraint_satisfaction: ", est(m.satisfaction), "\n",
+          "    mean_token_kl: ",
+          absl::StrFormat("{value: %.4f, low: %.4f, high: %.4f}",
+                          m.mean_kl.value, m.mean_kl.low, m.mean_kl.high),
+          "\n");
     }
   }
   absl::StrAppend(
@@ -394,12 +391,14 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
       "Trained by cmdistill with `method: ", method,
       "`: task reward under a per-trajectory KL budget to the teacher, d = ",
       config.constraint().budget(), " (", norm, ", max_new_tokens ",
-      config.generation().max_new_tokens(), "). It runs without the teacher; "
+      config.generation().max_new_tokens(),
+      "). It runs without the teacher; "
       "the teacher below is only what its budget was measured against.\n\n",
       eval::MarkdownTable(after, config), "\n", problems,
-      " held-out problems (", config.data().test_path(), "). Before training:\n\n",
-      eval::MarkdownTable(before, config), "\nTeacher: `",
-      config.teacher().path(), "` (sha256 of config.json and weights `", *fp,
+      " held-out problems (", config.data().test_path(),
+      "). Before training:\n\n", eval::MarkdownTable(before, config),
+      "\nTeacher: `", config.teacher().path(),
+      "` (sha256 of config.json and weights `", *fp,
       "`). Every figure: cmdistill_eval.json.\n");
   std::ofstream f(final_dir + "/README.md");
   f << md;
@@ -683,9 +682,9 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   auto run = RunDistillation(config, dopt, io.err);
   if (!run.ok()) return fail(run.status());
   const size_t after_begin = reports.size();
-  if (auto s = EvaluateBoth("student after", run->final_model,
-                            prep->teacher.get(), *prep->tok, prep->examples,
-                            config, io.err, &reports);
+  if (auto s =
+          EvaluateBoth("student after", run->final_model, prep->teacher.get(),
+                       *prep->tok, prep->examples, config, io.err, &reports);
       !s.ok())
     return fail(s);
   if (auto s = WriteModelCard(
@@ -744,9 +743,10 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
 // experiment
 
 struct RunRow {
-  std::string method;  // the variant's label ("cmdp", "cmdp@constraint.penalty=5")
+  std::string
+      method;  // the variant's label ("cmdp", "cmdp@constraint.penalty=5")
   int seed = 0;
-  eval::EvalReport report;                 // greedy
+  eval::EvalReport report;                  // greedy
   std::optional<eval::EvalReport> sampled;  // sampled, when configured
   std::string curve_csv;
   double train_seconds = 0;
@@ -772,8 +772,7 @@ std::vector<double> PerProblem(const eval::EvalReport& r, size_t problems,
   std::vector<double> sum(problems, 0), count(problems, 0);
   for (const auto& it : r.items) {
     if (it.example < 0 || static_cast<size_t>(it.example) >= problems) continue;
-    sum[it.example] +=
-        satisfaction ? it.record.satisfied : it.record.correct;
+    sum[it.example] += satisfaction ? it.record.satisfied : it.record.correct;
     count[it.example] += 1;
   }
   for (size_t i = 0; i < problems; ++i)
@@ -800,8 +799,9 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
       "METHOD@KEY=VALUE[@...],\n"
       "e.g. cmdp@constraint.penalty=5 or saute@constraint.penalty=1.");
   AddRunConfigFlags(&flags, "YAML run file (configs/quickstart.yaml)");
-  flags.AddString("methods", "LIST", "comma-separated methods (or variants)",
-                  "cmdp,saute,grpo,soft_lagrangian,lagrangian,gkd,weakest_link");
+  flags.AddString(
+      "methods", "LIST", "comma-separated methods (or variants)",
+      "cmdp,saute,grpo,soft_lagrangian,lagrangian,gkd,weakest_link");
   flags.AddString("soft-lambdas", "LIST",
                   "also soft_lagrangian at each fixed λ (the front of "
                   "tradeoff.png), e.g. 0.003,0.03,0.1",
@@ -892,8 +892,8 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
                                  *prep->tok, prep->examples, *c, io.err, &r);
           !st.ok())
         return fail(st);
-      RunRow row{v.label, static_cast<int>(s), r[0], std::nullopt,
-                 run->curve_csv, run->seconds};
+      RunRow row{v.label,      static_cast<int>(s), r[0],
+                 std::nullopt, run->curve_csv,      run->seconds};
       if (r.size() > 1) row.sampled = r[1];
       rows.push_back(std::move(row));
     }
@@ -914,11 +914,10 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
     const auto& mm = r.report.metrics;
     const double sfac = r.sampled ? r.sampled->metrics.correctness.value : NAN;
     const double scsr = r.sampled ? r.sampled->metrics.satisfaction.value : NAN;
-    csv << absl::StrFormat("%s,%d,%.6f,%.6f,%.6f,%.3f,%.6f,%.6f,%.1f,%s\n",
-                           r.method, r.seed, mm.correctness.value,
-                           mm.satisfaction.value, mm.mean_kl.value,
-                           mm.length.value, sfac, scsr, r.train_seconds,
-                           r.curve_csv);
+    csv << absl::StrFormat(
+        "%s,%d,%.6f,%.6f,%.6f,%.3f,%.6f,%.6f,%.1f,%s\n", r.method, r.seed,
+        mm.correctness.value, mm.satisfaction.value, mm.mean_kl.value,
+        mm.length.value, sfac, scsr, r.train_seconds, r.curve_csv);
     json j = eval::ReportToJson(r.report, false);
     j["method"] = r.method;
     j["seed"] = r.seed;
@@ -945,8 +944,8 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
                               rl::ClampedMeanEstimate(len, 0, inf)};
   };
   const bool have_sampled = !rows.empty() && rows[0].sampled.has_value();
-  std::string md = "## Greedy decoding\n\n" +
-                   eval::MarkdownHeader("method", resolved);
+  std::string md =
+      "## Greedy decoding\n\n" + eval::MarkdownHeader("method", resolved);
   for (const auto& r : reference) {
     if (absl::StrContains(r.name, "sampled")) continue;
     absl::StrAppend(&md, eval::MarkdownRow(r.name + " (reference)", r.metrics));
@@ -960,11 +959,10 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
     results["methods"].push_back(std::move(row));
   }
   if (have_sampled) {
-    absl::StrAppend(&md, "\n## Sampled (T = ",
-                    resolved.eval().sampled_temperature(), ", ",
-                    resolved.eval().sampled_samples_per_prompt(),
-                    " samples per problem)\n\n",
-                    eval::MarkdownHeader("method", resolved));
+    absl::StrAppend(
+        &md, "\n## Sampled (T = ", resolved.eval().sampled_temperature(), ", ",
+        resolved.eval().sampled_samples_per_prompt(),
+        " samples per problem)\n\n", eval::MarkdownHeader("method", resolved));
     for (const auto& r : reference) {
       if (!absl::StrContains(r.name, "sampled")) continue;
       absl::StrAppend(&md,
@@ -999,23 +997,23 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
       std::any_of(variants.begin(), variants.end(),
                   [](const Variant& v) { return v.label == "cmdp"; });
   if (have_cmdp) {
-    absl::StrAppend(&md, "\n## Paired against cmdp (same ", P,
-                    " problems, ", have_sampled ? "sampled" : "greedy",
-                    " evaluation pooled over seeds)\n\n",
-                    "| method | ΔFAC vs cmdp [95% CI] | ΔCSR vs cmdp [95% CI] |\n",
-                    "|---|---|---|\n");
+    absl::StrAppend(
+        &md, "\n## Paired against cmdp (same ", P, " problems, ",
+        have_sampled ? "sampled" : "greedy",
+        " evaluation pooled over seeds)\n\n",
+        "| method | ΔFAC vs cmdp [95% CI] | ΔCSR vs cmdp [95% CI] |\n",
+        "|---|---|---|\n");
     const auto cf = pooled("cmdp", false), cc = pooled("cmdp", true);
     for (const Variant& v : variants) {
       if (v.label == "cmdp") continue;
       const rl::Estimate df = rl::PairedDifference(pooled(v.label, false), cf);
       const rl::Estimate dc = rl::PairedDifference(pooled(v.label, true), cc);
-      absl::StrAppend(&md, "| ", v.label, " | ",
-                      absl::StrFormat("%+.3f [%+.3f, %+.3f]", df.value, df.low,
-                                      df.high),
-                      " | ",
-                      absl::StrFormat("%+.3f [%+.3f, %+.3f]", dc.value, dc.low,
-                                      dc.high),
-                      " |\n");
+      absl::StrAppend(
+          &md, "| ", v.label, " | ",
+          absl::StrFormat("%+.3f [%+.3f, %+.3f]", df.value, df.low, df.high),
+          " | ",
+          absl::StrFormat("%+.3f [%+.3f, %+.3f]", dc.value, dc.low, dc.high),
+          " |\n");
       results["paired_vs_cmdp"].push_back(
           {{"method", v.label},
            {"correctness_difference", eval::EstimateToJson(df)},

@@ -102,6 +102,27 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
   EXPECT_LE(csr, 1.0);
   EXPECT_GT(after["metrics"]["mean_token_kl"]["value"].get<double>(), 0.0);
   EXPECT_EQ(after["items"].size(), 16u);
+  // Sampled beside greedy: 2 samples per problem in --smoke.
+  const json sampled =
+      json::parse(Read(d + "/eval/student_after_sampled.json"));
+  EXPECT_EQ(sampled["metrics"]["correctness"]["n"], 32);
+  EXPECT_EQ(sampled["items"].size(), 32u);
+  EXPECT_THAT(r.out, HasSubstr("| student after sampled | "));
+  // The model card: the budget it was trained and verified under, the
+  // results, and the teacher's fingerprint.
+  const json card = json::parse(Read(d + "/final/cmdistill_eval.json"));
+  EXPECT_EQ(card["method"], "cmdp");
+  EXPECT_GT(card["budget"].get<double>(), 0.0);
+  ASSERT_EQ(card["results"].size(), 2u);
+  EXPECT_EQ(card["results"][0]["metrics"]["constraint_satisfaction"]["value"],
+            after["metrics"]["constraint_satisfaction"]["value"]);
+  EXPECT_EQ(card["teacher"]["sha256"].get<std::string>().size(), 64u);
+  const std::string readme = Read(d + "/final/README.md");
+  EXPECT_THAT(readme, ::testing::StartsWith("---\n"));
+  EXPECT_THAT(readme, HasSubstr("teacher_sha256: " +
+                                card["teacher"]["sha256"].get<std::string>()));
+  EXPECT_THAT(readme, HasSubstr("  method: cmdp\n"));
+  EXPECT_THAT(readme, HasSubstr("constraint_satisfaction: {value: "));
   const json teacher = json::parse(Read(d + "/eval/teacher.json"));
   EXPECT_EQ(teacher["metrics"]["constraint_satisfaction"]["n"], 0);
   // Every learner step was reported and recorded.
@@ -130,9 +151,9 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
     ASSERT_OK(am.status()) << a;
     ASSERT_TRUE(am->count("cmdistill_actor_trajectories_total")) << a;
     submitted += (*am)["cmdistill_actor_trajectories_total"];
-    submit_rpcs +=
-        (*am)["cmdistill_actor_rpc_seconds_count{method=\"SubmitTrajectories\","
-              "peer=\"learner\"}"];
+    submit_rpcs += (*am)
+        ["cmdistill_actor_rpc_seconds_count{method=\"SubmitTrajectories\","
+         "peer=\"learner\"}"];
   }
   const double accepted = (*learner_metrics)
       ["cmdistill_learner_trajectories_total{outcome=\"accepted\"}"];
@@ -224,6 +245,19 @@ TEST_F(LocalPipelineTest, ExperimentComparesMethodsFromOneWarmStart) {
   EXPECT_THAT(summary, HasSubstr("| cmdp | "));
   EXPECT_THAT(summary, HasSubstr("| grpo | "));
   EXPECT_THAT(summary, HasSubstr("| warm start (reference) | "));
+  EXPECT_THAT(summary, HasSubstr("## Sampled"));
+  EXPECT_THAT(summary, HasSubstr("| warm start sampled (reference) | "));
+  EXPECT_THAT(summary, HasSubstr("## Paired against cmdp"));
+  ASSERT_EQ(res["paired_vs_cmdp"].size(), 1u);
+  EXPECT_EQ(res["paired_vs_cmdp"][0]["method"], "grpo");
+  const double diff =
+      res["paired_vs_cmdp"][0]["correctness_difference"]["value"];
+  EXPECT_NEAR(diff,
+              res["runs"][1]["sampled"]["metrics"]["correctness"]["value"]
+                      .get<double>() -
+                  res["runs"][0]["sampled"]["metrics"]["correctness"]["value"]
+                      .get<double>(),
+              1e-9);  // one seed: the paired mean is the difference of means
   std::vector<std::string> runs =
       absl::StrSplit(Read(d + "/runs.csv"), '\n', absl::SkipEmpty());
   EXPECT_EQ(runs.size(), 3u);
@@ -240,6 +274,14 @@ TEST_F(LocalPipelineTest, ExperimentComparesMethodsFromOneWarmStart) {
                  absl::Minutes(1));
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("'ppo' is not one of"));
+  // So is a variant whose override names no key.
+  const auto bad_key = RunProcess(
+      {testing::CmdistillBinary(), "experiment", "--config", QuickstartConfig(),
+       "--smoke", "--set", "output_dir=" + dir_->path(), "--methods",
+       "cmdp,cmdp@constraint.no_such_key=1"},
+      absl::Minutes(1));
+  EXPECT_EQ(bad_key.exit_code, 2);
+  EXPECT_THAT(bad_key.err, HasSubstr("no_such_key"));
 }
 
 TEST_F(LocalPipelineTest, EvalAndSftWorkOnTheMadeModels) {

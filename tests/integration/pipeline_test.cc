@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <atomic>
+#include <cstdio>
 #include <set>
 #include <thread>
 
@@ -32,6 +33,9 @@ namespace {
 
 // Per-token KL budget (per_max_len) of the constraint test below.
 constexpr double kBindingBudget = 0.2;
+// ... and one that leaves the rewarded token within reach (it costs about
+// 1 nat per token against this teacher; grpo drifts to 2.6-4.7).
+constexpr double kRoomyBudget = 2.5;
 
 checkpoint::ModelConfig Tiny() {
   testing::TinyShape s;
@@ -275,7 +279,8 @@ struct ConstraintRun {
   std::vector<double> satisfaction, reward, kl;
 };
 
-ConstraintRun TrainThroughServices(rl::Method method) {
+ConstraintRun TrainThroughServices(rl::Method method,
+                                   double budget = kBindingBudget) {
   auto tok = ByteTokenizer();
   const std::vector<learner::Prompt> prompts = SevenPrompts(*tok, 400);
   auto student = StudentLeaningToSeven(*tok);
@@ -313,7 +318,7 @@ ConstraintRun TrainThroughServices(rl::Method method) {
   reward::EvaluatorOptions eo;
   eo.reward.method = method;
   eo.reward.penalty = 1;
-  eo.reward.budget = {kBindingBudget, rl::CostNormalization::kPerMaxLen, kNew};
+  eo.reward.budget = {budget, rl::CostNormalization::kPerMaxLen, kNew};
   eo.strictness = tasks::Strictness::kLastNumber;
   reward::Evaluator evaluator(tok.get(), eo);
   auto reg3 = metrics::NewRegistry();
@@ -383,6 +388,28 @@ TEST(Pipeline, TheConstraintBindsThroughTheServices) {
   // here; TheStudentLearnsThroughTheServices asserts learning.
   EXPECT_GT(MeanOfLast(grpo.kl, 10), 2.0);
   EXPECT_LT(MeanOfLast(cmdp.kl, 10), 0.2 * MeanOfLast(grpo.kl, 10));
+}
+
+TEST(Pipeline, CmdpGainsRewardThatDistillationAloneDoesNot) {
+  // The same services and warm start: gkd only imitates the teacher (which
+  // does not favour the rewarded token), cmdp also follows the task reward
+  // within the budget. Rewards of the training batches (sampled, T = 1).
+  const ConstraintRun gkd =
+      TrainThroughServices(rl::Method::kGkd, kRoomyBudget);
+  const ConstraintRun cmdp =
+      TrainThroughServices(rl::Method::kCmdp, kRoomyBudget);
+  ASSERT_EQ(gkd.reward.size(), 40u);
+  ASSERT_EQ(cmdp.reward.size(), 40u);
+  const double warm = (cmdp.reward[0] + gkd.reward[0]) / 2;
+  const double g = MeanOfLast(gkd.reward, 20), c = MeanOfLast(cmdp.reward, 20);
+  std::printf("reward: warm %.3f gkd %.3f cmdp %.3f\n", warm, g, c);
+  RecordProperty("gkd_reward", std::to_string(g));
+  RecordProperty("cmdp_reward", std::to_string(c));
+  // 10 runs on a loaded machine (a local run beside them): gkd 0.000 every
+  // time, cmdp 0.66-0.92, the warm start 0.44-0.50. How far cmdp rises above
+  // the warm start depends on the actors' interleaving under load (as grpo's
+  // does, above), so the margin is asserted against gkd only.
+  EXPECT_GT(c, g + 0.05) << "gkd " << g << " vs cmdp " << c;
 }
 
 }  // namespace
