@@ -1,5 +1,7 @@
 #include "services/actor/actor.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <utility>
 #include <vector>
 
@@ -319,17 +321,43 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// A bug or a misconfiguration: retrying will not help.
+bool Permanent(const absl::Status& s) {
+  return absl::IsInvalidArgument(s) || absl::IsFailedPrecondition(s) ||
+         absl::IsUnauthenticated(s) || absl::IsPermissionDenied(s);
+}
+
+}  // namespace
+
 absl::Status Actor::Run(const std::atomic<bool>& stop) {
-  if (auto s = CheckTeacher(); !s.ok()) return s;
+  // The start-up check is retried like any round: a teacher that is down for
+  // minutes (restarting, not scheduled yet) delays the actor, it does not end
+  // it. Each failed attempt is counted in the RPC metrics; the first of a run
+  // of failures is logged.
+  bool logged = false;
+  for (absl::Duration backoff = o_.call.retry.initial_backoff;;) {
+    const absl::Status s = CheckTeacher();
+    if (s.ok()) break;
+    if (Permanent(s)) return s;
+    if (stop.load()) return absl::OkStatus();
+    if (!logged) {
+      std::fprintf(stderr,
+                   "%s: the teacher is not reachable yet (%s); retrying until "
+                   "it is\n",
+                   o_.actor_id.c_str(), std::string(s.message()).c_str());
+      logged = true;
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(2 * backoff, o_.call.retry.max_backoff);
+  }
   while (!stop.load()) {
     if (o_.max_rounds > 0 && rounds_ >= o_.max_rounds) return absl::OkStatus();
     absl::Status s = Round(stop);
     if (absl::IsOutOfRange(s)) return absl::OkStatus();  // training finished
     if (absl::IsCancelled(s)) break;
-    if (absl::IsInvalidArgument(s) || absl::IsFailedPrecondition(s) ||
-        absl::IsUnauthenticated(s)) {
-      return s;  // a bug or a misconfiguration: retrying will not help
-    }
+    if (Permanent(s)) return s;
     // Anything else (a peer restarting, a deadline): the round is abandoned,
     // its leases expire and are re-issued; try again after a pause.
     if (!s.ok()) absl::SleepFor(o_.call.retry.initial_backoff);

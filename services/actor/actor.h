@@ -52,10 +52,12 @@ class Actor {
         std::shared_ptr<grpc::Channel> teacher,
         std::shared_ptr<grpc::Channel> reward, prometheus::Registry* registry);
 
-  // Runs rounds until the learner reports OUT_OF_RANGE (training finished;
-  // returns OK), `stop` becomes true (OK; the leases of a round cut short are
-  // returned), or a non-retryable error (FAILED_PRECONDITION for a tokenizer
-  // mismatch, INVALID_ARGUMENT for a refused request).
+  // Checks the teacher (vocabulary, tokenizer), retrying with capped backoff
+  // while it is unreachable, then runs rounds until the learner reports
+  // OUT_OF_RANGE (training finished; returns OK), `stop` becomes true (OK; the
+  // leases of a round cut short are returned), or a non-retryable error
+  // (FAILED_PRECONDITION for a tokenizer mismatch, INVALID_ARGUMENT for a
+  // refused request). Blocks the calling thread.
   absl::Status Run(const std::atomic<bool>& stop);
 
   // Fetches and loads the newest policy if it differs from the one held (or

@@ -156,6 +156,114 @@ TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
   reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
 }
 
+TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
+  // The actor starts while nothing listens on the teacher's address; it must
+  // keep retrying its start-up check (counted in its RPC metrics) and train
+  // once the teacher comes up, instead of exiting (found by the chaos harness:
+  // a teacher gone for 30 s ended a fresh actor).
+  auto tok = *tokenizer::Tokenizer::FromJson(
+      tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
+      "bytes");
+  std::vector<learner::Prompt> prompts;
+  for (int i = 0; i < 4; ++i) {
+    learner::Prompt p;
+    p.text = "Q" + std::to_string(i) + ":";
+    p.ids = *tok->Encode(p.text);
+    p.gold = std::to_string(i);
+    prompts.push_back(p);
+  }
+  auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+  learner::TrainerOptions to;
+  to.method = rl::Method::kCmdp;
+  to.optimizer.lr = 1e-2;
+  auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
+  auto learner_registry = metrics::NewRegistry();
+  auto learner_gate = net::GrpcServer::MakeGate({}, learner_registry.get());
+  learner::LearnerOptions lo;
+  lo.lease.samples_per_prompt = 2;
+  lo.prompts_per_step = 2;
+  lo.max_steps = 2;
+  auto learner = *learner::LearnerServiceImpl::Create(
+      prompts, student.get(), trainer.get(), learner_gate,
+      learner_registry.get(), lo);
+  auto learner_server = Serve(learner_gate, learner.get());
+  reward::EvaluatorOptions eo;
+  eo.reward.method = rl::Method::kCmdp;
+  eo.reward.budget = {0.35, rl::CostNormalization::kPerMaxLen, 4};
+  reward::Evaluator evaluator(tok.get(), eo);
+  auto reg3 = metrics::NewRegistry();
+  auto reward_gate = net::GrpcServer::MakeGate({}, reg3.get());
+  reward::RewardServiceImpl reward_service(&evaluator, reward_gate, reg3.get(),
+                                           {});
+  auto reward_server = Serve(reward_gate, &reward_service);
+  // A free port for the teacher, with nothing on it yet.
+  auto reg2 = metrics::NewRegistry();
+  auto teacher_gate = net::GrpcServer::MakeGate({}, reg2.get());
+  auto teacher_scorer = teacher::MakeModelScorer(
+      *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32"), "teacher",
+      tok->fingerprint(), 4096);
+  teacher::TeacherServiceImpl teacher_service(teacher_scorer.get(),
+                                              teacher_gate, reg2.get(), {});
+  int port = 0;
+  {
+    auto probe_registry = metrics::NewRegistry();
+    auto probe_gate = net::GrpcServer::MakeGate({}, probe_registry.get());
+    teacher::TeacherServiceImpl probe_service(teacher_scorer.get(), probe_gate,
+                                              probe_registry.get(), {});
+    auto probe = net::GrpcServer::Start(net::ServerOptions{}, probe_gate,
+                                        {&probe_service});
+    ASSERT_OK(probe.status());
+    port = (*probe)->port();
+    (*probe)->Shutdown(absl::ZeroDuration(), [&] { probe_service.Close(); });
+  }
+  auto policy = *model::LanguageModel::InitRandom(Tiny(), 9, "cpu", "float32");
+  actor::ActorOptions ao;
+  ao.prompts_per_lease = 1;
+  ao.sampling.max_new_tokens = 4;
+  ao.sampling.support_k = 1000;
+  ao.tokenizer_fingerprint = tok->fingerprint();
+  ao.call.timeout = absl::Seconds(1);  // each start-up check gives up fast
+  ao.call.retry.initial_backoff = absl::Milliseconds(5);
+  ao.call.retry.max_backoff = absl::Milliseconds(50);
+  ao.idle_wait = absl::Milliseconds(50);
+  net::ChannelOptions co;
+  co.target = "127.0.0.1:" + std::to_string(port);
+  auto actor_registry = metrics::NewRegistry();
+  actor::Actor a(ao, policy.get(), Dial(*learner_server), *net::MakeChannel(co),
+                 Dial(*reward_server), actor_registry.get());
+  std::atomic<bool> stop{false};
+  absl::Status result = absl::UnknownError("not run");
+  std::thread t([&] { result = a.Run(stop); });
+  // Wait (bounded) until two start-up checks have failed.
+  const std::string checks =
+      "cmdistill_actor_rpc_seconds_count{method=\"GetInfo\",peer=\"teacher\"}";
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  double failed = 0;
+  while (absl::Now() < give_up) {
+    auto m = testing::ParsePrometheusText(metrics::Serialize(*actor_registry));
+    failed = m.ok() ? (*m)[checks] : 0;
+    if (failed >= 2) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_GE(failed, 2) << "the actor did not retry its start-up check";
+  // Now the teacher comes up on that address; the actor trains to the end.
+  net::ServerOptions so;
+  so.listen_address = "127.0.0.1:" + std::to_string(port);
+  auto teacher_server =
+      net::GrpcServer::Start(so, teacher_gate, {&teacher_service});
+  ASSERT_OK(teacher_server.status()) << "port " << port << " was taken";
+  learner->WaitUntilFinished();
+  t.join();
+  EXPECT_OK(result);
+  EXPECT_EQ(learner->step(), 2);
+  EXPECT_GT(a.rounds(), 0);
+  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
+  (*teacher_server)->Shutdown(absl::Seconds(2), [&] {
+    teacher_service.Close();
+  });
+  reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
+}
+
 // The tokenizer of the tests below: 256 byte tokens + <|endoftext|>.
 std::unique_ptr<tokenizer::Tokenizer> ByteTokenizer() {
   return *tokenizer::Tokenizer::FromJson(
