@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -16,28 +17,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/metrics/process.h"
 #include "prometheus/text_serializer.h"
 
 namespace cmdistill::metrics {
 namespace {
 
-constexpr int kIoTimeoutMs = 2000;
 constexpr size_t kMaxRequestBytes = 16 * 1024;
-
-bool WriteAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    struct pollfd p = {fd, POLLOUT, 0};
-    if (poll(&p, 1, kIoTimeoutMs) <= 0) return false;
-    const ssize_t n =
-        send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
 
 std::string Response(int code, const char* reason,
                      const std::string& content_type, const std::string& body) {
@@ -48,6 +35,17 @@ std::string Response(int code, const char* reason,
 }
 
 }  // namespace
+
+// One client connection of the event loop: the request read so far, then the
+// response being written. Non-blocking; the whole exchange has a deadline.
+struct Connection {
+  int fd = -1;
+  std::string in, out;
+  size_t sent = 0;
+  bool responding = false;
+  bool done = false;
+  absl::Time accepted;
+};
 
 absl::Status SplitHostPort(const std::string& address, std::string* host,
                            int* port) {
@@ -123,6 +121,8 @@ absl::StatusOr<std::unique_ptr<HttpExposer>> HttpExposer::Start(
       ss.ss_family == AF_INET6
           ? ntohs(reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_port)
           : ntohs(reinterpret_cast<struct sockaddr_in*>(&ss)->sin_port);
+  // Non-blocking: the event loop accepts until EAGAIN.
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
   auto exposer = std::unique_ptr<HttpExposer>(
       new HttpExposer(fd, bound, std::move(registry)));
   if (pipe2(exposer->stop_pipe_, O_CLOEXEC) != 0) {
@@ -138,6 +138,13 @@ HttpExposer::HttpExposer(int listen_fd, int port,
   scrapes_ = &prometheus::BuildCounter()
                   .Name("cmdistill_metrics_scrapes_total")
                   .Help("HTTP requests served by the /metrics endpoint")
+                  .Register(*registry_)
+                  .Add({});
+  evicted_ = &prometheus::BuildCounter()
+                  .Name("cmdistill_metrics_connections_evicted_total")
+                  .Help(
+                      "Idle /metrics connections closed to make room for a "
+                      "new one (all slots were taken)")
                   .Register(*registry_)
                   .Add({});
 }
@@ -161,37 +168,122 @@ void HttpExposer::Stop() {
 }
 
 void HttpExposer::Serve() {
+  // One thread, many connections: every socket is non-blocking and polled
+  // together, so a slow or idle client holds only its own slot (at most
+  // kMaxConnections, each for at most kRequestDeadline) and never delays
+  // another scrape. When every slot is taken, the oldest connection that has
+  // not sent a whole request yet gives its slot to the newcomer.
+  std::vector<Connection> conns;
+  std::vector<struct pollfd> p;
   for (;;) {
-    struct pollfd p[2] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
-    const int r = poll(p, 2, -1);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 || (p[1].revents & POLLIN)) return;
-    if (!(p[0].revents & POLLIN)) continue;
-    const int conn = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (conn < 0) continue;
-    HandleConnection(conn);
-    close(conn);
+    p.clear();
+    p.push_back({listen_fd_, POLLIN, 0});
+    p.push_back({stop_pipe_[0], POLLIN, 0});
+    absl::Time next_deadline = absl::InfiniteFuture();
+    for (const Connection& c : conns) {
+      p.push_back(
+          {c.fd, static_cast<short>(c.responding ? POLLOUT : POLLIN), 0});
+      next_deadline = std::min(next_deadline, c.accepted + kRequestDeadline);
+    }
+    const int timeout_ms =
+        conns.empty()
+            ? -1
+            : static_cast<int>(std::max<int64_t>(
+                  0,
+                  absl::ToInt64Milliseconds(next_deadline - absl::Now()) + 1));
+    const int r = poll(p.data(), p.size(), timeout_ms);
+    if (r < 0 && errno != EINTR) break;
+    if (r > 0 && (p[1].revents & POLLIN)) break;
+    const absl::Time now = absl::Now();
+    for (size_t i = 0; r > 0 && i < conns.size(); ++i) {
+      const short ev = p[i + 2].revents;
+      if (ev != 0) Progress(&conns[i], ev);
+    }
+    for (Connection& c : conns) {
+      if (now - c.accepted > kRequestDeadline) c.done = true;
+    }
+    for (Connection& c : conns) {
+      if (c.done) close(c.fd);
+    }
+    conns.erase(std::remove_if(conns.begin(), conns.end(),
+                               [](const Connection& c) { return c.done; }),
+                conns.end());
+    if (r > 0 && (p[0].revents & POLLIN)) {
+      for (;;) {
+        const int fd =
+            accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) break;
+        if (conns.size() >= kMaxConnections) {
+          auto oldest = conns.end();
+          for (auto it = conns.begin(); it != conns.end(); ++it) {
+            if (!it->responding &&
+                (oldest == conns.end() || it->accepted < oldest->accepted))
+              oldest = it;
+          }
+          if (oldest == conns.end()) {  // all busy answering: refuse
+            close(fd);
+            continue;
+          }
+          close(oldest->fd);
+          conns.erase(oldest);
+          evicted_->Increment();
+        }
+        Connection c;
+        c.fd = fd;
+        c.accepted = absl::Now();
+        conns.push_back(std::move(c));
+      }
+    }
   }
+  for (Connection& c : conns) close(c.fd);
 }
 
-void HttpExposer::HandleConnection(int fd) {
-  std::string request;
-  char buf[2048];
-  while (request.find("\r\n\r\n") == std::string::npos &&
-         request.size() < kMaxRequestBytes) {
-    struct pollfd p = {fd, POLLIN, 0};
-    if (poll(&p, 1, kIoTimeoutMs) <= 0) return;
-    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    request.append(buf, static_cast<size_t>(n));
+void HttpExposer::Progress(Connection* c, short events) {
+  if (!c->responding) {
+    if (events & (POLLERR | POLLNVAL)) {
+      c->done = true;
+      return;
+    }
+    char buf[2048];
+    for (;;) {
+      const ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n <= 0) {  // closed or failed before a whole request
+        c->done = true;
+        return;
+      }
+      c->in.append(buf, static_cast<size_t>(n));
+      if (c->in.size() > kMaxRequestBytes) {
+        c->done = true;
+        return;
+      }
+      if (c->in.find("\r\n\r\n") != std::string::npos) break;
+    }
+    if (c->in.find("\r\n\r\n") == std::string::npos) return;
+    c->out = Respond(c->in);
+    c->responding = true;
   }
+  while (c->sent < c->out.size()) {
+    const ssize_t n = send(c->fd, c->out.data() + c->sent,
+                           c->out.size() - c->sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) {
+      c->done = true;
+      return;
+    }
+    c->sent += static_cast<size_t>(n);
+  }
+  c->done = true;
+}
+
+std::string HttpExposer::Respond(const std::string& request) {
   const std::string line = request.substr(0, request.find("\r\n"));
   std::vector<std::string> parts = absl::StrSplit(line, ' ');
   if (parts.size() != 3 || (parts[0] != "GET" && parts[0] != "HEAD")) {
-    WriteAll(fd, Response(405, "Method Not Allowed", "text/plain",
-                          "only GET is served\n"));
-    return;
+    return Response(405, "Method Not Allowed", "text/plain",
+                    "only GET is served\n");
   }
   std::string path = parts[1].substr(0, parts[1].find('?'));
   if (path == "/metrics") {
@@ -202,12 +294,10 @@ void HttpExposer::HandleConnection(int fd) {
     std::string response =
         Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
     if (parts[0] == "HEAD") response.resize(response.size() - body.size());
-    WriteAll(fd, response);
-  } else if (path == "/healthz") {
-    WriteAll(fd, Response(200, "OK", "text/plain", "ok\n"));
-  } else {
-    WriteAll(fd, Response(404, "Not Found", "text/plain", "try /metrics\n"));
+    return response;
   }
+  if (path == "/healthz") return Response(200, "OK", "text/plain", "ok\n");
+  return Response(404, "Not Found", "text/plain", "try /metrics\n");
 }
 
 }  // namespace cmdistill::metrics

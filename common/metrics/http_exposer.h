@@ -1,8 +1,9 @@
 // A minimal HTTP/1.1 server for Prometheus scrapes: GET /metrics (text format
-// 0.0.4) and GET /healthz. One thread, one connection at a time, Connection:
-// close — scrapes are rare and small, so this is all a metrics port needs, and
-// it starts no civetweb threads (see STYLE.md: civetweb cannot start threads in
-// a LibTorch process).
+// 0.0.4) and GET /healthz. One thread with a non-blocking event loop over at
+// most kMaxConnections connections, each with a whole-request deadline
+// (kRequestDeadline), Connection: close: a slow or idle client cannot delay
+// another scrape. It starts no civetweb threads (see STYLE.md: civetweb cannot
+// start threads in a LibTorch process).
 #ifndef CMDISTILL_COMMON_METRICS_HTTP_EXPOSER_H_
 #define CMDISTILL_COMMON_METRICS_HTTP_EXPOSER_H_
 
@@ -12,12 +13,18 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/metrics/metrics.h"
 
 namespace cmdistill::metrics {
 
+struct Connection;
+
 class HttpExposer {
  public:
+  static constexpr size_t kMaxConnections = 64;
+  static constexpr absl::Duration kRequestDeadline = absl::Seconds(5);
+
   // Binds `listen` ("host:port", "[v6]:port"; port 0 picks a free port) and
   // starts serving `registry`. INVALID_ARGUMENT for a malformed address,
   // UNAVAILABLE when it cannot bind.
@@ -35,7 +42,9 @@ class HttpExposer {
  private:
   HttpExposer(int listen_fd, int port, std::shared_ptr<Registry> registry);
   void Serve();
-  void HandleConnection(int fd);
+  // Reads what a connection sent or writes what it is owed; marks it done.
+  void Progress(struct Connection* c, short events);
+  std::string Respond(const std::string& request);
 
   int listen_fd_;
   int port_;
@@ -44,6 +53,7 @@ class HttpExposer {
   std::thread thread_;
   std::atomic<bool> stopped_{false};
   prometheus::Counter* scrapes_ = nullptr;
+  prometheus::Counter* evicted_ = nullptr;
 };
 
 // Splits "host:port" / "[v6]:port" / ":port" into its parts (host empty = all

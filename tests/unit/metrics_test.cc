@@ -1,5 +1,14 @@
 #include "common/metrics/metrics.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
 #include "common/metrics/http_exposer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -82,6 +91,50 @@ TEST(HttpExposer, ServesMetricsOverHttp) {
   exposer->Stop();
   EXPECT_THAT(cmdistill::testing::HttpGet(exposer->port(), "/metrics"),
               StatusIs(absl::StatusCode::kUnavailable));
+}
+
+int Connect(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a;
+  std::memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<struct sockaddr*>(&a), sizeof(a)), 0);
+  return fd;
+}
+
+TEST(HttpExposer, SlowAndIdleClientsDoNotDelayAScrape) {
+  // 100 idle connections (more than the 64 slots) and a slow client that has
+  // sent half a request: the one-connection-at-a-time server this replaced
+  // waited 2 s on each of them in turn, so a scrape behind them timed out.
+  auto registry = NewRegistry();
+  ASSERT_OK_AND_ASSIGN(auto exposer,
+                       HttpExposer::Start("127.0.0.1:0", registry));
+  std::vector<int> idle;
+  for (int i = 0; i < 100; ++i) idle.push_back(Connect(exposer->port()));
+  const int slow = Connect(exposer->port());
+  const std::string first = "GET /metr";
+  ASSERT_EQ(send(slow, first.data(), first.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(first.size()));
+  // A scrape is answered at once, and counts the evictions it caused.
+  ASSERT_OK_AND_ASSIGN(std::string body, cmdistill::testing::HttpGet(
+                                             exposer->port(), "/metrics"));
+  ASSERT_OK_AND_ASSIGN(auto m, cmdistill::testing::ParsePrometheusText(body));
+  EXPECT_EQ(m["cmdistill_metrics_scrapes_total"], 1);
+  EXPECT_GE(m["cmdistill_metrics_connections_evicted_total"], 100 + 1 - 64);
+  // The slow client, still within its deadline, gets its answer too.
+  const std::string rest = "ics HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(slow, rest.data(), rest.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(rest.size()));
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = recv(slow, buf, sizeof(buf), 0)) > 0;)
+    response.append(buf, static_cast<size_t>(n));
+  EXPECT_THAT(response, ::testing::StartsWith("HTTP/1.1 200 OK"));
+  EXPECT_THAT(response, HasSubstr("cmdistill_metrics_scrapes_total 2"));
+  close(slow);
+  for (int fd : idle) close(fd);
 }
 
 TEST(HttpExposer, BadAddressesAreRefused) {
