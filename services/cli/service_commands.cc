@@ -172,6 +172,10 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
                                          ? config.output_dir() + "/checkpoints"
                                          : tr.checkpoint_dir();
   std::optional<learner::FoundCheckpoint> found;
+  for (const std::string& d : learner::RemoveStaleTemporaries(checkpoint_dir)) {
+    io.err << "cmdistill learner: removed " << d
+           << " (a checkpoint write that a killed learner left unfinished)\n";
+  }
   if (resume == "auto") {
     std::vector<std::string> skipped;
     auto f =

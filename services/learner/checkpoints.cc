@@ -1,14 +1,17 @@
 #include "services/learner/checkpoints.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/checkpoint/hf_checkpoint.h"
@@ -75,6 +78,26 @@ absl::Status WriteCheckpoint(const std::string& root,
     fs::remove_all(root + "/" + steps[i], ec);
   }
   return absl::OkStatus();
+}
+
+std::vector<std::string> RemoveStaleTemporaries(const std::string& root) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return removed;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind(".tmp-", 0) != 0) continue;
+    int pid = 0;
+    const size_t dash = n.rfind('-');
+    const bool parsed = dash != std::string::npos &&
+                        absl::SimpleAtoi(n.substr(dash + 1), &pid) && pid > 0;
+    // Alive (or not ours to signal): leave it.
+    if (parsed && (kill(pid, 0) == 0 || errno == EPERM)) continue;
+    std::error_code rm;
+    fs::remove_all(e.path(), rm);
+    if (!rm) removed.push_back(e.path().string());
+  }
+  return removed;
 }
 
 absl::StatusOr<FoundCheckpoint> ReadCheckpoint(const std::string& dir,

@@ -32,6 +32,11 @@ absl::StatusOr<FoundCheckpoint> FindLatestCheckpoint(
     const std::string& root, uint64_t num_prompts,
     std::vector<std::string>* skipped);
 
+// Removes the temporary folders (`.tmp-step-N-<pid>`) that a learner killed
+// while writing left under `root`, when that process is gone (a live pid's
+// folder may be a write in progress). Returns the folders removed.
+std::vector<std::string> RemoveStaleTemporaries(const std::string& root);
+
 // Loads one checkpoint folder (INVALID_ARGUMENT / DATA_LOSS naming what is
 // wrong).
 absl::StatusOr<FoundCheckpoint> ReadCheckpoint(const std::string& dir,

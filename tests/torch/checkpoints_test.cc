@@ -3,6 +3,8 @@
 // of the previous one.
 #include "services/learner/checkpoints.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -80,6 +82,29 @@ TEST(Checkpoints, KeepsTheNewestKAndSkipsCorruptOnes) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("99")));
   EXPECT_THAT(FindLatestCheckpoint(dir.File("nothing"), 5, nullptr),
               StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(Checkpoints, StaleTemporaryFoldersOfDeadLearnersAreRemoved) {
+  // A learner killed mid-write leaves .tmp-step-N-<pid> (a whole checkpoint);
+  // the next learner removes those whose process is gone, and only those.
+  cmdistill::testing::TempDir dir;
+  namespace fs = std::filesystem;
+  const std::string root = dir.path() + "/ck";
+  const std::string dead = root + "/.tmp-step-00000007-999999999";  // no pid
+  const std::string alive =
+      root + "/.tmp-step-00000008-" + std::to_string(getpid());
+  const std::string kept = root + "/step-00000006";
+  for (const std::string& d : {dead, alive, kept}) {
+    fs::create_directories(d);
+    std::ofstream(d + "/model.safetensors") << "x";
+  }
+  const std::vector<std::string> removed = RemoveStaleTemporaries(root);
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0], dead);
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(alive));  // a write in progress is left alone
+  EXPECT_TRUE(fs::exists(kept));
+  EXPECT_TRUE(RemoveStaleTemporaries(dir.path() + "/none").empty());
 }
 
 }  // namespace
