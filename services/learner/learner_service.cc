@@ -42,8 +42,9 @@ class TimedFinish {
 // Every outcome a submitted trajectory (or a step) can have: exported at 0
 // from the start, so that dashboards and rate() alerts see the series.
 constexpr const char* kOutcomeNames[] = {
-    "unspecified", "accepted",      "duplicate",   "too_stale",
-    "invalid",     "unknown_lease", "step_failed", "checkpoint_failed"};
+    "unspecified",   "accepted",    "duplicate",
+    "too_stale",     "invalid",     "unknown_lease",
+    "stale_history", "step_failed", "checkpoint_failed"};
 
 }  // namespace
 
@@ -494,10 +495,14 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::SubmitTrajectories(
       reason = "prompt_ids differ from the leased prompt";
     } else if (t.policy_version() + options_.max_policy_lag < version_ ||
                t.policy_version() > version_) {
-      outcome = t.policy_version() > version_ ? v1::SUBMIT_OUTCOME_INVALID
+      outcome = t.policy_version() > version_ ? v1::SUBMIT_OUTCOME_STALE_HISTORY
                                               : v1::SUBMIT_OUTCOME_TOO_STALE;
-      if (outcome == v1::SUBMIT_OUTCOME_INVALID)
-        reason = "policy_version from the future";
+      if (outcome == v1::SUBMIT_OUTCOME_STALE_HISTORY) {
+        reason = absl::StrCat("policy_version ", t.policy_version(),
+                              " is newer than the learner's (", version_,
+                              "): generated before it restarted from a "
+                              "checkpoint");
+      }
       if (outcome == v1::SUBMIT_OUTCOME_TOO_STALE) {
         // The group can no longer be trained as a whole: the prompt is leased
         // again.

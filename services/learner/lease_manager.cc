@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "common/tasks/dataset.h"
@@ -9,7 +10,10 @@
 namespace cmdistill::learner {
 
 LeaseManager::LeaseManager(uint64_t num_prompts, LeaseOptions options)
-    : num_prompts_(num_prompts), options_(options) {}
+    : num_prompts_(num_prompts), options_(options) {
+  std::random_device rd;
+  incarnation_ = absl::StrCat(absl::Hex(rd(), absl::kZeroPad8));
+}
 
 std::string LeaseManager::TrajectoryId(const std::string& lease_id,
                                        uint32_t sample_index) {
@@ -74,7 +78,8 @@ absl::StatusOr<std::vector<Lease>> LeaseManager::Acquire(uint32_t max_prompts,
               // is done
     }
     Lease l;
-    l.lease_id = absl::StrCat("e", state_.epoch, "-l", state_.next_lease++);
+    l.lease_id = absl::StrCat("e", state_.epoch, "-l", state_.next_lease++, "-",
+                              incarnation_);
     l.prompt_id = prompt;
     l.epoch = state_.epoch;
     l.expiry = now + options_.lease_duration;

@@ -62,6 +62,9 @@ struct LeaseState {
 
 class LeaseManager {
  public:
+  // Lease ids are "e<epoch>-l<counter>-<incarnation>", the incarnation random
+  // per LeaseManager: a learner that resumes from an older checkpoint never
+  // reissues an id that its lost history handed out.
   LeaseManager(uint64_t num_prompts, LeaseOptions options);
 
   // Up to `max_prompts` new leases at time `now`; expired leases are re-issued
@@ -94,6 +97,7 @@ class LeaseManager {
   const LeaseOptions& options() const { return options_; }
 
   const LeaseState& state() const { return state_; }
+  const std::string& incarnation() const { return incarnation_; }
   // INVALID_ARGUMENT for a state that does not fit this data set.
   absl::Status Restore(const LeaseState& state);
 
@@ -107,6 +111,7 @@ class LeaseManager {
   uint64_t num_prompts_;
   LeaseOptions options_;
   LeaseState state_;
+  std::string incarnation_;  // 8 hex digits, new each construction
   mutable uint64_t order_epoch_ = UINT64_MAX;
   mutable std::vector<uint64_t> order_;
 };

@@ -145,15 +145,19 @@ TEST(LearnerService, BadSubmissionsAreRefusedCountedAndHarmless) {
   prompt.set_prompt_ids(0, 9);
   EXPECT_EQ(f.Submit(prompt, &reason), v1::SUBMIT_OUTCOME_INVALID);
   EXPECT_THAT(reason, ::testing::HasSubstr("prompt_ids"));
-  // A policy version from the future, and an unknown lease.
+  // A policy version from the future (a history the learner lost by
+  // restarting from an older checkpoint: its own outcome, not "invalid"), and
+  // an unknown lease.
   v1::Trajectory future = f.Make(l, 0);
   future.set_policy_version(7);
-  EXPECT_EQ(f.Submit(future), v1::SUBMIT_OUTCOME_INVALID);
+  EXPECT_EQ(f.Submit(future, &reason), v1::SUBMIT_OUTCOME_STALE_HISTORY);
+  EXPECT_THAT(reason, ::testing::HasSubstr("restarted"));
   v1::Trajectory unknown = f.Make(l, 0);
   unknown.mutable_lease()->set_lease_id("nope");
   unknown.set_trajectory_id("nope/0");
   EXPECT_EQ(f.Submit(unknown), v1::SUBMIT_OUTCOME_UNKNOWN_LEASE);
-  EXPECT_EQ(f.Metric("invalid"), 6);
+  EXPECT_EQ(f.Metric("invalid"), 5);
+  EXPECT_EQ(f.Metric("stale_history"), 1);
   EXPECT_EQ(f.Metric("unknown_lease"), 1);
   // The run is unaffected: the good samples complete the group and train a
   // step.

@@ -132,7 +132,15 @@ TEST(LeaseManager, StateRestoresExactly) {
   ASSERT_OK_AND_ASSIGN(auto next_b, b.Acquire(1, kT0));
   EXPECT_EQ(next_a[0].prompt_id,
             next_b[0].prompt_id);  // same order after restore
-  EXPECT_EQ(next_a[0].lease_id, next_b[0].lease_id);
+  // The same counter, but never the same id: a learner that resumes from this
+  // state cannot reissue an id its lost history (a) handed out.
+  const std::string& ia = next_a[0].lease_id;
+  const std::string& ib = next_b[0].lease_id;
+  EXPECT_NE(ia, ib);
+  EXPECT_EQ(ia.substr(0, ia.rfind('-')), ib.substr(0, ib.rfind('-')));
+  EXPECT_EQ(ia.substr(ia.rfind('-') + 1), a.incarnation());
+  EXPECT_EQ(ib.substr(ib.rfind('-') + 1), b.incarnation());
+  EXPECT_EQ(b.Submit(ia, 0, kT0), SubmitResult::kUnknownLease);
   LeaseManager small(2, Opts(2, 1));
   EXPECT_THAT(small.Restore(a.state()),
               StatusIs(absl::StatusCode::kInvalidArgument));
