@@ -145,7 +145,10 @@ absl::Status Actor::SyncPolicy(bool force) {
   // Any difference matters: a learner that restarted from a checkpoint may be
   // *behind* the version this actor holds (that history was lost with it);
   // follow the learner.
-  if (!force && have_policy_ && wresp.policy_version() == version_)
+  // The digest too: that learner also reuses the version numbers of the lost
+  // history, for other weights.
+  if (!force && have_policy_ && wresp.policy_version() == version_ &&
+      (wresp.sha256_hex().empty() || wresp.sha256_hex() == policy_sha256_))
     return absl::OkStatus();
   // The receive buffer is kept between fetches (its pages stay mapped: a
   // fresh multi-GB buffer per version costs more in page faults than the
@@ -185,6 +188,7 @@ absl::Status Actor::SyncPolicy(bool force) {
   }
   if (auto st = policy_->LoadWeights(bytes); !st.ok()) return st;
   version_ = header.policy_version();
+  policy_sha256_ = digest;
   have_policy_ = true;
   version_gauge_->Set(static_cast<double>(version_));
   return absl::OkStatus();

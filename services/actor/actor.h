@@ -98,6 +98,7 @@ class Actor {
   std::unique_ptr<v1::RewardService::Stub> reward_;
   uint64_t version_ = 0;
   bool have_policy_ = false;
+  std::string policy_sha256_;  // digest of the policy held
   int64_t rounds_ = 0;
   std::string receive_buffer_;  // policy snapshots, reused between versions
 

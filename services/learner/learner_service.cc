@@ -565,6 +565,7 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::WaitForPolicy(
       closing_) {
     resp->set_policy_version(version_);
     resp->set_size_bytes(snapshot_->bytes.size());
+    resp->set_sha256_hex(snapshot_->sha256_hex);
     rpc_.wait->Observe(absl::ToDoubleSeconds(absl::Now() - arrived));
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -695,6 +696,7 @@ void LearnerServiceImpl::WaiterLoop() {
     std::vector<Waiter> due;
     uint64_t version = 0;
     size_t size = 0;
+    std::string sha;
     bool stop = false;
     {
       absl::MutexLock lock(&mu_);
@@ -708,6 +710,7 @@ void LearnerServiceImpl::WaiterLoop() {
       const absl::Time now = absl::Now();
       version = version_;
       size = snapshot_->bytes.size();
+      sha = snapshot_->sha256_hex;
       stop = closing_;
       for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (stop || finished_ || version_ > it->after || it->until <= now) {
@@ -721,6 +724,7 @@ void LearnerServiceImpl::WaiterLoop() {
     for (Waiter& w : due) {
       w.resp->set_policy_version(version);
       w.resp->set_size_bytes(size);
+      w.resp->set_sha256_hex(sha);
       rpc_.wait->Observe(absl::ToDoubleSeconds(absl::Now() - w.arrived));
       w.reactor->Finish(grpc::Status::OK);
     }

@@ -12,6 +12,7 @@
 #include "common/metrics/metrics.h"
 #include "common/model/language_model.h"
 #include "common/net/server.h"
+#include "common/util/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/model_configs.h"
@@ -198,13 +199,27 @@ TEST(LearnerService, StaleSamplesAbandonTheLeaseAndSnapshotsVerify) {
   v1::FetchPolicyResponse chunk;
   std::string bytes;
   uint64_t total = 0;
+  std::string sha;
   while (reader->Read(&chunk)) {
-    if (chunk.has_header()) total = chunk.header().total_bytes();
+    if (chunk.has_header()) {
+      total = chunk.header().total_bytes();
+      sha = chunk.header().sha256_hex();
+    }
     EXPECT_EQ(chunk.offset(), bytes.size());
     bytes += chunk.data();
   }
   ASSERT_TRUE(reader->Finish().ok());
   EXPECT_EQ(bytes.size(), total);
+  // WaitForPolicy names the snapshot by its digest too (version numbers repeat
+  // after a resume from an older checkpoint; the digest does not).
+  {
+    grpc::ClientContext cw;
+    v1::WaitForPolicyRequest w;
+    v1::WaitForPolicyResponse wr;
+    ASSERT_TRUE(f.stub->WaitForPolicy(&cw, w, &wr).ok());
+    EXPECT_EQ(wr.sha256_hex(), sha);
+    EXPECT_EQ(wr.sha256_hex(), Sha256Hex(bytes));
+  }
   auto other = *model::LanguageModel::InitRandom(Tiny(), 5, "cpu", "float32");
   EXPECT_OK(other->LoadWeights(bytes));
   grpc::ClientContext c2;
