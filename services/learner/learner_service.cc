@@ -159,6 +159,9 @@ LearnerServiceImpl::LearnerServiceImpl(std::vector<Prompt> prompts,
       gauge("cmdistill_learner_buffer_trajectories", "Trajectories buffered");
   leases_gauge_ = gauge("cmdistill_learner_outstanding_leases",
                         "Prompt leases outstanding");
+  live_actors_gauge_ =
+      gauge("cmdistill_learner_live_actors",
+            "Actors that asked for prompts within the lease duration");
   satisfaction_gauge_ =
       gauge("cmdistill_learner_constraint_satisfaction_ratio",
             "Share of the last step's trajectories within the budget");
@@ -371,6 +374,8 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::LeasePrompts(
     return reactor;
   }
   absl::MutexLock lock(&mu_);
+  if (!req->actor_id().empty()) actor_seen_[req->actor_id()] = absl::Now();
+  CountLiveActors(absl::Now());
   if (finished_) {
     timed.Finish(
         grpc::Status(grpc::StatusCode::OUT_OF_RANGE, "training is finished"));
@@ -405,6 +410,17 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::LeasePrompts(
   leases_gauge_->Set(static_cast<double>(leases_.outstanding()));
   timed.Finish(grpc::Status::OK);
   return reactor;
+}
+
+void LearnerServiceImpl::CountLiveActors(absl::Time now) {
+  for (auto it = actor_seen_.begin(); it != actor_seen_.end();) {
+    if (now - it->second > options_.lease.lease_duration) {
+      it = actor_seen_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  live_actors_gauge_->Set(static_cast<double>(actor_seen_.size()));
 }
 
 grpc::ServerUnaryReactor* LearnerServiceImpl::ReturnLeases(
@@ -711,6 +727,7 @@ void LearnerServiceImpl::WaiterLoop() {
       version = version_;
       size = snapshot_->bytes.size();
       sha = snapshot_->sha256_hex;
+      CountLiveActors(now);  // actors that went quiet drop out
       stop = closing_;
       for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (stop || finished_ || version_ > it->after || it->until <= now) {

@@ -178,13 +178,18 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
   std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> seen_ids_
       ABSL_GUARDED_BY(mu_);  // trajectory ids of trained groups
+  // Actor id -> its last LeasePrompts call; entries older than the lease
+  // duration are dropped (such an actor would have lost its leases anyway).
+  std::map<std::string, absl::Time> actor_seen_ ABSL_GUARDED_BY(mu_);
+  void CountLiveActors(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::thread update_thread_, waiter_thread_;
   std::atomic<bool> closed_{false};
 
   prometheus::Family<prometheus::Counter>* outcomes_;
   prometheus::Gauge *version_gauge_, *step_gauge_, *buffer_gauge_,
-      *leases_gauge_, *satisfaction_gauge_, *reward_gauge_, *kl_gauge_;
+      *leases_gauge_, *satisfaction_gauge_, *reward_gauge_, *kl_gauge_,
+      *live_actors_gauge_;
   prometheus::Gauge* lambda_gauge_ = nullptr;  // methods with a λ only
   prometheus::Histogram *lag_hist_, *step_seconds_;
   RpcLatency rpc_;

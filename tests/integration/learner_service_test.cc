@@ -64,10 +64,11 @@ struct Fixture {
   ~Fixture() {
     server->Shutdown(absl::Seconds(2), [&] { service->Close(); });
   }
-  v1::PromptLease Lease() {
+  v1::PromptLease Lease(const std::string& actor_id = "") {
     grpc::ClientContext ctx;
     v1::LeasePromptsRequest req;
     req.set_max_prompts(1);
+    req.set_actor_id(actor_id);
     v1::LeasePromptsResponse resp;
     EXPECT_TRUE(stub->LeasePrompts(&ctx, req, &resp).ok());
     return resp.leases(0);
@@ -107,6 +108,10 @@ struct Fixture {
     v1::WaitForPolicyResponse wr;
     EXPECT_TRUE(stub->WaitForPolicy(&ctx, w, &wr).ok());
     return wr.policy_version();
+  }
+  double Gauge(const std::string& name) {
+    auto m = *testing::ParsePrometheusText(metrics::Serialize(*registry));
+    return m[name];
   }
   double Metric(const std::string& outcome) {
     auto m = *testing::ParsePrometheusText(metrics::Serialize(*registry));
@@ -177,6 +182,16 @@ TEST(LearnerService, BadSubmissionsAreRefusedCountedAndHarmless) {
   // After training, a resubmission of a trained trajectory is a duplicate.
   EXPECT_EQ(f.Submit(f.Make(l, 1)), v1::SUBMIT_OUTCOME_DUPLICATE);
   EXPECT_EQ(f.Metric("duplicate"), 2);
+}
+
+TEST(LearnerService, CountsTheLiveActors) {
+  Fixture f;
+  EXPECT_EQ(f.Gauge("cmdistill_learner_live_actors"), 0);  // from the start
+  f.Lease("actor-a");
+  f.Lease("actor-b");
+  EXPECT_EQ(f.Gauge("cmdistill_learner_live_actors"), 2);
+  f.Lease();  // an actor without an id is not counted (3 prompts: all leased)
+  EXPECT_EQ(f.Gauge("cmdistill_learner_live_actors"), 2);
 }
 
 TEST(LearnerService, StaleSamplesAbandonTheLeaseAndSnapshotsVerify) {
