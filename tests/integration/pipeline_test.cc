@@ -156,6 +156,116 @@ TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
   reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
 }
 
+TEST(Pipeline, ActorsJoinAndLeaveMidRunAndEveryPromptTrainsOnce) {
+  // The pull model makes scaling free: 1 actor, then 3 more join, then 2 of
+  // them leave (cleanly: their unfinished leases go back) — every prompt of
+  // the epoch is still trained exactly once, and the learner counted 4 actors.
+  auto tok = *tokenizer::Tokenizer::FromJson(
+      tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
+      "bytes");
+  constexpr int kPrompts = 24, kG = 2;
+  std::vector<learner::Prompt> prompts;
+  for (int i = 0; i < kPrompts; ++i) {
+    learner::Prompt p;
+    p.text = "Q" + std::to_string(i) + ":";
+    p.ids = *tok->Encode(p.text);
+    p.gold = std::to_string(i % 10);
+    prompts.push_back(p);
+  }
+  auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+  learner::TrainerOptions to;
+  to.method = rl::Method::kCmdp;
+  to.optimizer.lr = 1e-2;
+  auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
+  auto learner_registry = metrics::NewRegistry();
+  auto learner_gate = net::GrpcServer::MakeGate({}, learner_registry.get());
+  learner::LearnerOptions lo;
+  lo.lease.samples_per_prompt = kG;
+  lo.prompts_per_step = 2;
+  lo.max_steps = 1000;  // ends with the data: 12 steps
+  absl::Mutex mu;
+  int steps = 0;
+  auto learner = *learner::LearnerServiceImpl::Create(
+      prompts, student.get(), trainer.get(), learner_gate,
+      learner_registry.get(), lo, [&](const learner::StepStats&, uint64_t) {
+        absl::MutexLock l(&mu);
+        ++steps;
+      });
+  auto wait_for_step = [&](int n) {
+    absl::MutexLock l(&mu);
+    auto reached = [&]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return steps >= n; };
+    return mu.AwaitWithTimeout(absl::Condition(&reached), absl::Minutes(2));
+  };
+  auto learner_server = Serve(learner_gate, learner.get());
+  auto teacher_scorer = teacher::MakeModelScorer(
+      *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32"), "teacher",
+      tok->fingerprint(), 4096);
+  auto reg2 = metrics::NewRegistry();
+  auto teacher_gate = net::GrpcServer::MakeGate({}, reg2.get());
+  teacher::TeacherServiceImpl teacher_service(teacher_scorer.get(),
+                                              teacher_gate, reg2.get(), {});
+  auto teacher_server = Serve(teacher_gate, &teacher_service);
+  reward::EvaluatorOptions eo;
+  eo.reward.method = rl::Method::kCmdp;
+  eo.reward.budget = {0.35, rl::CostNormalization::kPerMaxLen, 4};
+  reward::Evaluator evaluator(tok.get(), eo);
+  auto reg3 = metrics::NewRegistry();
+  auto reward_gate = net::GrpcServer::MakeGate({}, reg3.get());
+  reward::RewardServiceImpl reward_service(&evaluator, reward_gate, reg3.get(),
+                                           {});
+  auto reward_server = Serve(reward_gate, &reward_service);
+  constexpr int kActors = 4;
+  std::vector<std::unique_ptr<model::LanguageModel>> policies;
+  std::vector<std::unique_ptr<actor::Actor>> actors;
+  std::vector<std::unique_ptr<std::atomic<bool>>> stops;
+  std::vector<absl::Status> results(kActors);
+  auto actor_registry = metrics::NewRegistry();
+  for (int a = 0; a < kActors; ++a) {
+    policies.push_back(
+        *model::LanguageModel::InitRandom(Tiny(), 50 + a, "cpu", "float32"));
+    actor::ActorOptions ao;
+    ao.actor_id = "actor-" + std::to_string(a);
+    ao.prompts_per_lease = 1;
+    ao.sampling.max_new_tokens = 4;
+    ao.sampling.support_k = 1000;
+    ao.sampling.seed = static_cast<uint64_t>(a);
+    ao.tokenizer_fingerprint = tok->fingerprint();
+    ao.call.timeout = absl::Seconds(30);
+    ao.call.retry.initial_backoff = absl::Milliseconds(5);
+    ao.idle_wait = absl::Milliseconds(20);
+    actors.push_back(std::make_unique<actor::Actor>(
+        ao, policies.back().get(), Dial(*learner_server), Dial(*teacher_server),
+        Dial(*reward_server), actor_registry.get()));
+    stops.push_back(std::make_unique<std::atomic<bool>>(false));
+  }
+  std::vector<std::thread> threads;
+  auto start = [&](int a) {
+    threads.emplace_back([&, a] { results[a] = actors[a]->Run(*stops[a]); });
+  };
+  start(0);
+  ASSERT_TRUE(wait_for_step(2));
+  for (int a = 1; a < kActors; ++a) start(a);
+  ASSERT_TRUE(wait_for_step(6));
+  stops[1]->store(true);  // two leave mid-run
+  stops[2]->store(true);
+  learner->WaitUntilFinished();
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) EXPECT_OK(r);
+  const std::vector<uint64_t> trained = learner->trained_prompts();
+  EXPECT_EQ(trained.size(), static_cast<size_t>(kPrompts));
+  EXPECT_EQ(std::set<uint64_t>(trained.begin(), trained.end()).size(),
+            static_cast<size_t>(kPrompts));
+  EXPECT_EQ(learner->step(), kPrompts / 2);
+  auto m = *testing::ParsePrometheusText(metrics::Serialize(*learner_registry));
+  EXPECT_EQ(m["cmdistill_learner_live_actors"], kActors);
+  EXPECT_EQ(m["cmdistill_learner_trajectories_total{outcome=\"duplicate\"}"],
+            0);
+  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
+  teacher_server->Shutdown(absl::Seconds(2), [&] { teacher_service.Close(); });
+  reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
+}
+
 TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
   // The actor starts while nothing listens on the teacher's address; it must
   // keep retrying its start-up check (counted in its RPC metrics) and train
