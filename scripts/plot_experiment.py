@@ -48,9 +48,11 @@ def main():
     sampled = bool(res.get("sampled_methods"))
     summary = res["sampled_methods"] if sampled else res["methods"]
     methods = [m["method"] for m in summary]
+    if len(methods) > len(colors):  # one distinct colour per row
+        colors = list(plt.cm.tab20.colors)
     color = {m: colors[i % len(colors)] for i, m in enumerate(methods)}
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 5))
     for run in res["runs"]:
         mm = run["sampled"]["metrics"] if sampled and "sampled" in run else run["metrics"]
         ax.scatter(mm["constraint_satisfaction"]["value"], mm["correctness"]["value"],
@@ -82,9 +84,20 @@ def main():
     mode = "sampled" if sampled else "greedy"
     ax.set_xlabel(f"constraint satisfaction rate (held-out, {mode})")
     ax.set_ylabel(f"final-answer correctness (held-out, {mode})")
-    ax.set_xlim(-0.05, 1.05)
+    # Zoom to the points (means and reference), not to the wide across-seed intervals.
+    xs = [m["constraint_satisfaction"]["value"] for m in summary]
+    ys = [m["correctness"]["value"] for m in summary]
+    for r in res.get("reference", []):
+        if ("sampled" in r["name"]) == sampled and r["metrics"]["constraint_satisfaction"]["n"]:
+            xs.append(r["metrics"]["constraint_satisfaction"]["value"])
+            ys.append(r["metrics"]["correctness"]["value"])
+    if xs:
+        pad_x = max(0.05, 0.15 * (max(xs) - min(xs)))
+        pad_y = max(0.05, 0.15 * (max(ys) - min(ys)))
+        ax.set_xlim(max(-0.02, min(xs) - pad_x), min(1.02, max(xs) + pad_x))
+        ax.set_ylim(max(-0.02, min(ys) - pad_y), min(1.02, max(ys) + pad_y))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out1 = os.path.join(a.out, "tradeoff.png")
     fig.savefig(out1, dpi=110)
