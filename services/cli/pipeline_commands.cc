@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
@@ -784,7 +785,7 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
   FlagSet flags(
       "cmdistill experiment",
       "--config FILE [--methods LIST] [--soft-lambdas LIST] [--seeds N] "
-      "[--smoke] [--set K=V]...",
+      "[--reuse] [--smoke] [--set K=V]...",
       "Trains every method from the same warm start (each as `local` runs it: "
       "services as\n"
       "processes), evaluates each on the held-out set (greedy and sampled), "
@@ -808,6 +809,10 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
                   "");
   flags.AddString("seeds", "N", "seeds per method", "3");
   flags.AddBool("smoke", "tiny sizes (as local --smoke)");
+  flags.AddBool("reuse",
+                "keep runs already trained to training.max_steps in their "
+                "folders (more seeds, an interrupted experiment): only "
+                "evaluate them");
   if (auto code = ParseOrExit(&flags, args, io)) return *code;
   if (!flags.IsSet("config")) {
     io.err << "cmdistill experiment: --config FILE is required (e.g. "
@@ -877,15 +882,31 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
         over.push_back(o);
       auto c = LoadWithSmoke(flags, smoke, io, over);
       if (!c) return kExitFailure;
-      ClearPreviousRun(out);
       io.err << "\n== " << v.label << ", seed " << s << " (" << rows.size() + 1
              << "/" << variants.size() * seeds << ")\n";
-      DistillOptions dopt;
-      dopt.binary = SelfPath();
-      dopt.actors = static_cast<int>(c->local().actors());
-      dopt.signals = signals->get();
-      dopt.label = absl::StrCat(v.label, " s", s);
-      auto run = RunDistillation(*c, dopt, io.err);
+      DistillResult reused;
+      reused.final_model = out + "/final";
+      reused.curve_csv = out + "/training_curve.csv";
+      const bool reuse =
+          flags.GetBool("reuse") &&
+          fs::exists(reused.final_model + "/config.json") &&
+          fs::exists(reused.curve_csv) &&
+          std::count(std::istreambuf_iterator<char>(
+                         *std::make_unique<std::ifstream>(reused.curve_csv)),
+                     std::istreambuf_iterator<char>(), '\n') ==
+              static_cast<std::ptrdiff_t>(c->training().max_steps()) + 1;
+      absl::StatusOr<DistillResult> run = reused;
+      if (reuse) {
+        io.err << "reusing the trained run in " << out << "\n";
+      } else {
+        ClearPreviousRun(out);
+        DistillOptions dopt;
+        dopt.binary = SelfPath();
+        dopt.actors = static_cast<int>(c->local().actors());
+        dopt.signals = signals->get();
+        dopt.label = absl::StrCat(v.label, " s", s);
+        run = RunDistillation(*c, dopt, io.err);
+      }
       if (!run.ok()) return fail(run.status());
       std::vector<eval::EvalReport> r;
       if (auto st = EvaluateBoth(v.label, run->final_model, prep->teacher.get(),

@@ -266,6 +266,20 @@ TEST_F(LocalPipelineTest, ExperimentComparesMethodsFromOneWarmStart) {
     EXPECT_GT(fs::file_size(d + "/tradeoff.png"), 1000u);
     EXPECT_GT(fs::file_size(d + "/curves.png"), 1000u);
   }
+  // --reuse keeps the trained runs and only evaluates them again: the same
+  // greedy results, no training.
+  const auto again = RunProcess(
+      {testing::CmdistillBinary(), "experiment", "--config", QuickstartConfig(),
+       "--smoke", "--set", "output_dir=" + dir_->path(), "--methods",
+       "cmdp,grpo", "--seeds", "1", "--reuse"},
+      absl::Minutes(4));
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.err, HasSubstr("reusing the trained run"));
+  EXPECT_THAT(again.err, ::testing::Not(HasSubstr("learner, teacher, reward")));
+  const json res2 = json::parse(Read(d + "/results.json"));
+  ASSERT_EQ(res2["runs"].size(), 2u);
+  EXPECT_EQ(res2["runs"][0]["metrics"]["correctness"]["value"],
+            res["runs"][0]["metrics"]["correctness"]["value"]);
   // An unknown method is refused before any work, naming the choices.
   const auto bad =
       RunProcess({testing::CmdistillBinary(), "experiment", "--config",
