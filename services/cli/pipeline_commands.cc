@@ -767,6 +767,14 @@ Variant ParseVariant(const std::string& spec) {
   return v;
 }
 
+// Lines in a text file (0 when it cannot be read).
+uint64_t LineCount(const std::string& path) {
+  std::ifstream in(path);
+  return static_cast<uint64_t>(std::count(std::istreambuf_iterator<char>(in),
+                                          std::istreambuf_iterator<char>(),
+                                          '\n'));
+}
+
 // Per problem: the share of samples correct (or within the budget).
 std::vector<double> PerProblem(const eval::EvalReport& r, size_t problems,
                                bool satisfaction) {
@@ -890,11 +898,7 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
       const bool reuse =
           flags.GetBool("reuse") &&
           fs::exists(reused.final_model + "/config.json") &&
-          fs::exists(reused.curve_csv) &&
-          std::count(std::istreambuf_iterator<char>(
-                         *std::make_unique<std::ifstream>(reused.curve_csv)),
-                     std::istreambuf_iterator<char>(), '\n') ==
-              static_cast<std::ptrdiff_t>(c->training().max_steps()) + 1;
+          LineCount(reused.curve_csv) == c->training().max_steps() + 1;
       absl::StatusOr<DistillResult> run = reused;
       if (reuse) {
         io.err << "reusing the trained run in " << out << "\n";
@@ -965,38 +969,33 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
                               rl::ClampedMeanEstimate(len, 0, inf)};
   };
   const bool have_sampled = !rows.empty() && rows[0].sampled.has_value();
-  std::string md =
-      "## Greedy decoding\n\n" + eval::MarkdownHeader("method", resolved);
-  for (const auto& r : reference) {
-    if (absl::StrContains(r.name, "sampled")) continue;
-    absl::StrAppend(&md, eval::MarkdownRow(r.name + " (reference)", r.metrics));
-  }
-  for (const Variant& v : variants) {
-    const rl::SuccessMetrics m = across(v.label, false);
-    absl::StrAppend(&md, eval::MarkdownRow(v.label, m));
-    json row = eval::MetricsToJson(m);
-    row["method"] = v.label;
-    row["seeds"] = m.correctness.n;
-    results["methods"].push_back(std::move(row));
-  }
-  if (have_sampled) {
-    absl::StrAppend(
-        &md, "\n## Sampled (T = ", resolved.eval().sampled_temperature(), ", ",
-        resolved.eval().sampled_samples_per_prompt(),
-        " samples per problem)\n\n", eval::MarkdownHeader("method", resolved));
+  // One table per decoding: the reference rows of that decoding, then every
+  // variant's mean over seeds (also into results[key]).
+  std::string md;
+  auto table = [&](bool sampled, const std::string& title, const char* key) {
+    absl::StrAppend(&md, title, eval::MarkdownHeader("method", resolved));
     for (const auto& r : reference) {
-      if (!absl::StrContains(r.name, "sampled")) continue;
+      if (absl::StrContains(r.name, "sampled") != sampled) continue;
       absl::StrAppend(&md,
                       eval::MarkdownRow(r.name + " (reference)", r.metrics));
     }
     for (const Variant& v : variants) {
-      const rl::SuccessMetrics m = across(v.label, true);
+      const rl::SuccessMetrics m = across(v.label, sampled);
       absl::StrAppend(&md, eval::MarkdownRow(v.label, m));
       json row = eval::MetricsToJson(m);
       row["method"] = v.label;
       row["seeds"] = m.correctness.n;
-      results["sampled_methods"].push_back(std::move(row));
+      results[key].push_back(std::move(row));
     }
+  };
+  table(false, "## Greedy decoding\n\n", "methods");
+  if (have_sampled) {
+    table(true,
+          absl::StrCat(
+              "\n## Sampled (T = ", resolved.eval().sampled_temperature(), ", ",
+              resolved.eval().sampled_samples_per_prompt(),
+              " samples per problem)\n\n"),
+          "sampled_methods");
   }
   // Each method against cmdp on the same problems: per problem, the share
   // correct (within budget) over seeds and samples; the mean difference with

@@ -58,19 +58,30 @@ std::shared_ptr<grpc::Channel> Dial(const net::GrpcServer& s) {
   return *net::MakeChannel(o);
 }
 
-TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
-  auto tok = *tokenizer::Tokenizer::FromJson(
+// The tokenizer of the tests: 256 byte tokens + <|endoftext|>.
+std::unique_ptr<tokenizer::Tokenizer> ByteTokenizer() {
+  return *tokenizer::Tokenizer::FromJson(
       tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
       "bytes");
-  constexpr int kPrompts = 12, kG = 4;
+}
+
+// n prompts "Q<i>:" with gold answer i mod 10.
+std::vector<learner::Prompt> QPrompts(const tokenizer::Tokenizer& tok, int n) {
   std::vector<learner::Prompt> prompts;
-  for (int i = 0; i < kPrompts; ++i) {
+  for (int i = 0; i < n; ++i) {
     learner::Prompt p;
     p.text = "Q" + std::to_string(i) + ":";
-    p.ids = *tok->Encode(p.text);
+    p.ids = *tok.Encode(p.text);
     p.gold = std::to_string(i % 10);
     prompts.push_back(p);
   }
+  return prompts;
+}
+
+TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
+  auto tok = ByteTokenizer();
+  constexpr int kPrompts = 12, kG = 4;
+  const std::vector<learner::Prompt> prompts = QPrompts(*tok, kPrompts);
   // Learner.
   auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
   learner::TrainerOptions to;
@@ -160,18 +171,9 @@ TEST(Pipeline, ActorsJoinAndLeaveMidRunAndEveryPromptTrainsOnce) {
   // The pull model makes scaling free: 1 actor, then 3 more join, then 2 of
   // them leave (cleanly: their unfinished leases go back) — every prompt of
   // the epoch is still trained exactly once, and the learner counted 4 actors.
-  auto tok = *tokenizer::Tokenizer::FromJson(
-      tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
-      "bytes");
+  auto tok = ByteTokenizer();
   constexpr int kPrompts = 24, kG = 2;
-  std::vector<learner::Prompt> prompts;
-  for (int i = 0; i < kPrompts; ++i) {
-    learner::Prompt p;
-    p.text = "Q" + std::to_string(i) + ":";
-    p.ids = *tok->Encode(p.text);
-    p.gold = std::to_string(i % 10);
-    prompts.push_back(p);
-  }
+  const std::vector<learner::Prompt> prompts = QPrompts(*tok, kPrompts);
   auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
   learner::TrainerOptions to;
   to.method = rl::Method::kCmdp;
@@ -271,17 +273,8 @@ TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
   // keep retrying its start-up check (counted in its RPC metrics) and train
   // once the teacher comes up, instead of exiting (found by the chaos harness:
   // a teacher gone for 30 s ended a fresh actor).
-  auto tok = *tokenizer::Tokenizer::FromJson(
-      tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
-      "bytes");
-  std::vector<learner::Prompt> prompts;
-  for (int i = 0; i < 4; ++i) {
-    learner::Prompt p;
-    p.text = "Q" + std::to_string(i) + ":";
-    p.ids = *tok->Encode(p.text);
-    p.gold = std::to_string(i);
-    prompts.push_back(p);
-  }
+  auto tok = ByteTokenizer();
+  const std::vector<learner::Prompt> prompts = QPrompts(*tok, 4);
   auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
   learner::TrainerOptions to;
   to.method = rl::Method::kCmdp;
@@ -372,13 +365,6 @@ TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
     teacher_service.Close();
   });
   reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
-}
-
-// The tokenizer of the tests below: 256 byte tokens + <|endoftext|>.
-std::unique_ptr<tokenizer::Tokenizer> ByteTokenizer() {
-  return *tokenizer::Tokenizer::FromJson(
-      tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
-      "bytes");
 }
 
 // `n` prompts "Q0:".."Q7:" whose gold answer is always "7".
