@@ -93,13 +93,26 @@ grpc::Status CallWithRetry(
   thread_local absl::BitGen rng;
   const absl::Time deadline = absl::Now() + options.timeout;
   grpc::Status status;
+  grpc::Status previous;  // the last retryable failure, for the give-up message
   int n = 0;
   for (;;) {
     ++n;
     grpc::ClientContext ctx;
     PrepareContext(&ctx, deadline, options.bearer_token);
     status = attempt(&ctx);
+    if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+        !previous.ok()) {
+      // The overall deadline ran out during a retry: say why we were
+      // retrying, not just that time is up.
+      status =
+          grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                       absl::StrCat("gave up after ", n,
+                                    " attempt(s) at the deadline; last error: ",
+                                    previous.error_message()));
+      break;
+    }
     if (status.ok() || !IsRetryable(status.error_code())) break;
+    previous = status;
     if (options.retry.max_attempts > 0 && n >= options.retry.max_attempts)
       break;
     const double j = std::clamp(options.retry.jitter, 0.0, 1.0);

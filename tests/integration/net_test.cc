@@ -277,6 +277,33 @@ TEST(Retry, GivesUpAtTheDeadline) {
                                 200));  // never waits past its deadline
 }
 
+// The deadline can run out inside an attempt rather than between two: the
+// answer must still say why the call was being retried (CI hit this race).
+TEST(Retry, DeadlineInsideARetriedAttemptKeepsTheLastError) {
+  int calls = 0;
+  int attempts = 0;
+  const grpc::Status s = CallWithRetry(
+      FastRetry(),
+      [&](grpc::ClientContext*) {
+        return ++calls == 1 ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                           "teacher restarting")
+                            : grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                           "Deadline Exceeded");
+      },
+      &attempts);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(s.error_message(), HasSubstr("gave up after 2 attempt(s)"));
+  EXPECT_THAT(s.error_message(), HasSubstr("teacher restarting"));
+  EXPECT_EQ(attempts, 2);
+  // A first attempt that times out has no earlier error to report.
+  const grpc::Status first =
+      CallWithRetry(FastRetry(), [](grpc::ClientContext*) {
+        return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                            "Deadline Exceeded");
+      });
+  EXPECT_EQ(first.error_message(), "Deadline Exceeded");
+}
+
 TEST(Retry, MaxAttemptsAndBackoffSchedule) {
   RetryPolicy p;
   p.initial_backoff = absl::Milliseconds(100);
