@@ -30,6 +30,7 @@
 #include "nlohmann/json.hpp"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
+#include "services/cli/monitor.h"
 #include "services/cli/progress.h"
 #include "services/cli/run_config_flags.h"
 #include "services/cli/supervisor.h"
@@ -637,10 +638,23 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   flags.AddBool("smoke", "tiny sizes: the whole pipeline in about a minute");
   flags.AddBool("resume",
                 "continue from the newest checkpoint instead of a fresh run");
+  flags.AddBool("monitor",
+                "also run Prometheus (Debian's `prometheus`) with the "
+                "project's rules,\nscraping every child; its data stays in "
+                "<output_dir>/monitor/");
+  flags.AddString("monitor-port", "PORT",
+                  "where --monitor's Prometheus listens (0: a free port)",
+                  "9090");
   if (auto code = ParseOrExit(&flags, args, io)) return *code;
   if (!flags.IsSet("config")) {
     io.err << "cmdistill local: --config FILE is required (the embedded "
               "default: configs/quickstart.yaml)\n";
+    return kExitUsage;
+  }
+  int64_t monitor_port = 0;
+  if (!ParseInt64(flags, "monitor-port", &monitor_port, io) ||
+      monitor_port < 0 || monitor_port > 65535) {
+    io.err << "cmdistill local: --monitor-port must be 0..65535\n";
     return kExitUsage;
   }
   auto loaded = LoadWithSmoke(flags, flags.GetBool("smoke"), io);
@@ -674,13 +688,31 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   const size_t before_end = reports.size();
   auto signals = ShutdownSignal::Install();
   if (!signals.ok()) return fail(signals.status());
+  std::unique_ptr<Monitor> monitor;
+  if (flags.GetBool("monitor")) {
+    MonitorOptions mo;
+    mo.dir = config.output_dir() + "/monitor";
+    mo.port = static_cast<int>(monitor_port);
+    auto m = Monitor::Start(mo);
+    if (!m.ok()) return fail(m.status());
+    monitor = *std::move(m);
+    io.err << "cmdistill local: Prometheus at " << monitor->Url()
+           << " (rules loaded; dashboard: deploy/grafana/cmdistill.json)\n";
+  }
   DistillOptions dopt;
+  if (monitor != nullptr) {
+    dopt.on_metrics_targets = [&](const std::map<std::string, int>& t) {
+      if (auto s = monitor->SetTargets(t); !s.ok())
+        io.err << "cmdistill local: monitor: " << s.message() << "\n";
+    };
+  }
   dopt.binary = SelfPath();
   dopt.actors = static_cast<int>(config.local().actors());
   dopt.signals = signals->get();
   dopt.label = config::MethodName(config.method());
   dopt.status_out = &io.out;
   auto run = RunDistillation(config, dopt, io.err);
+  if (monitor != nullptr) monitor->Stop();  // flushes its data to disk
   if (!run.ok()) return fail(run.status());
   const size_t after_begin = reports.size();
   if (auto s =
@@ -737,6 +769,14 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
          << "view:             /usr/bin/python3 scripts/plot_curves.py "
          << run->curve_csv << " --out " << config.output_dir()
          << "/training_curve.png\n";
+  if (monitor != nullptr) {
+    io.out << "prometheus:       was " << monitor->Url()
+           << " during the run; its data is in " << config.output_dir()
+           << "/monitor/. Browse it again with\n"
+           << "                    " << monitor->ReopenCommand() << "\n"
+           << "                  and import deploy/grafana/cmdistill.json in "
+              "Grafana (data source: that Prometheus).\n";
+  }
   return kExitOk;
 }
 

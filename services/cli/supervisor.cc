@@ -313,6 +313,17 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
       children.StopAll();
       return absl::CancelledError("interrupted; every child stopped");
     }
+    if (o.on_metrics_targets) {
+      std::map<std::string, int> targets;
+      {
+        absl::MutexLock l(&shared.mu);
+        for (const auto& [n, p] : shared.ready)
+          if (p.metrics > 0) targets[n] = p.metrics;
+      }
+      for (ChildProcess* c : children.All())
+        if (c->Poll()) targets.erase(c->name());
+      o.on_metrics_targets(targets);
+    }
     std::vector<StepRecord> steps;
     {
       absl::MutexLock l(&shared.mu);

@@ -8,6 +8,8 @@
 #define CMDISTILL_SERVICES_CLI_SUPERVISOR_H_
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -44,6 +46,10 @@ struct DistillOptions {
   // When set, one line "RUNNING name=pid ..." once every child has started
   // (for scripts and tests that watch the run).
   std::ostream* status_out = nullptr;
+  // When set, called from the supervising loop with every running child's
+  // /metrics port whenever that set changes (`local --monitor` keeps its
+  // Prometheus targets file with it).
+  std::function<void(const std::map<std::string, int>&)> on_metrics_targets;
 };
 
 // CANCELLED when a signal stopped the run (children stopped cleanly);

@@ -177,6 +177,12 @@ LearnerServiceImpl::LearnerServiceImpl(std::vector<Prompt> prompts,
                         "Mean task reward of the last step");
   kl_gauge_ =
       gauge("cmdistill_learner_token_kl", "Mean per-token KL of the last step");
+  loss_gauge_ = gauge("cmdistill_learner_loss", "Loss of the last step");
+  grad_norm_gauge_ = gauge("cmdistill_learner_grad_norm",
+                           "Gradient norm of the last step (before clipping)");
+  cost_gauge_ = gauge("cmdistill_learner_trajectory_cost",
+                      "Mean per-trajectory cost of the last step (compare "
+                      "with cmdistill_learner_budget)");
   lag_hist_ = &prometheus::BuildHistogram()
                    .Name("cmdistill_learner_policy_lag")
                    .Help("Policy versions between sampling and submission")
@@ -690,6 +696,9 @@ void LearnerServiceImpl::UpdateLoop() {
     if (lambda_gauge_ != nullptr) lambda_gauge_->Set(stats->lambda);
     reward_gauge_->Set(stats->mean_task_reward);
     kl_gauge_->Set(stats->mean_token_kl);
+    loss_gauge_->Set(stats->loss);
+    grad_norm_gauge_->Set(stats->grad_norm);
+    cost_gauge_->Set(stats->mean_cost);
     tokens_trained_->Increment(static_cast<double>(stats->tokens));
     if (observer_) observer_(*stats, version_);
     const bool checkpoint =

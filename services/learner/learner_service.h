@@ -189,7 +189,8 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
   prometheus::Family<prometheus::Counter>* outcomes_;
   prometheus::Gauge *version_gauge_, *step_gauge_, *buffer_gauge_,
       *leases_gauge_, *satisfaction_gauge_, *reward_gauge_, *kl_gauge_,
-      *live_actors_gauge_;
+      *loss_gauge_ = nullptr, *grad_norm_gauge_ = nullptr,
+      *cost_gauge_ = nullptr, *live_actors_gauge_;
   prometheus::Gauge* lambda_gauge_ = nullptr;  // methods with a λ only
   prometheus::Histogram *lag_hist_, *step_seconds_;
   RpcLatency rpc_;
