@@ -34,6 +34,7 @@ const std::vector<Command>& Commands() {
     AddModelCommands(c);
     AddBenchCommands(c);
     AddConfigCommands(c);
+    AddHealthCommands(c);
     return c;
   }();
   return *commands;

@@ -42,6 +42,7 @@ void AddTaskCommands(std::vector<Command>* commands);
 void AddModelCommands(std::vector<Command>* commands);
 void AddPipelineCommands(std::vector<Command>* commands);
 void AddBenchCommands(std::vector<Command>* commands);
+void AddHealthCommands(std::vector<Command>* commands);
 
 }  // namespace cmdistill::cli
 

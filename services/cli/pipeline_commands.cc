@@ -622,6 +622,38 @@ void ClearPreviousRun(const std::string& out) {
   }
 }
 
+// `prepare`: what `local` makes before training (data, tokenizer, teacher and
+// warm student), alone — the init step of docker-compose and Kubernetes, where
+// the services then read the made files from a shared volume.
+int RunPrepareCommand(const std::vector<std::string>& args, Io io) {
+  FlagSet flags(
+      "cmdistill prepare", "--config FILE [--smoke] [--set K=V]...",
+      "Makes the embedded default's data, tokenizer, teacher and warm "
+      "student where the\nrun file puts them (under output_dir when "
+      "left out), cached as in `local`,\nand prints the paths. The "
+      "services of a cluster or compose stack then read them.");
+  AddRunConfigFlags(&flags, "YAML run file (configs/compose.yaml)");
+  flags.AddBool("smoke", "tiny sizes (as local --smoke)");
+  if (auto code = ParseOrExit(&flags, args, io)) return *code;
+  if (!flags.IsSet("config")) {
+    io.err << "cmdistill prepare: --config FILE is required\n";
+    return kExitUsage;
+  }
+  auto loaded = LoadWithSmoke(flags, flags.GetBool("smoke"), io);
+  if (!loaded) return kExitFailure;
+  v1::RunConfig config = *loaded;
+  ResolveLocalPaths(&config);
+  if (auto s = Bootstrap(config, io.err); !s.ok()) {
+    io.err << "cmdistill prepare: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  io.out << "train data:  " << config.data().train_path() << "\n"
+         << "test data:   " << config.data().test_path() << "\n"
+         << "teacher:     " << config.teacher().path() << "\n"
+         << "student:     " << config.student().path() << "\n";
+  return kExitOk;
+}
+
 int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   FlagSet flags(
       "cmdistill local", "--config FILE [--smoke] [--resume] [--set K=V]...",
@@ -1118,6 +1150,10 @@ void AddPipelineCommands(std::vector<Command>* commands) {
       {"local",
        "run the whole pipeline as local processes on loopback (the main job)",
        RunLocalCommand});
+  commands->push_back({"prepare",
+                       "make the embedded default's data and models (the "
+                       "init step of compose/k8s)",
+                       RunPrepareCommand});
   commands->push_back(
       {"sft", "supervised fine-tuning on worked solutions", RunSftCommand});
   commands->push_back(
