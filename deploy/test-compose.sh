@@ -68,10 +68,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# `prepare` first and alone (podman-compose 1.0 does not wait for depends_on conditions;
+# docker compose does): the services then find the models; its rerun in `up` is a cache hit.
 say "prepare: data, tokenizer, teacher and warm student into the volume"
-compose run --rm prepare >"$logs/prepare.log" 2>&1 || { cat "$logs/prepare.log"; exit 1; }
+compose up -d --no-build prepare >"$logs/prepare.log" 2>&1 || { cat "$logs/prepare.log"; exit 1; }
+code=$(podman wait "${project}_prepare_1")
+[[ $code == 0 ]] || { podman logs "${project}_prepare_1"; echo "FAIL: prepare exited $code"; exit 1; }
 say "up: learner, teacher, reward, 2 actors, prometheus"
-compose up -d >"$logs/up.log" 2>&1 || { cat "$logs/up.log"; exit 1; }
+compose up -d --no-build >"$logs/up.log" 2>&1 || { cat "$logs/up.log"; exit 1; }
 
 learner="${project}_learner_1"
 deadline=$(( $(date +%s) + ${CMDISTILL_COMPOSE_TIMEOUT:-900} ))

@@ -17,6 +17,8 @@ PACKAGES=(
   python3-torch
   # plots of `cmdistill experiment` and scripts/plot_*.py
   python3-matplotlib
+  # the deploy tests (tests/deploy: Kubernetes and compose manifests)
+  python3-yaml
 )
 
 missing=()

@@ -49,8 +49,9 @@ def main():
         run = subprocess.run(
             [binary, "local", "--config", os.path.join(source, "configs/quickstart.yaml"),
              "--smoke", "--monitor", "--monitor-port", "0",
-             # lagrangian: the λ panel has a series; 12 steps: rates have samples.
-             "--set", "method=lagrangian", "--set", "training.max_steps=12",
+             # lagrangian: the λ panel has a series; 60 steps (~15 s): every child is
+             # scraped many times at 1 s, so rates over 1m have samples.
+             "--set", "method=lagrangian", "--set", "training.max_steps=60",
              "--set", f"output_dir={tmp}/run"],
             capture_output=True, text=True, timeout=600)
         end = time.time()
