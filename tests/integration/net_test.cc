@@ -6,6 +6,7 @@
 #include <memory>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "cmdistill/v1/teacher.grpc.pb.h"
 #include "cmdistill/v1/teacher_mock.grpc.pb.h"
@@ -129,6 +130,41 @@ TEST(GrpcServer, DnsTargetWithRoundRobinWorks) {
                                         std::to_string(f.server->port()))));
   v1::ScoreResponse resp;
   EXPECT_TRUE(Score(ch.get(), FastRetry(), Request({1}), &resp).ok());
+}
+
+// What a headless Service gives the client: one name, several replicas (here
+// two servers on the same port of 127.0.0.1 and 127.0.0.2; gRPC's ipv4:
+// target lists them as DNS would). round_robin spreads the calls over both;
+// pick_first, gRPC's default, would send every call to one replica.
+TEST(GrpcServer, RoundRobinSpreadsCallsOverReplicas) {
+  Fixture a;
+  ServerOptions second;
+  second.listen_address = "127.0.0.2:" + std::to_string(a.server->port());
+  Fixture b(second);
+  if (b.server == nullptr) GTEST_SKIP() << "cannot bind 127.0.0.2 here";
+  const std::string target = absl::StrCat("ipv4:127.0.0.1:", a.server->port(),
+                                          ",127.0.0.2:", a.server->port());
+  v1::ScoreResponse resp;
+  ChannelOptions rr = PlainOptions(target);
+  ASSERT_OK_AND_ASSIGN(auto ch, MakeChannel(rr));
+  for (int i = 0; i < 40; ++i)
+    ASSERT_TRUE(Score(ch.get(), FastRetry(), Request({1}), &resp).ok());
+  // Both replicas connected and took a fair share (exactly alternating once
+  // both subchannels are ready).
+  EXPECT_GE(a.service->score_calls(), 10);
+  EXPECT_GE(b.service->score_calls(), 10);
+  EXPECT_EQ(a.service->score_calls() + b.service->score_calls(), 40);
+
+  ChannelOptions first = PlainOptions(target);
+  first.round_robin = false;
+  ASSERT_OK_AND_ASSIGN(auto ch1, MakeChannel(first));
+  const int a0 = a.service->score_calls(), b0 = b.service->score_calls();
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(Score(ch1.get(), FastRetry(), Request({1}), &resp).ok());
+  const int da = a.service->score_calls() - a0,
+            db = b.service->score_calls() - b0;
+  EXPECT_TRUE((da == 20 && db == 0) || (da == 0 && db == 20))
+      << "pick_first spread " << da << " / " << db;
 }
 
 TEST(GrpcServer, HealthServiceReportsServing) {
