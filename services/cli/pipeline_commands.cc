@@ -699,6 +699,18 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   io.err << "cmdistill local: run '" << loaded->run_name() << "', method "
          << config::MethodName(loaded->method()) << ", output in "
          << loaded->output_dir() << "\n";
+  // First, so that a missing Prometheus fails before minutes of preparation.
+  std::unique_ptr<Monitor> monitor;
+  if (flags.GetBool("monitor")) {
+    MonitorOptions mo;
+    mo.dir = loaded->output_dir() + "/monitor";
+    mo.port = static_cast<int>(monitor_port);
+    auto m = Monitor::Start(mo);
+    if (!m.ok()) return fail(m.status());
+    monitor = *std::move(m);
+    io.err << "cmdistill local: Prometheus at " << monitor->Url()
+           << " (rules loaded; dashboard: deploy/grafana/cmdistill.json)\n";
+  }
   auto prep = Prepare(*loaded, io.err);
   if (!prep.ok()) return fail(prep.status());
   v1::RunConfig& config = prep->config;
@@ -720,17 +732,6 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   const size_t before_end = reports.size();
   auto signals = ShutdownSignal::Install();
   if (!signals.ok()) return fail(signals.status());
-  std::unique_ptr<Monitor> monitor;
-  if (flags.GetBool("monitor")) {
-    MonitorOptions mo;
-    mo.dir = config.output_dir() + "/monitor";
-    mo.port = static_cast<int>(monitor_port);
-    auto m = Monitor::Start(mo);
-    if (!m.ok()) return fail(m.status());
-    monitor = *std::move(m);
-    io.err << "cmdistill local: Prometheus at " << monitor->Url()
-           << " (rules loaded; dashboard: deploy/grafana/cmdistill.json)\n";
-  }
   DistillOptions dopt;
   if (monitor != nullptr) {
     dopt.on_metrics_targets = [&](const std::map<std::string, int>& t) {

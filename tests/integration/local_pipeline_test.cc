@@ -26,6 +26,7 @@ namespace fs = std::filesystem;
 using ::cmdistill::testing::RunProcess;
 using ::cmdistill::testing::Subprocess;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using json = nlohmann::json;
 
 std::string Read(const std::string& path) {
@@ -333,6 +334,20 @@ TEST_F(LocalPipelineTest, EvalAndSftWorkOnTheMadeModels) {
                  absl::Minutes(1));
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("nope"));
+}
+
+// --monitor fails fast, before any preparation, naming what is missing.
+TEST_F(LocalPipelineTest, MonitorWithoutPrometheusOrWithABadPortFailsFirst) {
+  auto a = Local({"--monitor"});
+  a.insert(a.begin(), {"/usr/bin/env", "PATH=/nonexistent"});
+  const auto r = RunProcess(a, absl::Minutes(1));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("apt-get install prometheus"));
+  EXPECT_THAT(r.err, Not(HasSubstr("parameters")));  // no model was made
+  const auto bad = RunProcess(Local({"--monitor", "--monitor-port", "70000"}),
+                              absl::Minutes(1));
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_THAT(bad.err, HasSubstr("--monitor-port must be 0..65535"));
 }
 
 }  // namespace
