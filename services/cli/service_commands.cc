@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "common/config/config.h"
 #include "common/metrics/metrics.h"
@@ -323,12 +324,22 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
            << "\n";
     rc = kExitFailure;
   } else {
-    const std::vector<uint64_t> trained = service->trained_prompts();
+    // Exactly-once, from outside: groups trained and distinct prompts among
+    // them, in total and per epoch (trained/unique), restored across resumes.
+    uint64_t trained = 0, unique = 0;
+    std::vector<std::string> per_epoch;
+    for (const v1::EpochStatus& e : service->epoch_status()) {
+      trained += e.trained();
+      unique += e.unique();
+      per_epoch.push_back(absl::StrCat(e.trained(), "/", e.unique()));
+    }
     std::printf(
-        "FINISHED step=%lld model=%s complete=%d prompts=%zu unique=%zu\n",
+        "FINISHED step=%lld model=%s complete=%d prompts=%llu unique=%llu "
+        "epochs=%s\n",
         static_cast<long long>(service->step()), final_dir.c_str(),
-        done ? 1 : 0, trained.size(),
-        std::set<uint64_t>(trained.begin(), trained.end()).size());
+        done ? 1 : 0, static_cast<unsigned long long>(trained),
+        static_cast<unsigned long long>(unique),
+        absl::StrJoin(per_epoch, ",").c_str());
     std::fflush(stdout);
   }
   (*host)->Shutdown();

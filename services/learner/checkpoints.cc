@@ -108,8 +108,14 @@ absl::StatusOr<FoundCheckpoint> ReadCheckpoint(const std::string& dir,
   ss << in.rdbuf();
   FoundCheckpoint f;
   f.dir = dir;
-  if (!f.state.ParseFromString(ss.str()) || f.state.format_version() != 1) {
+  if (!f.state.ParseFromString(ss.str())) {
     return absl::DataLossError(absl::StrCat(dir, "/", kState, " is corrupt"));
+  }
+  // 1: before the per-epoch ledger; 2: with it (both are read).
+  if (f.state.format_version() != 1 && f.state.format_version() != 2) {
+    return absl::DataLossError(
+        absl::StrCat(dir, "/", kState, " has format version ",
+                     f.state.format_version(), " (this build reads 1 and 2)"));
   }
   if (f.state.num_prompts() != num_prompts) {
     return absl::InvalidArgumentError(

@@ -211,6 +211,129 @@ LearnerServiceImpl::LearnerServiceImpl(std::vector<Prompt> prompts,
                          .Help("Completion tokens trained on")
                          .Register(*registry)
                          .Add({});
+  prompts_trained_ =
+      &prometheus::BuildCounter()
+           .Name("cmdistill_learner_prompts_trained_total")
+           .Help(
+               "Prompt groups trained, all epochs (restored from the "
+               "checkpoint at a resume, like the outcome counts)")
+           .Register(*registry)
+           .Add({});
+  epoch_gauge_ = gauge("cmdistill_learner_epoch", "The epoch being leased");
+  epoch_prompts_ = &prometheus::BuildGauge()
+                        .Name("cmdistill_learner_epoch_prompts")
+                        .Help(
+                            "Prompts of the current epoch by state: "
+                            "trained, leased, pending")
+                        .Register(*registry);
+  for (const char* state : {"trained", "leased", "pending"})
+    epoch_prompts_->Add({{"state", state}});
+}
+
+void LearnerServiceImpl::CountOutcome(const char* name,
+                                      const std::string& lease_id) {
+  outcomes_->Add({{"outcome", name}}).Increment();
+  // In the epoch its lease was issued in; text that names no epoch, or one
+  // not begun, counts in the current epoch (after the last epoch the leases
+  // point one past it: then the last).
+  const uint64_t last = std::max<uint64_t>(leases_.options().epochs, 1) - 1;
+  uint64_t epoch = std::min(leases_.epoch(), last);
+  if (auto e = LeaseManager::LeaseEpoch(lease_id); e && *e <= epoch) epoch = *e;
+  ++epochs_[epoch].trajectories[name];
+}
+
+void LearnerServiceImpl::RecordTrained(
+    const std::vector<v1::Trajectory>& group) {
+  const std::string& lease_id = group[0].lease().lease_id();
+  const uint64_t epoch =
+      LeaseManager::LeaseEpoch(lease_id).value_or(leases_.epoch());
+  EpochLedger& e = epochs_[epoch];
+  ++e.trained;
+  const uint64_t prompt = group[0].lease().prompt_id();
+  if (e.seen.size() < prompts_.size()) e.seen.resize(prompts_.size());
+  if (prompt < e.seen.size() && !e.seen[prompt]) {
+    e.seen[prompt] = true;
+    ++e.unique;
+  }
+  for (const auto& t : group) seen_ids_.insert(t.trajectory_id());
+  prompts_trained_->Increment();
+}
+
+// An epoch is finished once the leases have moved past it and none of its
+// groups waits in the buffer: its trajectory and lease ids can no longer be
+// needed to refuse a duplicate (a late submission for it is refused as an
+// unknown lease of a finished epoch), so they are dropped and its ledger
+// keeps counts only. This keeps memory and checkpoints flat over many epochs.
+void LearnerServiceImpl::PruneFinishedEpochs() {
+  uint64_t open = leases_.epoch();
+  auto consider = [&](const std::string& lease_id) {
+    if (auto e = LeaseManager::LeaseEpoch(lease_id)) open = std::min(open, *e);
+  };
+  for (const auto& [id, g] : partial_) consider(id);
+  for (const auto& g : ready_) consider(g[0].lease().lease_id());
+  if (open <= sealed_below_) return;
+  sealed_below_ = open;
+  auto finished = [&](const std::string& id) {
+    const auto e = LeaseManager::LeaseEpoch(id);
+    return e.has_value() && *e < open;
+  };
+  for (auto it = seen_ids_.begin(); it != seen_ids_.end();)
+    it = finished(*it) ? seen_ids_.erase(it) : std::next(it);
+  for (auto it = lease_prompt_.begin(); it != lease_prompt_.end();)
+    it = finished(it->first) ? lease_prompt_.erase(it) : std::next(it);
+  for (auto& [epoch, ledger] : epochs_) {
+    if (epoch < open) std::vector<bool>().swap(ledger.seen);
+  }
+}
+
+std::vector<v1::EpochStatus> LearnerServiceImpl::EpochStatusLocked() const {
+  std::vector<v1::EpochStatus> out;
+  const uint64_t current = leases_.epoch();
+  std::map<uint64_t, EpochLedger> all = epochs_;
+  if (!leases_.finished()) all[current];  // the open epoch, even if empty
+  for (const auto& [epoch, ledger] : all) {
+    v1::EpochStatus st;
+    st.set_epoch(epoch);
+    st.set_trained(ledger.trained);
+    st.set_unique(ledger.unique);
+    if (epoch == current && !leases_.finished()) {
+      const uint64_t leased = leases_.outstanding();
+      st.set_leased(leased);
+      const uint64_t done = leases_.state().done_this_epoch;
+      st.set_pending(prompts_.size() > done + leased
+                         ? prompts_.size() - done - leased
+                         : 0);
+    }
+    for (const auto& [name, n] : ledger.trajectories)
+      (*st.mutable_trajectories())[name] = n;
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+void LearnerServiceImpl::UpdateEpochGauges() {
+  const uint64_t current = leases_.epoch();
+  epoch_gauge_->Set(static_cast<double>(current));
+  const auto it = epochs_.find(current);
+  const uint64_t leased = leases_.outstanding();
+  const uint64_t done = leases_.state().done_this_epoch;
+  epoch_prompts_->Add({{"state", "trained"}})
+      .Set(it == epochs_.end() ? 0.0 : static_cast<double>(it->second.unique));
+  epoch_prompts_->Add({{"state", "leased"}}).Set(static_cast<double>(leased));
+  epoch_prompts_->Add({{"state", "pending"}})
+      .Set(prompts_.size() > done + leased
+               ? static_cast<double>(prompts_.size() - done - leased)
+               : 0.0);
+}
+
+std::vector<v1::EpochStatus> LearnerServiceImpl::epoch_status() const {
+  absl::MutexLock lock(&mu_);
+  return EpochStatusLocked();
+}
+
+size_t LearnerServiceImpl::tracked_ids() const {
+  absl::MutexLock lock(&mu_);
+  return seen_ids_.size() + lease_prompt_.size();
 }
 
 LearnerServiceImpl::~LearnerServiceImpl() { Close(); }
@@ -283,9 +406,42 @@ absl::Status LearnerServiceImpl::Restore(const v1::LearnerCheckpoint& c) {
     ready_.emplace_back(g.trajectories().begin(), g.trajectories().end());
     buffered_ += static_cast<size_t>(g.trajectories_size());
   }
-  trained_.assign(c.trained_prompts().begin(), c.trained_prompts().end());
   seen_ids_.insert(c.trained_trajectory_ids().begin(),
                    c.trained_trajectory_ids().end());
+  for (const v1::EpochLedgerRecord& r : c.epochs()) {
+    EpochLedger& e = epochs_[r.epoch()];
+    e.trained = r.trained();
+    e.unique = r.unique();
+    if (r.trained_prompts_size() > 0) e.seen.resize(prompts_.size());
+    for (uint64_t p : r.trained_prompts())
+      if (p < e.seen.size()) e.seen[p] = true;
+    for (const auto& [name, n] : r.trajectories()) e.trajectories[name] = n;
+  }
+  if (c.epochs_size() == 0) {
+    // Format 1: one list of every trained prompt; epochs trained in order,
+    // so the k-th run of num_prompts groups is epoch k.
+    for (size_t i = 0; i < static_cast<size_t>(c.trained_prompts_size()); ++i) {
+      EpochLedger& e = epochs_[i / prompts_.size()];
+      const uint64_t p = c.trained_prompts(static_cast<int>(i));
+      ++e.trained;
+      if (e.seen.size() < prompts_.size()) e.seen.resize(prompts_.size());
+      if (p < e.seen.size() && !e.seen[p]) {
+        e.seen[p] = true;
+        ++e.unique;
+      }
+    }
+  }
+  // Counters continue from the checkpoint instead of restarting at 0.
+  std::map<std::string, uint64_t> totals;
+  uint64_t trained_total = 0;
+  for (const auto& [epoch, e] : epochs_) {
+    trained_total += e.trained;
+    for (const auto& [name, n] : e.trajectories) totals[name] += n;
+  }
+  for (const auto& [name, n] : totals)
+    outcomes_->Add({{"outcome", name}}).Increment(static_cast<double>(n));
+  prompts_trained_->Increment(static_cast<double>(trained_total));
+  PruneFinishedEpochs();
   step_ = c.step();
   version_ = c.policy_version();
   resumed_ = true;
@@ -295,7 +451,6 @@ absl::Status LearnerServiceImpl::Restore(const v1::LearnerCheckpoint& c) {
 v1::LearnerCheckpoint LearnerServiceImpl::CaptureState() const {
   v1::LearnerCheckpoint c;
   const TrainerState ts = trainer_->SaveState();
-  c.set_format_version(1);
   c.set_optimizer_step(ts.step);
   for (const std::string& m : ts.moments) c.add_optimizer_moments(m);
   for (const std::string& m : ts.master_weights)
@@ -333,8 +488,18 @@ v1::LearnerCheckpoint LearnerServiceImpl::CaptureState() const {
     auto* out = c.add_ready();
     for (const auto& t : g) *out->add_trajectories() = t;
   }
-  for (uint64_t p : trained_) c.add_trained_prompts(p);
+  c.set_format_version(2);
   for (const std::string& id : seen_ids_) c.add_trained_trajectory_ids(id);
+  for (const auto& [epoch, e] : epochs_) {
+    v1::EpochLedgerRecord* r = c.add_epochs();
+    r->set_epoch(epoch);
+    r->set_trained(e.trained);
+    r->set_unique(e.unique);
+    for (size_t p = 0; p < e.seen.size(); ++p)
+      if (e.seen[p]) r->add_trained_prompts(p);
+    for (const auto& [name, n] : e.trajectories)
+      (*r->mutable_trajectories())[name] = n;
+  }
   return c;
 }
 
@@ -352,11 +517,6 @@ uint64_t LearnerServiceImpl::policy_version() const {
 int64_t LearnerServiceImpl::step() const {
   absl::MutexLock lock(&mu_);
   return step_;
-}
-
-std::vector<uint64_t> LearnerServiceImpl::trained_prompts() const {
-  absl::MutexLock lock(&mu_);
-  return trained_;
 }
 
 void LearnerServiceImpl::WaitUntilFinished() {
@@ -414,6 +574,7 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::LeasePrompts(
   }
   resp->set_policy_version(version_);
   leases_gauge_->Set(static_cast<double>(leases_.outstanding()));
+  UpdateEpochGauges();
   timed.Finish(grpc::Status::OK);
   return reactor;
 }
@@ -447,6 +608,7 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::ReturnLeases(
   }
   resp->set_returned(n);
   leases_gauge_->Set(static_cast<double>(leases_.outstanding()));
+  UpdateEpochGauges();
   timed.Finish(grpc::Status::OK);
   return reactor;
 }
@@ -508,6 +670,8 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::SubmitTrajectories(
       outcome = v1::SUBMIT_OUTCOME_DUPLICATE;
     } else if (!lease_prompt_.count(lease_id)) {
       outcome = v1::SUBMIT_OUTCOME_UNKNOWN_LEASE;
+      if (auto e = LeaseManager::LeaseEpoch(lease_id); e && *e < sealed_below_)
+        reason = absl::StrCat("epoch ", *e, " is finished");
     } else if (reason = Validate(t); !reason.empty()) {
       outcome = v1::SUBMIT_OUTCOME_INVALID;
     } else if (const Prompt& p = prompts_[lease_prompt_[lease_id]];
@@ -565,13 +729,14 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::SubmitTrajectories(
         }
       }
     }
-    outcomes_->Add({{"outcome", kOutcomeNames[outcome]}}).Increment();
+    CountOutcome(kOutcomeNames[outcome], lease_id);
     resp->add_outcomes(outcome);
     resp->add_reasons(reason);
   }
   resp->set_policy_version(version_);
   buffer_gauge_->Set(static_cast<double>(buffered_));
   leases_gauge_->Set(static_cast<double>(leases_.outstanding()));
+  UpdateEpochGauges();
   timed.Finish(grpc::Status::OK);
   return reactor;
 }
@@ -641,6 +806,8 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::GetStatus(
   resp->set_finished(finished_);
   resp->set_lambda(last_.lambda);
   resp->set_constraint_satisfaction_ratio(last_.satisfaction);
+  resp->set_num_prompts(prompts_.size());
+  for (auto& e : EpochStatusLocked()) *resp->add_epochs() = std::move(e);
   timed.Finish(grpc::Status::OK);
   return reactor;
 }
@@ -684,10 +851,9 @@ void LearnerServiceImpl::UpdateLoop() {
     absl::Status published = Publish([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       ++step_;
       last_ = *stats;
-      for (const auto& g : groups) {
-        trained_.push_back(g[0].lease().prompt_id());
-        for (const auto& t : g) seen_ids_.insert(t.trajectory_id());
-      }
+      for (const auto& g : groups) RecordTrained(g);
+      PruneFinishedEpochs();
+      UpdateEpochGauges();
     });
     if (!published.ok()) continue;
     absl::MutexLock lock(&mu_);

@@ -115,9 +115,12 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
 
   uint64_t policy_version() const;
   int64_t step() const;
-  // Prompt ids of every group trained so far, in training order (exactly-once
-  // accounting).
-  std::vector<uint64_t> trained_prompts() const;
+  // The exactly-once ledger, one entry per epoch begun (restored from the
+  // checkpoint across restarts); what GetStatus reports.
+  std::vector<v1::EpochStatus> epoch_status() const;
+  // Trajectory ids and lease ids held for duplicate detection: those of
+  // unfinished epochs only (flat over a long run).
+  size_t tracked_ids() const;
 
  private:
   struct Snapshot {
@@ -174,7 +177,24 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   StepStats last_ ABSL_GUARDED_BY(mu_);
-  std::vector<uint64_t> trained_ ABSL_GUARDED_BY(mu_);
+  // Per epoch: groups trained, distinct prompts among them (a bitmap while
+  // the epoch is open), trajectories by outcome.
+  struct EpochLedger {
+    uint64_t trained = 0, unique = 0;
+    std::vector<bool> seen;
+    std::map<std::string, uint64_t> trajectories;
+  };
+  std::map<uint64_t, EpochLedger> epochs_ ABSL_GUARDED_BY(mu_);
+  // Epochs below this are finished and trained: their ids are dropped.
+  uint64_t sealed_below_ ABSL_GUARDED_BY(mu_) = 0;
+  void CountOutcome(const char* name, const std::string& lease_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordTrained(const std::vector<v1::Trajectory>& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PruneFinishedEpochs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateEpochGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<v1::EpochStatus> EpochStatusLocked() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> seen_ids_
       ABSL_GUARDED_BY(mu_);  // trajectory ids of trained groups
@@ -195,6 +215,9 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
   prometheus::Histogram *lag_hist_, *step_seconds_;
   RpcLatency rpc_;
   prometheus::Counter* tokens_trained_;
+  prometheus::Counter* prompts_trained_;
+  prometheus::Gauge* epoch_gauge_;
+  prometheus::Family<prometheus::Gauge>* epoch_prompts_;
 };
 
 }  // namespace cmdistill::learner

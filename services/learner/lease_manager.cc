@@ -4,6 +4,7 @@
 #include <numeric>
 #include <random>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/tasks/dataset.h"
 
@@ -13,6 +14,16 @@ LeaseManager::LeaseManager(uint64_t num_prompts, LeaseOptions options)
     : num_prompts_(num_prompts), options_(options) {
   std::random_device rd;
   incarnation_ = absl::StrCat(absl::Hex(rd(), absl::kZeroPad8));
+}
+
+std::optional<uint64_t> LeaseManager::LeaseEpoch(const std::string& id) {
+  if (id.size() < 2 || id[0] != 'e') return std::nullopt;
+  const size_t dash = id.find('-');
+  uint64_t epoch = 0;
+  if (dash == std::string::npos ||
+      !absl::SimpleAtoi(absl::string_view(id).substr(1, dash - 1), &epoch))
+    return std::nullopt;
+  return epoch;
 }
 
 std::string LeaseManager::TrajectoryId(const std::string& lease_id,

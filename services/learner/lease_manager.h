@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -103,6 +104,9 @@ class LeaseManager {
 
   static std::string TrajectoryId(const std::string& lease_id,
                                   uint32_t sample_index);
+  // The epoch a lease id ("e<epoch>-l...") or trajectory id was issued in;
+  // nullopt for text of another shape.
+  static std::optional<uint64_t> LeaseEpoch(const std::string& id);
 
  private:
   uint64_t PromptAt(uint64_t epoch, uint64_t position) const;

@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cmath>
+#include <iostream>
 
 #include "cmdistill/v1/learner.grpc.pb.h"
 #include "common/metrics/metrics.h"
@@ -36,7 +37,7 @@ struct Fixture {
   explicit Fixture(uint32_t max_policy_lag = 2,
                    const std::string& dtype = "float32",
                    const v1::LearnerCheckpoint* resume = nullptr,
-                   const std::string& weights = "") {
+                   const std::string& weights = "", uint64_t epochs = 1) {
     student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", dtype);
     if (!weights.empty()) {
       EXPECT_OK(student->LoadWeights(weights));
@@ -50,6 +51,7 @@ struct Fixture {
     lo.lease.samples_per_prompt = 2;
     lo.prompts_per_step = 1;
     lo.max_steps = 100;
+    lo.lease.epochs = epochs;
     lo.max_policy_lag = max_policy_lag;
     std::vector<Prompt> prompts = {
         {{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}};
@@ -178,10 +180,82 @@ TEST(LearnerService, BadSubmissionsAreRefusedCountedAndHarmless) {
   v1::WaitForPolicyResponse wr;
   ASSERT_TRUE(f.stub->WaitForPolicy(&ctx, w, &wr).ok());
   EXPECT_EQ(wr.policy_version(), 1u);
-  EXPECT_EQ(f.service->trained_prompts().size(), 1u);
+  ASSERT_EQ(f.service->epoch_status().size(), 1u);
+  EXPECT_EQ(f.service->epoch_status()[0].trained(), 1u);
   // After training, a resubmission of a trained trajectory is a duplicate.
   EXPECT_EQ(f.Submit(f.Make(l, 1)), v1::SUBMIT_OUTCOME_DUPLICATE);
   EXPECT_EQ(f.Metric("duplicate"), 2);
+}
+
+// Exactly-once visible from outside, and flat over a long run: 20 epochs of 3
+// prompts. Every epoch trains each prompt once (ledger and GetStatus); the ids
+// kept for duplicate detection stay those of one epoch and the checkpoint
+// does not grow with the epochs (format 1 kept every id: ~3 KB more here); a
+// late submission for a finished epoch is refused with its reason; a learner
+// resumed from the checkpoint reports the same ledger and continues the
+// counters instead of restarting them at 0.
+TEST(LearnerService, TwentyEpochsExactlyOnceWithFlatStateAndResumedLedger) {
+  Fixture f(2, "float32", nullptr, "", /*epochs=*/20);
+  v1::PromptLease first;
+  size_t bytes_at_epoch_2 = 0, most_ids = 0;
+  for (int step = 1; step <= 60; ++step) {
+    v1::PromptLease l = f.Lease();
+    if (step == 1) first = l;
+    for (uint32_t i = 0; i < 2; ++i) {
+      v1::Trajectory t = f.Make(l, i);
+      t.set_policy_version(static_cast<uint64_t>(step - 1));  // fresh samples
+      ASSERT_EQ(f.Submit(t), v1::SUBMIT_OUTCOME_ACCEPTED) << "step " << step;
+    }
+    grpc::ClientContext ctx;
+    v1::WaitForPolicyRequest w;
+    w.set_after_version(static_cast<uint64_t>(step - 1));
+    w.set_max_wait_ms(20000);
+    v1::WaitForPolicyResponse wr;
+    ASSERT_TRUE(f.stub->WaitForPolicy(&ctx, w, &wr).ok());
+    ASSERT_EQ(wr.policy_version(), static_cast<uint64_t>(step));
+    most_ids = std::max(most_ids, f.service->tracked_ids());
+    if (step == 6) bytes_at_epoch_2 = f.service->CaptureState().ByteSizeLong();
+  }
+  const std::vector<v1::EpochStatus> ledger = f.service->epoch_status();
+  ASSERT_EQ(ledger.size(), 20u);
+  for (const auto& e : ledger) {
+    EXPECT_EQ(e.trained(), 3u) << "epoch " << e.epoch();
+    EXPECT_EQ(e.unique(), 3u) << "epoch " << e.epoch();
+    EXPECT_EQ(e.trajectories().at("accepted"), 6u) << "epoch " << e.epoch();
+  }
+  EXPECT_LE(most_ids, 9u);  // one epoch: 3 leases + 6 trajectory ids
+  const size_t bytes_at_epoch_20 = f.service->CaptureState().ByteSizeLong();
+  std::cout << "training state: " << bytes_at_epoch_2
+            << " bytes after epoch 2, " << bytes_at_epoch_20
+            << " after epoch 20; at most " << most_ids << " ids tracked\n";
+  EXPECT_LT(bytes_at_epoch_20, bytes_at_epoch_2 + 1000)
+      << bytes_at_epoch_2 << " -> " << bytes_at_epoch_20;
+  // The same through the RPC.
+  grpc::ClientContext sctx;
+  v1::GetStatusResponse status;
+  ASSERT_TRUE(f.stub->GetStatus(&sctx, v1::GetStatusRequest(), &status).ok());
+  EXPECT_EQ(status.num_prompts(), 3u);
+  ASSERT_EQ(status.epochs_size(), 20);
+  EXPECT_EQ(status.epochs(19).unique(), 3u);
+  // A late sample of epoch 0: refused, with the reason.
+  std::string reason;
+  EXPECT_EQ(f.Submit(f.Make(first, 1), &reason),
+            v1::SUBMIT_OUTCOME_UNKNOWN_LEASE);
+  EXPECT_THAT(reason, ::testing::HasSubstr("epoch 0 is finished"));
+  EXPECT_EQ(f.Gauge("cmdistill_learner_prompts_trained_total"), 60);
+  EXPECT_EQ(f.Metric("accepted"), 120);
+  // Resumed from the checkpoint: same ledger, counters continue.
+  const v1::LearnerCheckpoint state = f.service->CaptureState();
+  Fixture g(2, "float32", &state, "", /*epochs=*/20);
+  const std::vector<v1::EpochStatus> again = g.service->epoch_status();
+  ASSERT_EQ(again.size(), 20u);
+  for (size_t i = 0; i < again.size(); ++i) {
+    EXPECT_EQ(again[i].trained(), ledger[i].trained());
+    EXPECT_EQ(again[i].unique(), ledger[i].unique());
+  }
+  EXPECT_EQ(g.Gauge("cmdistill_learner_prompts_trained_total"), 60);
+  EXPECT_EQ(g.Metric("accepted"), 120);
+  EXPECT_EQ(g.Metric("unknown_lease"), 1);
 }
 
 TEST(LearnerService, CountsTheLiveActors) {

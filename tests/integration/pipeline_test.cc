@@ -149,10 +149,10 @@ TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
   for (auto& t : threads) t.join();
   for (const auto& r : results) EXPECT_OK(r);
   // Exactly once: every prompt trained, none twice.
-  const std::vector<uint64_t> trained = learner->trained_prompts();
-  EXPECT_EQ(trained.size(), static_cast<size_t>(kPrompts));
-  EXPECT_EQ(std::set<uint64_t>(trained.begin(), trained.end()).size(),
-            static_cast<size_t>(kPrompts));
+  const std::vector<v1::EpochStatus> epochs = learner->epoch_status();
+  ASSERT_EQ(epochs.size(), 1u);
+  EXPECT_EQ(epochs[0].trained(), static_cast<uint64_t>(kPrompts));
+  EXPECT_EQ(epochs[0].unique(), static_cast<uint64_t>(kPrompts));
   EXPECT_EQ(learner->step(), kPrompts / 2);
   EXPECT_EQ(learner->policy_version(), static_cast<uint64_t>(kPrompts / 2));
   EXPECT_GT(actors[0]->rounds() + actors[1]->rounds(), 0);
@@ -254,10 +254,10 @@ TEST(Pipeline, ActorsJoinAndLeaveMidRunAndEveryPromptTrainsOnce) {
   learner->WaitUntilFinished();
   for (auto& t : threads) t.join();
   for (const auto& r : results) EXPECT_OK(r);
-  const std::vector<uint64_t> trained = learner->trained_prompts();
-  EXPECT_EQ(trained.size(), static_cast<size_t>(kPrompts));
-  EXPECT_EQ(std::set<uint64_t>(trained.begin(), trained.end()).size(),
-            static_cast<size_t>(kPrompts));
+  const std::vector<v1::EpochStatus> epochs = learner->epoch_status();
+  ASSERT_EQ(epochs.size(), 1u);
+  EXPECT_EQ(epochs[0].trained(), static_cast<uint64_t>(kPrompts));
+  EXPECT_EQ(epochs[0].unique(), static_cast<uint64_t>(kPrompts));
   EXPECT_EQ(learner->step(), kPrompts / 2);
   auto m = *testing::ParsePrometheusText(metrics::Serialize(*learner_registry));
   EXPECT_EQ(m["cmdistill_learner_live_actors"], kActors);

@@ -207,11 +207,19 @@ TEST(ProcessPipeline, KilledLearnerResumesAndNothingIsTrainedTwice) {
   ASSERT_EQ(PortOf(ready), port) << learner->Stderr();
   std::vector<int> steps;
   std::string finished;
+  testing::RunResult status;
   for (;;) {
     auto l = learner->ReadLine(deadline);
     ASSERT_OK(l.status()) << learner->Stderr();
-    if (l->rfind("STEP step=", 0) == 0)
+    if (l->rfind("STEP step=", 0) == 0) {
       steps.push_back(std::atoi(l->c_str() + 10));
+      // The ledger from outside, while it trains: the groups trained before
+      // the kill are there (restored from the checkpoint), none twice.
+      if (steps.size() == 1)
+        status = RunProcess({B, "status", "--config", run, "--learner",
+                             "127.0.0.1:" + std::to_string(port), "--json"},
+                            absl::Seconds(30));
+    }
     if (l->rfind("FINISHED ", 0) == 0) {
       finished = *l;
       break;
@@ -223,7 +231,12 @@ TEST(ProcessPipeline, KilledLearnerResumesAndNothingIsTrainedTwice) {
   EXPECT_EQ(steps.back(), 8);
   EXPECT_THAT(finished, HasSubstr("step=8"));
   // 8 steps x 2 prompts: 16 prompts, each trained exactly once across the kill.
-  EXPECT_THAT(finished, HasSubstr("prompts=16 unique=16"));
+  EXPECT_THAT(finished, HasSubstr("prompts=16 unique=16 epochs=16/16"));
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("\"numPrompts\":\"16\""));
+  // step 3's checkpoint (2 prompts per step) and the first resumed step.
+  EXPECT_THAT(status.out,
+              ::testing::ContainsRegex("\"trained\":\"([6-9]|1[0-6])\""));
   EXPECT_THAT(learner->Stderr(), HasSubstr("resuming from"));
   ASSERT_OK_AND_ASSIGN(int code, learner->Wait(deadline));
   EXPECT_EQ(code, 0);
