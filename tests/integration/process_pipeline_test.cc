@@ -27,34 +27,11 @@ using ::cmdistill::testing::RunProcess;
 using ::cmdistill::testing::Subprocess;
 using ::testing::HasSubstr;
 
-int PortOf(const std::string& ready) {
-  int port = 0;
-  std::sscanf(ready.c_str() + ready.find("grpc_port="), "grpc_port=%d", &port);
-  return port;
-}
+using ::cmdistill::testing::PortOf;
 
-// A synthetic task (data/train.jsonl, `train` problems) and randomly
-// initialised student and teacher folders (student/, teacher/) in `dir`.
+// A synthetic task and random student/teacher folders in `dir`.
 void MakeTaskAndModels(const testing::TempDir& dir, int train) {
-  const std::string B = CmdistillBinary();
-  const absl::Duration t = absl::Seconds(60);
-  ASSERT_EQ(RunProcess({B, "datagen", "--out", dir.File("data"), "--train",
-                        std::to_string(train), "--test", "2"},
-                       t)
-                .exit_code,
-            0);
-  const std::string cfg = dir.Write(
-      "config.json",
-      R"({"model_type": "llama", "vocab_size": 260, "hidden_size": 32, "intermediate_size": 64,
-          "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
-          "max_position_embeddings": 512})");
-  for (const char* role : {"student", "teacher"}) {
-    ASSERT_EQ(RunProcess({B, "init-model", "--config", cfg, "--out",
-                          dir.File(role), "--seed", role[0] == 's' ? "1" : "2"},
-                         t)
-                  .exit_code,
-              0);
-  }
+  ASSERT_OK(testing::MakeTinyTaskAndModels(dir, train));
 }
 
 TEST(ProcessPipeline, FourRolesAsProcessesTrainAndExitCleanly) {

@@ -245,6 +245,8 @@ absl::StatusOr<TestCertificates> MakeTestCertificates(const std::string& dir) {
   c.client_cert = dir + "/client.pem";
   c.client_key = dir + "/client.key";
   c.other_ca_cert = dir + "/other_ca.pem";
+  c.other_client_cert = dir + "/other_client.pem";
+  c.other_client_key = dir + "/other_client.key";
   std::ofstream(dir + "/server.ext") << "subjectAltName=DNS:localhost,IP:127.0."
                                         "0.1\nextendedKeyUsage=serverAuth\n";
   std::ofstream(dir + "/client.ext") << "extendedKeyUsage=clientAuth\n";
@@ -267,6 +269,12 @@ absl::StatusOr<TestCertificates> MakeTestCertificates(const std::string& dir) {
       "openssl x509 -req -in " + d + "/client.csr -CA " + d +
           "/ca.pem -CAkey " + d + "/ca.key -CAcreateserial -days 2 -extfile " +
           d + "/client.ext -out " + d + "/client.pem",
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=intruder -keyout " + d +
+          "/other_client.key -out " + d + "/other_client.csr",
+      "openssl x509 -req -in " + d + "/other_client.csr -CA " + d +
+          "/other_ca.pem -CAkey " + d +
+          "/other_ca.key -CAcreateserial -days 2 -extfile " + d +
+          "/client.ext -out " + d + "/other_client.pem",
   };
   for (const std::string& s : steps) {
     const int rc = std::system((s + " >/dev/null 2>&1").c_str());
@@ -274,6 +282,33 @@ absl::StatusOr<TestCertificates> MakeTestCertificates(const std::string& dir) {
       return absl::InternalError(absl::StrCat("failed (", rc, "): ", s));
   }
   return c;
+}
+
+absl::Status MakeTinyTaskAndModels(const TempDir& dir, int train) {
+  const std::string B = CmdistillBinary();
+  const absl::Duration t = absl::Seconds(60);
+  RunResult r = RunProcess({B, "datagen", "--out", dir.File("data"), "--train",
+                            std::to_string(train), "--test", "2"},
+                           t);
+  if (r.exit_code != 0) return absl::InternalError("datagen: " + r.err);
+  const std::string cfg = dir.Write(
+      "config.json",
+      R"({"model_type": "llama", "vocab_size": 260, "hidden_size": 32, "intermediate_size": 64,
+          "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+          "max_position_embeddings": 512})");
+  for (const char* role : {"student", "teacher"}) {
+    r = RunProcess({B, "init-model", "--config", cfg, "--out", dir.File(role),
+                    "--seed", role[0] == 's' ? "1" : "2"},
+                   t);
+    if (r.exit_code != 0) return absl::InternalError("init-model: " + r.err);
+  }
+  return absl::OkStatus();
+}
+
+int PortOf(const std::string& ready_line, const std::string& key) {
+  const size_t at = ready_line.find(key + "=");
+  if (at == std::string::npos) return 0;
+  return std::atoi(ready_line.c_str() + at + key.size() + 1);
 }
 
 }  // namespace cmdistill::testing

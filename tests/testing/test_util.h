@@ -77,12 +77,22 @@ absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(
     const std::string& text);
 
 // A CA, a server certificate for localhost/127.0.0.1 signed by it, a client
-// certificate signed by it, and an unrelated second CA. Files in `dir`.
+// certificate signed by it, an unrelated second CA and a client certificate
+// signed by that one. Files in `dir`.
 struct TestCertificates {
   std::string ca_cert, server_cert, server_key, client_cert, client_key,
-      other_ca_cert;
+      other_ca_cert, other_client_cert, other_client_key;
 };
 absl::StatusOr<TestCertificates> MakeTestCertificates(const std::string& dir);
+
+// With the cmdistill binary: a synthetic task (data/train.jsonl with `train`
+// problems, data/test.jsonl) and randomly initialised student/ and teacher/
+// model folders (a 1-layer byte-level Llama) in `dir`.
+absl::Status MakeTinyTaskAndModels(const TempDir& dir, int train);
+
+// The port of "grpc_port=N" (or "metrics_port=N" with `key`) in a READY line;
+// 0 when absent.
+int PortOf(const std::string& ready_line, const std::string& key = "grpc_port");
 
 }  // namespace cmdistill::testing
 
