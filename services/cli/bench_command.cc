@@ -21,6 +21,7 @@
 #include "common/net/client.h"
 #include "common/net/server.h"
 #include "services/actor/actor.h"
+#include "services/bench/overload.h"
 #include "services/bench/throughput.h"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
@@ -31,7 +32,7 @@
 namespace cmdistill::cli {
 namespace {
 
-constexpr const char* kModes = "decode, score, train, sync or gemm";
+constexpr const char* kModes = "decode, score, train, sync, gemm or overload";
 
 std::string RateJson(const bench::Rate& r) {
   std::vector<std::string> runs;
@@ -168,6 +169,63 @@ int Fail(Io io, const absl::Status& s, int code = kExitFailure) {
   return code;
 }
 
+// `overload`: the teacher service under 10x more clients than its queue holds.
+int Overload(std::unique_ptr<model::LanguageModel> m, const std::string& desc,
+             const FlagSet& flags, bool json, Io io) {
+  bench::OverloadOptions o;
+  int64_t clients = 0, queue = 0, len = 64;
+  double secs = 0;
+  if ((flags.IsSet("clients") &&
+       (!absl::SimpleAtoi(flags.Get("clients"), &clients) || clients < 1)) ||
+      !absl::SimpleAtoi(flags.Get("queue"), &queue) || queue < 1 ||
+      !absl::SimpleAtod(flags.Get("duration"), &secs) || secs <= 0 ||
+      (flags.IsSet("seq-len") &&
+       (!absl::SimpleAtoi(flags.Get("seq-len"), &len) || len < 1))) {
+    io.err << "cmdistill bench overload: --clients, --queue, --seq-len must "
+              "be positive integers and --duration a positive number\n";
+    return kExitUsage;
+  }
+  o.clients = static_cast<int>(clients);
+  o.queue_capacity = static_cast<size_t>(queue);
+  o.seq_len = len;
+  o.duration = absl::Seconds(secs);
+  auto r = bench::TeacherOverload(std::move(m), o);
+  if (!r.ok()) return Fail(io, r.status());
+  auto lat = [](const bench::LatencyStats& l) {
+    return absl::StrFormat(
+        R"({"count": %d, "p50_ms": %.2f, "p99_ms": %.2f, "max_ms": %.2f})",
+        l.count, l.p50_ms, l.p99_ms, l.max_ms);
+  };
+  if (json) {
+    io.out
+        << absl::StrFormat(
+               R"({"mode": "overload", "model": "%s", "clients": %d, "queue_capacity": %d, "alone": %s, "served": %s, "refused": %s, "other_errors": %d, "alone_per_s": %.1f, "served_per_s": %.1f, "max_queue_depth": %.0f, "rss_mb": {"before": %.1f, "peak": %.1f, "after": %.1f}})",
+               desc, r->clients, r->queue_capacity, lat(r->alone),
+               lat(r->served), lat(r->refused), r->other_errors, r->alone_per_s,
+               r->served_per_s, r->max_queue_depth, r->rss_before_mb,
+               r->rss_peak_mb, r->rss_after_mb)
+        << "\n";
+    return kExitOk;
+  }
+  io.out << "cmdistill bench overload: " << desc << "\n"
+         << absl::StrFormat(
+                "  alone (1 client):   %.1f calls/s, latency p50 %.1f ms, p99 "
+                "%.1f ms\n"
+                "  %d clients, queue %d: %.1f calls/s served (%d), p50 %.1f "
+                "ms, p99 %.1f ms, max %.1f ms\n"
+                "  refused RESOURCE_EXHAUSTED: %d, p50 %.2f ms, p99 %.2f ms; "
+                "other errors: %d\n"
+                "  queue depth max %.0f of %d; RSS %.1f MB before, %.1f peak, "
+                "%.1f after\n",
+                r->alone_per_s, r->alone.p50_ms, r->alone.p99_ms, r->clients,
+                r->queue_capacity, r->served_per_s, r->served.count,
+                r->served.p50_ms, r->served.p99_ms, r->served.max_ms,
+                r->refused.count, r->refused.p50_ms, r->refused.p99_ms,
+                r->other_errors, r->max_queue_depth, r->queue_capacity,
+                r->rss_before_mb, r->rss_peak_mb, r->rss_after_mb);
+  return kExitOk;
+}
+
 int RunBench(const std::vector<std::string>& args, Io io) {
   FlagSet flags(
       "cmdistill bench", "MODE [--model DIR | --shape NAME] [flags]",
@@ -202,6 +260,10 @@ int RunBench(const std::vector<std::string>& args, Io io) {
   flags.AddBool("stop-at-eos",
                 "decode: stop sequences at eos (default: "
                 "fixed length, comparable figures)");
+  flags.AddString("clients", "N",
+                  "overload: concurrent scoring clients (default: 10 x queue)");
+  flags.AddString("queue", "Q", "overload: the teacher's queue capacity", "8");
+  flags.AddString("duration", "S", "overload: seconds of load", "10");
   flags.AddBool("json", "print one JSON object instead of a table");
   if (auto code = ParseOrExit(&flags, args, io)) return *code;
   if (flags.positional().size() != 1) {
@@ -210,7 +272,7 @@ int RunBench(const std::vector<std::string>& args, Io io) {
   }
   const std::string mode = flags.positional()[0];
   if (mode != "decode" && mode != "score" && mode != "train" &&
-      mode != "sync" && mode != "gemm") {
+      mode != "sync" && mode != "gemm" && mode != "overload") {
     io.err << "cmdistill bench: unknown mode '" << mode << "' (" << kModes
            << ")\n";
     return kExitUsage;
@@ -293,6 +355,7 @@ int RunBench(const std::vector<std::string>& args, Io io) {
       R"("mode": "%s", "model": "%s", "parameters": %d, "device": "%s", "dtype": "%s", "threads": %d, "warmup": %d, "repeats": %d)",
       mode, what, m->num_parameters(), m->device_name(), m->dtype_name(),
       model::ComputeThreads(), rep.warmup, rep.repeats));
+  if (mode == "overload") return Overload(std::move(m), desc, flags, json, io);
   if (mode == "decode") {
     auto batches = bench::ParseCounts(
         flags.IsSet("batch") ? flags.Get("batch") : "1,8,64", "batch");

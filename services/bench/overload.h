@@ -1,0 +1,51 @@
+// `cmdistill bench overload`: a teacher service (real model, real gRPC over
+// loopback) driven by ten times more concurrent scoring clients than its queue
+// holds. What a user needs to see: the queue stays within its capacity, the
+// excess is refused with RESOURCE_EXHAUSTED at once (not after a timeout),
+// memory stays flat, and the calls that are served keep a latency bounded by
+// the queue (capacity x batch time), compared with one client alone.
+#ifndef CMDISTILL_SERVICES_BENCH_OVERLOAD_H_
+#define CMDISTILL_SERVICES_BENCH_OVERLOAD_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/model/language_model.h"
+
+namespace cmdistill::bench {
+
+struct OverloadOptions {
+  int clients = 0;  // 0: 10 x queue_capacity
+  size_t queue_capacity = 8;
+  int64_t max_batch_tokens = 1024;
+  int64_t seq_len = 64;  // completion tokens per request (one sequence)
+  absl::Duration duration = absl::Seconds(10);
+};
+
+struct LatencyStats {
+  int64_t count = 0;
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;
+};
+
+struct OverloadResult {
+  int clients = 0;
+  size_t queue_capacity = 0;
+  LatencyStats alone;    // one client, no contention: the reference
+  LatencyStats served;   // under overload, calls that were scored
+  LatencyStats refused;  // under overload, RESOURCE_EXHAUSTED answers
+  int64_t other_errors = 0;
+  double served_per_s = 0, alone_per_s = 0;
+  double max_queue_depth = 0;  // sampled every 20 ms
+  double rss_before_mb = 0, rss_peak_mb = 0, rss_after_mb = 0;
+};
+
+// Takes ownership of `teacher` (the scorer's model).
+absl::StatusOr<OverloadResult> TeacherOverload(
+    std::unique_ptr<model::LanguageModel> teacher,
+    const OverloadOptions& options);
+
+}  // namespace cmdistill::bench
+
+#endif  // CMDISTILL_SERVICES_BENCH_OVERLOAD_H_
