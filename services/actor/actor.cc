@@ -74,6 +74,14 @@ Actor::Actor(ActorOptions options, model::LanguageModel* policy,
     for (grpc::StatusCode c : kCodes)
       rpcs_->Add({{"peer", peer}, {"code", CodeName(c)}});
   }
+  retries_ = &prometheus::BuildCounter()
+                  .Name("cmdistill_actor_rpc_retries_total")
+                  .Help(
+                      "Attempts beyond the first (backoff after UNAVAILABLE "
+                      "or RESOURCE_EXHAUSTED), by peer")
+                  .Register(*registry);
+  for (const char* peer : {"learner", "teacher", "reward"})
+    retries_->Add({{"peer", peer}});
   auto& latency = prometheus::BuildHistogram()
                       .Name("cmdistill_actor_rpc_seconds")
                       .Help(
@@ -104,6 +112,11 @@ Actor::Actor(ActorOptions options, model::LanguageModel* policy,
 void Actor::Count(Rpc rpc, const grpc::Status& s, absl::Time start) {
   rpcs_->Add({{"peer", kRpcPeer[rpc]}, {"code", CodeName(s.error_code())}})
       .Increment();
+  if (attempts_ > 1) {
+    retries_->Add({{"peer", kRpcPeer[rpc]}})
+        .Increment(static_cast<double>(attempts_ - 1));
+  }
+  attempts_ = 1;
   latency_[rpc]->Observe(absl::ToDoubleSeconds(absl::Now() - start));
 }
 
@@ -111,9 +124,12 @@ absl::Status Actor::CheckTeacher() {
   if (!o_.needs_teacher || teacher_ == nullptr) return absl::OkStatus();
   v1::GetTeacherInfoResponse info;
   const absl::Time start = absl::Now();
-  grpc::Status s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
-    return teacher_->GetInfo(ctx, {}, &info);
-  });
+  grpc::Status s = net::CallWithRetry(
+      o_.call,
+      [&](grpc::ClientContext* ctx) {
+        return teacher_->GetInfo(ctx, {}, &info);
+      },
+      &attempts_);
   Count(kTeacherGetInfo, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   if (info.vocab_size() !=
@@ -137,9 +153,12 @@ absl::Status Actor::SyncPolicy(bool force) {
   wreq.set_max_wait_ms(0);
   v1::WaitForPolicyResponse wresp;
   absl::Time start = absl::Now();
-  grpc::Status s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
-    return learner_->WaitForPolicy(ctx, wreq, &wresp);
-  });
+  grpc::Status s = net::CallWithRetry(
+      o_.call,
+      [&](grpc::ClientContext* ctx) {
+        return learner_->WaitForPolicy(ctx, wreq, &wresp);
+      },
+      &attempts_);
   Count(kWaitForPolicy, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   // Any difference matters: a learner that restarted from a checkpoint may be
@@ -158,29 +177,32 @@ absl::Status Actor::SyncPolicy(bool force) {
   v1::PolicyHeader header;
   std::string digest;
   start = absl::Now();
-  s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
-    bytes.clear();
-    Sha256 hash;
-    v1::FetchPolicyRequest req;
-    auto reader = learner_->FetchPolicy(ctx, req);
-    v1::FetchPolicyResponse chunk;
-    bool first = true;
-    while (reader->Read(&chunk)) {
-      if (first) {
-        header = chunk.header();
-        bytes.reserve(header.total_bytes());
-        first = false;
-      }
-      if (chunk.offset() != bytes.size()) {
-        ctx->TryCancel();
-        break;
-      }
-      hash.Update(chunk.data());
-      bytes += chunk.data();
-    }
-    digest = hash.Hex();
-    return reader->Finish();
-  });
+  s = net::CallWithRetry(
+      o_.call,
+      [&](grpc::ClientContext* ctx) {
+        bytes.clear();
+        Sha256 hash;
+        v1::FetchPolicyRequest req;
+        auto reader = learner_->FetchPolicy(ctx, req);
+        v1::FetchPolicyResponse chunk;
+        bool first = true;
+        while (reader->Read(&chunk)) {
+          if (first) {
+            header = chunk.header();
+            bytes.reserve(header.total_bytes());
+            first = false;
+          }
+          if (chunk.offset() != bytes.size()) {
+            ctx->TryCancel();
+            break;
+          }
+          hash.Update(chunk.data());
+          bytes += chunk.data();
+        }
+        digest = hash.Hex();
+        return reader->Finish();
+      },
+      &attempts_);
   Count(kFetchPolicy, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   if (bytes.size() != header.total_bytes() || digest != header.sha256_hex()) {
@@ -201,9 +223,12 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
   lreq.set_max_prompts(o_.prompts_per_lease);
   v1::LeasePromptsResponse leases;
   absl::Time start = absl::Now();
-  grpc::Status s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
-    return learner_->LeasePrompts(ctx, lreq, &leases);
-  });
+  grpc::Status s = net::CallWithRetry(
+      o_.call,
+      [&](grpc::ClientContext* ctx) {
+        return learner_->LeasePrompts(ctx, lreq, &leases);
+      },
+      &attempts_);
   Count(kLeasePrompts, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   if (leases.leases_size() == 0) {
@@ -281,10 +306,13 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
     }
     v1::ScoreResponse sresp;
     start = absl::Now();
-    s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
-      sresp.Clear();
-      return teacher_->Score(ctx, sreq, &sresp);
-    });
+    s = net::CallWithRetry(
+        o_.call,
+        [&](grpc::ClientContext* ctx) {
+          sresp.Clear();
+          return teacher_->Score(ctx, sreq, &sresp);
+        },
+        &attempts_);
     Count(kTeacherScore, s, start);
     if (!s.ok()) return FromGrpcStatus(s);
     for (size_t k = 0; k < trajs.size(); ++k) {
@@ -301,10 +329,13 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
   for (const auto& t : trajs) *ereq.add_trajectories() = t;
   v1::EvaluateResponse eresp;
   start = absl::Now();
-  s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
-    eresp.Clear();
-    return reward_->Evaluate(ctx, ereq, &eresp);
-  });
+  s = net::CallWithRetry(
+      o_.call,
+      [&](grpc::ClientContext* ctx) {
+        eresp.Clear();
+        return reward_->Evaluate(ctx, ereq, &eresp);
+      },
+      &attempts_);
   Count(kRewardEvaluate, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   v1::SubmitTrajectoriesRequest sub;
@@ -314,10 +345,13 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
   }
   v1::SubmitTrajectoriesResponse subr;
   start = absl::Now();
-  s = net::CallWithRetry(o_.call, [&](grpc::ClientContext* ctx) {
-    subr.Clear();
-    return learner_->SubmitTrajectories(ctx, sub, &subr);
-  });
+  s = net::CallWithRetry(
+      o_.call,
+      [&](grpc::ClientContext* ctx) {
+        subr.Clear();
+        return learner_->SubmitTrajectories(ctx, sub, &subr);
+      },
+      &attempts_);
   Count(kSubmitTrajectories, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   trajectories_->Increment(static_cast<double>(sub.trajectories_size()));

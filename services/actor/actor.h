@@ -103,6 +103,8 @@ class Actor {
   std::string receive_buffer_;  // policy snapshots, reused between versions
 
   prometheus::Family<prometheus::Counter>* rpcs_;
+  prometheus::Family<prometheus::Counter>* retries_;
+  int attempts_ = 1;  // of the last CallWithRetry, read by Count()
   prometheus::Counter *tokens_, *trajectories_;
   prometheus::Gauge* version_gauge_;
   prometheus::Histogram* latency_[kNumRpcs];
