@@ -6,15 +6,20 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "cmdistill/v1/learner.grpc.pb.h"
 #include "cmdistill/v1/teacher.grpc.pb.h"
 #include "common/metrics/metrics.h"
 #include "common/net/client.h"
 #include "common/net/server.h"
+#include "services/learner/learner_service.h"
+#include "services/learner/policy_trainer.h"
 #include "services/teacher/model_scorer.h"
 #include "services/teacher/teacher_service.h"
 
@@ -54,34 +59,72 @@ LatencyStats StatsOf(std::vector<double> ms) {
 struct Samples {
   absl::Mutex mu;
   std::vector<double> served, refused;
-  int64_t other = 0;
+  int64_t other = 0, idle = 0;
+  std::string other_example;
 };
 
-// `clients` threads calling Score until `until`.
-void Drive(v1::TeacherService::Stub* stub, const v1::ScoreRequest& req,
-           int clients, absl::Time until, Samples* out) {
+// `clients` threads making `call` until `until`.
+void Drive(const std::function<grpc::Status()>& call, int clients,
+           absl::Time until, Samples* out) {
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&] {
       while (absl::Now() < until) {
-        grpc::ClientContext ctx;
-        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-        v1::ScoreResponse resp;
         const absl::Time t0 = absl::Now();
-        const grpc::Status s = stub->Score(&ctx, req, &resp);
+        const grpc::Status s = call();
         const double ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
         absl::MutexLock l(&out->mu);
         if (s.ok()) {
           out->served.push_back(ms);
         } else if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
           out->refused.push_back(ms);
+        } else if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
+          ++out->idle;  // no work to lease (learner): not an error
         } else {
           ++out->other;
+          if (out->other_example.empty())
+            out->other_example =
+                absl::StrCat(s.error_code(), ": ", s.error_message());
         }
       }
     });
   }
   for (auto& t : threads) t.join();
+}
+
+// Alone, then under load with `gauge` and RSS sampled: fills `r`.
+void Measure(const std::function<grpc::Status()>& call,
+             prometheus::Registry& registry, const std::string& gauge,
+             const OverloadOptions& o, OverloadResult* r) {
+  Samples alone;
+  Drive(call, 1, absl::Now() + o.duration / 4, &alone);
+  r->alone = StatsOf(alone.served);
+  r->alone_per_s = static_cast<double>(alone.served.size()) /
+                   absl::ToDoubleSeconds(o.duration / 4);
+  r->rss_before_mb = RssMb();
+  std::atomic<bool> stop{false};
+  std::thread sampler([&] {
+    while (!stop.load()) {
+      r->max_queue_depth =
+          std::max(r->max_queue_depth, GaugeValue(registry, gauge));
+      r->rss_peak_mb = std::max(r->rss_peak_mb, RssMb());
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  });
+  Samples load;
+  const absl::Time t0 = absl::Now();
+  Drive(call, r->clients, t0 + o.duration, &load);
+  const double secs = absl::ToDoubleSeconds(absl::Now() - t0);
+  stop = true;
+  sampler.join();
+  r->rss_after_mb = RssMb();
+  r->served = StatsOf(load.served);
+  r->refused = StatsOf(load.refused);
+  r->other_errors = load.other;
+  r->idle = load.idle;
+  r->other_example =
+      !load.other_example.empty() ? load.other_example : alone.other_example;
+  r->served_per_s = static_cast<double>(load.served.size()) / secs;
 }
 
 }  // namespace
@@ -114,36 +157,116 @@ absl::StatusOr<OverloadResult> TeacherOverload(
   for (int64_t i = 0; i < o.seq_len; ++i)
     seq->add_completion_ids(static_cast<int>((7 * i + 3) % vocab));
 
-  // One client alone: the latency the served calls are compared with.
-  Samples alone;
-  Drive(stub.get(), req, 1, absl::Now() + o.duration / 4, &alone);
-  r.alone = StatsOf(alone.served);
-  r.alone_per_s = static_cast<double>(alone.served.size()) /
-                  absl::ToDoubleSeconds(o.duration / 4);
-  // Overload, with queue depth and memory sampled alongside.
-  r.rss_before_mb = RssMb();
-  std::atomic<bool> stop{false};
-  std::thread sampler([&] {
-    while (!stop.load()) {
-      r.max_queue_depth =
-          std::max(r.max_queue_depth,
-                   GaugeValue(*registry, "cmdistill_teacher_queue_depth"));
-      r.rss_peak_mb = std::max(r.rss_peak_mb, RssMb());
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-  });
-  Samples load;
-  const absl::Time t0 = absl::Now();
-  Drive(stub.get(), req, r.clients, t0 + o.duration, &load);
-  const double secs = absl::ToDoubleSeconds(absl::Now() - t0);
-  stop = true;
-  sampler.join();
-  r.rss_after_mb = RssMb();
-  r.served = StatsOf(load.served);
-  r.refused = StatsOf(load.refused);
-  r.other_errors = load.other;
-  r.served_per_s = static_cast<double>(load.served.size()) / secs;
+  Measure(
+      [&] {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+        v1::ScoreResponse resp;
+        return stub->Score(&ctx, req, &resp);
+      },
+      *registry, "cmdistill_teacher_queue_depth", o, &r);
   (*server)->Shutdown(absl::Seconds(5), [&] { service.Close(); });
+  return r;
+}
+
+absl::StatusOr<OverloadResult> LearnerOverload(
+    std::unique_ptr<model::LanguageModel> student, const OverloadOptions& o) {
+  OverloadResult r;
+  r.queue_capacity = o.queue_capacity;
+  r.clients =
+      o.clients > 0 ? o.clients : static_cast<int>(10 * o.queue_capacity);
+  const int64_t vocab = student->config().vocab_size;
+  learner::TrainerOptions to;
+  to.method = rl::Method::kGrpo;
+  auto trainer = learner::PolicyTrainer::Create(student.get(), to);
+  if (!trainer.ok()) return trainer.status();
+  auto registry = metrics::NewRegistry();
+  auto gate = net::GrpcServer::MakeGate({}, registry.get());
+  learner::LearnerOptions lo;
+  lo.lease.samples_per_prompt = 2;
+  lo.lease.epochs = 1000;
+  lo.prompts_per_step = 1;
+  lo.max_steps = 1 << 30;
+  lo.max_policy_lag = 1 << 20;  // every submission fresh enough: only the
+                                // buffer refuses
+  lo.buffer_capacity = o.queue_capacity;
+  std::vector<learner::Prompt> prompts;
+  for (int p = 0; p < 1000; ++p) {
+    learner::Prompt q;
+    for (int i = 0; i < 8; ++i)
+      q.ids.push_back(static_cast<int32_t>((p * 31 + i) % vocab));
+    q.gold = "1";
+    prompts.push_back(std::move(q));
+  }
+  auto service = learner::LearnerServiceImpl::Create(
+      std::move(prompts), student.get(), trainer->get(), gate, registry.get(),
+      lo);
+  if (!service.ok()) return service.status();
+  auto server = net::GrpcServer::Start({}, gate, {service->get()});
+  if (!server.ok()) return server.status();
+  net::ChannelOptions co;
+  co.target = "127.0.0.1:" + std::to_string((*server)->port());
+  auto channel = net::MakeChannel(co);
+  if (!channel.ok()) return channel.status();
+  auto stub = v1::LearnerService::NewStub(*channel);
+  Measure(
+      [&]() -> grpc::Status {
+        // Like an actor: a refused group is submitted again (after the
+        // client's next turn), not dropped; a new prompt only after success.
+        thread_local v1::SubmitTrajectoriesRequest pending;
+        if (pending.trajectories_size() > 0) {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+          v1::SubmitTrajectoriesResponse resp;
+          const grpc::Status s = stub->SubmitTrajectories(&ctx, pending, &resp);
+          if (s.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED)
+            pending.Clear();
+          return s;
+        }
+        v1::LeasePromptsResponse leases;
+        {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+          v1::LeasePromptsRequest req;
+          req.set_max_prompts(1);
+          const grpc::Status s = stub->LeasePrompts(&ctx, req, &leases);
+          if (!s.ok()) return s;
+          if (leases.leases_size() == 0) {  // all leased: an actor idles
+            absl::SleepFor(absl::Milliseconds(10));
+            return grpc::Status(grpc::StatusCode::NOT_FOUND, "idle");
+          }
+        }
+        const v1::PromptLease& l = leases.leases(0);
+        v1::SubmitTrajectoriesRequest sub;
+        for (uint32_t i = 0; i < 2; ++i) {
+          v1::Trajectory* t = sub.add_trajectories();
+          *t->mutable_lease() = l.lease();
+          t->set_sample_index(i);
+          t->set_trajectory_id(l.lease().lease_id() + "/" + std::to_string(i));
+          t->mutable_prompt_ids()->CopyFrom(l.prompt_ids());
+          for (int64_t k = 0; k < o.seq_len; ++k) {
+            t->add_completion_ids(static_cast<int>((k * 7 + i) % vocab));
+            t->add_behavior_logprobs(-2.0f);
+            t->mutable_evaluation()->add_feasible(true);
+          }
+          t->mutable_evaluation()->set_trajectory_return(static_cast<float>(i));
+          t->set_policy_version(0);
+        }
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+        v1::SubmitTrajectoriesResponse resp;
+        const grpc::Status s = stub->SubmitTrajectories(&ctx, sub, &resp);
+        if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED)
+          pending = sub;
+        if (!s.ok()) return s;
+        for (int i = 0; i < resp.outcomes_size(); ++i) {
+          if (resp.outcomes(i) != v1::SUBMIT_OUTCOME_ACCEPTED)
+            return grpc::Status(grpc::StatusCode::INTERNAL, resp.reasons(i));
+        }
+        return s;
+      },
+      *registry, "cmdistill_learner_buffer_trajectories", o, &r);
+  (*server)->Shutdown(absl::Seconds(5), [&] { (*service)->Close(); });
   return r;
 }
 

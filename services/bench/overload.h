@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -36,6 +37,8 @@ struct OverloadResult {
   LatencyStats served;   // under overload, calls that were scored
   LatencyStats refused;  // under overload, RESOURCE_EXHAUSTED answers
   int64_t other_errors = 0;
+  int64_t idle = 0;  // learner: turns with nothing to lease (10 ms idle each)
+  std::string other_example;  // the first other error, "code: message"
   double served_per_s = 0, alone_per_s = 0;
   double max_queue_depth = 0;  // sampled every 20 ms
   double rss_before_mb = 0, rss_peak_mb = 0, rss_after_mb = 0;
@@ -44,6 +47,15 @@ struct OverloadResult {
 // Takes ownership of `teacher` (the scorer's model).
 absl::StatusOr<OverloadResult> TeacherOverload(
     std::unique_ptr<model::LanguageModel> teacher,
+    const OverloadOptions& options);
+
+// The learner's submission buffer (capacity: options.queue_capacity
+// trajectories) under `clients` actors that lease a prompt and submit its whole
+// group (G = 2, seq_len completion tokens) as fast as they can, while the
+// learner trains `student` (grpo, one prompt per step). "alone" is one such
+// client. max_queue_depth is the buffer gauge.
+absl::StatusOr<OverloadResult> LearnerOverload(
+    std::unique_ptr<model::LanguageModel> student,
     const OverloadOptions& options);
 
 }  // namespace cmdistill::bench

@@ -189,7 +189,13 @@ int Overload(std::unique_ptr<model::LanguageModel> m, const std::string& desc,
   o.queue_capacity = static_cast<size_t>(queue);
   o.seq_len = len;
   o.duration = absl::Seconds(secs);
-  auto r = bench::TeacherOverload(std::move(m), o);
+  const std::string service = flags.Get("service");
+  if (service != "teacher" && service != "learner") {
+    io.err << "cmdistill bench overload: --service is teacher or learner\n";
+    return kExitUsage;
+  }
+  auto r = service == "teacher" ? bench::TeacherOverload(std::move(m), o)
+                                : bench::LearnerOverload(std::move(m), o);
   if (!r.ok()) return Fail(io, r.status());
   auto lat = [](const bench::LatencyStats& l) {
     return absl::StrFormat(
@@ -199,30 +205,32 @@ int Overload(std::unique_ptr<model::LanguageModel> m, const std::string& desc,
   if (json) {
     io.out
         << absl::StrFormat(
-               R"({"mode": "overload", "model": "%s", "clients": %d, "queue_capacity": %d, "alone": %s, "served": %s, "refused": %s, "other_errors": %d, "alone_per_s": %.1f, "served_per_s": %.1f, "max_queue_depth": %.0f, "rss_mb": {"before": %.1f, "peak": %.1f, "after": %.1f}})",
-               desc, r->clients, r->queue_capacity, lat(r->alone),
-               lat(r->served), lat(r->refused), r->other_errors, r->alone_per_s,
-               r->served_per_s, r->max_queue_depth, r->rss_before_mb,
-               r->rss_peak_mb, r->rss_after_mb)
+               R"({"mode": "overload", "service": "%s", "model": "%s", "clients": %d, "queue_capacity": %d, "alone": %s, "served": %s, "refused": %s, "idle": %d, "other_errors": %d, "alone_per_s": %.1f, "served_per_s": %.1f, "max_queue_depth": %.0f, "rss_mb": {"before": %.1f, "peak": %.1f, "after": %.1f}})",
+               service, desc, r->clients, r->queue_capacity, lat(r->alone),
+               lat(r->served), lat(r->refused), r->idle, r->other_errors,
+               r->alone_per_s, r->served_per_s, r->max_queue_depth,
+               r->rss_before_mb, r->rss_peak_mb, r->rss_after_mb)
         << "\n";
     return kExitOk;
   }
-  io.out << "cmdistill bench overload: " << desc << "\n"
+  io.out << "cmdistill bench overload (" << service << "): " << desc << "\n"
          << absl::StrFormat(
                 "  alone (1 client):   %.1f calls/s, latency p50 %.1f ms, p99 "
                 "%.1f ms\n"
-                "  %d clients, queue %d: %.1f calls/s served (%d), p50 %.1f "
+                "  %d clients, capacity %d: %.1f calls/s served (%d), p50 %.1f "
                 "ms, p99 %.1f ms, max %.1f ms\n"
                 "  refused RESOURCE_EXHAUSTED: %d, p50 %.2f ms, p99 %.2f ms; "
-                "other errors: %d\n"
-                "  queue depth max %.0f of %d; RSS %.1f MB before, %.1f peak, "
+                "idle turns: %d; other errors: %d%s\n"
+                "  queue/buffer max %.0f of %d; RSS %.1f MB before, %.1f peak, "
                 "%.1f after\n",
                 r->alone_per_s, r->alone.p50_ms, r->alone.p99_ms, r->clients,
                 r->queue_capacity, r->served_per_s, r->served.count,
                 r->served.p50_ms, r->served.p99_ms, r->served.max_ms,
-                r->refused.count, r->refused.p50_ms, r->refused.p99_ms,
-                r->other_errors, r->max_queue_depth, r->queue_capacity,
-                r->rss_before_mb, r->rss_peak_mb, r->rss_after_mb);
+                r->refused.count, r->refused.p50_ms, r->refused.p99_ms, r->idle,
+                r->other_errors,
+                r->other_errors > 0 ? " (first: " + r->other_example + ")" : "",
+                r->max_queue_depth, r->queue_capacity, r->rss_before_mb,
+                r->rss_peak_mb, r->rss_after_mb);
   return kExitOk;
 }
 
@@ -262,7 +270,11 @@ int RunBench(const std::vector<std::string>& args, Io io) {
                 "fixed length, comparable figures)");
   flags.AddString("clients", "N",
                   "overload: concurrent scoring clients (default: 10 x queue)");
-  flags.AddString("queue", "Q", "overload: the teacher's queue capacity", "8");
+  flags.AddString("queue", "Q",
+                  "overload: the teacher's queue capacity, or the learner's "
+                  "buffer (trajectories)",
+                  "8");
+  flags.AddString("service", "S", "overload: teacher or learner", "teacher");
   flags.AddString("duration", "S", "overload: seconds of load", "10");
   flags.AddBool("json", "print one JSON object instead of a table");
   if (auto code = ParseOrExit(&flags, args, io)) return *code;

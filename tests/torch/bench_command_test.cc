@@ -111,6 +111,27 @@ TEST(BenchCommand, SyncComparesTheFetchWithPlainLoopback) {
   EXPECT_NEAR(j["ratio"].get<double>(), fetch / loop, 1e-3);
 }
 
+// Overload, teacher and learner: the queue (buffer) never exceeds its
+// capacity, the excess is refused with RESOURCE_EXHAUSTED, nothing else fails.
+// Figures only, no timing asserted.
+TEST(BenchCommand, OverloadIsBoundedAndRefusesTheExcess) {
+  for (const std::string service : {"teacher", "learner"}) {
+    SCOPED_TRACE(service);
+    const Result r =
+        Bench({"overload", "--service", service, "--queue", "4", "--clients",
+               "24", "--duration", "1.5", "--seq-len", "16", "--json"});
+    ASSERT_EQ(r.code, kExitOk) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["clients"], 24);
+    EXPECT_LE(j["max_queue_depth"].get<double>(), 4);
+    EXPECT_GT(j["served"]["count"].get<int>(), 0);
+    EXPECT_GT(j["refused"]["count"].get<int>(), 0);
+    EXPECT_EQ(j["other_errors"], 0);
+    EXPECT_GT(j["rss_mb"]["peak"].get<double>(), 0);
+  }
+  EXPECT_EQ(Bench({"overload", "--service", "actor"}).code, kExitUsage);
+}
+
 TEST(BenchCommand, GemmReportsFlops) {
   const Result r =
       Bench({"gemm", "--gemm-size", "64", "--repeats", "1", "--json"});
