@@ -393,7 +393,11 @@ std::string NormalizeAnswer(std::string_view answer) {
   }
   RewriteFractions(&out);
   if (IsThousandsNumber(out)) ReplaceAll(&out, ",", "");
-  if (!out.empty() && out[0] == '+') out.erase(0, 1);
+  // A sign on a number only: stripping any leading '+' made normalising twice
+  // differ from once ("+ +" -> "+" -> ""), so such an answer was not even
+  // equivalent to itself (found by fuzzing).
+  if (out.size() > 1 && out[0] == '+' && (IsDigit(out[1]) || out[1] == '.'))
+    out.erase(0, 1);
   return out;
 }
 

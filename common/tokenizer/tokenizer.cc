@@ -658,7 +658,34 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(
   return FromJson(*text, config_text, file);
 }
 
+namespace {
+
+// A member of a JSON object, or null when `o` is not an object or lacks it
+// (nlohmann's operator[] on a const object with a missing key is undefined
+// behaviour: found by fuzzing).
+const json& Member(const json& o, const std::string& key) {
+  static const json* kNull = new json();
+  if (!o.is_object()) return *kNull;
+  const auto it = o.find(key);
+  return it == o.end() ? *kNull : *it;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
+    const std::string& text, const std::string& config_text,
+    const std::string& source) {
+  // Values of the wrong JSON type throw from nlohmann's accessors: a
+  // malformed file, reported as such (found by fuzzing).
+  try {
+    return FromJsonUnchecked(text, config_text, source);
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": malformed tokenizer.json: ", e.what()));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonUnchecked(
     const std::string& text, const std::string& config_text,
     const std::string& source) {
   auto bad = [&](const std::string& what) {
@@ -772,7 +799,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
   if (j.contains("normalizer") && !j["normalizer"].is_null()) {
     const json& n = j["normalizer"];
     if (n.value("type", "") == "Sequence") {
-      for (const json& x : n["normalizers"]) norms.push_back(x);
+      if (!Member(n, "normalizers").is_array())
+        return bad("normalizer Sequence without its 'normalizers' list");
+      for (const json& x : Member(n, "normalizers")) norms.push_back(x);
     } else {
       norms.push_back(n);
     }
@@ -793,7 +822,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
   if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
     const json& p = j["pre_tokenizer"];
     if (p.value("type", "") == "Sequence") {
-      for (const json& x : p["pretokenizers"]) pres.push_back(x);
+      if (!Member(p, "pretokenizers").is_array())
+        return bad("pre_tokenizer Sequence without its 'pretokenizers' list");
+      for (const json& x : Member(p, "pretokenizers")) pres.push_back(x);
     } else {
       pres.push_back(p);
     }
@@ -811,7 +842,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
       }
       const std::string re =
           p.contains("pattern") && p["pattern"].contains("Regex")
-              ? p["pattern"]["Regex"]
+              ? Member(Member(p, "pattern"), "Regex")
               : "";
       if (re == kQwenPattern) {
         impl->pattern = Pattern::kQwen;
@@ -847,7 +878,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
     const std::string t = pp.value("type", "");
     std::vector<json> procs;
     if (t == "Sequence") {
-      for (const json& x : pp["processors"]) procs.push_back(x);
+      if (!Member(pp, "processors").is_array())
+        return bad("post_processor Sequence without its 'processors' list");
+      for (const json& x : Member(pp, "processors")) procs.push_back(x);
     } else {
       procs.push_back(pp);
     }
@@ -857,15 +890,16 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
       if (pt != "TemplateProcessing") {
         return bad(absl::StrCat("post_processor '", pt, "' is not supported"));
       }
-      for (const json& piece : p["single"]) {
+      for (const json& piece : Member(p, "single")) {
         if (piece.contains("Sequence")) {
           impl->template_single.push_back({true, -1});
         } else if (piece.contains("SpecialToken")) {
-          const std::string name = piece["SpecialToken"].value("id", "");
-          const json& st = p["special_tokens"];
+          const std::string name =
+              Member(piece, "SpecialToken").value("id", "");
+          const json& st = Member(p, "special_tokens");
           if (!st.contains(name))
             return bad(absl::StrCat("template token '", name, "' undefined"));
-          for (const json& id : st[name]["ids"]) {
+          for (const json& id : Member(Member(st, name), "ids")) {
             impl->template_single.push_back({false, id.get<int32_t>()});
           }
         }

@@ -73,6 +73,9 @@ class Tokenizer {
   const std::string& fingerprint() const;
 
  private:
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJsonUnchecked(
+      const std::string& json, const std::string& config_json,
+      const std::string& source);
   struct Impl;
   explicit Tokenizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -86,6 +86,21 @@ TEST(Equivalent, NumbersInTheirManyForms) {
   EXPECT_EQ(NumericValue("inf"), std::nullopt);
 }
 
+// Found by fuzzing: normalising twice must equal normalising once, so every
+// answer is equivalent to itself ("+ +" used to normalise to "+", then "").
+TEST(Equivalent, NormalisationIsIdempotentAndReflexive) {
+  for (const char* a : {" + +", "+", "++", "+5", "+.5", "-+3", "+ 7 apples",
+                        "\\boxed{+}", "+\\frac{1}{2}"}) {
+    const std::string n = NormalizeAnswer(a);
+    EXPECT_EQ(NormalizeAnswer(n), n) << a;
+    if (!n.empty()) {
+      EXPECT_TRUE(AnswersEquivalent(n, n)) << a;
+    }
+  }
+  EXPECT_EQ(NormalizeAnswer("+5"), "5");
+  EXPECT_TRUE(AnswersEquivalent("+5", "5"));
+}
+
 TEST(Grade, ResponsesAgainstGold) {
   EXPECT_TRUE(GradeResponse("She makes 9 * 2 = $18.\n#### 18", "#### 18",
                             Strictness::kStrict)

@@ -24,6 +24,33 @@ std::unique_ptr<Tokenizer> Make(
   return *std::move(t);
 }
 
+// Found by fuzzing: structurally wrong JSON (a Sequence normalizer without
+// its list, a post-processor template without special_tokens, values of the
+// wrong type) is an INVALID_ARGUMENT naming the file, never a crash.
+TEST(Tokenizer, MalformedStructureIsAnErrorNotACrash) {
+  using json = nlohmann::json;
+  const std::string good = MakeByteLevelTokenizerJson({}, {});
+  for (const auto& [key, value] : std::vector<std::pair<std::string, json>>{
+           {"normalizer", {{"type", "Sequence"}}},
+           {"pre_tokenizer", {{"type", "Sequence"}}},
+           {"post_processor",
+            {{"type", "TemplateProcessing"},
+             {"single", {{{"SpecialToken", {{"id", "x"}}}}}}}},
+           {"post_processor", {{"type", "Sequence"}}},
+           {"added_tokens", {{{"id", "seven"}, {"content", "<x>"}}}},
+           {"normalizer", 5},
+           {"decoder", "ByteLevel"}}) {
+    json j = json::parse(good);
+    j[key] = value;
+    auto t = Tokenizer::FromJson(j.dump(), "", "t.json");
+    EXPECT_FALSE(t.ok()) << key << " = " << value.dump();
+    if (!t.ok()) {
+      EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(t.status().message(), ::testing::HasSubstr("t.json"));
+    }
+  }
+}
+
 TEST(Tokenizer, TrainedMergesFollowPairFrequency) {
   // Pieces (Qwen pattern): "aaab", " aaab" x2, " ab" (space = "Ġ").
   // Round 1: a-a 6, a-b 4, Ġ-a 3 -> "a a". Round 2: a-b 4 beats aa-a 3.
