@@ -350,7 +350,9 @@ std::string GoldAnswer(std::string_view reference) {
   return std::string(Trim(reference));
 }
 
-std::string NormalizeAnswer(std::string_view answer) {
+namespace {
+
+std::string NormalizeOnce(std::string_view answer) {
   std::string s(answer.substr(0, kMaxAnswerBytes));
   ReplaceAll(&s, "\xe2\x88\x92", "-");  // U+2212 minus sign
   ReplaceAll(&s, "\\dfrac", "\\frac");
@@ -398,6 +400,21 @@ std::string NormalizeAnswer(std::string_view answer) {
   // equivalent to itself (found by fuzzing).
   if (out.size() > 1 && out[0] == '+' && (IsDigit(out[1]) || out[1] == '.'))
     out.erase(0, 1);
+  return out;
+}
+
+}  // namespace
+
+// One pass can expose what another pass would remove ("5 cm." loses its unit,
+// then its dot): normalising is repeated to a fixed point, so that normalising
+// twice equals normalising once (found by fuzzing).
+std::string NormalizeAnswer(std::string_view answer) {
+  std::string out = NormalizeOnce(answer);
+  for (int i = 0; i < 4; ++i) {
+    std::string again = NormalizeOnce(out);
+    if (again == out) break;
+    out = std::move(again);
+  }
   return out;
 }
 
