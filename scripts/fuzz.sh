@@ -7,6 +7,7 @@
 #   reward_request  an EvaluateRequest through a real in-process reward service
 #   learner_submission  a SubmitTrajectoriesRequest: the learner's trajectory checks and
 #                   exactly-once lease accounting
+#   teacher_request a ScoreRequest through a real in-process teacher service (fake scorer)
 #
 #   scripts/fuzz.sh [RUNS] [TARGET...]     RUNS executions per target (default 1000000)
 #   CMDISTILL_FUZZ_MERGE=1 scripts/fuzz.sh  also merge new coverage into tests/fuzz/corpus/
@@ -19,7 +20,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs="${1:-1000000}"
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(tokenizer config answer safetensors reward_request learner_submission)
+[[ ${#targets[@]} -gt 0 ]] || targets=(tokenizer config answer safetensors reward_request learner_submission
+  teacher_request)
 
 need=()
 command -v clang++ >/dev/null || need+=(clang)

@@ -183,8 +183,9 @@ services:
         done[kind] += 1
         injected += 1
         last_fault_step = max(
+            [last_fault_step] +
             [int(l.split()[1].split("=")[1]) for l in procs["learner"].lines
-             if l.startswith("STEP ")] or [0])
+             if l.startswith("STEP ")])
     # The end: the learner finishes by itself, the actors after it.
     learner = procs["learner"]
     why = []
