@@ -409,8 +409,11 @@ std::string NormalizeOnce(std::string_view answer) {
 // then its dot): normalising is repeated to a fixed point, so that normalising
 // twice equals normalising once (found by fuzzing).
 std::string NormalizeAnswer(std::string_view answer) {
+  // A crafted answer can nest removable pieces (\ci\,rc becomes \circ only
+  // once \, is gone), so the passes are bounded by the length, not by
+  // a small count (each pass that changes a removable piece shortens it).
   std::string out = NormalizeOnce(answer);
-  for (int i = 0; i < 4; ++i) {
+  for (size_t i = 0; i < kMaxAnswerBytes; ++i) {
     std::string again = NormalizeOnce(out);
     if (again == out) break;
     out = std::move(again);

@@ -283,10 +283,34 @@ void TeacherServiceImpl::RunBatch(
     return;
   }
   scored_tokens_->Increment(static_cast<double>(tokens));
+  // The backend's answer is checked before it is indexed: a scorer that
+  // returns too few scores or top-K entries fails the calls with INTERNAL
+  // instead of reading out of bounds (found by fuzzing with a fake scorer).
+  size_t wanted = 0;
+  for (Pending* p : live) wanted += p->inputs.size();
+  if (scores->size() != wanted) {
+    for (Pending* p : live) {
+      p->reactor->Finish(
+          grpc::Status(grpc::StatusCode::INTERNAL,
+                       absl::StrCat("the scorer returned ", scores->size(),
+                                    " scores for ", wanted, " sequences")));
+    }
+    return;
+  }
   size_t k = 0;
   for (Pending* p : live) {
+    std::string broken;
     for (size_t i = 0; i < p->inputs.size(); ++i, ++k) {
       model::SequenceScore& s = (*scores)[k];
+      if (p->top_k > 0) {
+        const size_t need =
+            s.sampled_logprobs.size() * static_cast<size_t>(top_k);
+        if (s.top_ids.size() < need || s.top_logprobs.size() < need) {
+          broken = absl::StrCat("the scorer returned ", s.top_ids.size(),
+                                " top-K entries for ", need);
+        }
+      }
+      if (!broken.empty()) continue;
       v1::SequenceScores* out = p->resp->add_scores();
       out->mutable_sampled_logprobs()->Assign(s.sampled_logprobs.begin(),
                                               s.sampled_logprobs.end());
@@ -309,7 +333,9 @@ void TeacherServiceImpl::RunBatch(
       }
     }
     request_seconds_->Observe(absl::ToDoubleSeconds(absl::Now() - p->arrived));
-    p->reactor->Finish(grpc::Status::OK);
+    p->reactor->Finish(broken.empty()
+                           ? grpc::Status::OK
+                           : grpc::Status(grpc::StatusCode::INTERNAL, broken));
   }
 }
 

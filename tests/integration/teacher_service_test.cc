@@ -228,6 +228,23 @@ TEST(TeacherService, ExpiredCallsAreDroppedBeforeModelTime) {
       1);
 }
 
+// Found by fuzzing: the adapter indexed the scorer's top-K entries without
+// checking their number. A scorer that returns none (the fake) now fails the
+// call with INTERNAL, naming the shortfall, and the service keeps serving.
+TEST(TeacherService, AShortAnswerFromTheScorerIsInternalNotAnOverread) {
+  testing::FakeScorer fake;
+  Server s(&fake, {});
+  v1::ScoreRequest req;
+  *req.add_sequences() = Seq(3);
+  req.set_teacher_top_k(2);
+  v1::ScoreResponse resp;
+  const grpc::Status st = s.Score(req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_THAT(st.error_message(), HasSubstr("top-K entries"));
+  req.set_teacher_top_k(0);
+  EXPECT_TRUE(s.Score(req, &resp).ok());
+}
+
 TEST(TeacherService, EveryRefusalHasItsCodeAndMetric) {
   testing::FakeScorer fake;
   TeacherServiceOptions o;

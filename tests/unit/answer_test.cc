@@ -89,9 +89,9 @@ TEST(Equivalent, NumbersInTheirManyForms) {
 // Found by fuzzing: normalising twice must equal normalising once, so every
 // answer is equivalent to itself ("+ +" used to normalise to "+", then "").
 TEST(Equivalent, NormalisationIsIdempotentAndReflexive) {
-  for (const char* a :
-       {" + +", "+", "++", "+5", "+.5", "-+3", "+ 7 apples", ".\fl", "5 cm.",
-        "3. apples.", "\\boxed{+}", "+\\frac{1}{2}"}) {
+  for (const char* a : {" + +", "+", "++", "+5", "+.5", "-+3", "+ 7 apples",
+                        ".\fl", "5 cm.", "3. apples.", "\\boxed{+}",
+                        "+\\frac{1}{2}", R"(\\\\\ci\\\\\circ\,,,rc\,,,)"}) {
     const std::string n = NormalizeAnswer(a);
     EXPECT_EQ(NormalizeAnswer(n), n) << a;
     if (!n.empty()) {
