@@ -127,14 +127,20 @@ void Measure(const std::function<grpc::Status()>& call,
   r->served_per_s = static_cast<double>(load.served.size()) / secs;
 }
 
-}  // namespace
-
-absl::StatusOr<OverloadResult> TeacherOverload(
-    std::unique_ptr<model::LanguageModel> teacher, const OverloadOptions& o) {
+// The result's fixed part: capacity and the client count (10x by default).
+OverloadResult Start(const OverloadOptions& o) {
   OverloadResult r;
   r.queue_capacity = o.queue_capacity;
   r.clients =
       o.clients > 0 ? o.clients : static_cast<int>(10 * o.queue_capacity);
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<OverloadResult> TeacherOverload(
+    std::unique_ptr<model::LanguageModel> teacher, const OverloadOptions& o) {
+  OverloadResult r = Start(o);
   const int64_t vocab = teacher->config().vocab_size;
   auto scorer = teacher::MakeModelScorer(std::move(teacher), "bench", "",
                                          o.max_batch_tokens);
@@ -171,10 +177,7 @@ absl::StatusOr<OverloadResult> TeacherOverload(
 
 absl::StatusOr<OverloadResult> LearnerOverload(
     std::unique_ptr<model::LanguageModel> student, const OverloadOptions& o) {
-  OverloadResult r;
-  r.queue_capacity = o.queue_capacity;
-  r.clients =
-      o.clients > 0 ? o.clients : static_cast<int>(10 * o.queue_capacity);
+  OverloadResult r = Start(o);
   const int64_t vocab = student->config().vocab_size;
   learner::TrainerOptions to;
   to.method = rl::Method::kGrpo;

@@ -40,9 +40,8 @@ struct Client {
   std::string ca, cert, key;  // cert/key empty: no client certificate
 };
 
-// One cheap authenticated RPC of the role's service.
-grpc::Status Call(const std::string& role, int port, const Client& c,
-                  const std::string& token) {
+// A TLS channel to 127.0.0.1:port presenting `c`'s certificate (if any).
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Dial(int port, const Client& c) {
   net::ChannelOptions o;
   o.target = "127.0.0.1:" + std::to_string(port);
   o.use_tls = true;
@@ -50,7 +49,13 @@ grpc::Status Call(const std::string& role, int port, const Client& c,
   o.cert_file = c.cert;
   o.key_file = c.key;
   o.server_name_override = "localhost";
-  auto ch = net::MakeChannel(o);
+  return net::MakeChannel(o);
+}
+
+// One cheap authenticated RPC of the role's service.
+grpc::Status Call(const std::string& role, int port, const Client& c,
+                  const std::string& token) {
+  auto ch = Dial(port, c);
   if (!ch.ok()) return grpc::Status(grpc::StatusCode::INTERNAL, "channel");
   net::CallOptions co;
   co.timeout = absl::Seconds(2);
@@ -74,14 +79,7 @@ grpc::Status Call(const std::string& role, int port, const Client& c,
 }
 
 grpc::Status Health(int port, const Client& c) {
-  net::ChannelOptions o;
-  o.target = "127.0.0.1:" + std::to_string(port);
-  o.use_tls = true;
-  o.ca_file = c.ca;
-  o.cert_file = c.cert;
-  o.key_file = c.key;
-  o.server_name_override = "localhost";
-  auto ch = net::MakeChannel(o);
+  auto ch = Dial(port, c);
   if (!ch.ok()) return grpc::Status(grpc::StatusCode::INTERNAL, "channel");
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
