@@ -22,54 +22,11 @@
 
 #include "absl/status/statusor.h"
 #include "common/checkpoint/hf_checkpoint.h"
+#include "common/model/types.h"
 
 namespace cmdistill::model {
 
 class Transformer;
-
-struct SamplingOptions {
-  double temperature = 1.0;  // 0 = greedy
-  double top_p = 1.0;        // (0, 1]
-  int64_t top_k = 0;         // 0 = off
-  int64_t max_new_tokens = 64;
-  std::vector<int32_t> stop_token_ids;
-  uint64_t seed = 0;
-  // Per position, the K most likely tokens of the policy and their
-  // log-probabilities, always including the sampled token (it replaces the K-th
-  // when outside). 0 = none; >= V = all.
-  int64_t support_k = 0;
-};
-
-struct GenerationResult {
-  std::vector<int32_t> tokens;  // [T] generated tokens (a stop token included)
-  std::vector<float> logprobs;  // [T] log π(token) under the convention above
-  bool finished = false;        // ended on a stop token
-  int64_t support_k = 0;        // K actually used
-  std::vector<int32_t> support_ids;     // [T * K]
-  std::vector<float> support_logprobs;  // [T * K]
-};
-
-struct ScoreInput {
-  std::vector<int32_t> prompt_ids;      // at least one token
-  std::vector<int32_t> completion_ids;  // [T]
-  int64_t support_k = 0;                // K (0: sampled tokens only)
-  std::vector<int32_t> support_ids;     // [T * K]
-};
-
-struct SequenceScore {
-  std::vector<float> sampled_logprobs;  // [T] log p(completion_t | prefix)
-  std::vector<float> support_logprobs;  // [T * K]
-  std::vector<float>
-      tail_logprobs;  // [T] log p(outside the support), floored at -1e4
-  std::vector<int32_t> top_ids;  // [T * top_k] when asked
-  std::vector<float> top_logprobs;
-};
-
-struct ScoreOptions {
-  double temperature = 1.0;         // the distribution scored (teacher: 1)
-  int64_t max_batch_tokens = 8192;  // padded tokens per forward pass
-  int64_t top_k = 0;  // also return the model's own top-K per position
-};
 
 class LanguageModel {
  public:

@@ -54,7 +54,7 @@ const char* CodeName(grpc::StatusCode c) {
 
 }  // namespace
 
-Actor::Actor(ActorOptions options, model::LanguageModel* policy,
+Actor::Actor(ActorOptions options, Policy* policy,
              std::shared_ptr<grpc::Channel> learner,
              std::shared_ptr<grpc::Channel> teacher,
              std::shared_ptr<grpc::Channel> reward,
@@ -132,11 +132,10 @@ absl::Status Actor::CheckTeacher() {
       &attempts_);
   Count(kTeacherGetInfo, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
-  if (info.vocab_size() !=
-      static_cast<uint32_t>(policy_->config().vocab_size)) {
+  if (info.vocab_size() != static_cast<uint32_t>(policy_->vocab_size())) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the teacher's vocabulary (", info.vocab_size(),
-        ") differs from the student's (", policy_->config().vocab_size, ")"));
+        ") differs from the student's (", policy_->vocab_size(), ")"));
   }
   if (!o_.tokenizer_fingerprint.empty() &&
       !info.tokenizer_fingerprint().empty() &&

@@ -1,7 +1,7 @@
 // The rollout actor: keeps the newest policy, leases prompts, samples G
 // completions per prompt with the KV cache (behaviour log-probabilities and the
 // student support recorded), asks the teacher and the reward service, submits
-// scored trajectories. Torch-free (LanguageModel).
+// scored trajectories. Torch-free (the policy behind policy.h).
 //
 // Every call has a deadline; RESOURCE_EXHAUSTED/UNAVAILABLE are retried with
 // backoff inside it, and a round that fails is abandoned (its leases expire and
@@ -20,13 +20,13 @@
 #include "cmdistill/v1/learner.grpc.pb.h"
 #include "cmdistill/v1/reward.grpc.pb.h"
 #include "cmdistill/v1/teacher.grpc.pb.h"
-#include "common/model/language_model.h"
 #include "common/net/client.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "services/actor/policy.h"
 
 namespace cmdistill::actor {
 
@@ -47,7 +47,7 @@ struct ActorOptions {
 class Actor {
  public:
   // `policy` must outlive the actor; `teacher` may be null when !needs_teacher.
-  Actor(ActorOptions options, model::LanguageModel* policy,
+  Actor(ActorOptions options, Policy* policy,
         std::shared_ptr<grpc::Channel> learner,
         std::shared_ptr<grpc::Channel> teacher,
         std::shared_ptr<grpc::Channel> reward, prometheus::Registry* registry);
@@ -92,7 +92,7 @@ class Actor {
   void Count(Rpc rpc, const grpc::Status& s, absl::Time start);
 
   ActorOptions o_;
-  model::LanguageModel* policy_;
+  Policy* policy_;
   std::unique_ptr<v1::LearnerService::Stub> learner_;
   std::unique_ptr<v1::TeacherService::Stub> teacher_;
   std::unique_ptr<v1::RewardService::Stub> reward_;

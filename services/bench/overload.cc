@@ -202,8 +202,7 @@ absl::StatusOr<OverloadResult> LearnerOverload(
     prompts.push_back(std::move(q));
   }
   auto service = learner::LearnerServiceImpl::Create(
-      std::move(prompts), student.get(), trainer->get(), gate, registry.get(),
-      lo);
+      std::move(prompts), trainer->get(), gate, registry.get(), lo);
   if (!service.ok()) return service.status();
   auto server = net::GrpcServer::Start({}, gate, {service->get()});
   if (!server.ok()) return server.status();

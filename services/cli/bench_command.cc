@@ -21,6 +21,7 @@
 #include "common/net/client.h"
 #include "common/net/server.h"
 #include "services/actor/actor.h"
+#include "services/actor/model_policy.h"
 #include "services/bench/overload.h"
 #include "services/bench/throughput.h"
 #include "services/cli/commands.h"
@@ -120,7 +121,7 @@ absl::StatusOr<SyncResult> Sync(model::LanguageModel& student,
   learner::LearnerOptions lo;
   lo.chunk_bytes = chunk_bytes;
   auto service = learner::LearnerServiceImpl::Create(
-      {{{1}, "q", "1"}}, &student, trainer->get(), gate, registry.get(), lo);
+      {{{1}, "q", "1"}}, trainer->get(), gate, registry.get(), lo);
   if (!service.ok()) return service.status();
   net::ServerOptions so;
   so.listen_address = "127.0.0.1:0";
@@ -144,7 +145,8 @@ absl::StatusOr<SyncResult> Sync(model::LanguageModel& student,
   ao.call.timeout = absl::Minutes(5);
   // One long-lived actor, as in a run: every repeat fetches the snapshot again.
   auto reg = metrics::NewRegistry();
-  actor::Actor a(ao, receiver->get(), *channel, nullptr, *channel, reg.get());
+  actor::ModelPolicy seam(receiver->get());
+  actor::Actor a(ao, &seam, *channel, nullptr, *channel, reg.get());
   auto fetch = [&]() -> absl::Status { return a.SyncPolicy(/*force=*/true); };
   bench::Rate rate;
   for (int i = 0; i < r.warmup + std::max(1, r.repeats); ++i) {

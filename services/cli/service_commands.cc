@@ -21,9 +21,11 @@
 #include "common/tasks/dataset.h"
 #include "common/tokenizer/tokenizer.h"
 #include "services/actor/actor.h"
+#include "services/actor/model_policy.h"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
 #include "services/cli/run_config_flags.h"
+#include "services/common/child_protocol.h"
 #include "services/common/service_host.h"
 #include "services/common/task_options.h"
 #include "services/common/wiring.h"
@@ -250,17 +252,19 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   lo.has_lambda = to.method == rl::Method::kLagrangian ||
                   to.method == rl::Method::kSoftLagrangian;
   std::unique_ptr<learner::LearnerServiceImpl> service;
-  auto observer = [&io](const learner::StepStats& s, uint64_t version) {
-    std::printf(
-        "STEP step=%lld version=%llu reward=%.4f return=%.4f satisfaction=%.4f "
-        "cost=%.5f "
-        "kl=%.5f lambda=%.4f loss=%.5f tokens=%lld\n",
-        static_cast<long long>(s.step),
-        static_cast<unsigned long long>(version), s.mean_task_reward,
-        s.mean_return, s.satisfaction, s.mean_cost, s.mean_token_kl, s.lambda,
-        s.loss, static_cast<long long>(s.tokens));
-    std::fflush(stdout);
-    (void)io;
+  auto observer = [](const learner::StepStats& s, uint64_t version) {
+    services::StepLine l;
+    l.step = s.step;
+    l.version = version;
+    l.reward = s.mean_task_reward;
+    l.ret = s.mean_return;
+    l.satisfaction = s.satisfaction;
+    l.cost = s.mean_cost;
+    l.kl = s.mean_token_kl;
+    l.lambda = s.lambda;
+    l.loss = s.loss;
+    l.tokens = s.tokens;
+    services::Announce(services::FormatStep(l));
   };
   const std::string final_dir = config.output_dir() + "/final";
   auto server = services::ServerOptionsFor(config, config.services().learner());
@@ -280,7 +284,7 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
     return kExitFailure;
   }
   auto svc = learner::LearnerServiceImpl::Create(
-      std::move(prompts), student->get(), trainer->get(), (*host)->gate_ptr(),
+      std::move(prompts), trainer->get(), (*host)->gate_ptr(),
       (*host)->registry().get(), lo, observer, found ? &found->state : nullptr);
   if (!svc.ok()) {
     io.err << "cmdistill learner: " << svc.status().message() << "\n";
@@ -326,21 +330,16 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   } else {
     // Exactly-once, from outside: groups trained and distinct prompts among
     // them, in total and per epoch (trained/unique), restored across resumes.
-    uint64_t trained = 0, unique = 0;
-    std::vector<std::string> per_epoch;
+    services::FinishedLine f;
+    f.step = service->step();
+    f.model = final_dir;
+    f.complete = done;
     for (const v1::EpochStatus& e : service->epoch_status()) {
-      trained += e.trained();
-      unique += e.unique();
-      per_epoch.push_back(absl::StrCat(e.trained(), "/", e.unique()));
+      f.prompts += e.trained();
+      f.unique += e.unique();
+      f.epochs.emplace_back(e.trained(), e.unique());
     }
-    std::printf(
-        "FINISHED step=%lld model=%s complete=%d prompts=%llu unique=%llu "
-        "epochs=%s\n",
-        static_cast<long long>(service->step()), final_dir.c_str(),
-        done ? 1 : 0, static_cast<unsigned long long>(trained),
-        static_cast<unsigned long long>(unique),
-        absl::StrJoin(per_epoch, ",").c_str());
-    std::fflush(stdout);
+    services::Announce(services::FormatFinished(f));
   }
   (*host)->Shutdown();
   return rc;
@@ -434,7 +433,8 @@ int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
     }
     exposer = *std::move(e);
   }
-  actor::Actor a(ao, policy->get(), channel(learner_addr),
+  actor::ModelPolicy seam(policy->get());
+  actor::Actor a(ao, &seam, channel(learner_addr),
                  ao.needs_teacher ? channel(teacher_addr) : nullptr,
                  channel(reward_addr), registry.get());
   std::atomic<bool> stop{false};
@@ -464,9 +464,8 @@ int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
     while (!run_done.WaitForNotificationWithTimeout(absl::Seconds(2)))
       dump_metrics();
   });
-  std::printf("READY name=actor grpc_port=0 metrics_port=%d\n",
-              exposer ? exposer->port() : 0);
-  std::fflush(stdout);
+  services::Announce(
+      services::FormatReady({"actor", 0, exposer ? exposer->port() : 0}));
   const absl::Status s = a.Run(stop);
   run_done.Notify();
   dumper.join();

@@ -18,34 +18,10 @@
 #include "common/net/http_get.h"
 #include "common/process/child.h"
 #include "services/cli/progress.h"
+#include "services/common/child_protocol.h"
 
 namespace cmdistill::cli {
 namespace fs = std::filesystem;
-
-bool ParseStepLine(const std::string& line, StepRecord* r) {
-  if (line.rfind("STEP ", 0) != 0) return false;
-  std::map<std::string, std::string> kv;
-  for (absl::string_view part : absl::StrSplit(line.substr(5), ' ')) {
-    const size_t eq = part.find('=');
-    if (eq == absl::string_view::npos) continue;
-    kv[std::string(part.substr(0, eq))] = std::string(part.substr(eq + 1));
-  }
-  auto num = [&](const char* key, double* out) {
-    auto it = kv.find(key);
-    return it != kv.end() && absl::SimpleAtod(it->second, out);
-  };
-  double step = 0, tokens = 0;
-  if (!num("step", &step)) return false;
-  r->step = static_cast<int64_t>(step);
-  num("reward", &r->reward);
-  num("satisfaction", &r->satisfaction);
-  num("cost", &r->cost);
-  num("kl", &r->kl);
-  num("lambda", &r->lambda);
-  num("loss", &r->loss);
-  if (num("tokens", &tokens)) r->tokens = static_cast<int64_t>(tokens);
-  return true;
-}
 
 namespace {
 
@@ -61,19 +37,6 @@ struct Shared {
   bool finished ABSL_GUARDED_BY(mu) = false;
 };
 
-bool ParseReady(const std::string& line, Ports* p) {
-  if (line.rfind("READY ", 0) != 0) return false;
-  for (absl::string_view part : absl::StrSplit(line, ' ')) {
-    if (absl::ConsumePrefix(&part, "grpc_port=")) {
-      if (!absl::SimpleAtoi(part, &p->grpc)) return false;
-    } else if (absl::ConsumePrefix(&part, "metrics_port=")) {
-      if (!absl::SimpleAtoi(part, &p->metrics)) p->metrics = -1;
-    }
-  }
-  // Services report their gRPC port; an actor serves only /metrics.
-  return p->grpc > 0 || p->metrics > 0;
-}
-
 class Children {
  public:
   Children(const DistillOptions& o, std::string logs, Shared* shared)
@@ -87,16 +50,23 @@ class Children {
     auto child = ChildProcess::Spawn(
         name, args, absl::StrCat(logs_, "/", name, ".log"),
         [shared, name, start](const std::string& line) {
-          Ports p;
-          StepRecord r;
-          if (ParseReady(line, &p)) {
+          if (auto ready = services::ParseReady(line)) {
             absl::MutexLock l(&shared->mu);
-            shared->ready[name] = p;
-          } else if (ParseStepLine(line, &r)) {
+            shared->ready[name] = {ready->grpc_port, ready->metrics_port};
+          } else if (auto step = services::ParseStep(line)) {
+            StepRecord r;
+            r.step = step->step;
+            r.reward = step->reward;
+            r.satisfaction = step->satisfaction;
+            r.cost = step->cost;
+            r.kl = step->kl;
+            r.lambda = step->lambda;
+            r.loss = step->loss;
+            r.tokens = step->tokens;
             r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
             absl::MutexLock l(&shared->mu);
             shared->steps.push_back(r);
-          } else if (line.rfind("FINISHED ", 0) == 0) {
+          } else if (services::ParseFinished(line)) {
             absl::MutexLock l(&shared->mu);
             shared->finished = true;
           }

@@ -59,9 +59,6 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
                                               const DistillOptions& options,
                                               std::ostream& progress);
 
-// Parses "STEP step=1 reward=0.5 ..." (false for other lines).
-bool ParseStepLine(const std::string& line, StepRecord* record);
-
 }  // namespace cmdistill::cli
 
 #endif  // CMDISTILL_SERVICES_CLI_SUPERVISOR_H_

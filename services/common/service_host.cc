@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/metrics/process.h"
 #include "common/status/status_macros.h"
+#include "services/common/child_protocol.h"
 
 namespace cmdistill::services {
 
@@ -31,9 +32,7 @@ absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
   }
   CMDISTILL_ASSIGN_OR_RETURN(
       server_, net::GrpcServer::Start(options_.server, gate_, services));
-  std::printf("READY name=%s grpc_port=%d metrics_port=%d\n",
-              options_.name.c_str(), grpc_port(), metrics_port());
-  std::fflush(stdout);
+  Announce(FormatReady({options_.name, grpc_port(), metrics_port()}));
   return absl::OkStatus();
 }
 

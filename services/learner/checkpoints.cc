@@ -35,7 +35,7 @@ void FsyncPath(const std::string& path) {
 
 absl::Status WriteCheckpoint(const std::string& root,
                              const v1::LearnerCheckpoint& state,
-                             const model::LanguageModel& student,
+                             const Trainer& policy,
                              const std::string& tokenizer_from, int keep) {
   std::error_code ec;
   fs::create_directories(root, ec);
@@ -46,9 +46,7 @@ absl::Status WriteCheckpoint(const std::string& root,
   const std::string tmp = absl::StrCat(root, "/.tmp-", name, "-", getpid());
   const std::string final_dir = root + "/" + name;
   fs::remove_all(tmp, ec);
-  checkpoint::WriteOptions wo;
-  wo.copy_tokenizer_from = tokenizer_from;
-  if (auto s = student.Save(tmp, wo); !s.ok())
+  if (auto s = policy.SavePolicy(tmp, tokenizer_from); !s.ok())
     return s;  // each file written atomically
   std::string bytes;
   if (!state.SerializeToString(&bytes))

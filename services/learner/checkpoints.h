@@ -12,13 +12,13 @@
 
 #include "absl/status/statusor.h"
 #include "cmdistill/v1/checkpoint.pb.h"
-#include "common/model/language_model.h"
+#include "services/learner/trainer.h"
 
 namespace cmdistill::learner {
 
 absl::Status WriteCheckpoint(const std::string& root,
                              const v1::LearnerCheckpoint& state,
-                             const model::LanguageModel& student,
+                             const Trainer& policy,
                              const std::string& tokenizer_from, int keep);
 
 struct FoundCheckpoint {

@@ -1,20 +1,20 @@
-// The learner gRPC service: prompt leases, trajectory submission (idempotent,
-// per-item outcomes), the update loop (complete groups -> PolicyTrainer step ->
-// new policy version), policy announcements (long-poll) and chunked weight
-// snapshots. Torch-free (the student and trainer are used through their
-// torch-free interfaces).
+// The learner gRPC service: the adapter between the learner's RPCs and its
+// domain — prompt leases and submitted trajectories (TrajectoryBuffer),
+// published policy versions and long-polls (PolicyStore), the update loop
+// (complete groups -> Trainer::Step -> new version), checkpoints
+// (checkpoints.h) — plus the learner's metrics. Torch-free: the policy is
+// reached through the Trainer interface (trainer.h).
 //
-// Threads: gRPC reactors never block; one update thread trains; one waiter
-// thread finishes WaitForPolicy long-polls. All shared state is under mu_.
+// Threads: gRPC reactors never block; one update thread trains; the policy
+// store's thread finishes long-polls. The buffer and the step counters are
+// under mu_ (taken before the store's own lock).
 #ifndef CMDISTILL_SERVICES_LEARNER_LEARNER_SERVICE_H_
 #define CMDISTILL_SERVICES_LEARNER_LEARNER_SERVICE_H_
 
 #include <atomic>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,23 +23,14 @@
 #include "absl/synchronization/mutex.h"
 #include "cmdistill/v1/checkpoint.pb.h"
 #include "cmdistill/v1/learner.grpc.pb.h"
-#include "common/model/language_model.h"
 #include "common/net/call_gate.h"
-#include "prometheus/counter.h"
-#include "prometheus/family.h"
-#include "prometheus/gauge.h"
-#include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "services/learner/lease_manager.h"
-#include "services/learner/policy_trainer.h"
+#include "services/learner/policy_store.h"
+#include "services/learner/trainer.h"
+#include "services/learner/trajectory_buffer.h"
 
 namespace cmdistill::learner {
-
-struct Prompt {
-  std::vector<int32_t> ids;
-  std::string text;
-  std::string gold;
-};
 
 struct LearnerOptions {
   LeaseOptions lease;
@@ -72,12 +63,11 @@ using StepObserver =
 
 class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
  public:
-  // `student` and `trainer` must outlive the service.
+  // `trainer` must outlive the service.
   static absl::StatusOr<std::unique_ptr<LearnerServiceImpl>> Create(
-      std::vector<Prompt> prompts, model::LanguageModel* student,
-      PolicyTrainer* trainer, std::shared_ptr<net::CallGate> gate,
-      prometheus::Registry* registry, LearnerOptions options,
-      StepObserver observer = {},
+      std::vector<Prompt> prompts, Trainer* trainer,
+      std::shared_ptr<net::CallGate> gate, prometheus::Registry* registry,
+      LearnerOptions options, StepObserver observer = {},
       const v1::LearnerCheckpoint* resume = nullptr);
   ~LearnerServiceImpl() override;
 
@@ -123,101 +113,48 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
   size_t tracked_ids() const;
 
  private:
-  struct Snapshot {
-    uint64_t version;
-    std::string bytes;
-    std::string sha256_hex;
-  };
-  struct Waiter {
-    grpc::ServerUnaryReactor* reactor;
-    v1::WaitForPolicyResponse* resp;
-    uint64_t after;
-    absl::Time until;
-    absl::Time arrived;
-  };
-  // RPC latency handles, one per method (cmdistill_learner_rpc_seconds).
-  struct RpcLatency {
-    prometheus::Histogram *lease, *return_leases, *submit, *wait, *fetch,
-        *status;
-  };
+  struct Metrics;
   class FetchReactor;
 
-  LearnerServiceImpl(std::vector<Prompt> prompts, model::LanguageModel* student,
-                     PolicyTrainer* trainer,
+  LearnerServiceImpl(std::vector<Prompt> prompts, Trainer* trainer,
                      std::shared_ptr<net::CallGate> gate,
                      prometheus::Registry* registry, LearnerOptions options,
                      StepObserver observer);
-  // Serialises the weights, then (under mu_) runs `with_lock` and installs the
-  // snapshot as the next policy version.
+  absl::Status Restore(const v1::LearnerCheckpoint& c) ABSL_LOCKS_EXCLUDED(mu_);
+  // Serialises the weights, then (under mu_) runs `with_lock` and publishes
+  // them as the next policy version.
   absl::Status Publish(const std::function<void()>& with_lock = {})
       ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status Restore(const v1::LearnerCheckpoint& c) ABSL_LOCKS_EXCLUDED(mu_);
   void UpdateLoop();
-  void WaiterLoop();
-  std::string Validate(const v1::Trajectory& t) const;
+  // Waits for enough complete groups; empty when training is over.
+  std::vector<std::vector<v1::Trajectory>> NextBatch() ABSL_LOCKS_EXCLUDED(mu_);
+  // Publishes a step's result and its bookkeeping; false when training ends.
+  bool FinishStep(const std::vector<std::vector<v1::Trajectory>>& groups,
+                  const StepStats& stats) ABSL_LOCKS_EXCLUDED(mu_);
+  void Finished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountLiveActors(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateBufferGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::vector<Prompt> prompts_;
-  model::LanguageModel* student_;
-  PolicyTrainer* trainer_;
+  Trainer* trainer_;
   std::shared_ptr<net::CallGate> gate_;
   LearnerOptions options_;
   StepObserver observer_;
+  std::unique_ptr<Metrics> m_;
 
   mutable absl::Mutex mu_;
-  LeaseManager leases_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::vector<v1::Trajectory>> partial_
-      ABSL_GUARDED_BY(mu_);
-  std::map<std::string, uint64_t> lease_prompt_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::vector<v1::Trajectory>> ready_ ABSL_GUARDED_BY(mu_);
-  size_t buffered_ ABSL_GUARDED_BY(mu_) = 0;
-  std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
-  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
-  bool resumed_ ABSL_GUARDED_BY(mu_) = false;
+  TrajectoryBuffer buffer_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<PolicyStore> store_;  // set once in Create
+  uint64_t resumed_version_ = 0;
   int64_t step_ ABSL_GUARDED_BY(mu_) = 0;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   StepStats last_ ABSL_GUARDED_BY(mu_);
-  // Per epoch: groups trained, distinct prompts among them (a bitmap while
-  // the epoch is open), trajectories by outcome.
-  struct EpochLedger {
-    uint64_t trained = 0, unique = 0;
-    std::vector<bool> seen;
-    std::map<std::string, uint64_t> trajectories;
-  };
-  std::map<uint64_t, EpochLedger> epochs_ ABSL_GUARDED_BY(mu_);
-  // Epochs below this are finished and trained: their ids are dropped.
-  uint64_t sealed_below_ ABSL_GUARDED_BY(mu_) = 0;
-  void CountOutcome(const char* name, const std::string& lease_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RecordTrained(const std::vector<v1::Trajectory>& group)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PruneFinishedEpochs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void UpdateEpochGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<v1::EpochStatus> EpochStatusLocked() const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> seen_ids_
-      ABSL_GUARDED_BY(mu_);  // trajectory ids of trained groups
   // Actor id -> its last LeasePrompts call; entries older than the lease
   // duration are dropped (such an actor would have lost its leases anyway).
   std::map<std::string, absl::Time> actor_seen_ ABSL_GUARDED_BY(mu_);
-  void CountLiveActors(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::thread update_thread_, waiter_thread_;
+  std::thread update_thread_;
   std::atomic<bool> closed_{false};
-
-  prometheus::Family<prometheus::Counter>* outcomes_;
-  prometheus::Gauge *version_gauge_, *step_gauge_, *buffer_gauge_,
-      *leases_gauge_, *satisfaction_gauge_, *reward_gauge_, *kl_gauge_,
-      *loss_gauge_ = nullptr, *grad_norm_gauge_ = nullptr,
-      *cost_gauge_ = nullptr, *live_actors_gauge_;
-  prometheus::Gauge* lambda_gauge_ = nullptr;  // methods with a λ only
-  prometheus::Histogram *lag_hist_, *step_seconds_;
-  RpcLatency rpc_;
-  prometheus::Counter* tokens_trained_;
-  prometheus::Counter* prompts_trained_;
-  prometheus::Gauge* epoch_gauge_;
-  prometheus::Family<prometheus::Gauge>* epoch_prompts_;
 };
 
 }  // namespace cmdistill::learner

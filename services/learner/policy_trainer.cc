@@ -51,6 +51,18 @@ int64_t PolicyTrainer::step() const { return impl_->adamw->step(); }
 std::string PolicyTrainer::PrecisionWarning() const {
   return impl_->adamw->PrecisionWarning();
 }
+int64_t PolicyTrainer::vocab_size() const {
+  return impl_->student->config().vocab_size;
+}
+absl::StatusOr<std::string> PolicyTrainer::SerializeWeights() const {
+  return impl_->student->SerializeWeights();
+}
+absl::Status PolicyTrainer::SavePolicy(
+    const std::string& dir, const std::string& tokenizer_from) const {
+  checkpoint::WriteOptions wo;
+  wo.copy_tokenizer_from = tokenizer_from;
+  return impl_->student->Save(dir, wo);
+}
 
 absl::StatusOr<StepStats> PolicyTrainer::Step(
     const std::vector<std::vector<v1::Trajectory>>& groups) {

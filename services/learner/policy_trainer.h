@@ -23,6 +23,7 @@
 #include "common/rl/constraint.h"
 #include "common/rl/lagrange.h"
 #include "services/learner/optimizer_options.h"
+#include "services/learner/trainer.h"
 
 namespace cmdistill::learner {
 
@@ -50,54 +51,31 @@ struct TrainerOptions {
   int64_t micro_batch_sequences = 0;
 };
 
-struct StepStats {
-  int64_t step = 0;
-  double loss = 0;
-  double mean_return = 0;
-  double mean_task_reward = 0;
-  double satisfaction = 0;  // share of trajectories within the budget
-  double mean_cost = 0;     // mean cost_used
-  double mean_token_kl =
-      0;  // under the updated-from policy, over real tokens (0 for grpo)
-  double lambda = 0;
-  double grad_norm = 0;
-  double lr = 0;
-  int64_t tokens = 0;
-};
-
-// Optimizer and controller state, for checkpoints.
-struct TrainerState {
-  int64_t step = 0;
-  rl::LagrangeState lagrange;
-  // AdamW moments in parameter order, as raw float32 bytes (m then v per
-  // parameter).
-  std::vector<std::string> moments;
-  // float32 master weights per parameter ("" where a parameter has none);
-  // empty: re-initialised from the parameters.
-  std::vector<std::string> master_weights;
-};
-
-class PolicyTrainer {
+class PolicyTrainer final : public Trainer {
  public:
   // `student` must outlive the trainer; its parameters are trained in place.
   static absl::StatusOr<std::unique_ptr<PolicyTrainer>> Create(
       model::LanguageModel* student, TrainerOptions options);
-  ~PolicyTrainer();
+  ~PolicyTrainer() override;
 
   // One update from complete groups (each: the G trajectories of one prompt,
   // with their `evaluation` filled in by the reward service). INVALID_ARGUMENT
   // for inconsistent trajectories (lengths, supports, missing evaluations);
   // nothing is changed then.
   absl::StatusOr<StepStats> Step(
-      const std::vector<std::vector<v1::Trajectory>>& groups);
+      const std::vector<std::vector<v1::Trajectory>>& groups) override;
 
-  double lambda() const;
+  double lambda() const override;
   int64_t step() const;
   // A loud warning when the optimizer cannot represent updates of the
   // configured lr in the student's dtype (no master weights), else "".
   std::string PrecisionWarning() const;
-  TrainerState SaveState() const;
-  absl::Status RestoreState(const TrainerState& state);
+  TrainerState SaveState() const override;
+  absl::Status RestoreState(const TrainerState& state) override;
+  int64_t vocab_size() const override;
+  absl::StatusOr<std::string> SerializeWeights() const override;
+  absl::Status SavePolicy(const std::string& dir,
+                          const std::string& tokenizer_from) const override;
 
  private:
   struct Impl;

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "common/model/language_model.h"
 #include "services/teacher/scorer.h"
 
 namespace cmdistill::teacher {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/model/language_model.h"
+#include "common/model/types.h"
 
 namespace cmdistill::teacher {
 

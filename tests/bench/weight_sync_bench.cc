@@ -15,6 +15,7 @@
 #include "common/net/server.h"
 #include "services/bench/throughput.h"
 #include "services/learner/learner_service.h"
+#include "services/learner/policy_trainer.h"
 
 namespace cmdistill {
 namespace {
@@ -41,8 +42,7 @@ void BM_FetchPolicy(benchmark::State& state) {
   auto gate = net::GrpcServer::MakeGate({}, registry.get());
   learner::LearnerOptions lo;
   auto service = *learner::LearnerServiceImpl::Create(
-      {{{1}, "q", "1"}}, student.get(), trainer.get(), gate, registry.get(),
-      lo);
+      {{{1}, "q", "1"}}, trainer.get(), gate, registry.get(), lo);
   net::ServerOptions so;
   so.max_message_bytes = 8 << 20;
   auto server = *net::GrpcServer::Start(so, gate, {service.get()});

@@ -1,7 +1,9 @@
 // The learner service's contract with hostile or confused actors: malformed,
 // duplicate, unknown-lease, NaN and wrong-version submissions are each refused
-// with their outcome and counted, and the run is unaffected; snapshots stream
-// with a verifiable checksum.
+// with their outcome and counted, and the run is unaffected; the exactly-once
+// ledger over many epochs and across a resume; snapshots stream what the
+// trainer serialised. Driven by a FakeTrainer: links no LibTorch (the same
+// service over the real PolicyTrainer: tests/torch/learner_policy_test.cc).
 #include "services/learner/learner_service.h"
 
 #include <grpcpp/grpcpp.h>
@@ -9,124 +11,28 @@
 #include <cmath>
 #include <iostream>
 
-#include "cmdistill/v1/learner.grpc.pb.h"
-#include "common/metrics/metrics.h"
-#include "common/model/language_model.h"
-#include "common/net/server.h"
 #include "common/util/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/model_configs.h"
+#include "tests/testing/fake_trainer.h"
+#include "tests/testing/learner_fixture.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/test_util.h"
 
 namespace cmdistill::learner {
 namespace {
 
-checkpoint::ModelConfig Tiny() {
-  testing::TinyShape s;
-  s.hidden = 16;
-  s.intermediate = 32;
-  s.heads = 2;
-  s.kv_heads = 1;
-  s.max_positions = 32;
-  return testing::TinyConfig(s);
-}
-
-struct Fixture {
+// The service over a FakeTrainer (dtype and weights are the real trainer's
+// parameters; the fake has neither).
+struct Fixture : testing::LearnerFixture {
   explicit Fixture(uint32_t max_policy_lag = 2,
-                   const std::string& dtype = "float32",
+                   const std::string& /*dtype*/ = "float32",
                    const v1::LearnerCheckpoint* resume = nullptr,
-                   const std::string& weights = "", uint64_t epochs = 1) {
-    student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", dtype);
-    if (!weights.empty()) {
-      EXPECT_OK(student->LoadWeights(weights));
-    }
-    TrainerOptions to;
-    to.method = rl::Method::kGrpo;
-    trainer = *PolicyTrainer::Create(student.get(), to);
-    registry = metrics::NewRegistry();
-    gate = net::GrpcServer::MakeGate({}, registry.get());
-    LearnerOptions lo;
-    lo.lease.samples_per_prompt = 2;
-    lo.prompts_per_step = 1;
-    lo.max_steps = 100;
-    lo.lease.epochs = epochs;
-    lo.max_policy_lag = max_policy_lag;
-    std::vector<Prompt> prompts = {
-        {{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}};
-    auto created =
-        LearnerServiceImpl::Create(prompts, student.get(), trainer.get(), gate,
-                                   registry.get(), lo, {}, resume);
-    EXPECT_OK(created.status());
-    if (created.ok()) service = *std::move(created);
-    server = *net::GrpcServer::Start({}, gate, {service.get()});
-    stub = v1::LearnerService::NewStub(server->InProcessChannel());
+                   const std::string& /*weights*/ = "", uint64_t epochs = 1)
+      : LearnerFixture(max_policy_lag, resume, epochs) {
+    Start(&trainer);
   }
-  ~Fixture() {
-    server->Shutdown(absl::Seconds(2), [&] { service->Close(); });
-  }
-  v1::PromptLease Lease(const std::string& actor_id = "") {
-    grpc::ClientContext ctx;
-    v1::LeasePromptsRequest req;
-    req.set_max_prompts(1);
-    req.set_actor_id(actor_id);
-    v1::LeasePromptsResponse resp;
-    EXPECT_TRUE(stub->LeasePrompts(&ctx, req, &resp).ok());
-    return resp.leases(0);
-  }
-  v1::Trajectory Make(const v1::PromptLease& l, uint32_t i) {
-    v1::Trajectory t;
-    *t.mutable_lease() = l.lease();
-    t.set_sample_index(i);
-    t.set_trajectory_id(l.lease().lease_id() + "/" + std::to_string(i));
-    t.mutable_prompt_ids()->CopyFrom(l.prompt_ids());
-    t.add_completion_ids(3 + static_cast<int>(i));
-    t.add_behavior_logprobs(-1.5f);
-    t.mutable_evaluation()->add_feasible(true);
-    t.mutable_evaluation()->set_trajectory_return(static_cast<float>(i));
-    t.set_policy_version(0);
-    return t;
-  }
-  v1::SubmitOutcome Submit(const v1::Trajectory& t,
-                           std::string* reason = nullptr) {
-    grpc::ClientContext ctx;
-    v1::SubmitTrajectoriesRequest req;
-    *req.add_trajectories() = t;
-    v1::SubmitTrajectoriesResponse resp;
-    EXPECT_TRUE(stub->SubmitTrajectories(&ctx, req, &resp).ok());
-    if (reason) *reason = resp.reasons(0);
-    return resp.outcomes(0);
-  }
-  // Leases a prompt, submits its group and waits for the step it makes;
-  // returns the new policy version.
-  uint64_t TrainOneStep() {
-    v1::PromptLease a = Lease();
-    Submit(Make(a, 0));
-    Submit(Make(a, 1));
-    grpc::ClientContext ctx;
-    v1::WaitForPolicyRequest w;
-    w.set_max_wait_ms(20000);
-    v1::WaitForPolicyResponse wr;
-    EXPECT_TRUE(stub->WaitForPolicy(&ctx, w, &wr).ok());
-    return wr.policy_version();
-  }
-  double Gauge(const std::string& name) {
-    auto m = *testing::ParsePrometheusText(metrics::Serialize(*registry));
-    return m[name];
-  }
-  double Metric(const std::string& outcome) {
-    auto m = *testing::ParsePrometheusText(metrics::Serialize(*registry));
-    return m["cmdistill_learner_trajectories_total{outcome=\"" + outcome +
-             "\"}"];
-  }
-  std::unique_ptr<model::LanguageModel> student;
-  std::unique_ptr<PolicyTrainer> trainer;
-  std::shared_ptr<prometheus::Registry> registry;
-  std::shared_ptr<net::CallGate> gate;
-  std::unique_ptr<LearnerServiceImpl> service;
-  std::unique_ptr<net::GrpcServer> server;
-  std::unique_ptr<v1::LearnerService::Stub> stub;
+  ~Fixture() { Stop(); }
+  testing::FakeTrainer trainer;
 };
 
 TEST(LearnerService, BadSubmissionsAreRefusedCountedAndHarmless) {
@@ -268,86 +174,36 @@ TEST(LearnerService, CountsTheLiveActors) {
   EXPECT_EQ(f.Gauge("cmdistill_learner_live_actors"), 2);
 }
 
-TEST(LearnerService, StaleSamplesAbandonTheLeaseAndSnapshotsVerify) {
-  Fixture f(/*max_policy_lag=*/0);
-  // Train one step so that version 1 exists.
+TEST(LearnerService, SnapshotsStreamWhatTheTrainerSerialised) {
+  Fixture f;
   ASSERT_EQ(f.TrainOneStep(), 1u);
-  // With max_policy_lag 0, a sample of version 0 is now too stale: its lease is
-  // abandoned and the same prompt is leased again.
-  v1::PromptLease b = f.Lease();
-  EXPECT_EQ(f.Submit(f.Make(b, 0)), v1::SUBMIT_OUTCOME_TOO_STALE);
-  EXPECT_EQ(f.Metric("too_stale"), 1);
-  v1::PromptLease again = f.Lease();
-  EXPECT_EQ(again.lease().prompt_id(), b.lease().prompt_id());
-  EXPECT_NE(again.lease().lease_id(), b.lease().lease_id());
-  // Fetch the snapshot: chunks reassemble to the announced size; a pinned old
-  // version is gone.
   grpc::ClientContext c1;
-  v1::FetchPolicyRequest fr;
-  auto reader = f.stub->FetchPolicy(&c1, fr);
+  auto reader = f.stub->FetchPolicy(&c1, v1::FetchPolicyRequest());
   v1::FetchPolicyResponse chunk;
-  std::string bytes;
-  uint64_t total = 0;
-  std::string sha;
+  std::string bytes, sha;
   while (reader->Read(&chunk)) {
-    if (chunk.has_header()) {
-      total = chunk.header().total_bytes();
-      sha = chunk.header().sha256_hex();
-    }
+    if (chunk.has_header()) sha = chunk.header().sha256_hex();
     EXPECT_EQ(chunk.offset(), bytes.size());
     bytes += chunk.data();
   }
   ASSERT_TRUE(reader->Finish().ok());
-  EXPECT_EQ(bytes.size(), total);
-  // WaitForPolicy names the snapshot by its digest too (version numbers repeat
-  // after a resume from an older checkpoint; the digest does not).
-  {
-    grpc::ClientContext cw;
-    v1::WaitForPolicyRequest w;
-    v1::WaitForPolicyResponse wr;
-    ASSERT_TRUE(f.stub->WaitForPolicy(&cw, w, &wr).ok());
-    EXPECT_EQ(wr.sha256_hex(), sha);
-    EXPECT_EQ(wr.sha256_hex(), Sha256Hex(bytes));
-  }
-  auto other = *model::LanguageModel::InitRandom(Tiny(), 5, "cpu", "float32");
-  EXPECT_OK(other->LoadWeights(bytes));
-  grpc::ClientContext c2;
-  fr.set_policy_version(0 + 99);
-  auto old = f.stub->FetchPolicy(&c2, fr);
-  while (old->Read(&chunk)) {
-  }
-  EXPECT_EQ(old->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_OK_AND_ASSIGN(std::string expected, f.trainer.SerializeWeights());
+  EXPECT_EQ(bytes, expected);
+  EXPECT_EQ(sha, Sha256Hex(expected));
+  EXPECT_THAT(bytes, ::testing::StartsWith("fake weights after step 1;"));
 }
 
-TEST(LearnerService, Bfloat16CheckpointsCarryMasterWeightsAndResumeExactly) {
-  Fixture f(2, "bfloat16");
+TEST(LearnerService, AFailedStepIsCountedDroppedAndTheRunGoesOn) {
+  Fixture f;
+  f.trainer.fail_steps = 1;
+  v1::PromptLease a = f.Lease();
+  EXPECT_EQ(f.Submit(f.Make(a, 0)), v1::SUBMIT_OUTCOME_ACCEPTED);
+  EXPECT_EQ(f.Submit(f.Make(a, 1)), v1::SUBMIT_OUTCOME_ACCEPTED);
+  // The next group trains: version 1 comes from it, not from the failed one.
   ASSERT_EQ(f.TrainOneStep(), 1u);
-  const v1::LearnerCheckpoint saved = f.service->CaptureState();
-  // One float32 master per (bf16) parameter, as big as the parameter in fp32.
-  ASSERT_EQ(saved.optimizer_master_weights_size(),
-            saved.optimizer_moments_size() / 2);
-  for (int i = 0; i < saved.optimizer_master_weights_size(); ++i) {
-    EXPECT_EQ(saved.optimizer_master_weights(i).size(),
-              saved.optimizer_moments(2 * i).size());
-  }
-  // A learner resumed from it (weights as the checkpoint stores them) holds
-  // the same master weights, not ones re-rounded from the bf16 copy.
-  ASSERT_OK_AND_ASSIGN(std::string weights, f.student->SerializeWeights());
-  Fixture g(2, "bfloat16", &saved, weights);
-  const v1::LearnerCheckpoint resumed = g.service->CaptureState();
-  ASSERT_EQ(resumed.optimizer_master_weights_size(),
-            saved.optimizer_master_weights_size());
-  for (int i = 0; i < saved.optimizer_master_weights_size(); ++i) {
-    EXPECT_EQ(resumed.optimizer_master_weights(i),
-              saved.optimizer_master_weights(i))
-        << i;
-  }
-  EXPECT_EQ(resumed.optimizer_step(), 1);
-  // A float32 learner has none to store.
-  Fixture h;
-  const v1::LearnerCheckpoint fp32 = h.service->CaptureState();
-  for (const std::string& m : fp32.optimizer_master_weights())
-    EXPECT_TRUE(m.empty());
+  EXPECT_EQ(f.Metric("step_failed"), 1);
+  EXPECT_EQ(f.trainer.groups_trained, 1);
+  EXPECT_EQ(f.service->step(), 1);
 }
 
 }  // namespace

@@ -19,7 +19,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/actor/actor.h"
+#include "services/actor/model_policy.h"
 #include "services/learner/learner_service.h"
+#include "services/learner/policy_trainer.h"
 #include "services/reward/evaluator.h"
 #include "services/reward/reward_service.h"
 #include "services/teacher/model_scorer.h"
@@ -96,8 +98,7 @@ TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
   lo.prompts_per_step = 2;
   lo.max_steps = 1000;  // ends with the data
   auto learner = *learner::LearnerServiceImpl::Create(
-      prompts, student.get(), trainer.get(), learner_gate,
-      learner_registry.get(), lo);
+      prompts, trainer.get(), learner_gate, learner_registry.get(), lo);
   auto learner_server = Serve(learner_gate, learner.get());
   // Teacher and reward.
   auto teacher_scorer = teacher::MakeModelScorer(
@@ -121,6 +122,7 @@ TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
   // Two actors, each with its own copy of the policy.
   std::atomic<bool> stop{false};
   std::vector<std::unique_ptr<model::LanguageModel>> policies;
+  std::vector<std::unique_ptr<actor::ModelPolicy>> seams;
   std::vector<std::unique_ptr<actor::Actor>> actors;
   std::vector<absl::Status> results(2);
   std::vector<std::thread> threads;
@@ -139,8 +141,13 @@ TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
     ao.call.retry.initial_backoff = absl::Milliseconds(5);
     ao.idle_wait = absl::Milliseconds(100);
     actors.push_back(std::make_unique<actor::Actor>(
-        ao, policies.back().get(), Dial(*learner_server), Dial(*teacher_server),
-        Dial(*reward_server), actor_registry.get()));
+        ao,
+        seams
+            .emplace_back(
+                std::make_unique<actor::ModelPolicy>(policies.back().get()))
+            .get(),
+        Dial(*learner_server), Dial(*teacher_server), Dial(*reward_server),
+        actor_registry.get()));
   }
   for (int a = 0; a < 2; ++a) {
     threads.emplace_back([&, a] { results[a] = actors[a]->Run(stop); });
@@ -188,8 +195,8 @@ TEST(Pipeline, ActorsJoinAndLeaveMidRunAndEveryPromptTrainsOnce) {
   absl::Mutex mu;
   int steps = 0;
   auto learner = *learner::LearnerServiceImpl::Create(
-      prompts, student.get(), trainer.get(), learner_gate,
-      learner_registry.get(), lo, [&](const learner::StepStats&, uint64_t) {
+      prompts, trainer.get(), learner_gate, learner_registry.get(), lo,
+      [&](const learner::StepStats&, uint64_t) {
         absl::MutexLock l(&mu);
         ++steps;
       });
@@ -219,6 +226,7 @@ TEST(Pipeline, ActorsJoinAndLeaveMidRunAndEveryPromptTrainsOnce) {
   auto reward_server = Serve(reward_gate, &reward_service);
   constexpr int kActors = 4;
   std::vector<std::unique_ptr<model::LanguageModel>> policies;
+  std::vector<std::unique_ptr<actor::ModelPolicy>> seams;
   std::vector<std::unique_ptr<actor::Actor>> actors;
   std::vector<std::unique_ptr<std::atomic<bool>>> stops;
   std::vector<absl::Status> results(kActors);
@@ -237,8 +245,13 @@ TEST(Pipeline, ActorsJoinAndLeaveMidRunAndEveryPromptTrainsOnce) {
     ao.call.retry.initial_backoff = absl::Milliseconds(5);
     ao.idle_wait = absl::Milliseconds(20);
     actors.push_back(std::make_unique<actor::Actor>(
-        ao, policies.back().get(), Dial(*learner_server), Dial(*teacher_server),
-        Dial(*reward_server), actor_registry.get()));
+        ao,
+        seams
+            .emplace_back(
+                std::make_unique<actor::ModelPolicy>(policies.back().get()))
+            .get(),
+        Dial(*learner_server), Dial(*teacher_server), Dial(*reward_server),
+        actor_registry.get()));
     stops.push_back(std::make_unique<std::atomic<bool>>(false));
   }
   std::vector<std::thread> threads;
@@ -287,8 +300,7 @@ TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
   lo.prompts_per_step = 2;
   lo.max_steps = 2;
   auto learner = *learner::LearnerServiceImpl::Create(
-      prompts, student.get(), trainer.get(), learner_gate,
-      learner_registry.get(), lo);
+      prompts, trainer.get(), learner_gate, learner_registry.get(), lo);
   auto learner_server = Serve(learner_gate, learner.get());
   reward::EvaluatorOptions eo;
   eo.reward.method = rl::Method::kCmdp;
@@ -332,7 +344,8 @@ TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
   net::ChannelOptions co;
   co.target = "127.0.0.1:" + std::to_string(port);
   auto actor_registry = metrics::NewRegistry();
-  actor::Actor a(ao, policy.get(), Dial(*learner_server), *net::MakeChannel(co),
+  actor::ModelPolicy seam(policy.get());
+  actor::Actor a(ao, &seam, Dial(*learner_server), *net::MakeChannel(co),
                  Dial(*reward_server), actor_registry.get());
   std::atomic<bool> stop{false};
   absl::Status result = absl::UnknownError("not run");
@@ -417,7 +430,7 @@ TEST(Pipeline, TheStudentLearnsThroughTheServices) {
   lo.max_policy_lag = 1;
   std::vector<double> rewards;
   auto learner = *learner::LearnerServiceImpl::Create(
-      prompts, student.get(), trainer.get(), gate, registry.get(), lo,
+      prompts, trainer.get(), gate, registry.get(), lo,
       [&](const learner::StepStats& s, uint64_t) {
         rewards.push_back(s.mean_task_reward);
       });
@@ -433,6 +446,7 @@ TEST(Pipeline, TheStudentLearnsThroughTheServices) {
   auto reward_server = Serve(reward_gate, &reward_service);
   std::atomic<bool> stop{false};
   std::vector<std::unique_ptr<model::LanguageModel>> policies;
+  std::vector<std::unique_ptr<actor::ModelPolicy>> seams;
   std::vector<std::unique_ptr<actor::Actor>> actors;
   std::vector<std::thread> threads;
   auto actor_registry = metrics::NewRegistry();
@@ -449,8 +463,13 @@ TEST(Pipeline, TheStudentLearnsThroughTheServices) {
     ao.call.retry.initial_backoff = absl::Milliseconds(5);
     ao.idle_wait = absl::Milliseconds(100);
     actors.push_back(std::make_unique<actor::Actor>(
-        ao, policies.back().get(), Dial(*learner_server), nullptr,
-        Dial(*reward_server), actor_registry.get()));
+        ao,
+        seams
+            .emplace_back(
+                std::make_unique<actor::ModelPolicy>(policies.back().get()))
+            .get(),
+        Dial(*learner_server), nullptr, Dial(*reward_server),
+        actor_registry.get()));
   }
   for (int a = 0; a < 2; ++a) {
     threads.emplace_back([&, a] { EXPECT_OK(actors[a]->Run(stop)); });
@@ -504,7 +523,7 @@ ConstraintRun TrainThroughServices(rl::Method method,
   lo.max_policy_lag = 1;
   ConstraintRun run;
   auto learner = *learner::LearnerServiceImpl::Create(
-      prompts, student.get(), trainer.get(), gate, registry.get(), lo,
+      prompts, trainer.get(), gate, registry.get(), lo,
       [&](const learner::StepStats& s, uint64_t) {
         run.satisfaction.push_back(s.satisfaction);
         run.reward.push_back(s.mean_task_reward);
@@ -532,6 +551,7 @@ ConstraintRun TrainThroughServices(rl::Method method,
   auto reward_server = Serve(reward_gate, &reward_service);
   std::atomic<bool> stop{false};
   std::vector<std::unique_ptr<model::LanguageModel>> policies;
+  std::vector<std::unique_ptr<actor::ModelPolicy>> seams;
   std::vector<std::unique_ptr<actor::Actor>> actors;
   std::vector<std::thread> threads;
   auto actor_registry = metrics::NewRegistry();
@@ -550,8 +570,13 @@ ConstraintRun TrainThroughServices(rl::Method method,
     ao.call.retry.initial_backoff = absl::Milliseconds(5);
     ao.idle_wait = absl::Milliseconds(100);
     actors.push_back(std::make_unique<actor::Actor>(
-        ao, policies.back().get(), Dial(*learner_server), Dial(*teacher_server),
-        Dial(*reward_server), actor_registry.get()));
+        ao,
+        seams
+            .emplace_back(
+                std::make_unique<actor::ModelPolicy>(policies.back().get()))
+            .get(),
+        Dial(*learner_server), Dial(*teacher_server), Dial(*reward_server),
+        actor_registry.get()));
   }
   for (int a = 0; a < 2; ++a) {
     threads.emplace_back([&, a] { EXPECT_OK(actors[a]->Run(stop)); });

@@ -1,7 +1,7 @@
-// The teacher service in-process: real tiny model scores equal the model
-// library's, concurrent callers get their own results under dynamic batching,
-// load shedding and deadlines are deterministic with a held fake backend, every
-// refusal has its code and metric.
+// The teacher service in-process over a scripted FakeScorer (links no
+// LibTorch): load shedding and deadlines are deterministic with a held
+// backend, every refusal has its code and metric. The model-backed scorer
+// under dynamic batching: tests/torch/teacher_model_test.cc.
 #include "services/teacher/teacher_service.h"
 
 #include <grpcpp/grpcpp.h>
@@ -11,16 +11,14 @@
 
 #include "cmdistill/v1/teacher.grpc.pb.h"
 #include "common/metrics/metrics.h"
-#include "common/model/language_model.h"
 #include "common/net/client.h"
 #include "common/net/server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/common/wiring.h"
-#include "services/teacher/model_scorer.h"
 #include "tests/testing/fake_scorer.h"
-#include "tests/testing/model_configs.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/teacher_fixture.h"
 #include "tests/testing/test_util.h"
 
 namespace cmdistill::teacher {
@@ -28,141 +26,6 @@ namespace {
 
 using ::cmdistill::testing::StatusIs;
 using ::testing::HasSubstr;
-
-struct Server {
-  Server(Scorer* scorer, TeacherServiceOptions o) {
-    registry = metrics::NewRegistry();
-    gate = net::GrpcServer::MakeGate({}, registry.get());
-    service =
-        std::make_unique<TeacherServiceImpl>(scorer, gate, registry.get(), o);
-    server = *net::GrpcServer::Start({}, gate, {service.get()});
-    stub = v1::TeacherService::NewStub(server->InProcessChannel());
-  }
-  ~Server() {
-    server->Shutdown(absl::Seconds(5), [&] { service->Close(); });
-  }
-  grpc::Status Score(const v1::ScoreRequest& req, v1::ScoreResponse* resp,
-                     absl::Duration timeout = absl::Seconds(60)) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    return stub->Score(&ctx, req, resp);
-  }
-  double Metric(const std::string& key) {
-    auto m = testing::ParsePrometheusText(metrics::Serialize(*registry));
-    return m.ok() && m->count(key) ? m->at(key) : -1;
-  }
-  std::shared_ptr<prometheus::Registry> registry;
-  std::shared_ptr<net::CallGate> gate;
-  std::unique_ptr<TeacherServiceImpl> service;
-  std::unique_ptr<net::GrpcServer> server;
-  std::unique_ptr<v1::TeacherService::Stub> stub;
-};
-
-checkpoint::ModelConfig TinyConfig() {
-  testing::TinyShape s;
-  s.type = "qwen2";
-  s.vocab = 61;
-  s.layers = 2;
-  s.max_positions = 128;
-  s.bias = true;
-  return testing::TinyConfig(s);
-}
-
-// A distinct sequence per (i): prompt, completion, and a K=3 support containing
-// the token.
-v1::ScoreSequence Seq(int i) {
-  v1::ScoreSequence s;
-  for (int t = 0; t < 2 + i % 5; ++t) s.add_prompt_ids((i * 7 + t) % 61);
-  s.mutable_support()->set_k(3);
-  for (int t = 0; t < 1 + i % 4; ++t) {
-    const int tok = (i * 13 + t * 5) % 61;
-    s.add_completion_ids(tok);
-    s.mutable_support()->add_token_ids(tok);
-    s.mutable_support()->add_token_ids((tok + 1) % 61);
-    s.mutable_support()->add_token_ids((tok + 2) % 61);
-  }
-  return s;
-}
-
-model::ScoreInput ToInput(const v1::ScoreSequence& s) {
-  model::ScoreInput in;
-  in.prompt_ids.assign(s.prompt_ids().begin(), s.prompt_ids().end());
-  in.completion_ids.assign(s.completion_ids().begin(),
-                           s.completion_ids().end());
-  in.support_k = s.support().k();
-  in.support_ids.assign(s.support().token_ids().begin(),
-                        s.support().token_ids().end());
-  return in;
-}
-
-void ExpectSame(const v1::SequenceScores& got,
-                const model::SequenceScore& want) {
-  ASSERT_EQ(got.sampled_logprobs_size(),
-            static_cast<int>(want.sampled_logprobs.size()));
-  for (size_t t = 0; t < want.sampled_logprobs.size(); ++t) {
-    EXPECT_NEAR(got.sampled_logprobs(t), want.sampled_logprobs[t], 1e-5);
-    EXPECT_NEAR(got.tail_logprobs(t), want.tail_logprobs[t], 1e-5);
-  }
-  ASSERT_EQ(got.support_logprobs_size(),
-            static_cast<int>(want.support_logprobs.size()));
-  for (size_t k = 0; k < want.support_logprobs.size(); ++k) {
-    EXPECT_NEAR(got.support_logprobs(k), want.support_logprobs[k], 1e-5);
-  }
-}
-
-TEST(TeacherService, ScoresEqualTheModelLibraryInAnyBatchingAndConcurrency) {
-  auto reference =
-      *model::LanguageModel::InitRandom(TinyConfig(), 3, "cpu", "float32");
-  auto scorer = MakeModelScorer(
-      *model::LanguageModel::InitRandom(TinyConfig(), 3, "cpu", "float32"),
-      "tiny", "", 4096);
-  TeacherServiceOptions o;
-  o.max_batch_tokens = 64;  // forces several model batches per burst
-  o.batch_timeout = absl::Milliseconds(20);
-  Server s(scorer.get(), o);
-  // 16 concurrent callers, each with distinct sequences: everyone gets their
-  // own numbers.
-  constexpr int kCallers = 16;
-  std::vector<v1::ScoreResponse> responses(kCallers);
-  std::vector<grpc::Status> statuses(kCallers);
-  std::vector<std::thread> threads;
-  for (int c = 0; c < kCallers; ++c) {
-    threads.emplace_back([&, c] {
-      v1::ScoreRequest req;
-      for (int j = 0; j < 1 + c % 3; ++j)
-        *req.add_sequences() = Seq(c * 10 + j);
-      statuses[c] = s.Score(req, &responses[c]);
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (int c = 0; c < kCallers; ++c) {
-    ASSERT_TRUE(statuses[c].ok()) << statuses[c].error_message();
-    ASSERT_EQ(responses[c].scores_size(), 1 + c % 3);
-    for (int j = 0; j < 1 + c % 3; ++j) {
-      ASSERT_OK_AND_ASSIGN(auto want,
-                           reference->Score({ToInput(Seq(c * 10 + j))}, {}));
-      ExpectSame(responses[c].scores(j), want[0]);
-    }
-  }
-  EXPECT_GT(s.Metric("cmdistill_teacher_scored_tokens_total"), 0);
-  EXPECT_GT(s.Metric("cmdistill_teacher_batch_sequences_count"), 1);
-}
-
-TEST(TeacherService, TeacherTopKPerCall) {
-  auto scorer = MakeModelScorer(
-      *model::LanguageModel::InitRandom(TinyConfig(), 3, "cpu", "float32"),
-      "tiny", "", 4096);
-  Server s(scorer.get(), {});
-  v1::ScoreRequest req;
-  *req.add_sequences() = Seq(1);
-  req.set_teacher_top_k(4);
-  v1::ScoreResponse resp;
-  ASSERT_TRUE(s.Score(req, &resp).ok());
-  const auto& sc = resp.scores(0);
-  EXPECT_EQ(sc.teacher_top().k(), 4u);
-  EXPECT_EQ(sc.teacher_top().token_ids_size(), 4 * sc.sampled_logprobs_size());
-  EXPECT_GE(sc.teacher_top_logprobs(0), sc.teacher_top_logprobs(1));
-}
 
 TEST(TeacherService, ShedsLoadWhenTheQueueIsFullDeterministically) {
   testing::FakeScorer fake;

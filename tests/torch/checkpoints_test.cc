@@ -10,6 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/learner/policy_trainer.h"
 #include "tests/testing/model_configs.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
@@ -46,8 +47,10 @@ v1::LearnerCheckpoint State(int64_t step) {
 TEST(Checkpoints, KeepsTheNewestKAndSkipsCorruptOnes) {
   testing::TempDir dir;
   auto m = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+  auto policy = *PolicyTrainer::Create(m.get(), {});
   for (int64_t step : {2, 4, 6, 8}) {
-    ASSERT_OK(WriteCheckpoint(dir.path(), State(step), *m, "", /*keep=*/3));
+    ASSERT_OK(
+        WriteCheckpoint(dir.path(), State(step), *policy, "", /*keep=*/3));
   }
   std::vector<std::string> names;
   for (const auto& e : std::filesystem::directory_iterator(dir.path())) {

@@ -1,0 +1,173 @@
+// The actor on its own, torch-free: a scripted Policy behind the actor's seam,
+// the real learner service over a FakeTrainer, the real teacher service over a
+// FakeScorer and the real reward service, in-process on 127.0.0.1:0. Checks
+// what the actor does with them: syncs the published policy (the bytes the
+// trainer serialised), samples G per leased prompt, has every sample scored
+// and evaluated, submits exactly one group per prompt, and stops cleanly when
+// the learner says training is finished.
+#include "services/actor/actor.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "common/metrics/metrics.h"
+#include "common/net/client.h"
+#include "common/net/server.h"
+#include "common/tokenizer/tokenizer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/learner/learner_service.h"
+#include "services/reward/evaluator.h"
+#include "services/reward/reward_service.h"
+#include "services/teacher/teacher_service.h"
+#include "tests/testing/fake_scorer.h"
+#include "tests/testing/fake_trainer.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_util.h"
+
+namespace cmdistill::actor {
+namespace {
+
+// Answers every prompt with the token '7' (log-probability -0.5; a support of
+// '7' and '8' when one is asked for) and records the weights it was given.
+class FakePolicy final : public Policy {
+ public:
+  int64_t vocab_size() const override { return 100; }
+  absl::Status LoadWeights(const std::string& bytes) override {
+    absl::MutexLock lock(&mu_);
+    loaded_.push_back(bytes.substr(0, bytes.find(';')));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<model::GenerationResult>> Generate(
+      const std::vector<std::vector<int32_t>>& prompts,
+      const model::SamplingOptions& o) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<model::GenerationResult> out(prompts.size());
+    for (auto& r : out) {
+      r.tokens = {'7'};
+      r.logprobs = {-0.5f};
+      if (o.support_k > 0) {
+        r.support_k = 2;
+        r.support_ids = {'7', '8'};
+        r.support_logprobs = {-0.5f, -1.5f};
+      }
+    }
+    sampled_ += prompts.size();
+    return out;
+  }
+  std::vector<std::string> loaded() const {
+    absl::MutexLock lock(&mu_);
+    return loaded_;
+  }
+  size_t sampled() const {
+    absl::MutexLock lock(&mu_);
+    return sampled_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> loaded_ ABSL_GUARDED_BY(mu_);
+  size_t sampled_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+template <typename T>
+std::unique_ptr<net::GrpcServer> Serve(std::shared_ptr<net::CallGate> gate,
+                                       T* service) {
+  auto s = net::GrpcServer::Start(net::ServerOptions{}, gate, {service});
+  EXPECT_OK(s.status());
+  return *std::move(s);
+}
+
+std::shared_ptr<grpc::Channel> Dial(const net::GrpcServer& s) {
+  net::ChannelOptions o;
+  o.target = "127.0.0.1:" + std::to_string(s.port());
+  return *net::MakeChannel(o);
+}
+
+TEST(Actor, TrainsEachLeasedPromptOnceThroughTheServicesAndStops) {
+  // Learner: 3 prompts, G = 2, one epoch, a step per group.
+  testing::FakeTrainer trainer(/*vocab_size=*/100);
+  auto lreg = metrics::NewRegistry();
+  auto lgate = net::GrpcServer::MakeGate({}, lreg.get());
+  learner::LearnerOptions lo;
+  lo.lease.samples_per_prompt = 2;
+  lo.prompts_per_step = 1;
+  lo.max_steps = 100;  // ends with the data
+  std::vector<learner::Prompt> prompts = {{{'Q', '1'}, "Q1", "7"},
+                                          {{'Q', '2'}, "Q2", "7"},
+                                          {{'Q', '3'}, "Q3", "8"}};
+  auto learner = *learner::LearnerServiceImpl::Create(prompts, &trainer, lgate,
+                                                      lreg.get(), lo);
+  auto learner_server = Serve(lgate, learner.get());
+  // Teacher over the fake scorer.
+  testing::FakeScorer scorer;
+  auto treg = metrics::NewRegistry();
+  auto tgate = net::GrpcServer::MakeGate({}, treg.get());
+  teacher::TeacherServiceImpl teacher(&scorer, tgate, treg.get(), {});
+  auto teacher_server = Serve(tgate, &teacher);
+  // Reward: the byte tokenizer decodes '7'; grading by the last number.
+  auto tok = *tokenizer::Tokenizer::FromJson(
+      tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"}), "",
+      "bytes");
+  reward::EvaluatorOptions eo;
+  eo.reward.method = rl::Method::kGrpo;
+  eo.strictness = tasks::Strictness::kLastNumber;
+  reward::Evaluator evaluator(tok.get(), eo);
+  auto rreg = metrics::NewRegistry();
+  auto rgate = net::GrpcServer::MakeGate({}, rreg.get());
+  reward::RewardServiceImpl reward(&evaluator, rgate, rreg.get(), {});
+  auto reward_server = Serve(rgate, &reward);
+
+  FakePolicy policy;
+  ActorOptions ao;
+  ao.actor_id = "actor-under-test";
+  ao.prompts_per_lease = 1;
+  ao.sampling.support_k = 2;
+  ao.call.timeout = absl::Seconds(30);
+  ao.call.retry.initial_backoff = absl::Milliseconds(5);
+  ao.idle_wait = absl::Milliseconds(20);
+  auto areg = metrics::NewRegistry();
+  Actor actor(ao, &policy, Dial(*learner_server), Dial(*teacher_server),
+              Dial(*reward_server), areg.get());
+  std::atomic<bool> stop{false};
+  ASSERT_OK(actor.Run(stop));  // returns once the learner says finished
+
+  // One group per prompt was trained, each of G samples.
+  EXPECT_EQ(trainer.groups_trained, 3);
+  const auto ledger = learner->epoch_status();
+  ASSERT_EQ(ledger.size(), 1u);
+  EXPECT_EQ(ledger[0].unique(), 3u);
+  EXPECT_EQ(ledger[0].trajectories().at("accepted"), 6u);
+  EXPECT_EQ(policy.sampled(), 6u);
+  // Every sample went through the teacher.
+  size_t scored = 0;
+  for (const auto& ids : scorer.scored()) {
+    EXPECT_THAT(ids, ::testing::ElementsAre('7'));
+    ++scored;
+  }
+  EXPECT_EQ(scored, 6u);
+  // The policy it sampled from is the one the trainer published: version 0
+  // at start, then newer versions between rounds.
+  const std::vector<std::string> loaded = policy.loaded();
+  ASSERT_FALSE(loaded.empty());
+  EXPECT_EQ(loaded[0], "fake weights after step 0");
+  EXPECT_GE(actor.policy_version(), 1u);
+  auto m = *testing::ParsePrometheusText(metrics::Serialize(*areg));
+  EXPECT_EQ(m["cmdistill_actor_trajectories_total"], 6);
+  // Prompts 1 and 2 have gold 7: the reward service graded their 4 samples
+  // correct, prompt 3's 2 not.
+  auto r = *testing::ParsePrometheusText(metrics::Serialize(*rreg));
+  EXPECT_EQ(r["cmdistill_reward_trajectories_total"], 6);
+  EXPECT_EQ(r["cmdistill_reward_correct_total"], 4);
+  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
+  teacher_server->Shutdown(absl::Seconds(2), [&] { teacher.Close(); });
+  reward_server->Shutdown(absl::Seconds(2), [] {});
+}
+
+}  // namespace
+}  // namespace cmdistill::actor
