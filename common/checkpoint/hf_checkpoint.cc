@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/util/files.h"
 #include "nlohmann/json.hpp"
 
 namespace cmdistill::checkpoint {
@@ -360,8 +361,7 @@ uint64_t HfCheckpoint::total_bytes() const {
 namespace {
 
 absl::Status WriteText(const std::string& path, const std::string& text) {
-  return WriteFileAtomically(
-      path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+  return util::WriteFileAtomically(path, text);
 }
 
 // generation_config.json and tokenizer_config.json's loading keys, where the
@@ -428,10 +428,7 @@ absl::Status WriteHfCheckpoint(const std::string& dir,
     return absl::PermissionDeniedError(
         absl::StrCat("cannot create '", dir, "': ", ec.message()));
   const std::string cfg = ModelConfigToJson(config);
-  if (auto s = WriteFileAtomically(
-          dir + "/config.json",
-          {reinterpret_cast<const uint8_t*>(cfg.data()), cfg.size()});
-      !s.ok()) {
+  if (auto s = util::WriteFileAtomically(dir + "/config.json", cfg); !s.ok()) {
     return s;
   }
   uint64_t total = 0;
@@ -470,9 +467,8 @@ absl::Status WriteHfCheckpoint(const std::string& dir,
       written.insert(name);
     }
     const std::string text = index.dump(2) + "\n";
-    if (auto s = WriteFileAtomically(
-            dir + "/model.safetensors.index.json",
-            {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+    if (auto s = util::WriteFileAtomically(
+            dir + "/model.safetensors.index.json", text);
         !s.ok()) {
       return s;
     }
@@ -498,10 +494,7 @@ absl::Status WriteHfCheckpoint(const std::string& dir,
       if (!fs::exists(src)) continue;
       auto text = ReadText(src);
       if (!text.ok()) return text.status();
-      if (auto s = WriteFileAtomically(
-              dir + "/" + f,
-              {reinterpret_cast<const uint8_t*>(text->data()), text->size()});
-          !s.ok()) {
+      if (auto s = util::WriteFileAtomically(dir + "/" + f, *text); !s.ok()) {
         return s;
       }
     }

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/util/files.h"
 #include "nlohmann/json.hpp"
 
 namespace cmdistill::checkpoint {
@@ -252,49 +253,6 @@ absl::Span<const uint8_t> SafetensorsFile::Data(const TensorInfo& info) const {
   return absl::Span<const uint8_t>(data_ + info.begin, info.end - info.begin);
 }
 
-absl::Status WriteFileAtomically(const std::string& path,
-                                 absl::Span<const uint8_t> contents) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  const int fd =
-      open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot create '", tmp, "': ", std::strerror(errno)));
-  }
-  size_t off = 0;
-  while (off < contents.size()) {
-    const ssize_t w = write(fd, contents.data() + off, contents.size() - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      const std::string err = std::strerror(errno);
-      close(fd);
-      unlink(tmp.c_str());
-      return absl::ResourceExhaustedError(
-          absl::StrCat("writing '", tmp, "': ", err));
-    }
-    off += static_cast<size_t>(w);
-  }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    unlink(tmp.c_str());
-    return absl::InternalError(
-        absl::StrCat("fsync '", tmp, "': ", std::strerror(errno)));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    unlink(tmp.c_str());
-    return absl::InternalError(
-        absl::StrCat("rename to '", path, "': ", std::strerror(errno)));
-  }
-  const size_t slash = path.rfind('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : path.substr(0, slash + 1);
-  if (const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::string> SerializeSafetensors(
     const std::vector<TensorToWrite>& tensors,
     const std::map<std::string, std::string>& metadata) {
@@ -346,8 +304,7 @@ absl::Status WriteSafetensors(
     const std::map<std::string, std::string>& metadata) {
   auto bytes = SerializeSafetensors(tensors, metadata);
   if (!bytes.ok()) return bytes.status();
-  return WriteFileAtomically(
-      path, {reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()});
+  return util::WriteFileAtomically(path, *bytes);
 }
 
 absl::StatusOr<std::vector<TensorInfo>> ParseSafetensorsBuffer(

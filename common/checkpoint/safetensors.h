@@ -98,11 +98,6 @@ absl::StatusOr<std::vector<TensorInfo>> ParseSafetensorsBuffer(
     absl::Span<const uint8_t> buffer, const std::string& name,
     size_t* data_offset);
 
-// Writes `contents` to `path` atomically (temp + fsync + rename + fsync of the
-// folder).
-absl::Status WriteFileAtomically(const std::string& path,
-                                 absl::Span<const uint8_t> contents);
-
 }  // namespace cmdistill::checkpoint
 
 #endif  // CMDISTILL_COMMON_CHECKPOINT_SAFETENSORS_H_

@@ -30,15 +30,38 @@
 #include "nlohmann/json.hpp"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
-#include "services/cli/monitor.h"
-#include "services/cli/progress.h"
 #include "services/cli/run_config_flags.h"
-#include "services/cli/supervisor.h"
-#include "services/cli/workflow.h"
 #include "services/eval/evaluation.h"
+#include "services/pipeline/bootstrap.h"
+#include "services/pipeline/monitor.h"
+#include "services/pipeline/progress.h"
+#include "services/pipeline/supervisor.h"
+#include "services/pipeline/workflow.h"
 
 namespace cmdistill::cli {
 namespace {
+
+using pipeline::Bootstrap;
+using pipeline::ClearPreviousRun;
+using pipeline::DistillOptions;
+using pipeline::DistillResult;
+using pipeline::EvalExamples;
+using pipeline::EvaluateBoth;
+using pipeline::EvaluateOne;
+using pipeline::InitSmallModel;
+using pipeline::LoadModel;
+using pipeline::LoadSplit;
+using pipeline::MakeTaskIfMissing;
+using pipeline::MakeTokenizerIfMissing;
+using pipeline::Monitor;
+using pipeline::MonitorOptions;
+using pipeline::Prepare;
+using pipeline::ProgressBar;
+using pipeline::ResolveLocalPaths;
+using pipeline::RunDistillation;
+using pipeline::RunSft;
+using pipeline::SelfPath;
+using pipeline::WriteModelCard;
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -92,332 +115,6 @@ std::optional<v1::RunConfig> LoadWithSmoke(
     return std::nullopt;
   }
   return *std::move(config);
-}
-
-// Empty model and data paths of the embedded default live under output_dir.
-void ResolveLocalPaths(v1::RunConfig* c) {
-  const std::string out = c->output_dir();
-  if (c->data().train_path().empty())
-    c->mutable_data()->set_train_path(out + "/data/train.jsonl");
-  if (c->data().test_path().empty())
-    c->mutable_data()->set_test_path(out + "/data/test.jsonl");
-  if (c->teacher().path().empty())
-    c->mutable_teacher()->set_path(out + "/models/teacher");
-  if (c->student().path().empty())
-    c->mutable_student()->set_path(out + "/models/student-warm");
-}
-
-std::string TokenizerDir(const v1::RunConfig& c) {
-  return c.output_dir() + "/models/tokenizer";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Makes (or finds cached) a model of the embedded default: random init of the
-// role's shape, then SFT. The cache key is everything that shaped it.
-absl::Status BootstrapModel(const v1::RunConfig& config,
-                            const std::string& role, const std::string& path,
-                            const v1::SmallModelConfig& shape,
-                            const v1::SftConfig& sft, uint64_t seed,
-                            std::ostream& log) {
-  const std::string stamp_path = path + "/cmdistill_bootstrap.yaml";
-  const std::string stamp = absl::StrCat(
-      "# What made this model (cmdistill local); a change retrains it.\n",
-      "seed: ", seed,
-      "\ntemplate: ", json(config.data().prompt_template()).dump(),
-      "\ntokenizer_merges: ", config.local().tokenizer_merges(), "\ndatagen:\n",
-      config::ToYaml(config.local().datagen()), "shape:\n",
-      config::ToYaml(shape), "sft:\n", config::ToYaml(sft));
-  if (fs::exists(path + "/config.json") && ReadFile(stamp_path) == stamp) {
-    log << role << ": cached at " << path << "\n";
-    return absl::OkStatus();
-  }
-  auto tok = tokenizer::Tokenizer::Load(TokenizerDir(config));
-  if (!tok.ok()) return tok.status();
-  auto model = InitSmallModel(shape, **tok, seed);
-  if (!model.ok()) return model.status();
-  log << role << ": " << (*model)->num_parameters()
-      << " parameters, supervised fine-tuning for " << sft.steps()
-      << " steps on worked solutions\n";
-  auto sum = RunSft(model->get(), **tok, config, sft, role + " sft", log);
-  if (!sum.ok()) return sum.status();
-  checkpoint::WriteOptions wo;
-  wo.copy_tokenizer_from = TokenizerDir(config);
-  std::error_code ec;
-  fs::remove_all(path, ec);
-  if (auto s = (*model)->Save(path, wo); !s.ok()) return s;
-  std::ofstream(stamp_path) << stamp;
-  log << role << ": held-out correctness "
-      << eval::FormatEstimate(sum->heldout_correctness, 2) << " after "
-      << absl::StrFormat("%.0f", sum->seconds) << " s -> " << path << "\n";
-  return absl::OkStatus();
-}
-
-absl::Status Bootstrap(const v1::RunConfig& config, std::ostream& log) {
-  if (!config.local().bootstrap()) {
-    for (const std::string& p :
-         {config.data().train_path(), config.data().test_path(),
-          config.teacher().path() + "/config.json",
-          config.student().path() + "/config.json"}) {
-      if (!fs::exists(p)) {
-        return absl::NotFoundError(
-            p +
-            " does not exist (local.bootstrap is false, so cmdistill "
-            "local does not make it)");
-      }
-    }
-    return absl::OkStatus();
-  }
-  if (auto made = MakeTaskIfMissing(config, log); !made.ok())
-    return made.status();
-  if (auto s = MakeTokenizerIfMissing(config, TokenizerDir(config), log);
-      !s.ok())
-    return s;
-  if (auto s =
-          BootstrapModel(config, "teacher", config.teacher().path(),
-                         config.local().teacher_model(),
-                         config.local().teacher_sft(), config.seed() + 1, log);
-      !s.ok())
-    return s;
-  return BootstrapModel(config, "student (warm start)", config.student().path(),
-                        config.local().student_model(),
-                        config.local().student_sft(), config.seed() + 2, log);
-}
-
-absl::StatusOr<std::vector<tasks::Example>> EvalExamples(
-    const v1::RunConfig& config) {
-  auto test = LoadSplit(config, /*test=*/true);
-  if (!test.ok()) return test.status();
-  if (config.eval().max_examples() > 0 &&
-      test->size() > config.eval().max_examples())
-    test->resize(config.eval().max_examples());
-  return test;
-}
-
-absl::StatusOr<std::unique_ptr<model::LanguageModel>> LoadModel(
-    const v1::ModelConfig& m, const std::string& path) {
-  return model::LanguageModel::Load(
-      path, m.device(),
-      m.dtype() == v1::MODEL_D_TYPE_BFLOAT16 ? "bfloat16" : "float32");
-}
-
-absl::StatusOr<eval::EvalReport> EvaluateOne(
-    const std::string& name, model::LanguageModel* student,
-    model::LanguageModel* teacher, const tokenizer::Tokenizer& tok,
-    const std::vector<tasks::Example>& examples, const v1::RunConfig& config,
-    std::ostream& progress) {
-  ProgressBar bar(progress, "eval " + name,
-                  static_cast<int64_t>(examples.size()),
-                  ProgressBar::IsTerminal(2));
-  eval::EvalRunOptions ro;
-  ro.progress = [&](int64_t done, int64_t) { bar.Update(done); };
-  auto r = eval::Evaluate(name, student, teacher, tok, examples, config, ro);
-  bar.Finish();
-  return r;
-}
-
-// As above, for the model in `student_dir` (loaded with student.device/dtype).
-absl::StatusOr<eval::EvalReport> EvaluateOne(
-    const std::string& name, const std::string& student_dir,
-    model::LanguageModel* teacher, const tokenizer::Tokenizer& tok,
-    const std::vector<tasks::Example>& examples, const v1::RunConfig& config,
-    std::ostream& progress) {
-  auto student = LoadModel(config.student(), student_dir);
-  if (!student.ok()) return student.status();
-  return EvaluateOne(name, student->get(), teacher, tok, examples, config,
-                     progress);
-}
-
-// The run file's evaluation by sampling, as training samples (nullopt when
-// eval.sampled_samples_per_prompt is 0).
-std::optional<v1::RunConfig> SampledEvalConfig(const v1::RunConfig& c) {
-  if (c.eval().sampled_samples_per_prompt() == 0) return std::nullopt;
-  v1::RunConfig s = c;
-  s.mutable_eval()->set_temperature(c.eval().sampled_temperature());
-  s.mutable_eval()->set_samples_per_prompt(
-      c.eval().sampled_samples_per_prompt());
-  return s;
-}
-
-// "student after" -> "student after sampled" (the table's footer says how).
-std::string SampledName(const std::string& name) { return name + " sampled"; }
-
-// Greedy (the run file's eval section) and, when configured, sampled
-// evaluation of one model: appends one or two reports to `out`.
-absl::Status EvaluateBoth(const std::string& name,
-                          model::LanguageModel* student,
-                          model::LanguageModel* teacher,
-                          const tokenizer::Tokenizer& tok,
-                          const std::vector<tasks::Example>& examples,
-                          const v1::RunConfig& config, std::ostream& progress,
-                          std::vector<eval::EvalReport>* out) {
-  auto greedy =
-      EvaluateOne(name, student, teacher, tok, examples, config, progress);
-  if (!greedy.ok()) return greedy.status();
-  out->push_back(*std::move(greedy));
-  if (auto sc = SampledEvalConfig(config)) {
-    auto sampled = EvaluateOne(SampledName(name), student, teacher, tok,
-                               examples, *sc, progress);
-    if (!sampled.ok()) return sampled.status();
-    out->push_back(*std::move(sampled));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status EvaluateBoth(const std::string& name,
-                          const std::string& student_dir,
-                          model::LanguageModel* teacher,
-                          const tokenizer::Tokenizer& tok,
-                          const std::vector<tasks::Example>& examples,
-                          const v1::RunConfig& config, std::ostream& progress,
-                          std::vector<eval::EvalReport>* out) {
-  auto student = LoadModel(config.student(), student_dir);
-  if (!student.ok()) return student.status();
-  return EvaluateBoth(name, student->get(), teacher, tok, examples, config,
-                      progress, out);
-}
-
-// SHA-256 over a model folder's config.json and weight files, in name order:
-// which teacher a student was verified against.
-absl::StatusOr<std::string> ModelFingerprint(const std::string& dir) {
-  std::vector<fs::path> files;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string n = e.path().filename().string();
-    if (n == "config.json" || absl::EndsWith(n, ".safetensors"))
-      files.push_back(e.path());
-  }
-  if (ec || files.empty()) {
-    return absl::NotFoundError(
-        absl::StrCat("no config.json or *.safetensors in ", dir));
-  }
-  std::sort(files.begin(), files.end());
-  Sha256 h;
-  std::vector<char> buf(1 << 20);
-  for (const fs::path& f : files) {
-    std::ifstream in(f, std::ios::binary);
-    h.Update(f.filename().string());
-    while (in) {
-      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-      h.Update(std::string_view(buf.data(), static_cast<size_t>(in.gcount())));
-    }
-  }
-  return h.Hex();
-}
-
-std::string YamlQuote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
-// A Hugging Face model card (README.md with YAML front matter) and
-// cmdistill_eval.json in the trained student's folder: the budget it was
-// trained and verified under, the held-out results with their intervals, and
-// the teacher it was measured against — readable without the teacher.
-absl::Status WriteModelCard(const v1::RunConfig& config,
-                            const std::string& final_dir,
-                            const std::vector<eval::EvalReport>& after,
-                            const std::vector<eval::EvalReport>& before,
-                            int64_t steps, int64_t problems) {
-  auto fp = ModelFingerprint(config.teacher().path());
-  if (!fp.ok()) return fp.status();
-  const std::string norm = config::EnumShortName(
-      *v1::CostNormalization_descriptor()->FindValueByNumber(
-          config.constraint().cost_normalization()));
-  const std::string method = config::MethodName(config.method());
-  json j = {{"method", method},
-            {"budget", config.constraint().budget()},
-            {"cost_normalization", norm},
-            {"max_new_tokens", config.generation().max_new_tokens()},
-            {"penalty", config.constraint().penalty()},
-            {"teacher", {{"path", config.teacher().path()}, {"sha256", *fp}}},
-            {"base_model", config.student().path()},
-            {"data",
-             {{"train", config.data().train_path()},
-              {"test", config.data().test_path()},
-              {"problems_evaluated", problems}}},
-            {"learner_steps", steps},
-            {"results", json::array()},
-            {"before_training", json::array()}};
-  for (const auto& r : after)
-    j["results"].push_back(eval::ReportToJson(r, false));
-  for (const auto& r : before)
-    j["before_training"].push_back(eval::ReportToJson(r, false));
-  {
-    std::ofstream f(final_dir + "/cmdistill_eval.json");
-    f << j.dump(2) << "\n";
-    if (!f.good())
-      return absl::InternalError("cannot write cmdistill_eval.json");
-  }
-  std::string md = "---\n";
-  absl::StrAppend(&md, "library_name: transformers\n",
-                  "base_model: ", YamlQuote(config.student().path()), "\n",
-                  "tags:\n- cmdistill\n- distillation\n- constrained-rl\n- ",
-                  method, "\n", "datasets:\n- ",
-                  YamlQuote(config.data().train_path()), "\n", "cmdistill:\n",
-                  "  method: ", method, "\n",
-                  "  budget: ", config.constraint().budget(), "\n",
-                  "  cost_normalization: ", norm, "\n",
-                  "  max_new_tokens: ", config.generation().max_new_tokens(),
-                  "\n", "  teacher: ", YamlQuote(config.teacher().path()), "\n",
-                  "  teacher_sha256: ", *fp, "\n", "  learner_steps: ", steps,
-                  "\n", "  held_out:\n");
-  for (const auto& r : after) {
-    const auto& m = r.metrics;
-    auto est = [](const rl::Estimate& e) {
-      return absl::StrFormat("{value: %.4f, low: %.4f, high: %.4f, n: %d}",
-                             e.value, e.low, e.high, e.n);
-    };
-    absl::StrAppend(&md, "  - evaluation: ", YamlQuote(r.name), "\n",
-                    "    correctness: ", est(m.correctness), "\n");
-    if (r.have_teacher) {
-      absl::StrAppend(
-          &md, "    constraint_satisfaction: ", est(m.satisfaction), "\n",
-          "    mean_token_kl: ",
-          absl::StrFormat("{value: %.4f, low: %.4f, high: %.4f}",
-                          m.mean_kl.value, m.mean_kl.low, m.mean_kl.high),
-          "\n");
-    }
-  }
-  absl::StrAppend(
-      &md, "---\n\n# ", config.run_name(), " (student, ", method, ")\n\n",
-      "Trained by cmdistill with `method: ", method,
-      "`: task reward under a per-trajectory KL budget to the teacher, d = ",
-      config.constraint().budget(), " (", norm, ", max_new_tokens ",
-      config.generation().max_new_tokens(),
-      "). It runs without the teacher; "
-      "the teacher below is only what its budget was measured against.\n\n",
-      eval::MarkdownTable(after, config), "\n", problems,
-      " held-out problems (", config.data().test_path(),
-      "). Before training:\n\n", eval::MarkdownTable(before, config),
-      "\nTeacher: `", config.teacher().path(),
-      "` (sha256 of config.json and weights `", *fp,
-      "`). Every figure: cmdistill_eval.json.\n");
-  std::ofstream f(final_dir + "/README.md");
-  f << md;
-  if (!f.good()) return absl::InternalError("cannot write the model card");
-  return absl::OkStatus();
-}
-
-std::string SelfPath() {
-  std::error_code ec;
-  std::string p = fs::read_symlink("/proc/self/exe", ec).string();
-  if (ec) return "cmdistill";
-  // A binary rebuilt while it runs: the path now names the new one.
-  const std::string deleted = " (deleted)";
-  if (p.size() > deleted.size() &&
-      p.compare(p.size() - deleted.size(), deleted.size(), deleted) == 0)
-    p.resize(p.size() - deleted.size());
-  return p;
 }
 
 // ------------------------------------------------------------------- sft
@@ -583,44 +280,6 @@ int RunEvalCommand(const std::vector<std::string>& args, Io io) {
 }
 
 // ------------------------------------------------------------------- local
-
-struct Prepared {
-  v1::RunConfig config;
-  std::unique_ptr<tokenizer::Tokenizer> tok;
-  std::unique_ptr<model::LanguageModel> teacher;
-  std::vector<tasks::Example> examples;
-};
-
-// Resolves paths, bootstraps, loads the tokenizer, teacher and eval split.
-absl::StatusOr<Prepared> Prepare(v1::RunConfig config, std::ostream& log) {
-  ResolveLocalPaths(&config);
-  if (auto s = Bootstrap(config, log); !s.ok()) return s;
-  Prepared p;
-  auto tok = tokenizer::Tokenizer::Load(config.student().path());
-  if (!tok.ok()) return tok.status();
-  auto ttok = tokenizer::Tokenizer::Load(config.teacher().path());
-  if (!ttok.ok()) return ttok.status();
-  if ((*tok)->fingerprint() != (*ttok)->fingerprint()) {
-    return absl::FailedPreconditionError(
-        "the student's and the teacher's tokenizers differ");
-  }
-  auto teacher = LoadModel(config.teacher(), config.teacher().path());
-  if (!teacher.ok()) return teacher.status();
-  auto ex = EvalExamples(config);
-  if (!ex.ok()) return ex.status();
-  p.tok = *std::move(tok);
-  p.teacher = *std::move(teacher);
-  p.examples = *std::move(ex);
-  p.config = std::move(config);
-  return p;
-}
-
-void ClearPreviousRun(const std::string& out) {
-  std::error_code ec;
-  for (const char* d : {"checkpoints", "final", "logs", "metrics"}) {
-    fs::remove_all(fs::path(out) / d, ec);
-  }
-}
 
 // `prepare`: what `local` makes before training (data, tokenizer, teacher and
 // warm student), alone — the init step of docker-compose and Kubernetes, where

@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "common/checkpoint/hf_checkpoint.h"
 #include "common/checkpoint/safetensors.h"
+#include "common/util/files.h"
 
 namespace cmdistill::learner {
 namespace {
@@ -51,10 +52,7 @@ absl::Status WriteCheckpoint(const std::string& root,
   std::string bytes;
   if (!state.SerializeToString(&bytes))
     return absl::InternalError("cannot serialise state");
-  if (auto s = checkpoint::WriteFileAtomically(
-          tmp + "/" + kState,
-          {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
-      !s.ok()) {
+  if (auto s = util::WriteFileAtomically(tmp + "/" + kState, bytes); !s.ok()) {
     return s;
   }
   FsyncPath(tmp);

@@ -27,6 +27,7 @@
 #include "services/teacher/teacher_service.h"
 #include "tests/testing/fake_scorer.h"
 #include "tests/testing/fake_trainer.h"
+#include "tests/testing/serve.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
@@ -75,19 +76,8 @@ class FakePolicy final : public Policy {
   size_t sampled_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-template <typename T>
-std::unique_ptr<net::GrpcServer> Serve(std::shared_ptr<net::CallGate> gate,
-                                       T* service) {
-  auto s = net::GrpcServer::Start(net::ServerOptions{}, gate, {service});
-  EXPECT_OK(s.status());
-  return *std::move(s);
-}
-
-std::shared_ptr<grpc::Channel> Dial(const net::GrpcServer& s) {
-  net::ChannelOptions o;
-  o.target = "127.0.0.1:" + std::to_string(s.port());
-  return *net::MakeChannel(o);
-}
+using testing::Dial;
+using testing::Serve;
 
 TEST(Actor, TrainsEachLeasedPromptOnceThroughTheServicesAndStops) {
   // Learner: 3 prompts, G = 2, one epoch, a step per group.

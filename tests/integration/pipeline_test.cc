@@ -27,6 +27,7 @@
 #include "services/teacher/model_scorer.h"
 #include "services/teacher/teacher_service.h"
 #include "tests/testing/model_configs.h"
+#include "tests/testing/serve.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
@@ -45,20 +46,8 @@ checkpoint::ModelConfig Tiny() {
   return testing::TinyConfig(s);
 }
 
-template <typename T>
-std::unique_ptr<net::GrpcServer> Serve(std::shared_ptr<net::CallGate> gate,
-                                       T* service) {
-  net::ServerOptions o;  // 127.0.0.1:0
-  auto s = net::GrpcServer::Start(o, gate, {service});
-  EXPECT_OK(s.status());
-  return *std::move(s);
-}
-
-std::shared_ptr<grpc::Channel> Dial(const net::GrpcServer& s) {
-  net::ChannelOptions o;
-  o.target = "127.0.0.1:" + std::to_string(s.port());
-  return *net::MakeChannel(o);
-}
+using testing::Dial;
+using testing::Serve;
 
 // The tokenizer of the tests: 256 byte tokens + <|endoftext|>.
 std::unique_ptr<tokenizer::Tokenizer> ByteTokenizer() {

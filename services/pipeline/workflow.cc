@@ -1,4 +1,4 @@
-#include "services/cli/workflow.h"
+#include "services/pipeline/workflow.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -8,13 +8,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/tasks/datagen.h"
+#include "common/util/files.h"
 #include "nlohmann/json.hpp"
-#include "services/cli/progress.h"
 #include "services/common/task_options.h"
 #include "services/eval/evaluation.h"
 #include "services/learner/sft_trainer.h"
+#include "services/pipeline/progress.h"
 
-namespace cmdistill::cli {
+namespace cmdistill::pipeline {
 namespace fs = std::filesystem;
 
 absl::StatusOr<std::vector<tasks::Example>> LoadSplit(
@@ -31,28 +32,6 @@ absl::StatusOr<std::vector<tasks::Example>> LoadSplit(
     return absl::InvalidArgumentError(path + ": no examples");
   return std::move(ds->examples);
 }
-
-namespace {
-
-absl::Status WriteFile(const std::string& path, const std::string& text) {
-  const fs::path p(path);
-  if (p.has_parent_path()) {
-    std::error_code ec;
-    fs::create_directories(p.parent_path(), ec);
-  }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.good()) return absl::InternalError("cannot write " + path);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return absl::InternalError("cannot write " + path);
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
                                        std::ostream& log) {
@@ -88,10 +67,12 @@ absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
   }
   auto task = tasks::GenerateTask(o, g.train(), g.test());
   if (!task.ok()) return task.status();
-  if (auto s = WriteFile(d.train_path(), tasks::ToGsm8kJsonl(task->train));
+  if (auto s = util::WriteFileAtomically(d.train_path(),
+                                         tasks::ToGsm8kJsonl(task->train));
       !s.ok())
     return s;
-  if (auto s = WriteFile(d.test_path(), tasks::ToGsm8kJsonl(task->test));
+  if (auto s = util::WriteFileAtomically(d.test_path(),
+                                         tasks::ToGsm8kJsonl(task->test));
       !s.ok())
     return s;
   log << "data: wrote " << task->train.size() << " training and "
@@ -116,15 +97,17 @@ absl::Status MakeTokenizerIfMissing(const v1::RunConfig& config,
   if (!merges.ok()) return merges.status();
   const std::string json =
       tokenizer::MakeByteLevelTokenizerJson(*merges, {"<|endoftext|>"});
-  if (auto s = WriteFile((fs::path(dir) / "tokenizer.json").string(), json);
+  if (auto s = util::WriteFileAtomically(
+          (fs::path(dir) / "tokenizer.json").string(), json);
       !s.ok())
     return s;
   const nlohmann::json cfg = {{"eos_token", "<|endoftext|>"},
                               {"pad_token", "<|endoftext|>"},
                               {"clean_up_tokenization_spaces", false},
                               {"tokenizer_class", "PreTrainedTokenizerFast"}};
-  if (auto s = WriteFile((fs::path(dir) / "tokenizer_config.json").string(),
-                         cfg.dump(1) + "\n");
+  if (auto s = util::WriteFileAtomically(
+          (fs::path(dir) / "tokenizer_config.json").string(),
+          cfg.dump(1) + "\n");
       !s.ok())
     return s;
   log << "tokenizer: learned " << merges->size() << " byte-level BPE merges ("
@@ -251,4 +234,4 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
   return summary;
 }
 
-}  // namespace cmdistill::cli
+}  // namespace cmdistill::pipeline

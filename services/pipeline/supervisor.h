@@ -4,8 +4,8 @@
 // watches them: progress from the learner's STEP lines, /metrics scraped to
 // files at the end, children stopped in order on Ctrl-C, and a child that dies
 // named with its exit status and last lines.
-#ifndef CMDISTILL_SERVICES_CLI_SUPERVISOR_H_
-#define CMDISTILL_SERVICES_CLI_SUPERVISOR_H_
+#ifndef CMDISTILL_SERVICES_PIPELINE_SUPERVISOR_H_
+#define CMDISTILL_SERVICES_PIPELINE_SUPERVISOR_H_
 
 #include <cstdint>
 #include <functional>
@@ -18,7 +18,7 @@
 #include "cmdistill/v1/config.pb.h"
 #include "common/process/signals.h"
 
-namespace cmdistill::cli {
+namespace cmdistill::pipeline {
 
 // One learner update as the learner reported it.
 struct StepRecord {
@@ -59,6 +59,6 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
                                               const DistillOptions& options,
                                               std::ostream& progress);
 
-}  // namespace cmdistill::cli
+}  // namespace cmdistill::pipeline
 
-#endif  // CMDISTILL_SERVICES_CLI_SUPERVISOR_H_
+#endif  // CMDISTILL_SERVICES_PIPELINE_SUPERVISOR_H_

@@ -1,4 +1,4 @@
-#include "services/cli/progress.h"
+#include "services/pipeline/progress.h"
 
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 
-namespace cmdistill::cli {
+namespace cmdistill::pipeline {
 
 ProgressBar::ProgressBar(std::ostream& os, std::string label, int64_t total,
                          bool tty)
@@ -69,4 +69,4 @@ void ProgressBar::Finish(const std::string& extra) {
   }
 }
 
-}  // namespace cmdistill::cli
+}  // namespace cmdistill::pipeline

@@ -1,4 +1,4 @@
-#include "services/cli/monitor.h"
+#include "services/pipeline/monitor.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -11,30 +11,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/net/http_get.h"
+#include "common/util/files.h"
 #include "embedded_rules.h"  // generated: deploy/prometheus/rules.yml
 #include "nlohmann/json.hpp"
 
-namespace cmdistill::cli {
+namespace cmdistill::pipeline {
 namespace {
 
 namespace fs = std::filesystem;
-
-absl::Status WriteAtomically(const std::string& path, const std::string& body) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << body;
-    f.flush();
-    if (!f.good()) return absl::InternalError("cannot write " + tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
-  }
-  return absl::OkStatus();
-}
 
 // A port nothing listens on now (the kernel's choice for port 0).
 absl::StatusOr<int> FreePort() {
@@ -130,7 +114,8 @@ absl::StatusOr<std::unique_ptr<Monitor>> Monitor::Start(MonitorOptions o) {
                                             PrometheusConfigYaml(o)},
         {"rules.yml", kPrometheusRulesYml},
         {"targets.json", "[]\n"}}) {
-    if (auto s = WriteAtomically(o.dir + "/" + name, body); !s.ok()) return s;
+    if (auto s = util::WriteFileAtomically(o.dir + "/" + name, body); !s.ok())
+      return s;
   }
   std::unique_ptr<Monitor> m(new Monitor(o));
   m->has_written_ = true;
@@ -170,8 +155,8 @@ void Monitor::Stop() {
 
 absl::Status Monitor::SetTargets(const MetricsTargets& targets) {
   if (has_written_ && targets == written_) return absl::OkStatus();
-  if (auto s =
-          WriteAtomically(options_.dir + "/targets.json", FileSdJson(targets));
+  if (auto s = util::WriteFileAtomically(options_.dir + "/targets.json",
+                                         FileSdJson(targets));
       !s.ok())
     return s;
   written_ = targets;
@@ -190,4 +175,4 @@ std::string Monitor::ReopenCommand() const {
                       "/data --web.listen-address=127.0.0.1:", options_.port);
 }
 
-}  // namespace cmdistill::cli
+}  // namespace cmdistill::pipeline

@@ -2,8 +2,8 @@
 // the project's rules (embedded from deploy/prometheus/rules.yml), scraping
 // every child through a file_sd targets file the supervisor keeps current.
 // Its data stays in <output_dir>/monitor/ and can be browsed after the run.
-#ifndef CMDISTILL_SERVICES_CLI_MONITOR_H_
-#define CMDISTILL_SERVICES_CLI_MONITOR_H_
+#ifndef CMDISTILL_SERVICES_PIPELINE_MONITOR_H_
+#define CMDISTILL_SERVICES_PIPELINE_MONITOR_H_
 
 #include <map>
 #include <memory>
@@ -13,7 +13,7 @@
 #include "absl/time/time.h"
 #include "common/process/child.h"
 
-namespace cmdistill::cli {
+namespace cmdistill::pipeline {
 
 struct MonitorOptions {
   std::string dir;                        // config, rules, targets, TSDB, log
@@ -60,6 +60,6 @@ class Monitor {
   bool has_written_ = false;
 };
 
-}  // namespace cmdistill::cli
+}  // namespace cmdistill::pipeline
 
-#endif  // CMDISTILL_SERVICES_CLI_MONITOR_H_
+#endif  // CMDISTILL_SERVICES_PIPELINE_MONITOR_H_

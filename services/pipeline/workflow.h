@@ -1,8 +1,8 @@
 // The steps `cmdistill local`, `sft`, `eval` and `experiment` share, run
 // in-process: the embedded default's data, tokenizer and small models, and
 // supervised fine-tuning with held-out accuracy.
-#ifndef CMDISTILL_SERVICES_CLI_WORKFLOW_H_
-#define CMDISTILL_SERVICES_CLI_WORKFLOW_H_
+#ifndef CMDISTILL_SERVICES_PIPELINE_WORKFLOW_H_
+#define CMDISTILL_SERVICES_PIPELINE_WORKFLOW_H_
 
 #include <memory>
 #include <ostream>
@@ -16,7 +16,7 @@
 #include "common/tasks/dataset.h"
 #include "common/tokenizer/tokenizer.h"
 
-namespace cmdistill::cli {
+namespace cmdistill::pipeline {
 
 // data.train_path / data.test_path of the run file, loaded with its options.
 absl::StatusOr<std::vector<tasks::Example>> LoadSplit(
@@ -57,6 +57,6 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
                                   const std::string& label,
                                   std::ostream& progress);
 
-}  // namespace cmdistill::cli
+}  // namespace cmdistill::pipeline
 
-#endif  // CMDISTILL_SERVICES_CLI_WORKFLOW_H_
+#endif  // CMDISTILL_SERVICES_PIPELINE_WORKFLOW_H_

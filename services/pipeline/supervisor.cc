@@ -1,4 +1,4 @@
-#include "services/cli/supervisor.h"
+#include "services/pipeline/supervisor.h"
 
 #include <signal.h>
 
@@ -17,10 +17,11 @@
 #include "common/config/config.h"
 #include "common/net/http_get.h"
 #include "common/process/child.h"
-#include "services/cli/progress.h"
+#include "common/util/files.h"
 #include "services/common/child_protocol.h"
+#include "services/pipeline/progress.h"
 
-namespace cmdistill::cli {
+namespace cmdistill::pipeline {
 namespace fs = std::filesystem;
 
 namespace {
@@ -150,10 +151,8 @@ void ScrapeMetrics(const std::string& name, const Ports& p,
   if (p.metrics <= 0) return;
   auto body = net::HttpGet(p.metrics, "/metrics");
   if (!body.ok()) return;
-  const std::string path = absl::StrCat(dir, "/", name, ".prom");
-  std::ofstream(path + ".tmp") << *body;
-  std::error_code ec;
-  fs::rename(path + ".tmp", path, ec);
+  // Best effort: the next scrape writes it again.
+  (void)util::WriteFileAtomically(absl::StrCat(dir, "/", name, ".prom"), *body);
 }
 
 }  // namespace
@@ -173,18 +172,19 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
   fs::create_directories(result.logs_dir, ec);
   fs::create_directories(result.metrics_dir, ec);
   {
-    std::ofstream f(result.run_file);
     // Actors export /metrics too (on a free port each); local mode also has
     // them write it to metrics/<actor>.prom (--metrics-file).
     v1::RunConfig children_config = config;
     if (children_config.services().actor_metrics_listen().empty())
       children_config.mutable_services()->set_actor_metrics_listen(
           "127.0.0.1:0");
-    f << "# Written by cmdistill local: the resolved run file every child "
-         "reads.\n"
-      << config::ToYaml(children_config);
-    if (!f.good())
-      return absl::InternalError("cannot write " + result.run_file);
+    if (auto s = util::WriteFileAtomically(
+            result.run_file,
+            "# Written by cmdistill local: the resolved run file every child "
+            "reads.\n" +
+                config::ToYaml(children_config));
+        !s.ok())
+      return s;
   }
   Shared shared;
   Children children(o, result.logs_dir, &shared);
@@ -396,4 +396,4 @@ absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
   return result;
 }
 
-}  // namespace cmdistill::cli
+}  // namespace cmdistill::pipeline

@@ -1,8 +1,8 @@
 // A progress bar with ETA for long commands (sft, eval, local). On a terminal
 // it redraws one line; otherwise (logs, CI) it prints a line every ~10% or
 // 30 s, so piped output stays readable.
-#ifndef CMDISTILL_SERVICES_CLI_PROGRESS_H_
-#define CMDISTILL_SERVICES_CLI_PROGRESS_H_
+#ifndef CMDISTILL_SERVICES_PIPELINE_PROGRESS_H_
+#define CMDISTILL_SERVICES_PIPELINE_PROGRESS_H_
 
 #include <cstdint>
 #include <ostream>
@@ -10,7 +10,7 @@
 
 #include "absl/time/time.h"
 
-namespace cmdistill::cli {
+namespace cmdistill::pipeline {
 
 class ProgressBar {
  public:
@@ -36,6 +36,6 @@ class ProgressBar {
   int last_decile_ = -1;
 };
 
-}  // namespace cmdistill::cli
+}  // namespace cmdistill::pipeline
 
-#endif  // CMDISTILL_SERVICES_CLI_PROGRESS_H_
+#endif  // CMDISTILL_SERVICES_PIPELINE_PROGRESS_H_
