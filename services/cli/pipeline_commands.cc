@@ -26,13 +26,13 @@
 #include "common/rl/stats.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/util/sha256.h"
-#include "embedded_script.h"
 #include "nlohmann/json.hpp"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
 #include "services/cli/run_config_flags.h"
 #include "services/eval/evaluation.h"
 #include "services/pipeline/bootstrap.h"
+#include "services/pipeline/experiment.h"
 #include "services/pipeline/monitor.h"
 #include "services/pipeline/progress.h"
 #include "services/pipeline/supervisor.h"
@@ -475,52 +475,6 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
 // -------------------------------------------------------------------
 // experiment
 
-struct RunRow {
-  std::string
-      method;  // the variant's label ("cmdp", "cmdp@constraint.penalty=5")
-  int seed = 0;
-  eval::EvalReport report;                  // greedy
-  std::optional<eval::EvalReport> sampled;  // sampled, when configured
-  std::string curve_csv;
-  double train_seconds = 0;
-};
-
-// A method variant: "METHOD" or "METHOD@KEY=VALUE[@KEY=VALUE...]" (run-file
-// overrides for that row only: a λ sweep, an ablation of the penalty).
-struct Variant {
-  std::string label, method;
-  std::vector<std::string> overrides;
-};
-
-Variant ParseVariant(const std::string& spec) {
-  std::vector<std::string> parts = absl::StrSplit(spec, '@');
-  Variant v{spec, parts[0], {"method=" + parts[0]}};
-  for (size_t i = 1; i < parts.size(); ++i) v.overrides.push_back(parts[i]);
-  return v;
-}
-
-// Lines in a text file (0 when it cannot be read).
-uint64_t LineCount(const std::string& path) {
-  std::ifstream in(path);
-  return static_cast<uint64_t>(std::count(std::istreambuf_iterator<char>(in),
-                                          std::istreambuf_iterator<char>(),
-                                          '\n'));
-}
-
-// Per problem: the share of samples correct (or within the budget).
-std::vector<double> PerProblem(const eval::EvalReport& r, size_t problems,
-                               bool satisfaction) {
-  std::vector<double> sum(problems, 0), count(problems, 0);
-  for (const auto& it : r.items) {
-    if (it.example < 0 || static_cast<size_t>(it.example) >= problems) continue;
-    sum[it.example] += satisfaction ? it.record.satisfied : it.record.correct;
-    count[it.example] += 1;
-  }
-  for (size_t i = 0; i < problems; ++i)
-    sum[i] = count[i] > 0 ? sum[i] / count[i] : 0;
-  return sum;
-}
-
 int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
   FlagSet flags(
       "cmdistill experiment",
@@ -565,239 +519,54 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
     io.err << "cmdistill experiment: --seeds must be in [1, 100]\n";
     return kExitUsage;
   }
-  std::vector<Variant> variants;
+  std::vector<pipeline::Variant> variants;
   const std::vector<std::string> specs =
       absl::StrSplit(flags.Get("methods"), ',', absl::SkipEmpty());
-  for (const std::string& m : specs) variants.push_back(ParseVariant(m));
+  for (const std::string& m : specs)
+    variants.push_back(pipeline::ParseVariant(m));
   const std::vector<std::string> lambdas =
       absl::StrSplit(flags.Get("soft-lambdas"), ',', absl::SkipEmpty());
   for (const std::string& l : lambdas) {
     variants.push_back(
-        ParseVariant("soft_lagrangian@constraint.soft_lambda=" + l));
+        pipeline::ParseVariant("soft_lagrangian@constraint.soft_lambda=" + l));
   }
   const bool smoke = flags.GetBool("smoke");
   auto base = LoadWithSmoke(flags, smoke, io);
   if (!base) return kExitFailure;
   // Validate every method and override before any work.
-  for (const Variant& v : variants) {
+  for (const pipeline::Variant& v : variants) {
     if (!LoadWithSmoke(flags, smoke, io, v.overrides)) return kExitUsage;
   }
-  auto fail = [&](const absl::Status& s) {
-    io.err << "cmdistill experiment: " << s.message() << "\n";
-    return absl::IsCancelled(s) ? 130 : kExitFailure;
-  };
-  auto prep = Prepare(*base, io.err);
-  if (!prep.ok()) return fail(prep.status());
-  const v1::RunConfig& resolved = prep->config;
-  const std::string dir = resolved.output_dir() + "/experiment";
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  std::vector<eval::EvalReport> reference;
-  if (auto s = EvaluateBoth("teacher", prep->teacher.get(), nullptr, *prep->tok,
-                            prep->examples, resolved, io.err, &reference);
-      !s.ok())
-    return fail(s);
-  if (auto s = EvaluateBoth("warm start", resolved.student().path(),
-                            prep->teacher.get(), *prep->tok, prep->examples,
-                            resolved, io.err, &reference);
-      !s.ok())
-    return fail(s);
   auto signals = ShutdownSignal::Install();
-  if (!signals.ok()) return fail(signals.status());
-  std::vector<RunRow> rows;
-  for (const Variant& v : variants) {
-    for (int64_t s = 0; s < seeds; ++s) {
-      std::string slug = v.label;
-      for (char& ch : slug)
-        if (ch == '@' || ch == '=' || ch == '/') ch = '_';
-      const std::string out = absl::StrCat(dir, "/", slug, "/seed-", s);
-      std::vector<std::string> over = v.overrides;
-      for (std::string o :
-           {absl::StrCat("seed=", resolved.seed() + s), "output_dir=" + out,
-            std::string("training.resume=never"),
-            "student.path=" + resolved.student().path(),
-            "teacher.path=" + resolved.teacher().path(),
-            "data.train_path=" + resolved.data().train_path(),
-            "data.test_path=" + resolved.data().test_path()})
-        over.push_back(o);
-      auto c = LoadWithSmoke(flags, smoke, io, over);
-      if (!c) return kExitFailure;
-      io.err << "\n== " << v.label << ", seed " << s << " (" << rows.size() + 1
-             << "/" << variants.size() * seeds << ")\n";
-      DistillResult reused;
-      reused.final_model = out + "/final";
-      reused.curve_csv = out + "/training_curve.csv";
-      const bool reuse =
-          flags.GetBool("reuse") &&
-          fs::exists(reused.final_model + "/config.json") &&
-          LineCount(reused.curve_csv) == c->training().max_steps() + 1;
-      absl::StatusOr<DistillResult> run = reused;
-      if (reuse) {
-        io.err << "reusing the trained run in " << out << "\n";
-      } else {
-        ClearPreviousRun(out);
-        DistillOptions dopt;
-        dopt.binary = SelfPath();
-        dopt.actors = static_cast<int>(c->local().actors());
-        dopt.signals = signals->get();
-        dopt.label = absl::StrCat(v.label, " s", s);
-        run = RunDistillation(*c, dopt, io.err);
-      }
-      if (!run.ok()) return fail(run.status());
-      std::vector<eval::EvalReport> r;
-      if (auto st = EvaluateBoth(v.label, run->final_model, prep->teacher.get(),
-                                 *prep->tok, prep->examples, *c, io.err, &r);
-          !st.ok())
-        return fail(st);
-      RunRow row{v.label,      static_cast<int>(s), r[0],
-                 std::nullopt, run->curve_csv,      run->seconds};
-      if (r.size() > 1) row.sampled = r[1];
-      rows.push_back(std::move(row));
-    }
+  if (!signals.ok()) {
+    io.err << "cmdistill experiment: " << signals.status().message() << "\n";
+    return kExitFailure;
   }
-  // Per-run CSV and JSON.
-  std::ofstream csv(dir + "/runs.csv");
-  csv << "method,seed,correctness,satisfaction,mean_token_kl,length,"
-         "sampled_correctness,sampled_satisfaction,train_seconds,curve_csv\n";
-  json results = {{"config", config::ToYaml(resolved)},
-                  {"reference", json::array()},
-                  {"runs", json::array()},
-                  {"methods", json::array()},
-                  {"sampled_methods", json::array()},
-                  {"paired_vs_cmdp", json::array()}};
-  for (const auto& r : reference)
-    results["reference"].push_back(eval::ReportToJson(r, false));
-  for (const RunRow& r : rows) {
-    const auto& mm = r.report.metrics;
-    const double sfac = r.sampled ? r.sampled->metrics.correctness.value : NAN;
-    const double scsr = r.sampled ? r.sampled->metrics.satisfaction.value : NAN;
-    csv << absl::StrFormat(
-        "%s,%d,%.6f,%.6f,%.6f,%.3f,%.6f,%.6f,%.1f,%s\n", r.method, r.seed,
-        mm.correctness.value, mm.satisfaction.value, mm.mean_kl.value,
-        mm.length.value, sfac, scsr, r.train_seconds, r.curve_csv);
-    json j = eval::ReportToJson(r.report, false);
-    j["method"] = r.method;
-    j["seed"] = r.seed;
-    j["curve_csv"] = r.curve_csv;
-    if (r.sampled) j["sampled"] = eval::ReportToJson(*r.sampled, false);
-    results["runs"].push_back(std::move(j));
-  }
-  // Per method: mean over seeds, t-interval across seeds clamped to the
-  // metric's range ([0, 1] for FAC and CSR, >= 0 for KL and length).
-  auto across = [&](const std::string& m, bool sampled) {
-    std::vector<double> fac, csr, kl, len;
-    for (const RunRow& r : rows) {
-      if (r.method != m || (sampled && !r.sampled)) continue;
-      const auto& mm = sampled ? r.sampled->metrics : r.report.metrics;
-      fac.push_back(mm.correctness.value);
-      csr.push_back(mm.satisfaction.value);
-      kl.push_back(mm.mean_kl.value);
-      len.push_back(mm.length.value);
-    }
-    const double inf = std::numeric_limits<double>::infinity();
-    return rl::SuccessMetrics{rl::ClampedMeanEstimate(fac, 0, 1),
-                              rl::ClampedMeanEstimate(csr, 0, 1),
-                              rl::ClampedMeanEstimate(kl, 0, inf),
-                              rl::ClampedMeanEstimate(len, 0, inf)};
+  pipeline::ExperimentOptions eo;
+  eo.variants = variants;
+  eo.seeds = seeds;
+  eo.reuse = flags.GetBool("reuse");
+  eo.binary = SelfPath();
+  eo.signals = signals->get();
+  eo.load = [&](const std::vector<std::string>& over)
+      -> absl::StatusOr<v1::RunConfig> {
+    std::ostringstream why;
+    auto c = LoadWithSmoke(flags, smoke, {why, why}, over);
+    if (!c) return absl::InvalidArgumentError(why.str());
+    return *c;
   };
-  const bool have_sampled = !rows.empty() && rows[0].sampled.has_value();
-  // One table per decoding: the reference rows of that decoding, then every
-  // variant's mean over seeds (also into results[key]).
-  std::string md;
-  auto table = [&](bool sampled, const std::string& title, const char* key) {
-    absl::StrAppend(&md, title, eval::MarkdownHeader("method", resolved));
-    for (const auto& r : reference) {
-      if (absl::StrContains(r.name, "sampled") != sampled) continue;
-      absl::StrAppend(&md,
-                      eval::MarkdownRow(r.name + " (reference)", r.metrics));
-    }
-    for (const Variant& v : variants) {
-      const rl::SuccessMetrics m = across(v.label, sampled);
-      absl::StrAppend(&md, eval::MarkdownRow(v.label, m));
-      json row = eval::MetricsToJson(m);
-      row["method"] = v.label;
-      row["seeds"] = m.correctness.n;
-      results[key].push_back(std::move(row));
-    }
-  };
-  table(false, "## Greedy decoding\n\n", "methods");
-  if (have_sampled) {
-    table(true,
-          absl::StrCat(
-              "\n## Sampled (T = ", resolved.eval().sampled_temperature(), ", ",
-              resolved.eval().sampled_samples_per_prompt(),
-              " samples per problem)\n\n"),
-          "sampled_methods");
+  auto r = pipeline::RunExperiment(eo, io.err);
+  if (!r.ok()) {
+    io.err << "cmdistill experiment: " << r.status().message() << "\n";
+    return absl::IsCancelled(r.status()) ? 130 : kExitFailure;
   }
-  // Each method against cmdp on the same problems: per problem, the share
-  // correct (within budget) over seeds and samples; the mean difference with
-  // its t-interval over problems.
-  const size_t P = prep->examples.size();
-  auto pooled = [&](const std::string& m, bool csr) {
-    std::vector<double> acc(P, 0);
-    double runs = 0;
-    for (const RunRow& r : rows) {
-      if (r.method != m) continue;
-      const auto v = PerProblem(r.sampled ? *r.sampled : r.report, P, csr);
-      for (size_t i = 0; i < P; ++i) acc[i] += v[i];
-      runs += 1;
-    }
-    for (double& x : acc) x /= std::max(runs, 1.0);
-    return acc;
-  };
-  const bool have_cmdp =
-      std::any_of(variants.begin(), variants.end(),
-                  [](const Variant& v) { return v.label == "cmdp"; });
-  if (have_cmdp) {
-    absl::StrAppend(
-        &md, "\n## Paired against cmdp (same ", P, " problems, ",
-        have_sampled ? "sampled" : "greedy",
-        " evaluation pooled over seeds)\n\n",
-        "| method | ΔFAC vs cmdp [95% CI] | ΔCSR vs cmdp [95% CI] |\n",
-        "|---|---|---|\n");
-    const auto cf = pooled("cmdp", false), cc = pooled("cmdp", true);
-    for (const Variant& v : variants) {
-      if (v.label == "cmdp") continue;
-      const rl::Estimate df = rl::PairedDifference(pooled(v.label, false), cf);
-      const rl::Estimate dc = rl::PairedDifference(pooled(v.label, true), cc);
-      absl::StrAppend(
-          &md, "| ", v.label, " | ",
-          absl::StrFormat("%+.3f [%+.3f, %+.3f]", df.value, df.low, df.high),
-          " | ",
-          absl::StrFormat("%+.3f [%+.3f, %+.3f]", dc.value, dc.low, dc.high),
-          " |\n");
-      results["paired_vs_cmdp"].push_back(
-          {{"method", v.label},
-           {"correctness_difference", eval::EstimateToJson(df)},
-           {"satisfaction_difference", eval::EstimateToJson(dc)}});
-    }
-  }
-  absl::StrAppend(
-      &md, "\n", seeds,
-      " seed(s) per method; each cell is the mean over seeds with a 95% ",
-      "t-interval across seeds, clamped to the metric's range ([0, 1] for ",
-      "FAC and CSR; with few seeds the t quantile is large — 12.7 for 2, ",
-      "4.3 for 3 — so these are wide). ",
-      "Reference rows: one evaluation, Wilson interval over problems (greedy) ",
-      "or a clamped t-interval over problems' shares (sampled). ", P,
-      " held-out problems. The paired table is the sharper test: a difference ",
-      "whose interval excludes 0 is an effect.\n");
-  std::ofstream(dir + "/summary.md") << md;
-  std::ofstream(dir + "/results.json") << results.dump(2) << "\n";
-  io.out << "\n" << md << "\n";
-  // Plots with Debian's matplotlib (the script is embedded in the binary).
-  const std::string script = dir + "/plot_experiment.py";
-  std::ofstream(script) << kPlotExperimentPy;
-  const std::string py =
-      fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-  const std::string cmd = absl::StrCat(py, " '", script, "' '", dir,
-                                       "/results.json' --out '", dir, "' 1>&2");
-  if (std::system(cmd.c_str()) != 0) {
+  io.out << "\n" << r->report.summary_md << "\n";
+  if (!r->plotted) {
     io.err << "cmdistill experiment: plotting failed (it needs Debian's "
               "python3-matplotlib; scripts/setup.sh installs it); the tables "
               "are written\n";
   }
-  io.out << "results: " << dir
+  io.out << "results: " << r->dir
          << "/ (summary.md, runs.csv, results.json, tradeoff.png, "
             "curves.png)\n";
   return kExitOk;
