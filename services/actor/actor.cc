@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/metrics/metrics.h"
 #include "common/status/grpc_status.h"
+#include "common/tokenizer/fingerprint.h"
 #include "common/util/sha256.h"
 
 namespace cmdistill::actor {
@@ -137,12 +138,11 @@ absl::Status Actor::CheckTeacher() {
         "the teacher's vocabulary (", info.vocab_size(),
         ") differs from the student's (", policy_->vocab_size(), ")"));
   }
-  if (!o_.tokenizer_fingerprint.empty() &&
-      !info.tokenizer_fingerprint().empty() &&
-      info.tokenizer_fingerprint() != o_.tokenizer_fingerprint) {
-    return absl::FailedPreconditionError(
-        "the teacher uses a different tokenizer (fingerprints differ)");
-  }
+  if (auto s = tokenizer::CheckSameTokenizer(o_.tokenizer_fingerprint,
+                                             info.tokenizer_fingerprint(),
+                                             "the teacher");
+      !s.ok())
+    return s;
   return absl::OkStatus();
 }
 

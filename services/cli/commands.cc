@@ -6,6 +6,11 @@
 #include "common/util/suggest.h"
 
 namespace cmdistill::cli {
+
+int Fail(Io io, const std::string& command, const absl::Status& status) {
+  io.err << "cmdistill " << command << ": " << status.message() << "\n";
+  return absl::IsCancelled(status) ? 130 : kExitFailure;
+}
 namespace {
 
 constexpr char kVersion[] = "0.1.0";

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace cmdistill::cli {
 
 inline constexpr int kExitOk = 0;
@@ -28,6 +30,11 @@ struct Command {
   // args: everything after the subcommand name.
   std::function<int(const std::vector<std::string>& args, Io io)> run;
 };
+
+// The one way a subcommand reports a failed Status: "cmdistill <command>:
+// <message>" on stderr; returns the exit code (1, or 130 when a signal
+// CANCELLED the work).
+int Fail(Io io, const std::string& command, const absl::Status& status);
 
 // All subcommands, in the order `cmdistill --help` lists them.
 const std::vector<Command>& Commands();

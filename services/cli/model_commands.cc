@@ -47,8 +47,7 @@ int RunTokenize(const std::vector<std::string>& args, Io io) {
   }
   auto tok = tokenizer::Tokenizer::Load(flags.Get("tokenizer"));
   if (!tok.ok()) {
-    io.err << "cmdistill tokenize: " << tok.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "tokenize", tok.status());
   }
   const bool decode = flags.GetBool("decode");
   std::string line;
@@ -128,8 +127,7 @@ int RunScore(const std::vector<std::string>& args, Io io) {
   auto model = model::LanguageModel::Load(
       flags.Get("model"), flags.Get("device"), flags.Get("dtype"));
   if (!model.ok()) {
-    io.err << "cmdistill score: " << model.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "score", model.status());
   }
   const int64_t V = (*model)->config().vocab_size;
   std::vector<std::vector<int32_t>> seqs;
@@ -166,8 +164,7 @@ int RunScore(const std::vector<std::string>& args, Io io) {
   }
   auto scores = (*model)->TokenLogprobs(good, batch_tokens);
   if (!scores.ok()) {
-    io.err << "cmdistill score: " << scores.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "score", scores.status());
   }
   size_t k = 0;
   int bad = 0;
@@ -226,14 +223,12 @@ int RunGenerate(const std::vector<std::string>& args, Io io) {
   o.seed = static_cast<uint64_t>(seed);
   auto tok = tokenizer::Tokenizer::Load(flags.Get("model"));
   if (!tok.ok()) {
-    io.err << "cmdistill generate: " << tok.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "generate", tok.status());
   }
   auto model = model::LanguageModel::Load(
       flags.Get("model"), flags.Get("device"), flags.Get("dtype"));
   if (!model.ok()) {
-    io.err << "cmdistill generate: " << model.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "generate", model.status());
   }
   for (int64_t e : (*model)->config().eos_token_ids) {
     o.stop_token_ids.push_back(static_cast<int32_t>(e));
@@ -247,8 +242,7 @@ int RunGenerate(const std::vector<std::string>& args, Io io) {
   auto out = (*model)->Generate(
       std::vector<std::vector<int32_t>>(static_cast<size_t>(samples), *ids), o);
   if (!out.ok()) {
-    io.err << "cmdistill generate: " << out.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "generate", out.status());
   }
   for (const auto& r : *out) {
     std::vector<int32_t> body = r.tokens;
@@ -273,8 +267,7 @@ int RunGenerate(const std::vector<std::string>& args, Io io) {
       }
     }
     if (auto s = flush(); !s.ok()) {
-      io.err << "cmdistill generate: " << s.message() << "\n";
-      return kExitFailure;
+      return Fail(io, "generate", s);
     }
     const std::string* text = &shown;
     if (flags.GetBool("json")) {
@@ -325,15 +318,13 @@ int RunInitModel(const std::vector<std::string>& args, Io io) {
                    std::istreambuf_iterator<char>());
   auto cfg = checkpoint::ParseModelConfig(text, flags.Get("config"));
   if (!cfg.ok()) {
-    io.err << "cmdistill init-model: " << cfg.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "init-model", cfg.status());
   }
   std::string generated;
   if (flags.IsSet("tokenizer")) {
     auto tok = tokenizer::Tokenizer::Load(flags.Get("tokenizer"));
     if (!tok.ok()) {
-      io.err << "cmdistill init-model: " << tok.status().message() << "\n";
-      return kExitFailure;
+      return Fail(io, "init-model", tok.status());
     }
     if ((*tok)->vocab_size() > cfg->vocab_size) {
       io.err << "cmdistill init-model: the tokenizer has "
@@ -353,14 +344,12 @@ int RunInitModel(const std::vector<std::string>& args, Io io) {
   auto m = model::LanguageModel::InitRandom(*cfg, static_cast<uint64_t>(seed),
                                             "cpu", flags.Get("dtype"));
   if (!m.ok()) {
-    io.err << "cmdistill init-model: " << m.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "init-model", m.status());
   }
   checkpoint::WriteOptions wo;
   if (flags.IsSet("tokenizer")) wo.copy_tokenizer_from = flags.Get("tokenizer");
   if (auto s = (*m)->Save(flags.Get("out"), wo); !s.ok()) {
-    io.err << "cmdistill init-model: " << s.message() << "\n";
-    return kExitFailure;
+    return Fail(io, "init-model", s);
   }
   if (!generated.empty()) {
     std::ofstream(flags.Get("out") + "/tokenizer.json") << generated;

@@ -43,13 +43,11 @@ int RunHealthCommand(const std::vector<std::string>& args, Io io) {
   if (!config) return kExitFailure;
   auto options = services::ChannelOptionsFor(*config, flags.Get("address"));
   if (!options.ok()) {
-    io.err << "cmdistill health: " << options.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "health", options.status());
   }
   auto channel = net::MakeChannel(*options);
   if (!channel.ok()) {
-    io.err << "cmdistill health: " << channel.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "health", channel.status());
   }
   auto stub = grpc::health::v1::Health::NewStub(*channel);
   grpc::ClientContext ctx;
@@ -91,15 +89,12 @@ int RunStatusCommand(const std::vector<std::string>& args, Io io) {
   auto options = services::ChannelOptionsFor(*config, address);
   auto call = services::CallOptionsFor(*config);
   if (!options.ok() || !call.ok()) {
-    io.err << "cmdistill status: "
-           << (options.ok() ? call.status() : options.status()).message()
-           << "\n";
-    return kExitFailure;
+    return Fail(io, "status",
+                (options.ok() ? call.status() : options.status()));
   }
   auto channel = net::MakeChannel(*options);
   if (!channel.ok()) {
-    io.err << "cmdistill status: " << channel.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "status", channel.status());
   }
   auto stub = v1::LearnerService::NewStub(*channel);
   v1::GetStatusResponse st;

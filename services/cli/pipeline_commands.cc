@@ -25,6 +25,7 @@
 #include "common/process/signals.h"
 #include "common/rl/stats.h"
 #include "common/tokenizer/tokenizer.h"
+#include "common/util/files.h"
 #include "common/util/sha256.h"
 #include "nlohmann/json.hpp"
 #include "services/cli/commands.h"
@@ -33,6 +34,7 @@
 #include "services/eval/evaluation.h"
 #include "services/pipeline/bootstrap.h"
 #include "services/pipeline/experiment.h"
+#include "services/pipeline/local.h"
 #include "services/pipeline/monitor.h"
 #include "services/pipeline/progress.h"
 #include "services/pipeline/supervisor.h"
@@ -42,26 +44,8 @@ namespace cmdistill::cli {
 namespace {
 
 using pipeline::Bootstrap;
-using pipeline::ClearPreviousRun;
-using pipeline::DistillOptions;
-using pipeline::DistillResult;
-using pipeline::EvalExamples;
-using pipeline::EvaluateBoth;
-using pipeline::EvaluateOne;
-using pipeline::InitSmallModel;
-using pipeline::LoadModel;
-using pipeline::LoadSplit;
-using pipeline::MakeTaskIfMissing;
-using pipeline::MakeTokenizerIfMissing;
-using pipeline::Monitor;
-using pipeline::MonitorOptions;
-using pipeline::Prepare;
-using pipeline::ProgressBar;
 using pipeline::ResolveLocalPaths;
-using pipeline::RunDistillation;
-using pipeline::RunSft;
 using pipeline::SelfPath;
-using pipeline::WriteModelCard;
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -156,51 +140,19 @@ int RunSftCommand(const std::vector<std::string>& args, Io io) {
     io.err << "cmdistill sft: roles are 'teacher' or 'student'\n";
     return kExitUsage;
   }
-  const v1::SftConfig& sft = role == "teacher" ? config->local().teacher_sft()
-                                               : config->local().student_sft();
-  std::string tok_dir;
-  std::unique_ptr<model::LanguageModel> model;
-  if (flags.IsSet("model")) {
-    tok_dir = flags.Get("model");
-    auto m = LoadModel(config->student(), tok_dir);
-    if (!m.ok()) {
-      io.err << "cmdistill sft: " << m.status().message() << "\n";
-      return kExitFailure;
-    }
-    model = *std::move(m);
-  } else {
-    if (!flags.IsSet("tokenizer")) {
-      io.err << "cmdistill sft: --init needs --tokenizer DIR\n";
-      return kExitUsage;
-    }
-    tok_dir = flags.Get("tokenizer");
+  if (flags.IsSet("init") && !flags.IsSet("tokenizer")) {
+    io.err << "cmdistill sft: --init needs --tokenizer DIR\n";
+    return kExitUsage;
   }
-  auto tok = tokenizer::Tokenizer::Load(tok_dir);
-  if (!tok.ok()) {
-    io.err << "cmdistill sft: " << tok.status().message() << "\n";
-    return kExitFailure;
-  }
-  if (!model) {
-    const auto& shape = flags.Get("init") == "teacher"
-                            ? config->local().teacher_model()
-                            : config->local().student_model();
-    auto m = InitSmallModel(shape, **tok, config->seed());
-    if (!m.ok()) {
-      io.err << "cmdistill sft: " << m.status().message() << "\n";
-      return kExitFailure;
-    }
-    model = *std::move(m);
-  }
-  auto sum = RunSft(model.get(), **tok, *config, sft, "sft", io.err);
+  pipeline::SftRequest req;
+  req.model_dir = flags.IsSet("model") ? flags.Get("model") : "";
+  req.init_role = flags.IsSet("init") ? flags.Get("init") : "";
+  req.tokenizer_dir = flags.IsSet("tokenizer") ? flags.Get("tokenizer") : "";
+  req.knobs = role;
+  req.out = flags.Get("out");
+  auto sum = pipeline::SftToFolder(*config, req, io.err);
   if (!sum.ok()) {
-    io.err << "cmdistill sft: " << sum.status().message() << "\n";
-    return kExitFailure;
-  }
-  checkpoint::WriteOptions wo;
-  wo.copy_tokenizer_from = tok_dir;
-  if (auto s = model->Save(flags.Get("out"), wo); !s.ok()) {
-    io.err << "cmdistill sft: " << s.message() << "\n";
-    return kExitFailure;
+    return Fail(io, "sft", sum.status());
   }
   io.out << json({{"out", flags.Get("out")},
                   {"steps", sum->steps},
@@ -244,38 +196,22 @@ int RunEvalCommand(const std::vector<std::string>& args, Io io) {
   if (!config) return kExitFailure;
   if (flags.IsSet("data"))
     config->mutable_data()->set_test_path(flags.Get("data"));
-  auto fail = [&](const absl::Status& s) {
-    io.err << "cmdistill eval: " << s.message() << "\n";
-    return kExitFailure;
-  };
-  auto tok = tokenizer::Tokenizer::Load(flags.Get("student"));
-  if (!tok.ok()) return fail(tok.status());
-  auto examples = EvalExamples(*config);
-  if (!examples.ok()) return fail(examples.status());
-  std::unique_ptr<model::LanguageModel> teacher;
-  if (flags.IsSet("teacher")) {
-    auto ttok = tokenizer::Tokenizer::Load(flags.Get("teacher"));
-    if (!ttok.ok()) return fail(ttok.status());
-    if ((*ttok)->fingerprint() != (*tok)->fingerprint()) {
-      return fail(absl::FailedPreconditionError(
-          "student and teacher tokenizers differ (fingerprints " +
-          (*tok)->fingerprint().substr(0, 12) + " vs " +
-          (*ttok)->fingerprint().substr(0, 12) +
-          "); per-token KL needs one vocabulary"));
-    }
-    auto t = LoadModel(config->teacher(), flags.Get("teacher"));
-    if (!t.ok()) return fail(t.status());
-    teacher = *std::move(t);
+  auto r = pipeline::EvaluateFolder(
+      *config, flags.Get("name"), flags.Get("student"),
+      flags.IsSet("teacher") ? flags.Get("teacher") : "", io.err);
+  if (!r.ok()) {
+    return Fail(io, "eval", r.status());
   }
-  auto r = EvaluateOne(flags.Get("name"), flags.Get("student"), teacher.get(),
-                       **tok, *examples, *config, io.err);
-  if (!r.ok()) return fail(r.status());
   const std::string table = eval::MarkdownTable({*r}, *config);
   io.out << table;
-  if (flags.IsSet("json")) {
-    std::ofstream(flags.Get("json")) << eval::ReportJson(*r, true);
+  for (const auto& [flag, text] :
+       {std::pair<std::string, std::string>{"json", eval::ReportJson(*r, true)},
+        {"markdown", table}}) {
+    if (!flags.IsSet(flag)) continue;
+    if (auto s = util::WriteFileAtomically(flags.Get(flag), text); !s.ok()) {
+      return Fail(io, "eval", s);
+    }
   }
-  if (flags.IsSet("markdown")) std::ofstream(flags.Get("markdown")) << table;
   return kExitOk;
 }
 
@@ -303,14 +239,55 @@ int RunPrepareCommand(const std::vector<std::string>& args, Io io) {
   v1::RunConfig config = *loaded;
   ResolveLocalPaths(&config);
   if (auto s = Bootstrap(config, io.err); !s.ok()) {
-    io.err << "cmdistill prepare: " << s.message() << "\n";
-    return kExitFailure;
+    return Fail(io, "prepare", s);
   }
   io.out << "train data:  " << config.data().train_path() << "\n"
          << "test data:   " << config.data().test_path() << "\n"
          << "teacher:     " << config.teacher().path() << "\n"
          << "student:     " << config.student().path() << "\n";
   return kExitOk;
+}
+
+// The table, the run's figures and where everything is.
+void PrintLocalSummary(const pipeline::LocalResult& r, std::ostream& out) {
+  const v1::RunConfig& config = r.config;
+  out << "\n" << eval::MarkdownTable(r.reports, config) << "\n";
+  out << absl::StrFormat(
+      "%d held-out problems, greedy decoding%s; budget d = %g (%s); method "
+      "%s; %d learner steps in %.0f s; total %.0f s.\n\n",
+      r.problems,
+      config.eval().sampled_samples_per_prompt() > 0
+          ? absl::StrFormat(" and %d samples per problem at T = %g (FAC = mean "
+                            "accuracy; intervals over problems)",
+                            config.eval().sampled_samples_per_prompt(),
+                            config.eval().sampled_temperature())
+          : std::string(),
+      config.constraint().budget(),
+      config::EnumShortName(
+          *v1::CostNormalization_descriptor()->FindValueByNumber(
+              config.constraint().cost_normalization())),
+      config::MethodName(config.method()), r.run.steps.size(), r.run.seconds,
+      r.seconds);
+  out << "trained student:  " << r.run.final_model
+      << " (model card: README.md, cmdistill_eval.json)\n"
+      << "checkpoints:      " << config.output_dir() << "/checkpoints\n"
+      << "evaluation:       " << r.eval_dir << "/ (results.md, *.json)\n"
+      << "training curve:   " << r.run.curve_csv << "\n"
+      << "metrics:          " << r.run.metrics_dir
+      << "/*.prom (Prometheus text of every child, eval.prom the held-out "
+         "results; live at /metrics while running)\n"
+      << "logs:             " << r.run.logs_dir << "/\n"
+      << "view:             /usr/bin/python3 scripts/plot_curves.py "
+      << r.run.curve_csv << " --out " << config.output_dir()
+      << "/training_curve.png\n";
+  if (!r.monitor_url.empty()) {
+    out << "prometheus:       was " << r.monitor_url
+        << " during the run; its data is in " << config.output_dir()
+        << "/monitor/. Browse it again with\n"
+        << "                    " << r.monitor_reopen << "\n"
+        << "                  and import deploy/grafana/cmdistill.json in "
+           "Grafana (data source: that Prometheus).\n";
+  }
 }
 
 int RunLocalCommand(const std::vector<std::string>& args, Io io) {
@@ -350,125 +327,18 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   }
   auto loaded = LoadWithSmoke(flags, flags.GetBool("smoke"), io);
   if (!loaded) return kExitFailure;
-  const absl::Time t0 = absl::Now();
-  auto fail = [&](const absl::Status& s) {
-    io.err << "cmdistill local: " << s.message() << "\n";
-    return absl::IsCancelled(s) ? 130 : kExitFailure;
-  };
   io.err << "cmdistill local: run '" << loaded->run_name() << "', method "
          << config::MethodName(loaded->method()) << ", output in "
          << loaded->output_dir() << "\n";
-  // First, so that a missing Prometheus fails before minutes of preparation.
-  std::unique_ptr<Monitor> monitor;
-  if (flags.GetBool("monitor")) {
-    MonitorOptions mo;
-    mo.dir = loaded->output_dir() + "/monitor";
-    mo.port = static_cast<int>(monitor_port);
-    auto m = Monitor::Start(mo);
-    if (!m.ok()) return fail(m.status());
-    monitor = *std::move(m);
-    io.err << "cmdistill local: Prometheus at " << monitor->Url()
-           << " (rules loaded; dashboard: deploy/grafana/cmdistill.json)\n";
-  }
-  auto prep = Prepare(*loaded, io.err);
-  if (!prep.ok()) return fail(prep.status());
-  v1::RunConfig& config = prep->config;
-  if (!flags.GetBool("resume")) {
-    ClearPreviousRun(config.output_dir());
-    config.mutable_training()->set_resume("never");
-  }
-  std::vector<eval::EvalReport> reports;
-  if (auto s = EvaluateBoth("teacher", prep->teacher.get(), nullptr, *prep->tok,
-                            prep->examples, config, io.err, &reports);
-      !s.ok())
-    return fail(s);
-  const size_t before_begin = reports.size();
-  if (auto s = EvaluateBoth("student before", config.student().path(),
-                            prep->teacher.get(), *prep->tok, prep->examples,
-                            config, io.err, &reports);
-      !s.ok())
-    return fail(s);
-  const size_t before_end = reports.size();
-  auto signals = ShutdownSignal::Install();
-  if (!signals.ok()) return fail(signals.status());
-  DistillOptions dopt;
-  if (monitor != nullptr) {
-    dopt.on_metrics_targets = [&](const std::map<std::string, int>& t) {
-      if (auto s = monitor->SetTargets(t); !s.ok())
-        io.err << "cmdistill local: monitor: " << s.message() << "\n";
-    };
-  }
-  dopt.binary = SelfPath();
-  dopt.actors = static_cast<int>(config.local().actors());
-  dopt.signals = signals->get();
-  dopt.label = config::MethodName(config.method());
-  dopt.status_out = &io.out;
-  auto run = RunDistillation(config, dopt, io.err);
-  if (monitor != nullptr) monitor->Stop();  // flushes its data to disk
-  if (!run.ok()) return fail(run.status());
-  const size_t after_begin = reports.size();
-  if (auto s =
-          EvaluateBoth("student after", run->final_model, prep->teacher.get(),
-                       *prep->tok, prep->examples, config, io.err, &reports);
-      !s.ok())
-    return fail(s);
-  if (auto s = WriteModelCard(
-          config, run->final_model,
-          {reports.begin() + after_begin, reports.end()},
-          {reports.begin() + before_begin, reports.begin() + before_end},
-          static_cast<int64_t>(run->steps.size()),
-          static_cast<int64_t>(prep->examples.size()));
-      !s.ok())
-    return fail(s);
-  const std::string eval_dir = config.output_dir() + "/eval";
-  std::error_code ec;
-  fs::create_directories(eval_dir, ec);
-  const std::string table = eval::MarkdownTable(reports, config);
-  std::ofstream(eval_dir + "/results.md") << table;
-  for (const auto& r : reports) {
-    std::string file = r.name;
-    std::replace(file.begin(), file.end(), ' ', '_');
-    std::ofstream(eval_dir + "/" + file + ".json") << eval::ReportJson(r, true);
-  }
-  std::ofstream(run->metrics_dir + "/eval.prom")
-      << eval::ReportsToPrometheus(reports);
-  io.out << "\n" << table << "\n";
-  io.out << absl::StrFormat(
-      "%d held-out problems, greedy decoding%s; budget d = %g (%s); method "
-      "%s; %d learner steps in %.0f s; total %.0f s.\n\n",
-      prep->examples.size(),
-      config.eval().sampled_samples_per_prompt() > 0
-          ? absl::StrFormat(" and %d samples per problem at T = %g (FAC = mean "
-                            "accuracy; intervals over problems)",
-                            config.eval().sampled_samples_per_prompt(),
-                            config.eval().sampled_temperature())
-          : std::string(),
-      config.constraint().budget(),
-      config::EnumShortName(
-          *v1::CostNormalization_descriptor()->FindValueByNumber(
-              config.constraint().cost_normalization())),
-      config::MethodName(config.method()), run->steps.size(), run->seconds,
-      absl::ToDoubleSeconds(absl::Now() - t0));
-  io.out << "trained student:  " << run->final_model
-         << " (model card: README.md, cmdistill_eval.json)\n"
-         << "checkpoints:      " << config.output_dir() << "/checkpoints\n"
-         << "evaluation:       " << eval_dir << "/ (results.md, *.json)\n"
-         << "training curve:   " << run->curve_csv << "\n"
-         << "metrics:          " << run->metrics_dir
-         << "/*.prom (Prometheus text of every child, eval.prom the held-out "
-            "results; live at /metrics while running)\n"
-         << "logs:             " << run->logs_dir << "/\n"
-         << "view:             /usr/bin/python3 scripts/plot_curves.py "
-         << run->curve_csv << " --out " << config.output_dir()
-         << "/training_curve.png\n";
-  if (monitor != nullptr) {
-    io.out << "prometheus:       was " << monitor->Url()
-           << " during the run; its data is in " << config.output_dir()
-           << "/monitor/. Browse it again with\n"
-           << "                    " << monitor->ReopenCommand() << "\n"
-           << "                  and import deploy/grafana/cmdistill.json in "
-              "Grafana (data source: that Prometheus).\n";
-  }
+  pipeline::LocalOptions lo;
+  lo.resume = flags.GetBool("resume");
+  lo.monitor = flags.GetBool("monitor");
+  lo.monitor_port = static_cast<int>(monitor_port);
+  lo.binary = SelfPath();
+  lo.status_out = &io.out;
+  auto r = pipeline::RunLocal(*loaded, lo, io.err);
+  if (!r.ok()) return Fail(io, "local", r.status());
+  PrintLocalSummary(*r, io.out);
   return kExitOk;
 }
 
@@ -539,8 +409,7 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
   }
   auto signals = ShutdownSignal::Install();
   if (!signals.ok()) {
-    io.err << "cmdistill experiment: " << signals.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "experiment", signals.status());
   }
   pipeline::ExperimentOptions eo;
   eo.variants = variants;
@@ -556,10 +425,7 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
     return *c;
   };
   auto r = pipeline::RunExperiment(eo, io.err);
-  if (!r.ok()) {
-    io.err << "cmdistill experiment: " << r.status().message() << "\n";
-    return absl::IsCancelled(r.status()) ? 130 : kExitFailure;
-  }
+  if (!r.ok()) return Fail(io, "experiment", r.status());
   io.out << "\n" << r->report.summary_md << "\n";
   if (!r->plotted) {
     io.err << "cmdistill experiment: plotting failed (it needs Debian's "

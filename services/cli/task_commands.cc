@@ -86,8 +86,7 @@ int RunDatagen(const std::vector<std::string>& args, Io io) {
   auto task = tasks::GenerateTask(o, static_cast<size_t>(train),
                                   static_cast<size_t>(test));
   if (!task.ok()) {
-    io.err << "cmdistill datagen: " << task.status().message() << "\n";
-    return kExitFailure;
+    return Fail(io, "datagen", task.status());
   }
   const std::string dir = flags.Get("out");
   std::error_code ec;

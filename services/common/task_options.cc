@@ -46,10 +46,10 @@ rl::RewardOptions RewardOptionsFrom(const v1::RunConfig& config) {
   rl::RewardOptions o;
   o.method = MethodFrom(config.method());
   o.penalty = config.constraint().penalty();
-  o.placement = config.constraint().penalty_placement() ==
-                        v1::PENALTY_PLACEMENT_TERMINAL
-                    ? rl::PenaltyPlacement::kTerminal
-                    : rl::PenaltyPlacement::kPerToken;
+  o.placement =
+      config.constraint().penalty_placement() == v1::PENALTY_PLACEMENT_TERMINAL
+          ? rl::PenaltyPlacement::kTerminal
+          : rl::PenaltyPlacement::kPerToken;
   o.keep_task_reward_when_infeasible =
       config.constraint().keep_task_reward_when_infeasible();
   o.weakest_link_threshold = config.constraint().weakest_link_threshold();
@@ -126,6 +126,18 @@ absl::StatusOr<std::vector<int32_t>> StopTokenIds(
     add(id);
   }
   return ids;
+}
+
+reward::EvaluatorOptions EvaluatorOptionsFrom(const v1::RunConfig& config) {
+  reward::EvaluatorOptions eo;
+  eo.reward = RewardOptionsFrom(config);
+  eo.cost = CostOptionsFrom(config);
+  eo.strictness = StrictnessFrom(config);
+  return eo;
+}
+
+std::string DTypeName(v1::ModelDType dtype) {
+  return dtype == v1::MODEL_D_TYPE_BFLOAT16 ? "bfloat16" : "float32";
 }
 
 }  // namespace cmdistill::services

@@ -6,6 +6,7 @@
 #define CMDISTILL_SERVICES_COMMON_TASK_OPTIONS_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "cmdistill/v1/config.pb.h"
@@ -14,6 +15,7 @@
 #include "common/tasks/answer.h"
 #include "common/tasks/dataset.h"
 #include "common/tokenizer/tokenizer.h"
+#include "services/reward/evaluator.h"
 
 namespace cmdistill::services {
 
@@ -24,6 +26,11 @@ rl::LagrangeOptions LagrangeOptionsFrom(const v1::RunConfig& config);
 tasks::DatasetOptions DatasetOptionsFrom(const v1::RunConfig& config,
                                          bool test_split);
 tasks::Strictness StrictnessFrom(const v1::RunConfig& config);
+// The reward/constraint evaluator as the run file sets it (reward, cost,
+// strictness; vocab_size left 0 for the caller).
+reward::EvaluatorOptions EvaluatorOptionsFrom(const v1::RunConfig& config);
+// "bfloat16" or "float32": the dtype name the model library takes.
+std::string DTypeName(v1::ModelDType dtype);
 
 // The token ids that end a completion: the model's eos ids, the tokenizer's
 // eos, and each of generation.stop_strings, which must be one token of the

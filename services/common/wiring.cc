@@ -61,14 +61,4 @@ absl::StatusOr<net::CallOptions> CallOptionsFor(const v1::RunConfig& config) {
   return o;
 }
 
-absl::Status CheckSameTokenizer(const std::string& ours,
-                                const std::string& theirs,
-                                const std::string& peer) {
-  if (ours.empty() || theirs.empty() || ours == theirs) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      absl::StrCat(peer, " uses a different tokenizer (fingerprint ",
-                   theirs.substr(0, 12), "... vs ours ", ours.substr(0, 12),
-                   "...): teacher and student must share one"));
-}
-
 }  // namespace cmdistill::services

@@ -7,6 +7,7 @@
 #include "cmdistill/v1/config.pb.h"
 #include "common/net/client.h"
 #include "common/net/server.h"
+#include "common/tokenizer/fingerprint.h"
 
 namespace cmdistill::services {
 
@@ -23,12 +24,8 @@ absl::StatusOr<net::ChannelOptions> ChannelOptionsFor(
 // Per-call options: deadline, bearer token, backoff.
 absl::StatusOr<net::CallOptions> CallOptionsFor(const v1::RunConfig& config);
 
-// Teacher and student must share the tokenizer (DESIGN.md §4):
-// FAILED_PRECONDITION naming the peer when both fingerprints are known and
-// differ. An empty fingerprint (a peer that has no tokenizer file) is accepted.
-absl::Status CheckSameTokenizer(const std::string& ours,
-                                const std::string& theirs,
-                                const std::string& peer);
+// The tokenizer check (common/tokenizer/fingerprint.h), where services look.
+using tokenizer::CheckSameTokenizer;
 
 }  // namespace cmdistill::services
 

@@ -65,11 +65,8 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
 
   // Constraint bookkeeping as the reward service does it (a method that needs
   // the teacher, so that costs are computed).
-  reward::EvaluatorOptions eo;
-  eo.reward = services::RewardOptionsFrom(config);
+  reward::EvaluatorOptions eo = services::EvaluatorOptionsFrom(config);
   eo.reward.method = teacher != nullptr ? rl::Method::kCmdp : rl::Method::kGrpo;
-  eo.cost = services::CostOptionsFrom(config);
-  eo.strictness = services::StrictnessFrom(config);
   eo.vocab_size = V;
   reward::Evaluator evaluator(&tokenizer, eo);
 

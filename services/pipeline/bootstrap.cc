@@ -9,9 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config/config.h"
+#include "common/tokenizer/fingerprint.h"
 #include "common/util/files.h"
 #include "common/util/sha256.h"
 #include "nlohmann/json.hpp"
+#include "services/common/task_options.h"
 #include "services/pipeline/progress.h"
 #include "services/pipeline/workflow.h"
 
@@ -135,9 +137,8 @@ absl::StatusOr<std::vector<tasks::Example>> EvalExamples(
 
 absl::StatusOr<std::unique_ptr<model::LanguageModel>> LoadModel(
     const v1::ModelConfig& m, const std::string& path) {
-  return model::LanguageModel::Load(
-      path, m.device(),
-      m.dtype() == v1::MODEL_D_TYPE_BFLOAT16 ? "bfloat16" : "float32");
+  return model::LanguageModel::Load(path, m.device(),
+                                    services::DTypeName(m.dtype()));
 }
 
 absl::StatusOr<eval::EvalReport> EvaluateOne(
@@ -214,6 +215,31 @@ absl::Status EvaluateBoth(const std::string& name,
   if (!student.ok()) return student.status();
   return EvaluateBoth(name, student->get(), teacher, tok, examples, config,
                       progress, out);
+}
+
+absl::StatusOr<eval::EvalReport> EvaluateFolder(const v1::RunConfig& config,
+                                                const std::string& name,
+                                                const std::string& student_dir,
+                                                const std::string& teacher_dir,
+                                                std::ostream& progress) {
+  auto tok = tokenizer::Tokenizer::Load(student_dir);
+  if (!tok.ok()) return tok.status();
+  auto examples = EvalExamples(config);
+  if (!examples.ok()) return examples.status();
+  std::unique_ptr<model::LanguageModel> teacher;
+  if (!teacher_dir.empty()) {
+    auto ttok = tokenizer::Tokenizer::Load(teacher_dir);
+    if (!ttok.ok()) return ttok.status();
+    if (auto s = tokenizer::CheckSameTokenizer(
+            (*tok)->fingerprint(), (*ttok)->fingerprint(), "the teacher");
+        !s.ok())
+      return s;
+    auto t = LoadModel(config.teacher(), teacher_dir);
+    if (!t.ok()) return t.status();
+    teacher = *std::move(t);
+  }
+  return EvaluateOne(name, student_dir, teacher.get(), **tok, *examples, config,
+                     progress);
 }
 
 // SHA-256 over a model folder's config.json and weight files, in name order:
@@ -354,10 +380,10 @@ absl::StatusOr<Prepared> Prepare(v1::RunConfig config, std::ostream& log) {
   if (!tok.ok()) return tok.status();
   auto ttok = tokenizer::Tokenizer::Load(config.teacher().path());
   if (!ttok.ok()) return ttok.status();
-  if ((*tok)->fingerprint() != (*ttok)->fingerprint()) {
-    return absl::FailedPreconditionError(
-        "the student's and the teacher's tokenizers differ");
-  }
+  if (auto s = tokenizer::CheckSameTokenizer(
+          (*tok)->fingerprint(), (*ttok)->fingerprint(), "the teacher");
+      !s.ok())
+    return s;
   auto teacher = LoadModel(config.teacher(), config.teacher().path());
   if (!teacher.ok()) return teacher.status();
   auto ex = EvalExamples(config);

@@ -72,6 +72,15 @@ absl::Status EvaluateBoth(const std::string& name,
                           const v1::RunConfig& config, std::ostream& progress,
                           std::vector<eval::EvalReport>* out);
 
+// `cmdistill eval`: the model in `student_dir` on the run file's held-out
+// split, against the teacher in `teacher_dir` ("" = none: correctness and
+// length only). FAILED_PRECONDITION when their tokenizers differ.
+absl::StatusOr<eval::EvalReport> EvaluateFolder(const v1::RunConfig& config,
+                                                const std::string& name,
+                                                const std::string& student_dir,
+                                                const std::string& teacher_dir,
+                                                std::ostream& progress);
+
 // SHA-256 over a model folder's config.json and weight files, in name order.
 absl::StatusOr<std::string> ModelFingerprint(const std::string& dir);
 // README.md (Hugging Face model card) and cmdistill_eval.json in `final_dir`.

@@ -234,4 +234,31 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
   return summary;
 }
 
+absl::StatusOr<SftSummary> SftToFolder(const v1::RunConfig& config,
+                                       const SftRequest& r,
+                                       std::ostream& progress) {
+  const v1::SftConfig& sft = r.knobs == "teacher"
+                                 ? config.local().teacher_sft()
+                                 : config.local().student_sft();
+  const std::string tok_dir =
+      r.model_dir.empty() ? r.tokenizer_dir : r.model_dir;
+  auto tok = tokenizer::Tokenizer::Load(tok_dir);
+  if (!tok.ok()) return tok.status();
+  absl::StatusOr<std::unique_ptr<model::LanguageModel>> model =
+      r.model_dir.empty() ? InitSmallModel(r.init_role == "teacher"
+                                               ? config.local().teacher_model()
+                                               : config.local().student_model(),
+                                           **tok, config.seed())
+                          : model::LanguageModel::Load(
+                                r.model_dir, config.student().device(),
+                                services::DTypeName(config.student().dtype()));
+  if (!model.ok()) return model.status();
+  auto sum = RunSft(model->get(), **tok, config, sft, "sft", progress);
+  if (!sum.ok()) return sum.status();
+  checkpoint::WriteOptions wo;
+  wo.copy_tokenizer_from = tok_dir;
+  if (auto s = (*model)->Save(r.out, wo); !s.ok()) return s;
+  return sum;
+}
+
 }  // namespace cmdistill::pipeline

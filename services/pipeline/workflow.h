@@ -57,6 +57,21 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
                                   const std::string& label,
                                   std::ostream& progress);
 
+// `cmdistill sft`: fine-tunes the model in `model_dir` (or, with `init_role`
+// "teacher"/"student", a random one of local.<role>_model's shape for the
+// tokenizer in `tokenizer_dir`) with the local.<knobs>_sft section, and writes
+// it to `out` with its tokenizer.
+struct SftRequest {
+  std::string model_dir;
+  std::string init_role;
+  std::string tokenizer_dir;
+  std::string knobs = "teacher";
+  std::string out;
+};
+absl::StatusOr<SftSummary> SftToFolder(const v1::RunConfig& config,
+                                       const SftRequest& request,
+                                       std::ostream& progress);
+
 }  // namespace cmdistill::pipeline
 
 #endif  // CMDISTILL_SERVICES_PIPELINE_WORKFLOW_H_

@@ -1,0 +1,116 @@
+#include "services/pipeline/local.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <memory>
+
+#include "common/config/config.h"
+#include "common/process/signals.h"
+#include "common/util/files.h"
+#include "services/pipeline/bootstrap.h"
+#include "services/pipeline/monitor.h"
+
+namespace cmdistill::pipeline {
+namespace {
+
+// results.md, one JSON per evaluation, and eval.prom beside the children's
+// metrics.
+absl::Status WriteEvaluations(const LocalResult& r) {
+  const std::string table = eval::MarkdownTable(r.reports, r.config);
+  if (auto s = util::WriteFileAtomically(r.eval_dir + "/results.md", table);
+      !s.ok())
+    return s;
+  for (const auto& rep : r.reports) {
+    std::string file = rep.name;
+    std::replace(file.begin(), file.end(), ' ', '_');
+    if (auto s = util::WriteFileAtomically(r.eval_dir + "/" + file + ".json",
+                                           eval::ReportJson(rep, true));
+        !s.ok())
+      return s;
+  }
+  return util::WriteFileAtomically(r.run.metrics_dir + "/eval.prom",
+                                   eval::ReportsToPrometheus(r.reports));
+}
+
+}  // namespace
+
+absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
+                                     const LocalOptions& o, std::ostream& log) {
+  const absl::Time t0 = absl::Now();
+  // First, so that a missing Prometheus fails before minutes of preparation.
+  std::unique_ptr<Monitor> monitor;
+  if (o.monitor) {
+    MonitorOptions mo;
+    mo.dir = loaded.output_dir() + "/monitor";
+    mo.port = o.monitor_port;
+    auto m = Monitor::Start(mo);
+    if (!m.ok()) return m.status();
+    monitor = *std::move(m);
+    log << "cmdistill local: Prometheus at " << monitor->Url()
+        << " (rules loaded; dashboard: deploy/grafana/cmdistill.json)\n";
+  }
+  auto prep = Prepare(std::move(loaded), log);
+  if (!prep.ok()) return prep.status();
+  LocalResult r;
+  r.config = prep->config;
+  v1::RunConfig& config = r.config;
+  if (!o.resume) {
+    ClearPreviousRun(config.output_dir());
+    config.mutable_training()->set_resume("never");
+  }
+  if (auto s = EvaluateBoth("teacher", prep->teacher.get(), nullptr, *prep->tok,
+                            prep->examples, config, log, &r.reports);
+      !s.ok())
+    return s;
+  const size_t before_begin = r.reports.size();
+  if (auto s = EvaluateBoth("student before", config.student().path(),
+                            prep->teacher.get(), *prep->tok, prep->examples,
+                            config, log, &r.reports);
+      !s.ok())
+    return s;
+  const size_t before_end = r.reports.size();
+  auto signals = ShutdownSignal::Install();
+  if (!signals.ok()) return signals.status();
+  DistillOptions dopt;
+  if (monitor != nullptr) {
+    dopt.on_metrics_targets = [&](const std::map<std::string, int>& t) {
+      if (auto s = monitor->SetTargets(t); !s.ok())
+        log << "cmdistill local: monitor: " << s.message() << "\n";
+    };
+  }
+  dopt.binary = o.binary;
+  dopt.actors = static_cast<int>(config.local().actors());
+  dopt.signals = signals->get();
+  dopt.label = config::MethodName(config.method());
+  dopt.status_out = o.status_out;
+  auto run = RunDistillation(config, dopt, log);
+  if (monitor != nullptr) monitor->Stop();  // flushes its data to disk
+  if (!run.ok()) return run.status();
+  r.run = *std::move(run);
+  const size_t after_begin = r.reports.size();
+  if (auto s =
+          EvaluateBoth("student after", r.run.final_model, prep->teacher.get(),
+                       *prep->tok, prep->examples, config, log, &r.reports);
+      !s.ok())
+    return s;
+  r.problems = prep->examples.size();
+  if (auto s = WriteModelCard(
+          config, r.run.final_model,
+          {r.reports.begin() + after_begin, r.reports.end()},
+          {r.reports.begin() + before_begin, r.reports.begin() + before_end},
+          static_cast<int64_t>(r.run.steps.size()),
+          static_cast<int64_t>(r.problems));
+      !s.ok())
+    return s;
+  r.eval_dir = config.output_dir() + "/eval";
+  if (auto s = WriteEvaluations(r); !s.ok()) return s;
+  if (monitor != nullptr) {
+    r.monitor_url = monitor->Url();
+    r.monitor_reopen = monitor->ReopenCommand();
+  }
+  r.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+  return r;
+}
+
+}  // namespace cmdistill::pipeline

@@ -1,0 +1,46 @@
+// `cmdistill local` as a library: the embedded default prepared (or the run
+// file's own data and models checked), teacher and student evaluated, the
+// four roles run as processes on loopback (services/pipeline/supervisor.h),
+// the trained student evaluated and given its model card, the results
+// written under <output_dir>/eval and metrics/eval.prom. Optionally a local
+// Prometheus scrapes every child (monitor.h).
+#ifndef CMDISTILL_SERVICES_PIPELINE_LOCAL_H_
+#define CMDISTILL_SERVICES_PIPELINE_LOCAL_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cmdistill/v1/config.pb.h"
+#include "services/eval/evaluation.h"
+#include "services/pipeline/supervisor.h"
+
+namespace cmdistill::pipeline {
+
+struct LocalOptions {
+  bool resume = false;  // continue from the newest checkpoint
+  bool monitor = false;
+  int monitor_port = 9090;             // 0: a free one
+  std::string binary;                  // the cmdistill executable (children)
+  std::ostream* status_out = nullptr;  // the live status line, when a TTY
+};
+
+struct LocalResult {
+  v1::RunConfig config;  // as resolved (paths under output_dir)
+  std::vector<eval::EvalReport> reports;  // teacher, before, after
+  DistillResult run;
+  std::string eval_dir;
+  size_t problems = 0;
+  double seconds = 0;                       // the whole job
+  std::string monitor_url, monitor_reopen;  // "" without --monitor
+};
+
+// CANCELLED when a signal stopped it (children stopped cleanly).
+absl::StatusOr<LocalResult> RunLocal(v1::RunConfig config,
+                                     const LocalOptions& options,
+                                     std::ostream& log);
+
+}  // namespace cmdistill::pipeline
+
+#endif  // CMDISTILL_SERVICES_PIPELINE_LOCAL_H_
