@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -109,7 +110,7 @@ int Overload(std::unique_ptr<model::LanguageModel> m, const std::string& desc,
   return kExitOk;
 }
 
-int RunBench(const std::vector<std::string>& args, Io io) {
+FlagSet BenchFlags() {
   FlagSet flags(
       "cmdistill bench", "MODE [--model DIR | --shape NAME] [flags]",
       "Measures throughput on a checkpoint (or a random model of a shape).\n"
@@ -152,6 +153,219 @@ int RunBench(const std::vector<std::string>& args, Io io) {
   flags.AddString("service", "S", "overload: teacher or learner", "teacher");
   flags.AddString("duration", "S", "overload: seconds of load", "10");
   flags.AddBool("json", "print one JSON object instead of a table");
+  return flags;
+}
+
+// One `cmdistill bench` invocation: its parsed flags and the modes.
+class Bench {
+ public:
+  Bench(const FlagSet& flags, Io io)
+      : flags_(flags),
+        io_(io),
+        mode_(flags.positional()[0]),
+        device_(flags.Get("device")),
+        dtype_(flags.Get("dtype")),
+        json_(flags.GetBool("json")) {}
+
+  // One count from a flag (its default when unset); `zero_ok` for --warmup.
+  absl::StatusOr<int64_t> Count(const std::string& name,
+                                const std::string& fallback,
+                                bool zero_ok = false) const {
+    const std::string v = flags_.IsSet(name) ? flags_.Get(name) : fallback;
+    if (zero_ok && v == "0") return int64_t{0};
+    auto c = bench::ParseCounts(v, name);
+    if (!c.ok()) return c.status();
+    if (c->size() != 1)
+      return absl::InvalidArgumentError("--" + name + " takes one count");
+    return (*c)[0];
+  }
+
+  // --warmup, --repeats, --peak-tflops, --threads; an exit code on a bad one.
+  std::optional<int> ParseCommon() {
+    auto w = Count("warmup", "1", /*zero_ok=*/true), r = Count("repeats", "3");
+    if (!w.ok()) return Fail(io_, w.status(), kExitUsage);
+    if (!r.ok()) return Fail(io_, r.status(), kExitUsage);
+    rep_.warmup = static_cast<int>(*w);
+    rep_.repeats = static_cast<int>(*r);
+    if (flags_.IsSet("peak-tflops") &&
+        (!absl::SimpleAtod(flags_.Get("peak-tflops"), &peak_) || peak_ <= 0)) {
+      io_.err << "cmdistill bench: --peak-tflops must be a positive number\n";
+      return kExitUsage;
+    }
+    if (flags_.IsSet("threads")) {
+      auto t = Count("threads", "");
+      if (!t.ok()) return Fail(io_, t.status(), kExitUsage);
+      model::SetComputeThreads(static_cast<int>(*t));
+    }
+    return std::nullopt;
+  }
+
+  int Run() {
+    if (auto code = ParseCommon()) return *code;
+    if (mode_ == "gemm") return Gemm();
+    if (auto code = LoadModel()) return *code;
+    if (mode_ == "overload")
+      return Overload(std::move(m_), desc_, flags_, json_, io_);
+    int rc = mode_ == "decode"                      ? Decode()
+             : mode_ == "score" || mode_ == "train" ? ScoreOrTrain()
+                                                    : Sync();
+    if (rc == kExitOk && json_)
+      io_.out << "{" << absl::StrJoin(parts_, ", ") << "}\n";
+    return rc;
+  }
+
+ private:
+  void Header(const std::string& what) {
+    if (!json_) io_.out << "cmdistill bench " << mode_ << ": " << what << "\n";
+  }
+
+  int Gemm() {
+    auto n = Count("gemm-size", "1024");
+    if (!n.ok()) return Fail(io_, n.status(), kExitUsage);
+    auto f = model::MatmulFlopsPerSecond(*n, device_, dtype_, rep_.repeats);
+    if (!f.ok()) return Fail(io_, f.status());
+    if (json_) {
+      io_.out
+          << absl::StrFormat(
+                 R"({"mode": "gemm", "device": "%s", "dtype": "%s", "n": %d, "threads": %d, "flops_per_s": %.4g})",
+                 device_, dtype_, *n, model::ComputeThreads(), *f)
+          << "\n";
+    } else {
+      io_.out << absl::StrFormat(
+          "cmdistill bench gemm: [%d, %d] x [%d, %d] %s on %s, %d threads: "
+          "%.2f GFLOP/s\n",
+          *n, *n, *n, *n, dtype_, device_, model::ComputeThreads(), *f / 1e9);
+    }
+    return kExitOk;
+  }
+
+  // --model DIR or a random --shape; an exit code on failure.
+  std::optional<int> LoadModel() {
+    std::string what;
+    if (flags_.IsSet("model")) {
+      auto l = model::LanguageModel::Load(flags_.Get("model"), device_, dtype_);
+      if (!l.ok()) return Fail(io_, l.status());
+      m_ = *std::move(l);
+      what = flags_.Get("model");
+    } else {
+      auto shape = bench::Shape(flags_.Get("shape"));
+      if (!shape.ok()) return Fail(io_, shape.status(), kExitUsage);
+      auto r = model::LanguageModel::InitRandom(*shape, 1, device_, dtype_);
+      if (!r.ok()) return Fail(io_, r.status());
+      m_ = *std::move(r);
+      what = "random " + flags_.Get("shape");
+    }
+    desc_ = absl::StrFormat("%s (%.1fM parameters, %s), %s %s, %d threads",
+                            what, m_->num_parameters() / 1e6,
+                            m_->config().model_type, m_->device_name(),
+                            m_->dtype_name(), model::ComputeThreads());
+    parts_.push_back(absl::StrFormat(
+        R"("mode": "%s", "model": "%s", "parameters": %d, "device": "%s", "dtype": "%s", "threads": %d, "warmup": %d, "repeats": %d)",
+        mode_, what, m_->num_parameters(), m_->device_name(), m_->dtype_name(),
+        model::ComputeThreads(), rep_.warmup, rep_.repeats));
+    return std::nullopt;
+  }
+
+  int Decode() {
+    auto batches = bench::ParseCounts(
+        flags_.IsSet("batch") ? flags_.Get("batch") : "1,8,64", "batch");
+    auto P = Count("prompt-len", "18"), T = Count("new-tokens", "128");
+    for (const absl::Status& s : {batches.status(), P.status(), T.status()})
+      if (!s.ok()) return Fail(io_, s, kExitUsage);
+    const bool eos = flags_.GetBool("stop-at-eos");
+    Header(absl::StrFormat("%s; prompt %d tokens, %d new tokens%s", desc_, *P,
+                           *T, eos ? " (stopping at eos)" : ", fixed length"));
+    if (!json_) io_.out << "batch  tokens/s median [min, max]\n";
+    std::vector<std::string> rows;
+    for (int64_t b : *batches) {
+      auto r = bench::Decode(*m_, b, *P, *T, eos, rep_);
+      if (!r.ok()) return Fail(io_, r.status());
+      if (!json_) io_.out << absl::StrFormat("%-6d %s\n", b, RateText(*r));
+      rows.push_back(absl::StrFormat(R"("%d": %s)", b, RateJson(*r)));
+    }
+    parts_.push_back(absl::StrFormat(
+        R"("prompt_len": %d, "new_tokens": %d, "stop_at_eos": %s, "tokens_per_s": {%s})",
+        *P, *T, eos ? "true" : "false", absl::StrJoin(rows, ", ")));
+    return kExitOk;
+  }
+
+  int ScoreOrTrain() {
+    const bool train = mode_ == "train";
+    auto B = Count("batch", train ? "8" : "64");
+    auto T = Count("seq-len", train ? "128" : "256");
+    for (const absl::Status& s : {B.status(), T.status()})
+      if (!s.ok()) return Fail(io_, s, kExitUsage);
+    Header(absl::StrFormat("%s; [%d, %d]", desc_, *B, *T));
+    if (!train) {
+      auto r = bench::Score(*m_, *B, *T, rep_);
+      if (!r.ok()) return Fail(io_, r.status());
+      // Forward FLOPs per token: 2 x matmul parameters.
+      const double flops = 2 * bench::MatmulParameters(*m_) * r->median;
+      if (!json_) {
+        io_.out << "tokens/s " << RateText(*r)
+                << absl::StrFormat("  (model %.2f GFLOP/s)\n", flops / 1e9);
+      }
+      parts_.push_back(absl::StrFormat(
+          R"("batch": %d, "seq_len": %d, "tokens_per_s": %s, "model_flops_per_s": %.4g)",
+          *B, *T, RateJson(*r), flops));
+    } else {
+      auto r = bench::Train(*m_, *B, *T, rep_);
+      if (!r.ok()) return Fail(io_, r.status());
+      if (!json_) {
+        io_.out << "tokens/s " << RateText(r->tokens)
+                << absl::StrFormat("  (model %.2f GFLOP/s",
+                                   r->model_flops / 1e9);
+        if (peak_ > 0)
+          io_.out << absl::StrFormat(", utilisation %.1f%% of %g TFLOP/s",
+                                     100 * r->model_flops / (peak_ * 1e12),
+                                     peak_);
+        io_.out << ")\n";
+      }
+      parts_.push_back(absl::StrFormat(
+          R"("batch": %d, "seq_len": %d, "tokens_per_s": %s, "model_flops_per_s": %.4g)",
+          *B, *T, RateJson(r->tokens), r->model_flops));
+      if (peak_ > 0) {
+        parts_.push_back(
+            absl::StrFormat(R"("mfu": %.4f)", r->model_flops / (peak_ * 1e12)));
+      }
+    }
+    return kExitOk;
+  }
+
+  int Sync() {
+    auto chunk = Count("chunk-bytes", "1048576");
+    if (!chunk.ok()) return Fail(io_, chunk.status(), kExitUsage);
+    Header(desc_);
+    auto r =
+        bench::Sync(*m_, device_, dtype_, static_cast<size_t>(*chunk), rep_);
+    if (!r.ok()) return Fail(io_, r.status());
+    const double ratio = r->fetch.median / r->loopback.median;
+    if (!json_) {
+      io_.out << absl::StrFormat(
+          "snapshot %.1f MB, %d-byte chunks\nfetch + sha256 + load  MB/s %s\n"
+          "plain loopback TCP    MB/s %s\nratio %.0f%%\n",
+          r->bytes / 1e6, *chunk, RateText(r->fetch, 1e6),
+          RateText(r->loopback, 1e6), 100 * ratio);
+    }
+    parts_.push_back(absl::StrFormat(
+        R"("snapshot_bytes": %d, "chunk_bytes": %d, "fetch_bytes_per_s": %s, "loopback_bytes_per_s": %s, "ratio": %.4f)",
+        r->bytes, *chunk, RateJson(r->fetch), RateJson(r->loopback), ratio));
+    return kExitOk;
+  }
+
+  const FlagSet& flags_;
+  Io io_;
+  const std::string mode_, device_, dtype_;
+  const bool json_;
+  bench::Repeats rep_;
+  double peak_ = 0;
+  std::unique_ptr<model::LanguageModel> m_;
+  std::string desc_;
+  std::vector<std::string> parts_;  // JSON members
+};
+
+int RunBench(const std::vector<std::string>& args, Io io) {
+  FlagSet flags = BenchFlags();
   if (auto code = ParseOrExit(&flags, args, io)) return *code;
   if (flags.positional().size() != 1) {
     io.err << "cmdistill bench: give one MODE (" << kModes << ")\n";
@@ -164,164 +378,7 @@ int RunBench(const std::vector<std::string>& args, Io io) {
            << ")\n";
     return kExitUsage;
   }
-  // One count from a flag (its default when unset); `zero_ok` for --warmup.
-  auto count = [&](const std::string& name, const std::string& fallback,
-                   bool zero_ok = false) -> absl::StatusOr<int64_t> {
-    const std::string v = flags.IsSet(name) ? flags.Get(name) : fallback;
-    if (zero_ok && v == "0") return int64_t{0};
-    auto c = bench::ParseCounts(v, name);
-    if (!c.ok()) return c.status();
-    if (c->size() != 1)
-      return absl::InvalidArgumentError("--" + name + " takes one count");
-    return (*c)[0];
-  };
-  bench::Repeats rep;
-  {
-    auto w = count("warmup", "1", /*zero_ok=*/true), r = count("repeats", "3");
-    if (!w.ok()) return Fail(io, w.status(), kExitUsage);
-    if (!r.ok()) return Fail(io, r.status(), kExitUsage);
-    rep.warmup = static_cast<int>(*w);
-    rep.repeats = static_cast<int>(*r);
-  }
-  double peak = 0;
-  if (flags.IsSet("peak-tflops") &&
-      (!absl::SimpleAtod(flags.Get("peak-tflops"), &peak) || peak <= 0)) {
-    io.err << "cmdistill bench: --peak-tflops must be a positive number\n";
-    return kExitUsage;
-  }
-  if (flags.IsSet("threads")) {
-    auto t = count("threads", "");
-    if (!t.ok()) return Fail(io, t.status(), kExitUsage);
-    model::SetComputeThreads(static_cast<int>(*t));
-  }
-  const std::string device = flags.Get("device"), dtype = flags.Get("dtype");
-  const bool json = flags.GetBool("json");
-  std::vector<std::string> parts;  // JSON members
-  auto header = [&](const std::string& what) {
-    if (!json) io.out << "cmdistill bench " << mode << ": " << what << "\n";
-  };
-  if (mode == "gemm") {
-    auto n = count("gemm-size", "1024");
-    if (!n.ok()) return Fail(io, n.status(), kExitUsage);
-    auto f = model::MatmulFlopsPerSecond(*n, device, dtype, rep.repeats);
-    if (!f.ok()) return Fail(io, f.status());
-    if (json) {
-      io.out
-          << absl::StrFormat(
-                 R"({"mode": "gemm", "device": "%s", "dtype": "%s", "n": %d, "threads": %d, "flops_per_s": %.4g})",
-                 device, dtype, *n, model::ComputeThreads(), *f)
-          << "\n";
-    } else {
-      io.out << absl::StrFormat(
-          "cmdistill bench gemm: [%d, %d] x [%d, %d] %s on %s, %d threads: "
-          "%.2f GFLOP/s\n",
-          *n, *n, *n, *n, dtype, device, model::ComputeThreads(), *f / 1e9);
-    }
-    return kExitOk;
-  }
-  std::unique_ptr<model::LanguageModel> m;
-  std::string what;
-  if (flags.IsSet("model")) {
-    auto l = model::LanguageModel::Load(flags.Get("model"), device, dtype);
-    if (!l.ok()) return Fail(io, l.status());
-    m = *std::move(l);
-    what = flags.Get("model");
-  } else {
-    auto shape = bench::Shape(flags.Get("shape"));
-    if (!shape.ok()) return Fail(io, shape.status(), kExitUsage);
-    auto r = model::LanguageModel::InitRandom(*shape, 1, device, dtype);
-    if (!r.ok()) return Fail(io, r.status());
-    m = *std::move(r);
-    what = "random " + flags.Get("shape");
-  }
-  const std::string desc = absl::StrFormat(
-      "%s (%.1fM parameters, %s), %s %s, %d threads", what,
-      m->num_parameters() / 1e6, m->config().model_type, m->device_name(),
-      m->dtype_name(), model::ComputeThreads());
-  parts.push_back(absl::StrFormat(
-      R"("mode": "%s", "model": "%s", "parameters": %d, "device": "%s", "dtype": "%s", "threads": %d, "warmup": %d, "repeats": %d)",
-      mode, what, m->num_parameters(), m->device_name(), m->dtype_name(),
-      model::ComputeThreads(), rep.warmup, rep.repeats));
-  if (mode == "overload") return Overload(std::move(m), desc, flags, json, io);
-  if (mode == "decode") {
-    auto batches = bench::ParseCounts(
-        flags.IsSet("batch") ? flags.Get("batch") : "1,8,64", "batch");
-    auto P = count("prompt-len", "18"), T = count("new-tokens", "128");
-    for (const absl::Status& s : {batches.status(), P.status(), T.status()})
-      if (!s.ok()) return Fail(io, s, kExitUsage);
-    const bool eos = flags.GetBool("stop-at-eos");
-    header(absl::StrFormat("%s; prompt %d tokens, %d new tokens%s", desc, *P,
-                           *T, eos ? " (stopping at eos)" : ", fixed length"));
-    if (!json) io.out << "batch  tokens/s median [min, max]\n";
-    std::vector<std::string> rows;
-    for (int64_t b : *batches) {
-      auto r = bench::Decode(*m, b, *P, *T, eos, rep);
-      if (!r.ok()) return Fail(io, r.status());
-      if (!json) io.out << absl::StrFormat("%-6d %s\n", b, RateText(*r));
-      rows.push_back(absl::StrFormat(R"("%d": %s)", b, RateJson(*r)));
-    }
-    parts.push_back(absl::StrFormat(
-        R"("prompt_len": %d, "new_tokens": %d, "stop_at_eos": %s, "tokens_per_s": {%s})",
-        *P, *T, eos ? "true" : "false", absl::StrJoin(rows, ", ")));
-  } else if (mode == "score" || mode == "train") {
-    const bool train = mode == "train";
-    auto B = count("batch", train ? "8" : "64");
-    auto T = count("seq-len", train ? "128" : "256");
-    for (const absl::Status& s : {B.status(), T.status()})
-      if (!s.ok()) return Fail(io, s, kExitUsage);
-    header(absl::StrFormat("%s; [%d, %d]", desc, *B, *T));
-    if (!train) {
-      auto r = bench::Score(*m, *B, *T, rep);
-      if (!r.ok()) return Fail(io, r.status());
-      // Forward FLOPs per token: 2 x matmul parameters.
-      const double flops = 2 * bench::MatmulParameters(*m) * r->median;
-      if (!json) {
-        io.out << "tokens/s " << RateText(*r)
-               << absl::StrFormat("  (model %.2f GFLOP/s)\n", flops / 1e9);
-      }
-      parts.push_back(absl::StrFormat(
-          R"("batch": %d, "seq_len": %d, "tokens_per_s": %s, "model_flops_per_s": %.4g)",
-          *B, *T, RateJson(*r), flops));
-    } else {
-      auto r = bench::Train(*m, *B, *T, rep);
-      if (!r.ok()) return Fail(io, r.status());
-      if (!json) {
-        io.out << "tokens/s " << RateText(r->tokens)
-               << absl::StrFormat("  (model %.2f GFLOP/s",
-                                  r->model_flops / 1e9);
-        if (peak > 0)
-          io.out << absl::StrFormat(", utilisation %.1f%% of %g TFLOP/s",
-                                    100 * r->model_flops / (peak * 1e12), peak);
-        io.out << ")\n";
-      }
-      parts.push_back(absl::StrFormat(
-          R"("batch": %d, "seq_len": %d, "tokens_per_s": %s, "model_flops_per_s": %.4g)",
-          *B, *T, RateJson(r->tokens), r->model_flops));
-      if (peak > 0) {
-        parts.push_back(
-            absl::StrFormat(R"("mfu": %.4f)", r->model_flops / (peak * 1e12)));
-      }
-    }
-  } else {  // sync
-    auto chunk = count("chunk-bytes", "1048576");
-    if (!chunk.ok()) return Fail(io, chunk.status(), kExitUsage);
-    header(desc);
-    auto r = bench::Sync(*m, device, dtype, static_cast<size_t>(*chunk), rep);
-    if (!r.ok()) return Fail(io, r.status());
-    const double ratio = r->fetch.median / r->loopback.median;
-    if (!json) {
-      io.out << absl::StrFormat(
-          "snapshot %.1f MB, %d-byte chunks\nfetch + sha256 + load  MB/s %s\n"
-          "plain loopback TCP    MB/s %s\nratio %.0f%%\n",
-          r->bytes / 1e6, *chunk, RateText(r->fetch, 1e6),
-          RateText(r->loopback, 1e6), 100 * ratio);
-    }
-    parts.push_back(absl::StrFormat(
-        R"("snapshot_bytes": %d, "chunk_bytes": %d, "fetch_bytes_per_s": %s, "loopback_bytes_per_s": %s, "ratio": %.4f)",
-        r->bytes, *chunk, RateJson(r->fetch), RateJson(r->loopback), ratio));
-  }
-  if (json) io.out << "{" << absl::StrJoin(parts, ", ") << "}\n";
-  return kExitOk;
+  return Bench(flags, io).Run();
 }
 
 }  // namespace

@@ -64,226 +64,305 @@ absl::Status PolicyTrainer::SavePolicy(
   return impl_->student->Save(dir, wo);
 }
 
-absl::StatusOr<StepStats> PolicyTrainer::Step(
-    const std::vector<std::vector<v1::Trajectory>>& groups) {
-  Impl& I = *impl_;
-  const TrainerOptions& o = I.o;
-  const bool uses_kl = o.method == rl::Method::kCmdp ||
-                       o.method == rl::Method::kSoftLagrangian ||
-                       o.method == rl::Method::kLagrangian ||
-                       o.method == rl::Method::kGkd;
-  // ---- validate and collect
+// A step's trajectories, checked, with their group advantages, the batch
+// statistics and the whole-step denominators (so that the micro-batches'
+// losses sum to the loss of the whole batch: token-mean over real tokens,
+// term II over infeasible tokens).
+struct StepBatch {
   std::vector<const v1::Trajectory*> trajs;
   std::vector<double> advantages;
-  StepStats st;
+  StepStats stats;  // mean return, task reward, satisfaction, cost
+  int64_t K = 0;    // support size (0: sampled tokens only)
+  bool compute_kl = false;
+  double total_tokens = 0, total_infeasible = 0;
+};
+
+namespace {
+
+bool UsesKl(rl::Method m) {
+  return m == rl::Method::kCmdp || m == rl::Method::kSoftLagrangian ||
+         m == rl::Method::kLagrangian || m == rl::Method::kGkd;
+}
+
+// The checks of one trajectory against the method's needs; updates the
+// batch's support size `K` (-1 until known) and whether every trajectory
+// carries the teacher's scores.
+absl::Status CheckTrajectory(const v1::Trajectory& t, bool uses_kl,
+                             int64_t vocab, int64_t* K,
+                             bool* have_teacher_data) {
+  const int64_t T = t.completion_ids_size();
+  const auto& ev = t.evaluation();
+  const std::string where = absl::StrCat("trajectory ", t.trajectory_id());
+  if (t.prompt_ids_size() == 0)
+    return absl::InvalidArgumentError(where + ": empty prompt");
+  if (t.behavior_logprobs_size() != T || ev.feasible_size() != T) {
+    return absl::InvalidArgumentError(
+        where +
+        ": behavior_logprobs and evaluation.feasible must have one value "
+        "per token");
+  }
+  const int64_t k = t.support().k();
+  if (!uses_kl && T > 0) {
+    // Reward-only methods: the teacher's scores, when the actors asked for
+    // them, only feed the KL statistic.
+    const bool complete = k > 0 ? t.support().token_ids_size() == T * k &&
+                                      t.teacher_support_logprobs_size() == T * k
+                                : t.teacher_sampled_logprobs_size() == T;
+    if (*K < 0) *K = k;
+    *have_teacher_data = *have_teacher_data && complete && k == *K;
+  }
+  if (uses_kl && T > 0) {
+    if (*K < 0) *K = k;
+    if (k != *K)
+      return absl::InvalidArgumentError(where +
+                                        ": support sizes differ in a batch");
+    if (k > 0 && (t.support().token_ids_size() != T * k ||
+                  t.teacher_support_logprobs_size() != T * k)) {
+      return absl::InvalidArgumentError(
+          where + ": support arrays must have T*K values");
+    }
+    if (k == 0 && t.teacher_sampled_logprobs_size() != T) {
+      return absl::InvalidArgumentError(where +
+                                        ": teacher_sampled_logprobs missing");
+    }
+  }
+  for (int i = 0; i < T; ++i) {
+    if (t.completion_ids(i) < 0 || t.completion_ids(i) >= vocab) {
+      return absl::InvalidArgumentError(where +
+                                        ": token id outside the vocabulary");
+    }
+  }
+  if (!std::isfinite(ev.trajectory_return())) {
+    return absl::InvalidArgumentError(where + ": non-finite return");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StepBatch> CollectBatch(
+    const std::vector<std::vector<v1::Trajectory>>& groups,
+    const TrainerOptions& o, int64_t vocab) {
+  const bool uses_kl = UsesKl(o.method);
+  StepBatch b;
   int64_t K = -1, Tmax = 0;
   bool have_teacher_data = true;
   double cost_sum = 0;
-  for (size_t g = 0; g < groups.size(); ++g) {
+  for (const auto& group : groups) {
     std::vector<double> returns;
-    for (const v1::Trajectory& t : groups[g]) {
-      const int64_t T = t.completion_ids_size();
+    for (const v1::Trajectory& t : group) {
+      if (auto s = CheckTrajectory(t, uses_kl, vocab, &K, &have_teacher_data);
+          !s.ok())
+        return s;
       const auto& ev = t.evaluation();
-      const std::string where = absl::StrCat("trajectory ", t.trajectory_id());
-      if (t.prompt_ids_size() == 0)
-        return absl::InvalidArgumentError(where + ": empty prompt");
-      if (t.behavior_logprobs_size() != T || ev.feasible_size() != T) {
-        return absl::InvalidArgumentError(
-            where +
-            ": behavior_logprobs and evaluation.feasible must have one value "
-            "per token");
-      }
-      if (!uses_kl && T > 0) {
-        // Reward-only methods: the teacher's scores, when the actors asked
-        // for them, only feed the KL statistic.
-        const int64_t k = t.support().k();
-        const bool complete =
-            k > 0 ? t.support().token_ids_size() == T * k &&
-                        t.teacher_support_logprobs_size() == T * k
-                  : t.teacher_sampled_logprobs_size() == T;
-        if (K < 0) K = k;
-        have_teacher_data = have_teacher_data && complete && k == K;
-      }
-      if (uses_kl && T > 0) {
-        const int64_t k = t.support().k();
-        if (K < 0) K = k;
-        if (k != K)
-          return absl::InvalidArgumentError(
-              where + ": support sizes differ in a batch");
-        if (k > 0 && (t.support().token_ids_size() != T * k ||
-                      t.teacher_support_logprobs_size() != T * k)) {
-          return absl::InvalidArgumentError(
-              where + ": support arrays must have T*K values");
-        }
-        if (k == 0 && t.teacher_sampled_logprobs_size() != T) {
-          return absl::InvalidArgumentError(
-              where + ": teacher_sampled_logprobs missing");
-        }
-      }
-      for (int i = 0; i < T; ++i) {
-        if (t.completion_ids(i) < 0 ||
-            t.completion_ids(i) >= I.t->config().vocab_size) {
-          return absl::InvalidArgumentError(
-              where + ": token id outside the vocabulary");
-        }
-      }
-      if (!std::isfinite(ev.trajectory_return())) {
-        return absl::InvalidArgumentError(where + ": non-finite return");
-      }
       returns.push_back(ev.trajectory_return());
-      st.mean_return += ev.trajectory_return();
-      st.mean_task_reward += ev.task_reward();
-      st.satisfaction += ev.constraint_satisfied() ? 1 : 0;
+      b.stats.mean_return += ev.trajectory_return();
+      b.stats.mean_task_reward += ev.task_reward();
+      b.stats.satisfaction += ev.constraint_satisfied() ? 1 : 0;
       cost_sum += ev.cost_used();
-      Tmax = std::max(Tmax, T);
-      trajs.push_back(&t);
+      Tmax = std::max<int64_t>(Tmax, t.completion_ids_size());
+      b.trajs.push_back(&t);
     }
     auto adv =
         rl::GroupAdvantages(returns, o.std_normalization, o.advantage_eps);
     if (!adv.ok()) return adv.status();
-    advantages.insert(advantages.end(), adv->begin(), adv->end());
+    b.advantages.insert(b.advantages.end(), adv->begin(), adv->end());
   }
-  if (trajs.empty()) return absl::InvalidArgumentError("no trajectories");
-  const double n = static_cast<double>(trajs.size());
-  st.mean_return /= n;
-  st.mean_task_reward /= n;
-  st.satisfaction /= n;
-  st.mean_cost = cost_sum / n;
-  if (K < 0) K = 0;
-  const bool compute_kl = uses_kl || have_teacher_data;
+  if (b.trajs.empty()) return absl::InvalidArgumentError("no trajectories");
+  const double n = static_cast<double>(b.trajs.size());
+  b.stats.mean_return /= n;
+  b.stats.mean_task_reward /= n;
+  b.stats.satisfaction /= n;
+  b.stats.mean_cost = cost_sum / n;
+  b.K = std::max<int64_t>(K, 0);
+  b.compute_kl = uses_kl || have_teacher_data;
   if (Tmax == 0)
     return absl::InvalidArgumentError("no completion tokens in the batch");
-
-  // Whole-step denominators, so that the micro-batches' losses sum to the
-  // loss of the whole batch (token-mean over real tokens; term II over
-  // infeasible tokens).
-  double total_tokens = 0, total_infeasible = 0;
-  for (const v1::Trajectory* t : trajs) {
-    total_tokens += t->completion_ids_size();
-    for (bool f : t->evaluation().feasible()) total_infeasible += f ? 0 : 1;
+  for (const v1::Trajectory* t : b.trajs) {
+    b.total_tokens += t->completion_ids_size();
+    for (bool f : t->evaluation().feasible()) b.total_infeasible += f ? 0 : 1;
   }
+  return b;
+}
+
+// Trajectories [c0, c1) as host arrays: inputs (prompt + completion[:-1],
+// left-padded to W), and per completion position [B, Tmax] the row of its
+// logits, the token, masks, behaviour and teacher log-probabilities, and the
+// support [B, Tmax, K].
+struct Packed {
+  int64_t B = 0, W = 0, Tmax = 0, tokens = 0;
+  std::vector<int64_t> ids, mask, pos, rows, comp, cmask, sup;
+  std::vector<float> behav, infeas, tsampled, tsup, ttail;
+  bool have_tail = false;
+};
+
+void PackSequence(const v1::Trajectory& t, int64_t b, int64_t K,
+                  bool compute_kl, Packed* p) {
+  const int64_t W = p->W, Tmax = p->Tmax;
+  const int64_t P = t.prompt_ids_size(), T = t.completion_ids_size();
+  const int64_t L = P + std::max<int64_t>(0, T - 1), pad = W - L;
+  for (int64_t i = 0; i < L; ++i) {
+    p->ids[b * W + pad + i] = i < P ? t.prompt_ids(i) : t.completion_ids(i - P);
+    p->mask[b * W + pad + i] = 1;
+    p->pos[b * W + pad + i] = i;
+  }
+  p->have_tail = p->have_tail && t.teacher_tail_logprobs_size() == T;
+  for (int64_t i = 0; i < T; ++i) {
+    const int64_t at = b * Tmax + i;
+    p->rows[at] = pad + P - 1 + i;
+    p->comp[at] = t.completion_ids(i);
+    p->cmask[at] = 1;
+    p->behav[at] = t.behavior_logprobs(i);
+    p->infeas[at] = t.evaluation().feasible(i) ? 0.f : 1.f;
+    if (t.teacher_sampled_logprobs_size() == T)
+      p->tsampled[at] = t.teacher_sampled_logprobs(i);
+    if (t.teacher_tail_logprobs_size() == T)
+      p->ttail[at] = t.teacher_tail_logprobs(i);
+    for (int64_t k = 0; k < K && compute_kl; ++k) {
+      p->sup[at * K + k] = t.support().token_ids(i * K + k);
+      p->tsup[at * K + k] = t.teacher_support_logprobs(i * K + k);
+    }
+  }
+  p->tokens += T;
+}
+
+Packed Pack(const StepBatch& batch, size_t c0, size_t c1) {
+  Packed p;
+  p.B = static_cast<int64_t>(c1 - c0);
+  for (size_t i = c0; i < c1; ++i) {
+    const v1::Trajectory* t = batch.trajs[i];
+    p.Tmax = std::max<int64_t>(p.Tmax, t->completion_ids_size());
+    p.W = std::max<int64_t>(
+        p.W, t->prompt_ids_size() + std::max(0, t->completion_ids_size() - 1));
+  }
+  const int64_t BW = p.B * p.W, BT = p.B * p.Tmax;
+  const int64_t BTK = BT * std::max<int64_t>(batch.K, 1);
+  p.ids.assign(BW, 0);
+  p.mask.assign(BW, 0);
+  p.pos.assign(BW, 0);
+  p.rows.assign(BT, 0);
+  p.comp.assign(BT, 0);
+  p.cmask.assign(BT, 0);
+  p.behav.assign(BT, 0.f);
+  p.infeas.assign(BT, 0.f);
+  p.tsampled.assign(BT, 0.f);
+  p.ttail.assign(BT, 0.f);
+  p.sup.assign(BTK, 0);
+  p.tsup.assign(BTK, 0.f);
+  p.have_tail = batch.K > 0;
+  for (int64_t b = 0; b < p.B; ++b)
+    PackSequence(*batch.trajs[c0 + b], b, batch.K, batch.compute_kl, &p);
+  return p;
+}
+
+// The per-token KL the loss and the statistic use: the support KL when the
+// trajectories carry a support and the cost is support_kl; otherwise the
+// sampled-token surrogate whose gradient is the reverse KL's (score
+// function), not a differentiable k1 (whose expected gradient is zero).
+absl::Status TokenKl(const TrainerOptions& o, const Packed& p, int64_t K,
+                     const at::Tensor& lp, const at::Tensor& new_lp,
+                     const c10::Device& dev, at::Tensor* kl) {
+  auto L64 = [&](const std::vector<int64_t>& v, std::vector<int64_t> shape) {
+    return at::tensor(v, at::kLong).view(shape).to(dev);
+  };
+  auto F32 = [&](const std::vector<float>& v, std::vector<int64_t> shape) {
+    return at::tensor(v, at::kFloat).view(shape).to(dev);
+  };
+  const int64_t B = p.B, Tmax = p.Tmax;
+  if (K > 0 && o.cost_estimator == rl::CostEstimator::kSupportKl) {
+    const at::Tensor student_sup = lp.gather(-1, L64(p.sup, {B, Tmax, K}));
+    return rl::SupportKl(student_sup, F32(p.tsup, {B, Tmax, K}),
+                         p.have_tail ? F32(p.ttail, {B, Tmax}) : at::Tensor(),
+                         o.prob_floor, kl);
+  }
+  return rl::SampledKl(new_lp, F32(p.tsampled, {B, Tmax}), o.cost_estimator,
+                       o.prob_floor, kl);
+}
+
+}  // namespace
+
+// One micro-batch [c0, c1): forward, the method's loss, backward (gradients
+// accumulate). Returns the loss; adds the KL over real tokens to `kl_sum`.
+absl::StatusOr<double> PolicyTrainer::MicroBatch(const StepBatch& batch,
+                                                 size_t c0, size_t c1,
+                                                 double* kl_sum) {
+  Impl& I = *impl_;
+  const TrainerOptions& o = I.o;
+  Packed p = Pack(batch, c0, c1);
+  const int64_t B = p.B, W = p.W, Tmax = p.Tmax;
+  const c10::Device dev = I.t->device();
+  auto L64 = [&](std::vector<int64_t>& v, std::vector<int64_t> shape) {
+    return at::tensor(v, at::kLong).view(shape).to(dev);
+  };
+  auto F32 = [&](std::vector<float>& v, std::vector<int64_t> shape) {
+    return at::tensor(v, at::kFloat).view(shape).to(dev);
+  };
+  const at::Tensor logits =
+      I.t->Forward(L64(p.ids, {B, W}), L64(p.pos, {B, W}), L64(p.mask, {B, W}),
+                   nullptr);  // [B, W, V]
+  const int64_t V = logits.size(2);
+  const at::Tensor row_idx = L64(p.rows, {B, Tmax, 1}).expand({B, Tmax, V});
+  const at::Tensor lp =
+      at::log_softmax(logits.gather(1, row_idx) / o.temperature, -1);
+  const at::Tensor new_lp = lp.gather(-1, L64(p.comp, {B, Tmax}).unsqueeze(-1))
+                                .squeeze(-1);  // [B, Tmax]
+  const at::Tensor cmask_t = L64(p.cmask, {B, Tmax}).to(at::kFloat);
+  const at::Tensor behav_t = F32(p.behav, {B, Tmax});
+  const at::Tensor adv_t =
+      at::tensor(std::vector<double>(batch.advantages.begin() + c0,
+                                     batch.advantages.begin() + c1),
+                 at::kDouble)
+          .to(at::kFloat)
+          .to(dev);
+  const at::Tensor infeas_t = F32(p.infeas, {B, Tmax});
+  at::Tensor kl;
+  if (batch.compute_kl) {
+    if (auto s = TokenKl(o, p, batch.K, lp, new_lp, dev, &kl); !s.ok())
+      return s;
+    *kl_sum += (kl.detach() * cmask_t).sum().item<double>();
+  }
+  const bool uses_kl = UsesKl(o.method);
+  rl::MethodLossInputs in{
+      &new_lp, &behav_t, &adv_t, &cmask_t, uses_kl ? &kl : nullptr, &infeas_t};
+  rl::MethodLossOptions mo;
+  mo.method = o.method;
+  mo.clip_epsilon = o.clip_epsilon;
+  mo.kappa = o.kappa;
+  mo.lambda = lambda();
+  mo.aggregate_denominator = batch.total_tokens;
+  mo.infeasible_denominator =
+      o.term_two_over_all_tokens ? batch.total_tokens : batch.total_infeasible;
+  at::Tensor loss;
+  if (auto s = rl::MethodLoss(in, mo, &loss); !s.ok()) return s;
+  loss.backward();
+  return loss.item<double>();
+}
+
+absl::StatusOr<StepStats> PolicyTrainer::Step(
+    const std::vector<std::vector<v1::Trajectory>>& groups) {
+  Impl& I = *impl_;
+  const TrainerOptions& o = I.o;
+  auto batch = CollectBatch(groups, o, I.t->config().vocab_size);
+  if (!batch.ok()) return batch.status();
+  StepStats st = batch->stats;
+  const size_t n = batch->trajs.size();
   const size_t micro = o.micro_batch_sequences > 0
                            ? static_cast<size_t>(o.micro_batch_sequences)
-                           : trajs.size();
-  double kl_sum = 0;
+                           : n;
   try {
     for (at::Tensor& p : I.t->parameters()) p.mutable_grad() = at::Tensor();
-    double loss_sum = 0;
-    for (size_t c0 = 0; c0 < trajs.size(); c0 += micro) {
-      const size_t c1 = std::min(trajs.size(), c0 + micro);
-      const int64_t B = static_cast<int64_t>(c1 - c0);
-      int64_t Tmax = 0;
+    double kl_sum = 0;
+    for (size_t c0 = 0; c0 < n; c0 += micro) {
+      const size_t c1 = std::min(n, c0 + micro);
+      int64_t tokens = 0;
       for (size_t i = c0; i < c1; ++i)
-        Tmax = std::max<int64_t>(Tmax, trajs[i]->completion_ids_size());
-      if (Tmax == 0) continue;
-      // ---- inputs: prompt + completion[:-1], left-padded
-      int64_t W = 0;
-      for (size_t i = c0; i < c1; ++i) {
-        const v1::Trajectory* t = trajs[i];
-        W = std::max<int64_t>(W, t->prompt_ids_size() +
-                                     std::max(0, t->completion_ids_size() - 1));
-      }
-      std::vector<int64_t> ids(B * W, 0), mask(B * W, 0), pos(B * W, 0),
-          rows(B * Tmax, 0), comp(B * Tmax, 0), cmask(B * Tmax, 0);
-      std::vector<float> behav(B * Tmax, 0.f), infeas(B * Tmax, 0.f),
-          tsampled(B * Tmax, 0.f);
-      std::vector<int64_t> sup(B * Tmax * std::max<int64_t>(K, 1), 0);
-      std::vector<float> tsup(B * Tmax * std::max<int64_t>(K, 1), 0.f),
-          ttail(B * Tmax, 0.f);
-      bool have_tail = K > 0;
-      for (int64_t b = 0; b < B; ++b) {
-        const v1::Trajectory& t = *trajs[c0 + b];
-        const int64_t P = t.prompt_ids_size(), T = t.completion_ids_size();
-        const int64_t L = P + std::max<int64_t>(0, T - 1), pad = W - L;
-        for (int64_t i = 0; i < L; ++i) {
-          ids[b * W + pad + i] =
-              i < P ? t.prompt_ids(i) : t.completion_ids(i - P);
-          mask[b * W + pad + i] = 1;
-          pos[b * W + pad + i] = i;
-        }
-        have_tail = have_tail && t.teacher_tail_logprobs_size() == T;
-        for (int64_t i = 0; i < T; ++i) {
-          rows[b * Tmax + i] = pad + P - 1 + i;
-          comp[b * Tmax + i] = t.completion_ids(i);
-          cmask[b * Tmax + i] = 1;
-          behav[b * Tmax + i] = t.behavior_logprobs(i);
-          infeas[b * Tmax + i] = t.evaluation().feasible(i) ? 0.f : 1.f;
-          if (t.teacher_sampled_logprobs_size() == T)
-            tsampled[b * Tmax + i] = t.teacher_sampled_logprobs(i);
-          if (t.teacher_tail_logprobs_size() == T)
-            ttail[b * Tmax + i] = t.teacher_tail_logprobs(i);
-          for (int64_t k = 0; k < K && compute_kl; ++k) {
-            sup[(b * Tmax + i) * K + k] = t.support().token_ids(i * K + k);
-            tsup[(b * Tmax + i) * K + k] =
-                t.teacher_support_logprobs(i * K + k);
-          }
-        }
-        st.tokens += T;
-      }
-      const c10::Device dev = I.t->device();
-      auto L64 = [&](std::vector<int64_t>& v, std::vector<int64_t> shape) {
-        return at::tensor(v, at::kLong).view(shape).to(dev);
-      };
-      auto F32 = [&](std::vector<float>& v, std::vector<int64_t> shape) {
-        return at::tensor(v, at::kFloat).view(shape).to(dev);
-      };
-      const at::Tensor logits =
-          I.t->Forward(L64(ids, {B, W}), L64(pos, {B, W}), L64(mask, {B, W}),
-                       nullptr);  // [B, W, V]
-      const int64_t V = logits.size(2);
-      const at::Tensor row_idx = L64(rows, {B, Tmax, 1}).expand({B, Tmax, V});
-      const at::Tensor lp =
-          at::log_softmax(logits.gather(1, row_idx) / o.temperature, -1);
-      const at::Tensor comp_t = L64(comp, {B, Tmax});
-      const at::Tensor new_lp =
-          lp.gather(-1, comp_t.unsqueeze(-1)).squeeze(-1);  // [B, Tmax]
-      const at::Tensor cmask_t = L64(cmask, {B, Tmax}).to(at::kFloat);
-      const at::Tensor behav_t = F32(behav, {B, Tmax});
-      const at::Tensor adv_t =
-          at::tensor(std::vector<double>(advantages.begin() + c0,
-                                         advantages.begin() + c1),
-                     at::kDouble)
-              .to(at::kFloat)
-              .to(dev);
-      const at::Tensor infeas_t = F32(infeas, {B, Tmax});
-      at::Tensor kl;
-      if (compute_kl) {
-        if (K > 0 && o.cost_estimator == rl::CostEstimator::kSupportKl) {
-          const at::Tensor sup_t = L64(sup, {B, Tmax, K});
-          const at::Tensor student_sup = lp.gather(-1, sup_t);
-          auto s =
-              rl::SupportKl(student_sup, F32(tsup, {B, Tmax, K}),
-                            have_tail ? F32(ttail, {B, Tmax}) : at::Tensor(),
-                            o.prob_floor, &kl);
-          if (!s.ok()) return s;
-        } else {
-          // No support, or a sampled-token cost configured: the surrogate
-          // whose gradient is the reverse KL's (score function), not a
-          // differentiable k1 (whose expected gradient is zero).
-          auto s = rl::SampledKl(new_lp, F32(tsampled, {B, Tmax}),
-                                 o.cost_estimator, o.prob_floor, &kl);
-          if (!s.ok()) return s;
-        }
-        kl_sum += (kl.detach() * cmask_t).sum().item<double>();
-      }
-      rl::MethodLossInputs in{
-          &new_lp,  &behav_t, &adv_t, &cmask_t, uses_kl ? &kl : nullptr,
-          &infeas_t};
-      rl::MethodLossOptions mo;
-      mo.method = o.method;
-      mo.clip_epsilon = o.clip_epsilon;
-      mo.kappa = o.kappa;
-      mo.lambda = lambda();
-      mo.aggregate_denominator = total_tokens;
-      mo.infeasible_denominator =
-          o.term_two_over_all_tokens ? total_tokens : total_infeasible;
-      at::Tensor loss;
-      if (auto s = rl::MethodLoss(in, mo, &loss); !s.ok()) return s;
-      loss.backward();
-      loss_sum += loss.item<double>();
+        tokens += batch->trajs[i]->completion_ids_size();
+      if (tokens == 0) continue;
+      auto loss = MicroBatch(*batch, c0, c1, &kl_sum);
+      if (!loss.ok()) return loss.status();
+      st.loss += *loss;
+      st.tokens += tokens;
     }
-    st.loss = loss_sum;
-    st.mean_token_kl = total_tokens > 0 ? kl_sum / total_tokens : 0;
+    st.mean_token_kl =
+        batch->total_tokens > 0 ? kl_sum / batch->total_tokens : 0;
     auto info = I.adamw->Step();
     if (!info.ok()) return info.status();
     st.grad_norm = info->grad_norm;

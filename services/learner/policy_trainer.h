@@ -51,6 +51,9 @@ struct TrainerOptions {
   int64_t micro_batch_sequences = 0;
 };
 
+// A step's checked trajectories (defined in policy_trainer.cc).
+struct StepBatch;
+
 class PolicyTrainer final : public Trainer {
  public:
   // `student` must outlive the trainer; its parameters are trained in place.
@@ -80,6 +83,10 @@ class PolicyTrainer final : public Trainer {
  private:
   struct Impl;
   explicit PolicyTrainer(std::unique_ptr<Impl> impl);
+  // One micro-batch [c0, c1) of a step's checked trajectories: forward,
+  // loss, backward.
+  absl::StatusOr<double> MicroBatch(const StepBatch& batch, size_t c0,
+                                    size_t c1, double* kl_sum);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -157,243 +157,322 @@ void ScrapeMetrics(const std::string& name, const Ports& p,
 
 }  // namespace
 
-absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
-                                              const DistillOptions& o,
-                                              std::ostream& progress) {
-  const absl::Time t0 = absl::Now();
-  DistillResult result;
-  const std::string out = config.output_dir();
-  result.logs_dir = out + "/logs";
-  result.metrics_dir = out + "/metrics";
-  result.run_file = out + "/run.yaml";
-  result.final_model = out + "/final";
-  result.curve_csv = out + "/training_curve.csv";
-  std::error_code ec;
-  fs::create_directories(result.logs_dir, ec);
-  fs::create_directories(result.metrics_dir, ec);
-  {
-    // Actors export /metrics too (on a free port each); local mode also has
-    // them write it to metrics/<actor>.prom (--metrics-file).
-    v1::RunConfig children_config = config;
+namespace {
+
+// One run of RunDistillation: the children, what their lines told, and the
+// phases as methods (start services, start actors, watch, finish).
+class Distillation {
+ public:
+  Distillation(const v1::RunConfig& config, const DistillOptions& o,
+               std::ostream& progress)
+      : config_(config),
+        o_(o),
+        progress_(progress),
+        children_(o, Paths(config).logs_dir, &shared_) {
+    result_ = Paths(config);
+  }
+
+  absl::StatusOr<DistillResult> Run() {
+    const absl::Time t0 = absl::Now();
+    if (auto s = WriteRunFile(); !s.ok()) return s;
+    if (auto s = StartServices(); !s.ok()) return Fail(s);
+    if (auto s = StartActors(); !s.ok()) return Fail(s);
+    if (auto s = Watch(); !s.ok()) return s;
+    if (auto s = Finish(); !s.ok()) return s;
+    result_.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+    return result_;
+  }
+
+ private:
+  static DistillResult Paths(const v1::RunConfig& config) {
+    DistillResult r;
+    const std::string out = config.output_dir();
+    r.logs_dir = out + "/logs";
+    r.metrics_dir = out + "/metrics";
+    r.run_file = out + "/run.yaml";
+    r.final_model = out + "/final";
+    r.curve_csv = out + "/training_curve.csv";
+    return r;
+  }
+
+  absl::Status Fail(absl::Status s) {
+    children_.StopAll();
+    return s;
+  }
+
+  // The resolved run file every child reads. Actors export /metrics too (on
+  // a free port each); local mode also has them write it to
+  // metrics/<actor>.prom (--metrics-file).
+  absl::Status WriteRunFile() {
+    std::error_code ec;
+    fs::create_directories(result_.logs_dir, ec);
+    fs::create_directories(result_.metrics_dir, ec);
+    v1::RunConfig children_config = config_;
     if (children_config.services().actor_metrics_listen().empty())
       children_config.mutable_services()->set_actor_metrics_listen(
           "127.0.0.1:0");
-    if (auto s = util::WriteFileAtomically(
-            result.run_file,
-            "# Written by cmdistill local: the resolved run file every child "
-            "reads.\n" +
-                config::ToYaml(children_config));
-        !s.ok())
-      return s;
+    return util::WriteFileAtomically(
+        result_.run_file,
+        "# Written by cmdistill local: the resolved run file every child "
+        "reads.\n" +
+            config::ToYaml(children_config));
   }
-  Shared shared;
-  Children children(o, result.logs_dir, &shared);
-  const std::vector<std::string> base = {"--config", result.run_file};
-  auto args = [&](const char* cmd, std::vector<std::string> extra = {}) {
-    std::vector<std::string> a = {cmd};
-    a.insert(a.end(), base.begin(), base.end());
+
+  std::vector<std::string> Args(const char* cmd,
+                                std::vector<std::string> extra = {}) const {
+    std::vector<std::string> a = {cmd, "--config", result_.run_file};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
-  };
+  }
+
   // Waits for READY lines (or a child's death, or a signal).
-  auto await_ready = [&](const std::vector<std::string>& names,
-                         absl::Duration limit) -> absl::Status {
+  absl::Status AwaitReady(const std::vector<std::string>& names,
+                          absl::Duration limit) {
     const absl::Time deadline = absl::Now() + limit;
     for (;;) {
       bool all = true;
       {
-        absl::MutexLock l(&shared.mu);
-        for (const auto& n : names) all = all && shared.ready.count(n) > 0;
+        absl::MutexLock l(&shared_.mu);
+        for (const auto& n : names) all = all && shared_.ready.count(n) > 0;
       }
       if (all) return absl::OkStatus();
       for (const auto& n : names) {
-        ChildProcess* c = children.Get(n);
+        ChildProcess* c = children_.Get(n);
         if (auto code = c->Poll()) {
           return absl::AbortedError(absl::StrCat(
-              "while starting: ", FailureOf(c, *code, result.logs_dir)));
+              "while starting: ", FailureOf(c, *code, result_.logs_dir)));
         }
       }
-      if (Interrupted(o, absl::Milliseconds(50))) {
+      if (Interrupted(o_, absl::Milliseconds(50))) {
         return absl::CancelledError("interrupted while starting");
       }
       if (absl::Now() > deadline) {
         return absl::DeadlineExceededError(absl::StrCat(
             "services did not report READY within ",
-            absl::FormatDuration(limit), "; logs in ", result.logs_dir));
+            absl::FormatDuration(limit), "; logs in ", result_.logs_dir));
       }
     }
-  };
-  auto fail = [&](absl::Status s) -> absl::Status {
-    children.StopAll();
-    return s;
-  };
-  for (const char* svc : {"teacher", "reward"}) {
-    if (auto s = children.Start(svc, args(svc)); !s.ok()) return fail(s);
   }
-  if (auto s = await_ready({"teacher", "reward"}, absl::Minutes(5)); !s.ok())
-    return fail(s);
-  if (auto s = children.Start("learner", args("learner")); !s.ok())
-    return fail(s);
-  if (auto s = await_ready({"learner"}, absl::Minutes(5)); !s.ok())
-    return fail(s);
-  std::map<std::string, Ports> ports;
-  {
-    absl::MutexLock l(&shared.mu);
-    ports = shared.ready;
-  }
-  auto addr = [&](const std::string& n) {
-    return absl::StrCat("127.0.0.1:", ports[n].grpc);
-  };
-  children.SetStart(absl::Now());
-  const absl::Time train_start = absl::Now();
-  std::vector<std::string> actor_names;
-  for (int i = 0; i < o.actors; ++i) {
-    const std::string name = absl::StrCat("actor-", i + 1);
-    actor_names.push_back(name);
-    if (auto s = children.Start(
-            name, args("actor", {"--learner", addr("learner"), "--teacher",
-                                 addr("teacher"), "--reward", addr("reward"),
-                                 "--id", name, "--metrics-file",
-                                 result.metrics_dir + "/" + name + ".prom"}));
-        !s.ok())
-      return fail(s);
-  }
-  if (o.status_out != nullptr) {
-    std::string line = "RUNNING";
-    for (ChildProcess* c : children.All())
-      absl::StrAppend(&line, " ", c->name(), "=", c->pid());
-    *o.status_out << line << std::endl;
-  }
-  progress << o.label << ": learner, teacher, reward and " << o.actors
-           << " actors running (logs: " << result.logs_dir << ")\n";
-  ProgressBar bar(progress, o.label, config.training().max_steps(),
-                  ProgressBar::IsTerminal(2));
-  size_t shown = 0;
-  int64_t tokens = 0;
-  bool scraped_last = false;
-  absl::Time learner_exit_time = absl::InfiniteFuture();
-  absl::Time last_scrape = absl::Now();
-  std::string live;
-  for (;;) {
-    if (Interrupted(o, absl::Milliseconds(100))) {
-      bar.Finish(live);
-      progress << o.label
-               << ": interrupted — stopping actors, the learner (it writes a "
-                  "final checkpoint), teacher and reward\n";
-      children.StopAll();
-      return absl::CancelledError("interrupted; every child stopped");
+
+  // Teacher and reward, then the learner (its checks need both).
+  absl::Status StartServices() {
+    for (const char* svc : {"teacher", "reward"}) {
+      if (auto s = children_.Start(svc, Args(svc)); !s.ok()) return s;
     }
-    if (o.on_metrics_targets) {
-      std::map<std::string, int> targets;
-      {
-        absl::MutexLock l(&shared.mu);
-        for (const auto& [n, p] : shared.ready)
-          if (p.metrics > 0) targets[n] = p.metrics;
-      }
-      for (ChildProcess* c : children.All())
-        if (c->Poll()) targets.erase(c->name());
-      o.on_metrics_targets(targets);
+    if (auto s = AwaitReady({"teacher", "reward"}, absl::Minutes(5)); !s.ok())
+      return s;
+    if (auto s = children_.Start("learner", Args("learner")); !s.ok()) return s;
+    if (auto s = AwaitReady({"learner"}, absl::Minutes(5)); !s.ok()) return s;
+    absl::MutexLock l(&shared_.mu);
+    ports_ = shared_.ready;
+    return absl::OkStatus();
+  }
+
+  absl::Status StartActors() {
+    auto addr = [&](const std::string& n) {
+      return absl::StrCat("127.0.0.1:", ports_[n].grpc);
+    };
+    children_.SetStart(absl::Now());
+    train_start_ = absl::Now();
+    for (int i = 0; i < o_.actors; ++i) {
+      const std::string name = absl::StrCat("actor-", i + 1);
+      actor_names_.push_back(name);
+      if (auto s = children_.Start(
+              name,
+              Args("actor",
+                   {"--learner", addr("learner"), "--teacher", addr("teacher"),
+                    "--reward", addr("reward"), "--id", name, "--metrics-file",
+                    result_.metrics_dir + "/" + name + ".prom"}));
+          !s.ok())
+        return s;
     }
+    if (o_.status_out != nullptr) {
+      std::string line = "RUNNING";
+      for (ChildProcess* c : children_.All())
+        absl::StrAppend(&line, " ", c->name(), "=", c->pid());
+      *o_.status_out << line << std::endl;
+    }
+    progress_ << o_.label << ": learner, teacher, reward and " << o_.actors
+              << " actors running (logs: " << result_.logs_dir << ")\n";
+    return absl::OkStatus();
+  }
+
+  void PublishMetricsTargets() {
+    if (!o_.on_metrics_targets) return;
+    std::map<std::string, int> targets;
+    {
+      absl::MutexLock l(&shared_.mu);
+      for (const auto& [n, p] : shared_.ready)
+        if (p.metrics > 0) targets[n] = p.metrics;
+    }
+    for (ChildProcess* c : children_.All())
+      if (c->Poll()) targets.erase(c->name());
+    o_.on_metrics_targets(targets);
+  }
+
+  // New STEP records onto the bar; returns them all.
+  std::vector<StepRecord> UpdateProgress(ProgressBar& bar) {
     std::vector<StepRecord> steps;
     {
-      absl::MutexLock l(&shared.mu);
-      steps = shared.steps;
+      absl::MutexLock l(&shared_.mu);
+      steps = shared_.steps;
     }
-    if (steps.size() > shown) {
-      for (size_t i = shown; i < steps.size(); ++i) tokens += steps[i].tokens;
-      shown = steps.size();
-      const StepRecord& r = steps.back();
-      const double secs = absl::ToDoubleSeconds(absl::Now() - train_start);
-      const bool has_lambda = config.method() == v1::METHOD_LAGRANGIAN ||
-                              config.method() == v1::METHOD_SOFT_LAGRANGIAN;
-      live = absl::StrFormat(
-          "reward %.2f  CSR %.2f  KL %.3f%s  %.0f tok/s", r.reward,
-          r.satisfaction, r.kl,
-          has_lambda ? absl::StrFormat("  λ %.3f", r.lambda) : "",
-          secs > 0 ? static_cast<double>(tokens) / secs : 0.0);
-      bar.Update(r.step, live);
+    if (steps.size() <= shown_) return steps;
+    for (size_t i = shown_; i < steps.size(); ++i) tokens_ += steps[i].tokens;
+    shown_ = steps.size();
+    const StepRecord& r = steps.back();
+    const double secs = absl::ToDoubleSeconds(absl::Now() - train_start_);
+    const bool has_lambda = config_.method() == v1::METHOD_LAGRANGIAN ||
+                            config_.method() == v1::METHOD_SOFT_LAGRANGIAN;
+    live_ =
+        absl::StrFormat("reward %.2f  CSR %.2f  KL %.3f%s  %.0f tok/s",
+                        r.reward, r.satisfaction, r.kl,
+                        has_lambda ? absl::StrFormat("  λ %.3f", r.lambda) : "",
+                        secs > 0 ? static_cast<double>(tokens_) / secs : 0.0);
+    bar.Update(r.step, live_);
+    return steps;
+  }
+
+  // /metrics to files every 5 s (they survive a crash) and at the last step,
+  // while the learner still serves. Actors write their own file
+  // (--metrics-file), last counts included.
+  void ScrapeIfDue(bool last) {
+    if (!(last && !scraped_last_) &&
+        absl::Now() - last_scrape_ <= absl::Seconds(5))
+      return;
+    std::map<std::string, Ports> now;
+    {
+      absl::MutexLock l(&shared_.mu);
+      now = shared_.ready;  // the actors' READY lines arrive as they start
     }
-    // /metrics to files every 5 s (they survive a crash) and at the last
-    // step, while the learner still serves.
-    const bool last =
-        !steps.empty() && steps.back().step >= config.training().max_steps();
-    if ((last && !scraped_last) ||
-        absl::Now() - last_scrape > absl::Seconds(5)) {
-      std::map<std::string, Ports> now;
-      {
-        absl::MutexLock l(&shared.mu);
-        now = shared.ready;  // the actors' READY lines arrive as they start
-      }
-      for (const auto& [n, p] : now) {
-        // Actors write their own file (--metrics-file), last counts included.
-        if (n.rfind("actor", 0) != 0) ScrapeMetrics(n, p, result.metrics_dir);
-      }
-      last_scrape = absl::Now();
-      scraped_last = scraped_last || last;
+    for (const auto& [n, p] : now) {
+      if (n.rfind("actor", 0) != 0) ScrapeMetrics(n, p, result_.metrics_dir);
     }
-    // A child that ended: fine for actors and the learner once training is
-    // finished, a failure otherwise.
-    bool learner_done = false;
-    for (ChildProcess* c : children.All()) {
+    last_scrape_ = absl::Now();
+    scraped_last_ = scraped_last_ || last;
+  }
+
+  // A child that ended: fine for actors and the learner once training is
+  // finished (sets `learner_done`), a failure otherwise (ABORTED naming it).
+  absl::Status CheckChildren(bool* learner_done) {
+    for (ChildProcess* c : children_.All()) {
       auto code = c->Poll();
       if (!code) continue;
       const bool trainer_side =
           c->name() == "learner" || c->name().rfind("actor", 0) == 0;
       // Poll() returns once the child's output is read to the end, so its
-      // FINISHED line (if any) is in `shared` now — not yet in `finished`.
+      // FINISHED line (if any) is in `shared_` now.
       bool finished_now;
       {
-        absl::MutexLock l(&shared.mu);
-        finished_now = shared.finished;
+        absl::MutexLock l(&shared_.mu);
+        finished_now = shared_.finished;
       }
       if (*code == 0 && trainer_side &&
           (finished_now || c->name() != "learner")) {
-        if (c->name() == "learner") learner_done = true;
+        if (c->name() == "learner") *learner_done = true;
         continue;
       }
-      bar.Finish(live);
-      const std::string why = FailureOf(c, *code, result.logs_dir);
-      children.StopAll();
-      return absl::AbortedError(why);
+      return absl::AbortedError(FailureOf(c, *code, result_.logs_dir));
     }
-    if (learner_done) {
-      bool actors_done = true;
-      for (const auto& n : actor_names)
-        actors_done = actors_done && children.Get(n)->Poll().has_value();
-      if (actors_done) break;
-      // An actor busy with a round while the learner lingered never heard
-      // "finished" and now retries a learner that is gone: training is over,
-      // so it is stopped (SIGTERM) rather than waited for.
-      if (learner_exit_time == absl::InfiniteFuture())
-        learner_exit_time = absl::Now();
-      if (absl::Now() - learner_exit_time > absl::Seconds(10)) break;
+    return absl::OkStatus();
+  }
+
+  // Once the learner is done: the actors' exits, or 10 s. An actor busy with
+  // a round while the learner lingered never heard "finished" and now
+  // retries a learner that is gone: training is over, so it is stopped
+  // (SIGTERM) rather than waited for.
+  bool ActorsDone() {
+    bool all = true;
+    for (const auto& n : actor_names_)
+      all = all && children_.Get(n)->Poll().has_value();
+    if (all) return true;
+    if (learner_exit_time_ == absl::InfiniteFuture())
+      learner_exit_time_ = absl::Now();
+    return absl::Now() - learner_exit_time_ > absl::Seconds(10);
+  }
+
+  // Until the learner finished and the actors are done; CANCELLED on a
+  // signal, ABORTED when a child failed (every child stopped in both).
+  absl::Status Watch() {
+    ProgressBar bar(progress_, o_.label, config_.training().max_steps(),
+                    ProgressBar::IsTerminal(2));
+    for (;;) {
+      if (Interrupted(o_, absl::Milliseconds(100))) {
+        bar.Finish(live_);
+        progress_ << o_.label
+                  << ": interrupted — stopping actors, the learner (it "
+                     "writes a final checkpoint), teacher and reward\n";
+        children_.StopAll();
+        return absl::CancelledError("interrupted; every child stopped");
+      }
+      PublishMetricsTargets();
+      const std::vector<StepRecord> steps = UpdateProgress(bar);
+      ScrapeIfDue(!steps.empty() &&
+                  steps.back().step >= config_.training().max_steps());
+      bool learner_done = false;
+      if (auto s = CheckChildren(&learner_done); !s.ok()) {
+        bar.Finish(live_);
+        return Fail(s);
+      }
+      if (learner_done && ActorsDone()) break;
     }
+    bar.Finish(live_);
+    return absl::OkStatus();
   }
-  bar.Finish(live);
-  ScrapeMetrics("teacher", ports["teacher"], result.metrics_dir);
-  ScrapeMetrics("reward", ports["reward"], result.metrics_dir);
-  children.StopAll();
-  for (ChildProcess* c : children.All()) {
-    auto code = c->Poll();
-    if (code && *code != 0 && c->name() != "learner" &&
-        c->name().rfind("actor", 0) != 0) {
-      return absl::AbortedError(
-          absl::StrCat("at shutdown: ", FailureOf(c, *code, result.logs_dir)));
+
+  // The services' last metrics, every child stopped (a service that then
+  // fails is ABORTED), the steps and the training curve.
+  absl::Status Finish() {
+    ScrapeMetrics("teacher", ports_["teacher"], result_.metrics_dir);
+    ScrapeMetrics("reward", ports_["reward"], result_.metrics_dir);
+    children_.StopAll();
+    for (ChildProcess* c : children_.All()) {
+      auto code = c->Poll();
+      if (code && *code != 0 && c->name() != "learner" &&
+          c->name().rfind("actor", 0) != 0) {
+        return absl::AbortedError(absl::StrCat(
+            "at shutdown: ", FailureOf(c, *code, result_.logs_dir)));
+      }
     }
+    {
+      absl::MutexLock l(&shared_.mu);
+      result_.steps = shared_.steps;
+    }
+    std::string csv =
+        "step,seconds,reward,satisfaction,cost,kl,lambda,loss,tokens\n";
+    for (const StepRecord& r : result_.steps) {
+      absl::StrAppend(
+          &csv, absl::StrFormat("%d,%.3f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n",
+                                r.step, r.seconds, r.reward, r.satisfaction,
+                                r.cost, r.kl, r.lambda, r.loss, r.tokens));
+    }
+    return util::WriteFileAtomically(result_.curve_csv, csv);
   }
-  {
-    absl::MutexLock l(&shared.mu);
-    result.steps = shared.steps;
-  }
-  std::ofstream csv(result.curve_csv);
-  csv << "step,seconds,reward,satisfaction,cost,kl,lambda,loss,tokens\n";
-  for (const StepRecord& r : result.steps) {
-    csv << absl::StrFormat("%d,%.3f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n", r.step,
-                           r.seconds, r.reward, r.satisfaction, r.cost, r.kl,
-                           r.lambda, r.loss, r.tokens);
-  }
-  result.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
-  return result;
+
+  const v1::RunConfig& config_;
+  const DistillOptions& o_;
+  std::ostream& progress_;
+  DistillResult result_;
+  Shared shared_;
+  Children children_;
+  std::map<std::string, Ports> ports_;
+  std::vector<std::string> actor_names_;
+  absl::Time train_start_ = absl::Now();
+  size_t shown_ = 0;
+  int64_t tokens_ = 0;
+  bool scraped_last_ = false;
+  absl::Time learner_exit_time_ = absl::InfiniteFuture();
+  absl::Time last_scrape_ = absl::Now();
+  std::string live_;
+};
+
+}  // namespace
+
+absl::StatusOr<DistillResult> RunDistillation(const v1::RunConfig& config,
+                                              const DistillOptions& options,
+                                              std::ostream& progress) {
+  Distillation d(config, options, progress);
+  return d.Run();
 }
 
 }  // namespace cmdistill::pipeline
