@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 
 namespace cmdistill::rl {
 namespace {
@@ -32,12 +33,6 @@ absl::Status CheckShape(const at::Tensor& t, at::IntArrayRef shape,
   }
   return CheckFinite(t, name);
 }
-
-#define CMDISTILL_RL_CHECK(expr) \
-  do {                           \
-    absl::Status s_ = (expr);    \
-    if (!s_.ok()) return s_;     \
-  } while (false)
 
 template <typename F>
 absl::Status Guard(F&& f) {
@@ -68,8 +63,8 @@ at::Tensor Aggregate(const at::Tensor& values, const at::Tensor& mask,
 absl::Status MaskedMean(const at::Tensor& values, const at::Tensor& mask,
                         Aggregation agg, at::Tensor* out, double denominator) {
   return Guard([&]() -> absl::Status {
-    CMDISTILL_RL_CHECK(CheckFinite(values, "values"));
-    CMDISTILL_RL_CHECK(CheckShape(mask, values.sizes(), "mask"));
+    CMDISTILL_RETURN_IF_ERROR(CheckFinite(values, "values"));
+    CMDISTILL_RETURN_IF_ERROR(CheckShape(mask, values.sizes(), "mask"));
     *out = Aggregate(values, mask, agg, denominator);
     return absl::OkStatus();
   });
@@ -81,14 +76,14 @@ absl::Status PpoClipLoss(const at::Tensor& new_logprobs,
                          double clip_epsilon, Aggregation agg, at::Tensor* out,
                          double denominator) {
   return Guard([&]() -> absl::Status {
-    CMDISTILL_RL_CHECK(CheckFinite(new_logprobs, "new_logprobs"));
+    CMDISTILL_RETURN_IF_ERROR(CheckFinite(new_logprobs, "new_logprobs"));
     if (new_logprobs.dim() != 2) {
       return absl::InvalidArgumentError("new_logprobs must be [B, T]");
     }
-    CMDISTILL_RL_CHECK(CheckShape(behavior_logprobs, new_logprobs.sizes(),
-                                  "behavior_logprobs"));
-    CMDISTILL_RL_CHECK(CheckShape(mask, new_logprobs.sizes(), "mask"));
-    CMDISTILL_RL_CHECK(
+    CMDISTILL_RETURN_IF_ERROR(CheckShape(
+        behavior_logprobs, new_logprobs.sizes(), "behavior_logprobs"));
+    CMDISTILL_RETURN_IF_ERROR(CheckShape(mask, new_logprobs.sizes(), "mask"));
+    CMDISTILL_RETURN_IF_ERROR(
         CheckShape(advantages, {new_logprobs.size(0)}, "advantages"));
     if (!(clip_epsilon > 0 && clip_epsilon < 1)) {
       return absl::InvalidArgumentError("clip_epsilon must be in (0, 1)");
@@ -109,14 +104,14 @@ absl::Status SupportKl(const at::Tensor& student_support,
                        const at::Tensor& teacher_tail, double prob_floor,
                        at::Tensor* out) {
   return Guard([&]() -> absl::Status {
-    CMDISTILL_RL_CHECK(CheckFinite(student_support, "student_support"));
+    CMDISTILL_RETURN_IF_ERROR(CheckFinite(student_support, "student_support"));
     if (student_support.dim() != 3) {
       return absl::InvalidArgumentError("student_support must be [B, T, K]");
     }
-    CMDISTILL_RL_CHECK(CheckShape(teacher_support, student_support.sizes(),
-                                  "teacher_support"));
+    CMDISTILL_RETURN_IF_ERROR(CheckShape(
+        teacher_support, student_support.sizes(), "teacher_support"));
     if (teacher_tail.defined()) {
-      CMDISTILL_RL_CHECK(CheckShape(
+      CMDISTILL_RETURN_IF_ERROR(CheckShape(
           teacher_tail, {student_support.size(0), student_support.size(1)},
           "teacher_tail"));
     }
@@ -150,11 +145,11 @@ absl::Status SampledKl(const at::Tensor& new_logprobs,
                        CostEstimator estimator, double prob_floor,
                        at::Tensor* out) {
   return Guard([&]() -> absl::Status {
-    CMDISTILL_RL_CHECK(CheckFinite(new_logprobs, "new_logprobs"));
+    CMDISTILL_RETURN_IF_ERROR(CheckFinite(new_logprobs, "new_logprobs"));
     if (new_logprobs.dim() != 2) {
       return absl::InvalidArgumentError("new_logprobs must be [B, T]");
     }
-    CMDISTILL_RL_CHECK(
+    CMDISTILL_RETURN_IF_ERROR(
         CheckShape(teacher_sampled, new_logprobs.sizes(), "teacher_sampled"));
     if (!(prob_floor > 0 && prob_floor < 1)) {
       return absl::InvalidArgumentError("prob_floor must be in (0, 1)");
@@ -180,9 +175,9 @@ absl::Status InfeasibleKlLoss(const at::Tensor& kl,
                               const at::Tensor& mask, double kappa,
                               at::Tensor* out, double denominator) {
   return Guard([&]() -> absl::Status {
-    CMDISTILL_RL_CHECK(CheckFinite(kl, "kl"));
-    CMDISTILL_RL_CHECK(CheckShape(infeasible, kl.sizes(), "infeasible"));
-    CMDISTILL_RL_CHECK(CheckShape(mask, kl.sizes(), "mask"));
+    CMDISTILL_RETURN_IF_ERROR(CheckFinite(kl, "kl"));
+    CMDISTILL_RETURN_IF_ERROR(CheckShape(infeasible, kl.sizes(), "infeasible"));
+    CMDISTILL_RETURN_IF_ERROR(CheckShape(mask, kl.sizes(), "mask"));
     const at::Tensor m =
         (infeasible.to(kl.scalar_type()) * mask.to(kl.scalar_type()));
     *out = denominator > 0 ? kappa * (kl * m).sum() / denominator
@@ -199,13 +194,14 @@ absl::Status MethodLoss(const MethodLossInputs& in, const MethodLossOptions& o,
         return absl::InvalidArgumentError(absl::StrCat(name, " is missing"));
       return absl::OkStatus();
     };
-    CMDISTILL_RL_CHECK(need(in.mask, "mask"));
+    CMDISTILL_RETURN_IF_ERROR(need(in.mask, "mask"));
     at::Tensor policy;
     if (o.method != Method::kGkd) {
-      CMDISTILL_RL_CHECK(need(in.new_logprobs, "new_logprobs"));
-      CMDISTILL_RL_CHECK(need(in.behavior_logprobs, "behavior_logprobs"));
-      CMDISTILL_RL_CHECK(need(in.advantages, "advantages"));
-      CMDISTILL_RL_CHECK(PpoClipLoss(
+      CMDISTILL_RETURN_IF_ERROR(need(in.new_logprobs, "new_logprobs"));
+      CMDISTILL_RETURN_IF_ERROR(
+          need(in.behavior_logprobs, "behavior_logprobs"));
+      CMDISTILL_RETURN_IF_ERROR(need(in.advantages, "advantages"));
+      CMDISTILL_RETURN_IF_ERROR(PpoClipLoss(
           *in.new_logprobs, *in.behavior_logprobs, *in.advantages, *in.mask,
           o.clip_epsilon, o.aggregation, &policy, o.aggregate_denominator));
     }
@@ -216,31 +212,32 @@ absl::Status MethodLoss(const MethodLossInputs& in, const MethodLossOptions& o,
         *out = policy;
         return absl::OkStatus();
       case Method::kCmdp: {
-        CMDISTILL_RL_CHECK(need(in.kl, "kl"));
-        CMDISTILL_RL_CHECK(need(in.infeasible, "infeasible"));
+        CMDISTILL_RETURN_IF_ERROR(need(in.kl, "kl"));
+        CMDISTILL_RETURN_IF_ERROR(need(in.infeasible, "infeasible"));
         at::Tensor term2;
-        CMDISTILL_RL_CHECK(InfeasibleKlLoss(*in.kl, *in.infeasible, *in.mask,
-                                            o.kappa, &term2,
-                                            o.infeasible_denominator));
+        CMDISTILL_RETURN_IF_ERROR(InfeasibleKlLoss(*in.kl, *in.infeasible,
+                                                   *in.mask, o.kappa, &term2,
+                                                   o.infeasible_denominator));
         *out = policy + term2;
         return absl::OkStatus();
       }
       case Method::kSoftLagrangian:
       case Method::kLagrangian: {
-        CMDISTILL_RL_CHECK(need(in.kl, "kl"));
+        CMDISTILL_RETURN_IF_ERROR(need(in.kl, "kl"));
         if (!std::isfinite(o.lambda) || o.lambda < 0) {
           return absl::InvalidArgumentError("lambda must be finite and >= 0");
         }
         at::Tensor mean_kl;
-        CMDISTILL_RL_CHECK(MaskedMean(*in.kl, *in.mask, o.aggregation, &mean_kl,
-                                      o.aggregate_denominator));
+        CMDISTILL_RETURN_IF_ERROR(MaskedMean(*in.kl, *in.mask, o.aggregation,
+                                             &mean_kl,
+                                             o.aggregate_denominator));
         *out = policy + o.lambda * mean_kl;
         return absl::OkStatus();
       }
       case Method::kGkd: {
-        CMDISTILL_RL_CHECK(need(in.kl, "kl"));
-        CMDISTILL_RL_CHECK(MaskedMean(*in.kl, *in.mask, o.aggregation, out,
-                                      o.aggregate_denominator));
+        CMDISTILL_RETURN_IF_ERROR(need(in.kl, "kl"));
+        CMDISTILL_RETURN_IF_ERROR(MaskedMean(*in.kl, *in.mask, o.aggregation,
+                                             out, o.aggregate_denominator));
         return absl::OkStatus();
       }
     }

@@ -10,6 +10,7 @@
 #include "common/status/grpc_status.h"
 #include "common/tokenizer/fingerprint.h"
 #include "common/util/sha256.h"
+#include "services/common/trajectory.h"
 
 namespace cmdistill::actor {
 namespace {
@@ -268,15 +269,7 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
     t.set_sample_index(who[k].second);
     t.set_trajectory_id(absl::StrCat(l.lease().lease_id(), "/", who[k].second));
     t.set_policy_version(behaviour_version);
-    t.mutable_prompt_ids()->CopyFrom(l.prompt_ids());
-    t.mutable_completion_ids()->Add(g.tokens.begin(), g.tokens.end());
-    t.set_finished(g.finished);
-    t.mutable_behavior_logprobs()->Add(g.logprobs.begin(), g.logprobs.end());
-    t.mutable_support()->set_k(static_cast<uint32_t>(g.support_k));
-    t.mutable_support()->mutable_token_ids()->Add(g.support_ids.begin(),
-                                                  g.support_ids.end());
-    t.mutable_student_support_logprobs()->Add(g.support_logprobs.begin(),
-                                              g.support_logprobs.end());
+    services::FillSample(l.prompt_ids(), g, /*with_support=*/true, &t);
     t.set_gold_answer(l.gold_answer());
     t.set_actor_id(o_.actor_id);
     tokens_->Increment(static_cast<double>(g.tokens.size()));

@@ -140,4 +140,18 @@ std::string DTypeName(v1::ModelDType dtype) {
   return dtype == v1::MODEL_D_TYPE_BFLOAT16 ? "bfloat16" : "float32";
 }
 
+std::string PromptText(const v1::RunConfig& config, std::string_view question) {
+  return tasks::ApplyTemplate(config.data().prompt_template(), question);
+}
+
+absl::StatusOr<std::vector<int32_t>> EncodePrompt(
+    const v1::RunConfig& config, const tokenizer::Tokenizer& tokenizer,
+    std::string_view question) {
+  auto ids = tokenizer.Encode(PromptText(config, question),
+                              /*add_special_tokens=*/true);
+  if (!ids.ok()) return ids.status();
+  if (ids->empty()) return absl::InvalidArgumentError("empty prompt");
+  return ids;
+}
+
 }  // namespace cmdistill::services

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cmdistill/v1/config.pb.h"
@@ -31,6 +32,15 @@ tasks::Strictness StrictnessFrom(const v1::RunConfig& config);
 reward::EvaluatorOptions EvaluatorOptionsFrom(const v1::RunConfig& config);
 // "bfloat16" or "float32": the dtype name the model library takes.
 std::string DTypeName(v1::ModelDType dtype);
+
+// A question in the run file's data.prompt_template, and encoded as every
+// role encodes prompts (the tokenizer's special tokens added, as Hugging
+// Face's tokenizer(text) does): training, SFT and evaluation see the same
+// ids. INVALID_ARGUMENT for a prompt that encodes to nothing.
+std::string PromptText(const v1::RunConfig& config, std::string_view question);
+absl::StatusOr<std::vector<int32_t>> EncodePrompt(
+    const v1::RunConfig& config, const tokenizer::Tokenizer& tokenizer,
+    std::string_view question);
 
 // The token ids that end a completion: the model's eos ids, the tokenizer's
 // eos, and each of generation.stop_strings, which must be one token of the

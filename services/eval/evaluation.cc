@@ -10,6 +10,7 @@
 #include "common/rl/constraint.h"
 #include "nlohmann/json.hpp"
 #include "services/common/task_options.h"
+#include "services/common/trajectory.h"
 #include "services/reward/evaluator.h"
 
 namespace cmdistill::eval {
@@ -80,12 +81,12 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
     std::vector<std::vector<int32_t>> prompts;
     std::vector<int64_t> which;
     for (int64_t i = b0; i < b1; ++i) {
-      auto ids = tokenizer.Encode(tasks::ApplyTemplate(
-          config.data().prompt_template(), examples[i].question));
-      if (!ids.ok()) return ids.status();
-      if (ids->empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("example ", i, ": empty prompt"));
+      auto ids =
+          services::EncodePrompt(config, tokenizer, examples[i].question);
+      if (!ids.ok()) {
+        return absl::Status(
+            ids.status().code(),
+            absl::StrCat("example ", i, ": ", ids.status().message()));
       }
       for (int s = 0; s < samples; ++s) {
         prompts.push_back(*ids);
@@ -112,17 +113,10 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
     for (size_t j = 0; j < prompts.size(); ++j) {
       const model::GenerationResult& g = (*gen)[j];
       v1::Trajectory t;
-      t.mutable_prompt_ids()->Add(prompts[j].begin(), prompts[j].end());
-      t.mutable_completion_ids()->Add(g.tokens.begin(), g.tokens.end());
-      t.mutable_behavior_logprobs()->Add(g.logprobs.begin(), g.logprobs.end());
-      t.set_finished(g.finished);
+      services::FillSample(prompts[j], g, /*with_support=*/teacher != nullptr,
+                           &t);
       t.set_gold_answer(examples[which[j]].gold);
       if (teacher != nullptr) {
-        t.mutable_support()->set_k(static_cast<uint32_t>(g.support_k));
-        t.mutable_support()->mutable_token_ids()->Add(g.support_ids.begin(),
-                                                      g.support_ids.end());
-        t.mutable_student_support_logprobs()->Add(g.support_logprobs.begin(),
-                                                  g.support_logprobs.end());
         const auto& sc = scores[j];
         t.mutable_teacher_support_logprobs()->Add(sc.support_logprobs.begin(),
                                                   sc.support_logprobs.end());

@@ -93,9 +93,9 @@ absl::StatusOr<std::vector<learner::Prompt>> LoadPrompts(
   std::vector<learner::Prompt> prompts;
   for (const auto& e : data.examples) {
     learner::Prompt p;
-    p.text = tasks::ApplyTemplate(config.data().prompt_template(), e.question);
-    auto ids = tok.Encode(p.text, /*add_special_tokens=*/true);
-    if (!ids.ok() || ids->empty()) {
+    p.text = services::PromptText(config, e.question);
+    auto ids = services::EncodePrompt(config, tok, e.question);
+    if (!ids.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("cannot encode the prompt of line ", e.line));
     }

@@ -88,8 +88,7 @@ absl::Status MakeTokenizerIfMissing(const v1::RunConfig& config,
   if (!train.ok()) return train.status();
   std::vector<std::string> texts;
   for (const auto& e : *train) {
-    texts.push_back(
-        tasks::ApplyTemplate(config.data().prompt_template(), e.question));
+    texts.push_back(services::PromptText(config, e.question));
     texts.push_back(" " + e.solution);
   }
   auto merges = tokenizer::TrainByteLevelMerges(
@@ -165,8 +164,7 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
   std::vector<learner::SftExample> data;
   for (const auto& e : *train) {
     learner::SftExample x;
-    auto p = tokenizer.Encode(
-        tasks::ApplyTemplate(config.data().prompt_template(), e.question));
+    auto p = services::EncodePrompt(config, tokenizer, e.question);
     if (!p.ok()) return p.status();
     auto c = tokenizer.Encode(" " + e.solution);
     if (!c.ok()) return c.status();
