@@ -58,6 +58,13 @@ absl::StatusOr<OverloadResult> LearnerOverload(
     std::unique_ptr<model::LanguageModel> student,
     const OverloadOptions& options);
 
+// The result as `cmdistill bench overload` prints it: a few lines of text,
+// or one JSON object (`service` and `model` describe what was loaded).
+std::string OverloadText(const OverloadResult& r, const std::string& service,
+                         const std::string& model);
+std::string OverloadJson(const OverloadResult& r, const std::string& service,
+                         const std::string& model);
+
 }  // namespace cmdistill::bench
 
 #endif  // CMDISTILL_SERVICES_BENCH_OVERLOAD_H_

@@ -73,40 +73,8 @@ int Overload(std::unique_ptr<model::LanguageModel> m, const std::string& desc,
   auto r = service == "teacher" ? bench::TeacherOverload(std::move(m), o)
                                 : bench::LearnerOverload(std::move(m), o);
   if (!r.ok()) return Fail(io, r.status());
-  auto lat = [](const bench::LatencyStats& l) {
-    return absl::StrFormat(
-        R"({"count": %d, "p50_ms": %.2f, "p99_ms": %.2f, "max_ms": %.2f})",
-        l.count, l.p50_ms, l.p99_ms, l.max_ms);
-  };
-  if (json) {
-    io.out
-        << absl::StrFormat(
-               R"({"mode": "overload", "service": "%s", "model": "%s", "clients": %d, "queue_capacity": %d, "alone": %s, "served": %s, "refused": %s, "idle": %d, "other_errors": %d, "alone_per_s": %.1f, "served_per_s": %.1f, "max_queue_depth": %.0f, "rss_mb": {"before": %.1f, "peak": %.1f, "after": %.1f}})",
-               service, desc, r->clients, r->queue_capacity, lat(r->alone),
-               lat(r->served), lat(r->refused), r->idle, r->other_errors,
-               r->alone_per_s, r->served_per_s, r->max_queue_depth,
-               r->rss_before_mb, r->rss_peak_mb, r->rss_after_mb)
-        << "\n";
-    return kExitOk;
-  }
-  io.out << "cmdistill bench overload (" << service << "): " << desc << "\n"
-         << absl::StrFormat(
-                "  alone (1 client):   %.1f calls/s, latency p50 %.1f ms, p99 "
-                "%.1f ms\n"
-                "  %d clients, capacity %d: %.1f calls/s served (%d), p50 %.1f "
-                "ms, p99 %.1f ms, max %.1f ms\n"
-                "  refused RESOURCE_EXHAUSTED: %d, p50 %.2f ms, p99 %.2f ms; "
-                "idle turns: %d; other errors: %d%s\n"
-                "  queue/buffer max %.0f of %d; RSS %.1f MB before, %.1f peak, "
-                "%.1f after\n",
-                r->alone_per_s, r->alone.p50_ms, r->alone.p99_ms, r->clients,
-                r->queue_capacity, r->served_per_s, r->served.count,
-                r->served.p50_ms, r->served.p99_ms, r->served.max_ms,
-                r->refused.count, r->refused.p50_ms, r->refused.p99_ms, r->idle,
-                r->other_errors,
-                r->other_errors > 0 ? " (first: " + r->other_example + ")" : "",
-                r->max_queue_depth, r->queue_capacity, r->rss_before_mb,
-                r->rss_peak_mb, r->rss_after_mb);
+  io.out << (json ? bench::OverloadJson(*r, service, desc)
+                  : bench::OverloadText(*r, service, desc));
   return kExitOk;
 }
 

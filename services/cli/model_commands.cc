@@ -10,19 +10,13 @@
 #include "common/checkpoint/hf_checkpoint.h"
 #include "common/model/language_model.h"
 #include "common/tokenizer/tokenizer.h"
-#include "nlohmann/json.hpp"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
 #include "services/cli/run_config_flags.h"
+#include "services/pipeline/model_tools.h"
 
 namespace cmdistill::cli {
 namespace {
-
-using json = nlohmann::json;
-
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 int RunTokenize(const std::vector<std::string>& args, Io io) {
   FlagSet flags(
@@ -49,54 +43,13 @@ int RunTokenize(const std::vector<std::string>& args, Io io) {
   if (!tok.ok()) {
     return Fail(io, "tokenize", tok.status());
   }
-  const bool decode = flags.GetBool("decode");
-  std::string line;
-  int64_t line_no = 0, bad = 0;
-  while (std::getline(std::cin, line)) {
-    ++line_no;
-    json in = json::parse(line, nullptr, false);
-    std::string error;
-    json out;
-    if (decode) {
-      std::vector<int32_t> ids;
-      if (in.is_array()) {
-        for (const json& x : in) {
-          if (!x.is_number_integer()) {
-            error = "expected an array of integer ids";
-            break;
-          }
-          ids.push_back(x.get<int32_t>());
-        }
-      } else {
-        error = "expected a JSON array of ids";
-      }
-      if (error.empty()) {
-        auto text = (*tok)->Decode(ids, flags.GetBool("skip-special-tokens"));
-        if (text.ok()) {
-          out = *text;
-        } else {
-          error = std::string(text.status().message());
-        }
-      }
-    } else if (!in.is_string()) {
-      error = "expected a JSON string";
-    } else {
-      auto ids = (*tok)->Encode(in.get<std::string>(),
-                                flags.GetBool("add-special-tokens"));
-      if (ids.ok()) {
-        out = *ids;
-      } else {
-        error = std::string(ids.status().message());
-      }
-    }
-    if (!error.empty()) {
-      ++bad;
-      io.err << "cmdistill tokenize: line " << line_no << ": " << error << "\n";
-      out = {{"error", error}};
-    }
-    io.out << Dump(out) << "\n";
-  }
-  return bad > 0 ? kExitFailure : kExitOk;
+  pipeline::TokenizeOptions o;
+  o.decode = flags.GetBool("decode");
+  o.add_special_tokens = flags.GetBool("add-special-tokens");
+  o.skip_special_tokens = flags.GetBool("skip-special-tokens");
+  return pipeline::TokenizeLines(**tok, o, std::cin, io.out, io.err) > 0
+             ? kExitFailure
+             : kExitOk;
 }
 
 void AddDeviceFlags(FlagSet* flags) {
@@ -129,55 +82,10 @@ int RunScore(const std::vector<std::string>& args, Io io) {
   if (!model.ok()) {
     return Fail(io, "score", model.status());
   }
-  const int64_t V = (*model)->config().vocab_size;
-  std::vector<std::vector<int32_t>> seqs;
-  std::vector<std::string> errors;
-  std::string line;
-  while (std::getline(std::cin, line)) {
-    json in = json::parse(line, nullptr, false);
-    std::vector<int32_t> ids;
-    std::string error;
-    if (!in.is_object() || !in.contains("ids") || !in["ids"].is_array() ||
-        in["ids"].empty()) {
-      error = "expected {\"ids\": [at least one id]}";
-    } else {
-      for (const json& x : in["ids"]) {
-        if (!x.is_number_integer()) {
-          error = "ids must be integers";
-          break;
-        }
-        const int64_t id = x.get<int64_t>();
-        if (id < 0 || id >= V) {
-          error =
-              "token id " + std::to_string(id) + " is outside the vocabulary";
-          break;
-        }
-        ids.push_back(static_cast<int32_t>(id));
-      }
-    }
-    seqs.push_back(error.empty() ? ids : std::vector<int32_t>{});
-    errors.push_back(error);
-  }
-  std::vector<std::vector<int32_t>> good;
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    if (errors[i].empty()) good.push_back(seqs[i]);
-  }
-  auto scores = (*model)->TokenLogprobs(good, batch_tokens);
-  if (!scores.ok()) {
-    return Fail(io, "score", scores.status());
-  }
-  size_t k = 0;
-  int bad = 0;
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    if (!errors[i].empty()) {
-      ++bad;
-      io.err << "cmdistill score: line " << i + 1 << ": " << errors[i] << "\n";
-      io.out << Dump({{"error", errors[i]}}) << "\n";
-    } else {
-      io.out << Dump({{"logprobs", (*scores)[k++]}}) << "\n";
-    }
-  }
-  return bad > 0 ? kExitFailure : kExitOk;
+  auto bad =
+      pipeline::ScoreLines(**model, batch_tokens, std::cin, io.out, io.err);
+  if (!bad.ok()) return Fail(io, "score", bad.status());
+  return *bad > 0 ? kExitFailure : kExitOk;
 }
 
 int RunGenerate(const std::vector<std::string>& args, Io io) {
@@ -230,58 +138,15 @@ int RunGenerate(const std::vector<std::string>& args, Io io) {
   if (!model.ok()) {
     return Fail(io, "generate", model.status());
   }
-  for (int64_t e : (*model)->config().eos_token_ids) {
-    o.stop_token_ids.push_back(static_cast<int32_t>(e));
-  }
-  if ((*tok)->eos_id() >= 0) o.stop_token_ids.push_back((*tok)->eos_id());
-  auto ids = (*tok)->Encode(flags.Get("prompt"));
-  if (!ids.ok() || ids->empty()) {
+  if (auto ids = (*tok)->Encode(flags.Get("prompt"));
+      !ids.ok() || ids->empty()) {
     io.err << "cmdistill generate: the prompt must be non-empty UTF-8 text\n";
     return kExitUsage;
   }
-  auto out = (*model)->Generate(
-      std::vector<std::vector<int32_t>>(static_cast<size_t>(samples), *ids), o);
-  if (!out.ok()) {
-    return Fail(io, "generate", out.status());
-  }
-  for (const auto& r : *out) {
-    std::vector<int32_t> body = r.tokens;
-    if (r.finished && !body.empty()) body.pop_back();
-    // Models often have more ids than their tokenizer (padded embeddings); an
-    // id with no token shows as U+FFFD rather than failing the whole sample.
-    std::string shown;
-    std::vector<int32_t> run;
-    auto flush = [&]() -> absl::Status {
-      auto piece = (*tok)->Decode(run);
-      if (!piece.ok()) return piece.status();
-      shown += *piece;
-      run.clear();
-      return absl::OkStatus();
-    };
-    for (int32_t id : body) {
-      if ((*tok)->IdToToken(id).empty()) {
-        if (auto s = flush(); !s.ok()) return kExitFailure;
-        shown += "\xEF\xBF\xBD";
-      } else {
-        run.push_back(id);
-      }
-    }
-    if (auto s = flush(); !s.ok()) {
-      return Fail(io, "generate", s);
-    }
-    const std::string* text = &shown;
-    if (flags.GetBool("json")) {
-      io.out << Dump({{"text", *text},
-                      {"ids", r.tokens},
-                      {"logprobs", r.logprobs},
-                      {"finished", r.finished}})
-             << "\n";
-    } else {
-      io.out << *text << "\n";
-      if (samples > 1) io.out << "----\n";
-    }
-  }
-  return kExitOk;
+  const absl::Status s =
+      pipeline::GenerateText(**model, **tok, flags.Get("prompt"), samples, o,
+                             flags.GetBool("json"), io.out);
+  return s.ok() ? kExitOk : Fail(io, "generate", s);
 }
 
 int RunInitModel(const std::vector<std::string>& args, Io io) {
@@ -308,59 +173,13 @@ int RunInitModel(const std::vector<std::string>& args, Io io) {
   }
   int64_t seed = 0;
   if (!ParseInt64(flags, "seed", &seed, io)) return kExitUsage;
-  std::ifstream in(flags.Get("config"));
-  if (!in) {
-    io.err << "cmdistill init-model: cannot open " << flags.Get("config")
-           << "\n";
-    return kExitFailure;
-  }
-  std::string text((std::istreambuf_iterator<char>(in)),
-                   std::istreambuf_iterator<char>());
-  auto cfg = checkpoint::ParseModelConfig(text, flags.Get("config"));
-  if (!cfg.ok()) {
-    return Fail(io, "init-model", cfg.status());
-  }
-  std::string generated;
-  if (flags.IsSet("tokenizer")) {
-    auto tok = tokenizer::Tokenizer::Load(flags.Get("tokenizer"));
-    if (!tok.ok()) {
-      return Fail(io, "init-model", tok.status());
-    }
-    if ((*tok)->vocab_size() > cfg->vocab_size) {
-      io.err << "cmdistill init-model: the tokenizer has "
-             << (*tok)->vocab_size() << " ids but config.json vocab_size is "
-             << cfg->vocab_size << "\n";
-      return kExitFailure;
-    }
-  } else {
-    if (cfg->vocab_size < 257) {
-      io.err << "cmdistill init-model: a generated byte-level tokenizer needs "
-                "vocab_size >= 257\n";
-      return kExitFailure;
-    }
-    generated = tokenizer::MakeByteLevelTokenizerJson({}, {"<|endoftext|>"});
-    if (cfg->eos_token_ids.empty()) cfg->eos_token_ids = {256};
-  }
-  auto m = model::LanguageModel::InitRandom(*cfg, static_cast<uint64_t>(seed),
-                                            "cpu", flags.Get("dtype"));
-  if (!m.ok()) {
-    return Fail(io, "init-model", m.status());
-  }
-  checkpoint::WriteOptions wo;
-  if (flags.IsSet("tokenizer")) wo.copy_tokenizer_from = flags.Get("tokenizer");
-  if (auto s = (*m)->Save(flags.Get("out"), wo); !s.ok()) {
-    return Fail(io, "init-model", s);
-  }
-  if (!generated.empty()) {
-    std::ofstream(flags.Get("out") + "/tokenizer.json") << generated;
-    std::ofstream(flags.Get("out") + "/tokenizer_config.json")
-        << R"({"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", )"
-        << R"("clean_up_tokenization_spaces": false, )"
-        << R"("tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": )"
-        << cfg->max_position_embeddings << "}\n";
-  }
-  io.out << "wrote a " << (*m)->num_parameters() << "-parameter "
-         << cfg->model_type << " model to " << flags.Get("out") << "\n";
+  auto m = pipeline::InitModelFolder(
+      flags.Get("config"),
+      flags.IsSet("tokenizer") ? flags.Get("tokenizer") : "",
+      static_cast<uint64_t>(seed), flags.Get("dtype"), flags.Get("out"));
+  if (!m.ok()) return Fail(io, "init-model", m.status());
+  io.out << "wrote a " << m->parameters << "-parameter " << m->model_type
+         << " model to " << flags.Get("out") << "\n";
   return kExitOk;
 }
 

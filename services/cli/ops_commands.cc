@@ -3,18 +3,13 @@
 // SERVING) and `cmdistill status` (the learner's progress and exactly-once
 // ledger). TLS, client certificates and the token come from the run file
 // when --config is given.
-#include <grpcpp/grpcpp.h>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "cmdistill/v1/learner.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
 #include "services/cli/run_config_flags.h"
-#include "services/common/wiring.h"
+#include "services/pipeline/ops.h"
 
 namespace cmdistill::cli {
 namespace {
@@ -41,31 +36,11 @@ int RunHealthCommand(const std::vector<std::string>& args, Io io) {
   }
   auto config = LoadRunConfigOrReport(flags, io);
   if (!config) return kExitFailure;
-  auto options = services::ChannelOptionsFor(*config, flags.Get("address"));
-  if (!options.ok()) {
-    return Fail(io, "health", options.status());
-  }
-  auto channel = net::MakeChannel(*options);
-  if (!channel.ok()) {
-    return Fail(io, "health", channel.status());
-  }
-  auto stub = grpc::health::v1::Health::NewStub(*channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(timeout)));
-  grpc::health::v1::HealthCheckRequest req;
-  grpc::health::v1::HealthCheckResponse resp;
-  const grpc::Status s = stub->Check(&ctx, req, &resp);
-  if (!s.ok()) {
-    io.err << "cmdistill health: " << flags.Get("address") << ": no answer ("
-           << s.error_message() << ")\n";
-    return kExitFailure;
-  }
-  const std::string name =
-      grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
-  io.out << flags.Get("address") << ": " << name << "\n";
-  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING
-             ? kExitOk
-             : kExitFailure;
+  auto answer = pipeline::QueryHealth(*config, flags.Get("address"),
+                                      absl::Seconds(timeout));
+  if (!answer.ok()) return Fail(io, "health", answer.status());
+  io.out << flags.Get("address") << ": " << *answer << "\n";
+  return *answer == "SERVING" ? kExitOk : kExitFailure;
 }
 
 int RunStatusCommand(const std::vector<std::string>& args, Io io) {
@@ -86,58 +61,18 @@ int RunStatusCommand(const std::vector<std::string>& args, Io io) {
   const std::string address = flags.IsSet("learner")
                                   ? flags.Get("learner")
                                   : config->services().learner().address();
-  auto options = services::ChannelOptionsFor(*config, address);
-  auto call = services::CallOptionsFor(*config);
-  if (!options.ok() || !call.ok()) {
-    return Fail(io, "status",
-                (options.ok() ? call.status() : options.status()));
-  }
-  auto channel = net::MakeChannel(*options);
-  if (!channel.ok()) {
-    return Fail(io, "status", channel.status());
-  }
-  auto stub = v1::LearnerService::NewStub(*channel);
-  v1::GetStatusResponse st;
-  call->timeout = std::min(call->timeout, absl::Seconds(10));
-  const grpc::Status s = net::CallWithRetry(*call, [&](grpc::ClientContext* c) {
-    return stub->GetStatus(c, v1::GetStatusRequest(), &st);
-  });
-  if (!s.ok()) {
-    io.err << "cmdistill status: " << address << ": " << s.error_message()
-           << "\n";
-    return kExitFailure;
-  }
+  auto st = pipeline::QueryLearnerStatus(*config, address);
+  if (!st.ok()) return Fail(io, "status", st.status());
   if (flags.GetBool("json")) {
     std::string json;
     google::protobuf::util::JsonPrintOptions jo;
     jo.always_print_primitive_fields = true;
-    (void)google::protobuf::util::MessageToJsonString(st, &json, jo);
+    (void)google::protobuf::util::MessageToJsonString(*st, &json, jo);
     io.out << json << "\n";
     return kExitOk;
   }
-  io.out << absl::StrFormat(
-      "step %d, policy version %d, epoch %d, %s; %d prompts per epoch; %d "
-      "trajectories buffered, %d leases outstanding\n",
-      st.step(), st.policy_version(), st.epoch(),
-      st.finished() ? "finished" : "training", st.num_prompts(),
-      st.buffered_trajectories(), st.outstanding_leases());
-  io.out << absl::StrFormat("%-6s %8s %8s %7s %8s  %s\n", "epoch", "trained",
-                            "unique", "leased", "pending",
-                            "trajectories by outcome");
   bool twice = false;
-  for (const v1::EpochStatus& e : st.epochs()) {
-    std::map<std::string, uint64_t> sorted(e.trajectories().begin(),
-                                           e.trajectories().end());
-    std::string outcomes;
-    for (const auto& [name, n] : sorted)
-      absl::StrAppend(&outcomes, outcomes.empty() ? "" : " ", name, "=", n);
-    io.out << absl::StrFormat("%-6d %8d %8d %7d %8d  %s\n", e.epoch(),
-                              e.trained(), e.unique(), e.leased(), e.pending(),
-                              outcomes);
-    twice = twice || e.trained() != e.unique();
-  }
-  io.out << (twice ? "WARNING: a prompt was trained twice in an epoch\n"
-                   : "exactly once: no prompt trained twice in any epoch\n");
+  io.out << pipeline::FormatLearnerStatus(*st, &twice);
   return twice ? kExitFailure : kExitOk;
 }
 

@@ -50,45 +50,11 @@ using pipeline::SelfPath;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// Overrides that make `local --smoke` / `experiment --smoke` finish in a
-// couple of minutes on 2 cores (the test suite runs them). Given before the
-// user's --set, which win.
-const std::vector<std::string>& SmokeOverrides() {
-  static const auto* v = new std::vector<std::string>{
-      "output_dir=runs/quickstart-smoke",
-      "local.datagen.train=400",
-      "local.datagen.test=48",
-      "local.tokenizer_merges=200",
-      "local.teacher_model.hidden_size=64",
-      "local.teacher_model.num_layers=2",
-      "local.teacher_model.intermediate_size=192",
-      "local.student_model.hidden_size=48",
-      "local.student_model.num_layers=2",
-      "local.student_model.num_heads=4",
-      "local.student_model.intermediate_size=128",
-      "local.teacher_sft.steps=60",
-      "local.teacher_sft.eval_every=0",
-      "local.teacher_sft.eval_examples=16",
-      "local.student_sft.steps=20",
-      "local.student_sft.eval_every=0",
-      "local.student_sft.eval_examples=16",
-      "generation.max_new_tokens=48",
-      "generation.samples_per_prompt=4",
-      "training.prompts_per_step=4",
-      "training.max_steps=4",
-      "training.checkpoint_every_steps=2",
-      "training.linger_seconds=1",
-      "eval.max_examples=16",
-      "eval.sampled_samples_per_prompt=2",
-  };
-  return *v;
-}
-
 std::optional<v1::RunConfig> LoadWithSmoke(
     const FlagSet& flags, bool smoke, Io io,
     const std::vector<std::string>& extra = {}) {
   std::vector<std::string> sets;
-  if (smoke) sets = SmokeOverrides();
+  if (smoke) sets = pipeline::SmokeOverrides();
   for (const std::string& s : flags.GetAll("set")) sets.push_back(s);
   sets.insert(sets.end(), extra.begin(), extra.end());
   auto config = flags.IsSet("config")
@@ -248,48 +214,6 @@ int RunPrepareCommand(const std::vector<std::string>& args, Io io) {
   return kExitOk;
 }
 
-// The table, the run's figures and where everything is.
-void PrintLocalSummary(const pipeline::LocalResult& r, std::ostream& out) {
-  const v1::RunConfig& config = r.config;
-  out << "\n" << eval::MarkdownTable(r.reports, config) << "\n";
-  out << absl::StrFormat(
-      "%d held-out problems, greedy decoding%s; budget d = %g (%s); method "
-      "%s; %d learner steps in %.0f s; total %.0f s.\n\n",
-      r.problems,
-      config.eval().sampled_samples_per_prompt() > 0
-          ? absl::StrFormat(" and %d samples per problem at T = %g (FAC = mean "
-                            "accuracy; intervals over problems)",
-                            config.eval().sampled_samples_per_prompt(),
-                            config.eval().sampled_temperature())
-          : std::string(),
-      config.constraint().budget(),
-      config::EnumShortName(
-          *v1::CostNormalization_descriptor()->FindValueByNumber(
-              config.constraint().cost_normalization())),
-      config::MethodName(config.method()), r.run.steps.size(), r.run.seconds,
-      r.seconds);
-  out << "trained student:  " << r.run.final_model
-      << " (model card: README.md, cmdistill_eval.json)\n"
-      << "checkpoints:      " << config.output_dir() << "/checkpoints\n"
-      << "evaluation:       " << r.eval_dir << "/ (results.md, *.json)\n"
-      << "training curve:   " << r.run.curve_csv << "\n"
-      << "metrics:          " << r.run.metrics_dir
-      << "/*.prom (Prometheus text of every child, eval.prom the held-out "
-         "results; live at /metrics while running)\n"
-      << "logs:             " << r.run.logs_dir << "/\n"
-      << "view:             /usr/bin/python3 scripts/plot_curves.py "
-      << r.run.curve_csv << " --out " << config.output_dir()
-      << "/training_curve.png\n";
-  if (!r.monitor_url.empty()) {
-    out << "prometheus:       was " << r.monitor_url
-        << " during the run; its data is in " << config.output_dir()
-        << "/monitor/. Browse it again with\n"
-        << "                    " << r.monitor_reopen << "\n"
-        << "                  and import deploy/grafana/cmdistill.json in "
-           "Grafana (data source: that Prometheus).\n";
-  }
-}
-
 int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   FlagSet flags(
       "cmdistill local", "--config FILE [--smoke] [--resume] [--set K=V]...",
@@ -338,7 +262,7 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   lo.status_out = &io.out;
   auto r = pipeline::RunLocal(*loaded, lo, io.err);
   if (!r.ok()) return Fail(io, "local", r.status());
-  PrintLocalSummary(*r, io.out);
+  io.out << pipeline::LocalSummary(*r);
   return kExitOk;
 }
 

@@ -1,8 +1,5 @@
 // `cmdistill datagen` (the synthetic task) and `cmdistill grade` (answer
 // checking in bulk).
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -11,10 +8,10 @@
 #include "absl/strings/str_split.h"
 #include "common/tasks/answer.h"
 #include "common/tasks/datagen.h"
-#include "nlohmann/json.hpp"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
 #include "services/cli/run_config_flags.h"
+#include "services/pipeline/model_tools.h"
 
 namespace cmdistill::cli {
 namespace {
@@ -83,36 +80,10 @@ int RunDatagen(const std::vector<std::string>& args, Io io) {
       return kExitUsage;
     }
   }
-  auto task = tasks::GenerateTask(o, static_cast<size_t>(train),
-                                  static_cast<size_t>(test));
-  if (!task.ok()) {
-    return Fail(io, "datagen", task.status());
-  }
   const std::string dir = flags.Get("out");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    io.err << "cmdistill datagen: cannot create " << dir << ": " << ec.message()
-           << "\n";
-    return kExitFailure;
-  }
-  for (const auto& [name, examples] : {std::pair{"train.jsonl", &task->train},
-                                       std::pair{"test.jsonl", &task->test}}) {
-    const std::string path = dir + "/" + name;
-    const std::string tmp = path + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << tasks::ToGsm8kJsonl(*examples);
-      if (!out.flush()) {
-        io.err << "cmdistill datagen: cannot write " << tmp << "\n";
-        return kExitFailure;
-      }
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      io.err << "cmdistill datagen: cannot rename " << tmp << "\n";
-      return kExitFailure;
-    }
-  }
+  auto task = pipeline::WriteSyntheticTask(o, static_cast<size_t>(train),
+                                           static_cast<size_t>(test), dir);
+  if (!task.ok()) return Fail(io, "datagen", task.status());
   io.out << "wrote " << task->train.size() << " train and " << task->test.size()
          << " test problems to " << dir << "\n";
   return kExitOk;
@@ -143,41 +114,8 @@ int RunGrade(const std::vector<std::string>& args, Io io) {
     io.err << "--strictness: expected strict or last_number\n";
     return kExitUsage;
   }
-  std::string line;
-  int64_t line_no = 0, bad = 0, correct = 0, total = 0;
-  while (std::getline(std::cin, line)) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json out;
-    nlohmann::json in = nlohmann::json::parse(line, nullptr, false);
-    std::string error;
-    if (in.is_discarded() || !in.is_object()) {
-      error = "not a JSON object";
-    } else if (!in.contains("response") || !in["response"].is_string()) {
-      error = "missing string field 'response'";
-    } else if (!in.contains("gold") ||
-               !(in["gold"].is_string() || in["gold"].is_number())) {
-      error = "missing field 'gold'";
-    }
-    if (!error.empty()) {
-      ++bad;
-      io.err << "cmdistill grade: line " << line_no << ": " << error << "\n";
-      out = {{"correct", false}, {"extracted", ""}, {"error", error}};
-    } else {
-      const std::string gold = in["gold"].is_string()
-                                   ? in["gold"].get<std::string>()
-                                   : in["gold"].dump();
-      const tasks::Grade g = tasks::GradeResponse(
-          in["response"].get<std::string>(), gold, strictness);
-      out = {{"correct", g.correct}, {"extracted", g.extracted}};
-      correct += g.correct;
-    }
-    ++total;
-    io.out << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-           << "\n";
-  }
-  io.err << "graded " << total << " line(s): " << correct << " correct, " << bad
-         << " malformed\n";
+  const int64_t bad =
+      pipeline::GradeLines(strictness, std::cin, io.out, io.err);
   return bad > 0 ? kExitFailure : kExitOk;
 }
 

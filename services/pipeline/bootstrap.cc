@@ -78,6 +78,37 @@ std::string YamlQuote(const std::string& s) {
 }  // namespace
 
 // Empty model and data paths of the embedded default live under output_dir.
+const std::vector<std::string>& SmokeOverrides() {
+  static const auto* v = new std::vector<std::string>{
+      "output_dir=runs/quickstart-smoke",
+      "local.datagen.train=400",
+      "local.datagen.test=48",
+      "local.tokenizer_merges=200",
+      "local.teacher_model.hidden_size=64",
+      "local.teacher_model.num_layers=2",
+      "local.teacher_model.intermediate_size=192",
+      "local.student_model.hidden_size=48",
+      "local.student_model.num_layers=2",
+      "local.student_model.num_heads=4",
+      "local.student_model.intermediate_size=128",
+      "local.teacher_sft.steps=60",
+      "local.teacher_sft.eval_every=0",
+      "local.teacher_sft.eval_examples=16",
+      "local.student_sft.steps=20",
+      "local.student_sft.eval_every=0",
+      "local.student_sft.eval_examples=16",
+      "generation.max_new_tokens=48",
+      "generation.samples_per_prompt=4",
+      "training.prompts_per_step=4",
+      "training.max_steps=4",
+      "training.checkpoint_every_steps=2",
+      "training.linger_seconds=1",
+      "eval.max_examples=16",
+      "eval.sampled_samples_per_prompt=2",
+  };
+  return *v;
+}
+
 void ResolveLocalPaths(v1::RunConfig* c) {
   const std::string out = c->output_dir();
   if (c->data().train_path().empty())

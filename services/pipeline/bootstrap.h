@@ -22,6 +22,11 @@
 
 namespace cmdistill::pipeline {
 
+// Overrides that make `local --smoke` / `experiment --smoke` finish in a
+// couple of minutes on 2 cores (the test suite runs them); the user's --set
+// go after them and win.
+const std::vector<std::string>& SmokeOverrides();
+
 // Empty model and data paths of the embedded default live under output_dir.
 void ResolveLocalPaths(v1::RunConfig* c);
 // <output_dir>/models/tokenizer: the tokenizer the embedded default learns.

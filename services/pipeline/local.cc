@@ -4,7 +4,9 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <sstream>
 
+#include "absl/strings/str_format.h"
 #include "common/config/config.h"
 #include "common/process/signals.h"
 #include "common/util/files.h"
@@ -111,6 +113,49 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
   }
   r.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
   return r;
+}
+
+std::string LocalSummary(const LocalResult& r) {
+  std::ostringstream out;
+  const v1::RunConfig& config = r.config;
+  out << "\n" << eval::MarkdownTable(r.reports, config) << "\n";
+  out << absl::StrFormat(
+      "%d held-out problems, greedy decoding%s; budget d = %g (%s); method "
+      "%s; %d learner steps in %.0f s; total %.0f s.\n\n",
+      r.problems,
+      config.eval().sampled_samples_per_prompt() > 0
+          ? absl::StrFormat(" and %d samples per problem at T = %g (FAC = mean "
+                            "accuracy; intervals over problems)",
+                            config.eval().sampled_samples_per_prompt(),
+                            config.eval().sampled_temperature())
+          : std::string(),
+      config.constraint().budget(),
+      config::EnumShortName(
+          *v1::CostNormalization_descriptor()->FindValueByNumber(
+              config.constraint().cost_normalization())),
+      config::MethodName(config.method()), r.run.steps.size(), r.run.seconds,
+      r.seconds);
+  out << "trained student:  " << r.run.final_model
+      << " (model card: README.md, cmdistill_eval.json)\n"
+      << "checkpoints:      " << config.output_dir() << "/checkpoints\n"
+      << "evaluation:       " << r.eval_dir << "/ (results.md, *.json)\n"
+      << "training curve:   " << r.run.curve_csv << "\n"
+      << "metrics:          " << r.run.metrics_dir
+      << "/*.prom (Prometheus text of every child, eval.prom the held-out "
+         "results; live at /metrics while running)\n"
+      << "logs:             " << r.run.logs_dir << "/\n"
+      << "view:             /usr/bin/python3 scripts/plot_curves.py "
+      << r.run.curve_csv << " --out " << config.output_dir()
+      << "/training_curve.png\n";
+  if (!r.monitor_url.empty()) {
+    out << "prometheus:       was " << r.monitor_url
+        << " during the run; its data is in " << config.output_dir()
+        << "/monitor/. Browse it again with\n"
+        << "                    " << r.monitor_reopen << "\n"
+        << "                  and import deploy/grafana/cmdistill.json in "
+           "Grafana (data source: that Prometheus).\n";
+  }
+  return out.str();
 }
 
 }  // namespace cmdistill::pipeline

@@ -41,6 +41,10 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig config,
                                      const LocalOptions& options,
                                      std::ostream& log);
 
+// The table, the run's figures and where everything is (what `local`
+// prints at the end).
+std::string LocalSummary(const LocalResult& r);
+
 }  // namespace cmdistill::pipeline
 
 #endif  // CMDISTILL_SERVICES_PIPELINE_LOCAL_H_
