@@ -218,34 +218,58 @@ absl::Status Actor::SyncPolicy(bool force) {
 
 absl::Status Actor::Round(const std::atomic<bool>& stop) {
   if (auto s = SyncPolicy(); !s.ok()) return s;
+  v1::LeasePromptsResponse leases;
+  if (auto s = Lease(&leases); !s.ok()) return s;
+  if (leases.leases_size() == 0) {
+    IdleWait();  // nothing to do until the learner trains
+    return absl::OkStatus();
+  }
+  auto trajs = Sample(leases);
+  if (!trajs.ok()) return trajs.status();
+  if (stop.load()) {
+    ReturnLeases(leases);  // re-issued at once
+    return absl::CancelledError("stopping");
+  }
+  if (o_.needs_teacher) {
+    if (auto s = ScoreWithTeacher(&*trajs); !s.ok()) return s;
+  }
+  if (auto s = EvaluateAndSubmit(&*trajs); !s.ok()) return s;
+  ++rounds_;
+  return absl::OkStatus();
+}
+
+absl::Status Actor::Lease(v1::LeasePromptsResponse* leases) {
   v1::LeasePromptsRequest lreq;
   lreq.set_actor_id(o_.actor_id);
   lreq.set_max_prompts(o_.prompts_per_lease);
-  v1::LeasePromptsResponse leases;
-  absl::Time start = absl::Now();
+  const absl::Time start = absl::Now();
   grpc::Status s = net::CallWithRetry(
       o_.call,
       [&](grpc::ClientContext* ctx) {
-        return learner_->LeasePrompts(ctx, lreq, &leases);
+        return learner_->LeasePrompts(ctx, lreq, leases);
       },
       &attempts_);
   Count(kLeasePrompts, s, start);
-  if (!s.ok()) return FromGrpcStatus(s);
-  if (leases.leases_size() == 0) {
-    // Nothing to do until the learner trains: wait for a new policy (bounded).
-    v1::WaitForPolicyRequest w;
-    w.set_after_version(version_);
-    w.set_max_wait_ms(
-        static_cast<uint32_t>(absl::ToInt64Milliseconds(o_.idle_wait)));
-    v1::WaitForPolicyResponse wr;
-    grpc::ClientContext ctx;
-    net::PrepareContext(&ctx, absl::Now() + o_.idle_wait + absl::Seconds(10),
-                        o_.call.bearer_token);
-    start = absl::Now();
-    Count(kWaitForPolicy, learner_->WaitForPolicy(&ctx, w, &wr), start);
-    return absl::OkStatus();
-  }
-  // Generate G samples per leased prompt.
+  return s.ok() ? absl::OkStatus() : FromGrpcStatus(s);
+}
+
+void Actor::IdleWait() {
+  // Wait for a new policy (bounded by idle_wait).
+  v1::WaitForPolicyRequest w;
+  w.set_after_version(version_);
+  w.set_max_wait_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(o_.idle_wait)));
+  v1::WaitForPolicyResponse wr;
+  grpc::ClientContext ctx;
+  net::PrepareContext(&ctx, absl::Now() + o_.idle_wait + absl::Seconds(10),
+                      o_.call.bearer_token);
+  const absl::Time start = absl::Now();
+  Count(kWaitForPolicy, learner_->WaitForPolicy(&ctx, w, &wr), start);
+}
+
+absl::StatusOr<std::vector<v1::Trajectory>> Actor::Sample(
+    const v1::LeasePromptsResponse& leases) {
+  // G samples per leased prompt.
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::pair<int, uint32_t>> who;  // (lease index, sample index)
   for (int i = 0; i < leases.leases_size(); ++i) {
@@ -259,7 +283,6 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
   so.seed = o_.sampling.seed * 1000003 + static_cast<uint64_t>(rounds_);
   auto gen = policy_->Generate(prompts, so);
   if (!gen.ok()) return gen.status();
-  const uint64_t behaviour_version = version_;
   std::vector<v1::Trajectory> trajs(prompts.size());
   for (size_t k = 0; k < prompts.size(); ++k) {
     const auto& l = leases.leases(who[k].first);
@@ -268,60 +291,62 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
     *t.mutable_lease() = l.lease();
     t.set_sample_index(who[k].second);
     t.set_trajectory_id(absl::StrCat(l.lease().lease_id(), "/", who[k].second));
-    t.set_policy_version(behaviour_version);
+    t.set_policy_version(version_);  // the behaviour policy
     services::FillSample(l.prompt_ids(), g, /*with_support=*/true, &t);
     t.set_gold_answer(l.gold_answer());
     t.set_actor_id(o_.actor_id);
     tokens_->Increment(static_cast<double>(g.tokens.size()));
   }
-  if (stop.load()) {
-    // Stopping mid-round: give the leases back so they are re-issued at once.
-    v1::ReturnLeasesRequest rr;
-    for (const auto& l : leases.leases())
-      rr.add_lease_ids(l.lease().lease_id());
-    v1::ReturnLeasesResponse rresp;
-    grpc::ClientContext ctx;
-    net::PrepareContext(&ctx, absl::Now() + absl::Seconds(5),
-                        o_.call.bearer_token);
-    start = absl::Now();
-    Count(kReturnLeases, learner_->ReturnLeases(&ctx, rr, &rresp), start);
-    return absl::CancelledError("stopping");
+  return trajs;
+}
+
+void Actor::ReturnLeases(const v1::LeasePromptsResponse& leases) {
+  v1::ReturnLeasesRequest rr;
+  for (const auto& l : leases.leases()) rr.add_lease_ids(l.lease().lease_id());
+  v1::ReturnLeasesResponse rresp;
+  grpc::ClientContext ctx;
+  net::PrepareContext(&ctx, absl::Now() + absl::Seconds(5),
+                      o_.call.bearer_token);
+  const absl::Time start = absl::Now();
+  Count(kReturnLeases, learner_->ReturnLeases(&ctx, rr, &rresp), start);
+}
+
+absl::Status Actor::ScoreWithTeacher(std::vector<v1::Trajectory>* trajs) {
+  v1::ScoreRequest sreq;
+  for (const auto& t : *trajs) {
+    auto* q = sreq.add_sequences();
+    q->mutable_prompt_ids()->CopyFrom(t.prompt_ids());
+    q->mutable_completion_ids()->CopyFrom(t.completion_ids());
+    *q->mutable_support() = t.support();
   }
-  // Teacher scores.
-  if (o_.needs_teacher) {
-    v1::ScoreRequest sreq;
-    for (const auto& t : trajs) {
-      auto* q = sreq.add_sequences();
-      q->mutable_prompt_ids()->CopyFrom(t.prompt_ids());
-      q->mutable_completion_ids()->CopyFrom(t.completion_ids());
-      *q->mutable_support() = t.support();
-    }
-    v1::ScoreResponse sresp;
-    start = absl::Now();
-    s = net::CallWithRetry(
-        o_.call,
-        [&](grpc::ClientContext* ctx) {
-          sresp.Clear();
-          return teacher_->Score(ctx, sreq, &sresp);
-        },
-        &attempts_);
-    Count(kTeacherScore, s, start);
-    if (!s.ok()) return FromGrpcStatus(s);
-    for (size_t k = 0; k < trajs.size(); ++k) {
-      const auto& sc = sresp.scores(static_cast<int>(k));
-      trajs[k].mutable_teacher_support_logprobs()->CopyFrom(
-          sc.support_logprobs());
-      trajs[k].mutable_teacher_tail_logprobs()->CopyFrom(sc.tail_logprobs());
-      trajs[k].mutable_teacher_sampled_logprobs()->CopyFrom(
-          sc.sampled_logprobs());
-    }
+  v1::ScoreResponse sresp;
+  const absl::Time start = absl::Now();
+  grpc::Status s = net::CallWithRetry(
+      o_.call,
+      [&](grpc::ClientContext* ctx) {
+        sresp.Clear();
+        return teacher_->Score(ctx, sreq, &sresp);
+      },
+      &attempts_);
+  Count(kTeacherScore, s, start);
+  if (!s.ok()) return FromGrpcStatus(s);
+  for (size_t k = 0; k < trajs->size(); ++k) {
+    const auto& sc = sresp.scores(static_cast<int>(k));
+    v1::Trajectory& t = (*trajs)[k];
+    t.mutable_teacher_support_logprobs()->CopyFrom(sc.support_logprobs());
+    t.mutable_teacher_tail_logprobs()->CopyFrom(sc.tail_logprobs());
+    t.mutable_teacher_sampled_logprobs()->CopyFrom(sc.sampled_logprobs());
   }
+  return absl::OkStatus();
+}
+
+absl::Status Actor::EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs) {
   // Rewards and the constraint transform.
   v1::EvaluateRequest ereq;
-  for (const auto& t : trajs) *ereq.add_trajectories() = t;
+  for (const auto& t : *trajs) *ereq.add_trajectories() = t;
   v1::EvaluateResponse eresp;
-  start = absl::Now();
-  s = net::CallWithRetry(
+  absl::Time start = absl::Now();
+  grpc::Status s = net::CallWithRetry(
       o_.call,
       [&](grpc::ClientContext* ctx) {
         eresp.Clear();
@@ -331,9 +356,9 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
   Count(kRewardEvaluate, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   v1::SubmitTrajectoriesRequest sub;
-  for (size_t k = 0; k < trajs.size(); ++k) {
-    *trajs[k].mutable_evaluation() = eresp.evaluations(static_cast<int>(k));
-    *sub.add_trajectories() = std::move(trajs[k]);
+  for (size_t k = 0; k < trajs->size(); ++k) {
+    *(*trajs)[k].mutable_evaluation() = eresp.evaluations(static_cast<int>(k));
+    *sub.add_trajectories() = std::move((*trajs)[k]);
   }
   v1::SubmitTrajectoriesResponse subr;
   start = absl::Now();
@@ -347,7 +372,6 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
   Count(kSubmitTrajectories, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
   trajectories_->Increment(static_cast<double>(sub.trajectories_size()));
-  ++rounds_;
   return absl::OkStatus();
 }
 

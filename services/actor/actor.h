@@ -15,6 +15,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "cmdistill/v1/learner.grpc.pb.h"
@@ -69,8 +70,18 @@ class Actor {
 
  private:
   absl::Status CheckTeacher();
-  // One round; OUT_OF_RANGE when training is finished.
+  // One round; OUT_OF_RANGE when training is finished. Its phases: lease
+  // prompts (or, with none, wait for a new policy), sample G per prompt,
+  // give the leases back when stopping, have the teacher score, have the
+  // reward service evaluate, submit.
   absl::Status Round(const std::atomic<bool>& stop);
+  absl::Status Lease(v1::LeasePromptsResponse* leases);
+  void IdleWait();
+  absl::StatusOr<std::vector<v1::Trajectory>> Sample(
+      const v1::LeasePromptsResponse& leases);
+  void ReturnLeases(const v1::LeasePromptsResponse& leases);
+  absl::Status ScoreWithTeacher(std::vector<v1::Trajectory>* trajs);
+  absl::Status EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs);
   enum Rpc {
     kWaitForPolicy,
     kFetchPolicy,
