@@ -249,6 +249,9 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(
   return t;
 }
 
+// Long on purpose: a folder's checks in order (config.json, single file or
+// index, every shard mapped and validated, every expected tensor present
+// with its shape and dtype), each with its own error.
 absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(
     const std::string& dir) {
   auto ck = std::make_unique<HfCheckpoint>();

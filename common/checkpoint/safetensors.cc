@@ -91,6 +91,9 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
+// Long on purpose: the safetensors header's checks in order (JSON, each
+// entry's dtype, shape, offsets, coverage without gaps or overlaps), each
+// with its own error; fuzzed as one unit (tests/fuzz/safetensors_fuzz.cc).
 absl::StatusOr<std::vector<TensorInfo>> ParseHeader(
     const std::string& json, uint64_t data_size, const std::string& file,
     std::map<std::string, std::string>* metadata) {

@@ -145,6 +145,9 @@ absl::Status LanguageModel::LoadWeights(const std::string& buffer) {
   return transformer_->LoadWeights(buffer);
 }
 
+// Long on purpose: the KV-cache decode loop (prefill, then per step: logits,
+// temperature, support, top-k/top-p, draw, stop) shares a dozen tensors that
+// parts would have to pass around; it is the hot path benchmarks measure.
 absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
     const std::vector<std::vector<int32_t>>& prompts,
     const SamplingOptions& o) {
@@ -295,6 +298,9 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
   });
 }
 
+// Long on purpose: batching by padded tokens, one forward per batch, and the
+// gather of sampled, support, tail and top-K log-probabilities from the same
+// log-softmax (one tensor, used four ways).
 absl::StatusOr<std::vector<SequenceScore>> LanguageModel::Score(
     const std::vector<ScoreInput>& inputs, const ScoreOptions& o) {
   const auto& cfg = config();

@@ -61,6 +61,8 @@ absl::Status ValidateDatagenOptions(const DatagenOptions& o) {
   return absl::OkStatus();
 }
 
+// Long on purpose: one problem's story, steps and worked solution are
+// generated together (each step's sentence and its solution line).
 Example GenerateProblem(const DatagenOptions& o, SplitMix64* rng) {
   const Person& p = kPeople[rng->Below(std::size(kPeople))];
   const std::string item = kItems[rng->Below(std::size(kItems))];

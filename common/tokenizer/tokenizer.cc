@@ -685,6 +685,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
   }
 }
 
+// Long on purpose: one pass over tokenizer.json's sections in the format's
+// order (model, added tokens, normalizer, pre-tokenizer, post-processor,
+// decoder), each a few checked lookups; split, the pieces would share the
+// half-built tokenizer and the error helper.
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonUnchecked(
     const std::string& text, const std::string& config_text,
     const std::string& source) {

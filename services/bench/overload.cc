@@ -176,6 +176,8 @@ absl::StatusOr<OverloadResult> TeacherOverload(
   return r;
 }
 
+// Long on purpose: a benchmark script (a learner over loopback, N clients
+// submitting until the deadline, the figures) read top to bottom.
 absl::StatusOr<OverloadResult> LearnerOverload(
     std::unique_ptr<model::LanguageModel> student, const OverloadOptions& o) {
   OverloadResult r = Start(o);

@@ -269,6 +269,8 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
 // -------------------------------------------------------------------
 // experiment
 
+// Long for its flags and their help text; the work is
+// pipeline::RunExperiment.
 int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
   FlagSet flags(
       "cmdistill experiment",

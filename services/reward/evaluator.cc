@@ -25,6 +25,9 @@ Evaluator::Evaluator(const tokenizer::Tokenizer* tokenizer,
                      EvaluatorOptions options)
     : tokenizer_(tokenizer), options_(options) {}
 
+// Long on purpose: the reward service's contract in one place and in order
+// (checks, decode, grade, per-token costs, budget, the method's transform),
+// each step reading the previous one's values.
 absl::StatusOr<v1::TrajectoryEvaluation> Evaluator::Evaluate(
     const v1::Trajectory& t) const {
   const int64_t T = t.completion_ids_size();

@@ -108,6 +108,8 @@ grpc::ServerUnaryReactor* TeacherServiceImpl::Refuse(
   return reactor;
 }
 
+// Long on purpose: every refusal of a Score call (gate, limits, shapes,
+// vocabulary, queue) with its gRPC code and metric, then the enqueue.
 grpc::ServerUnaryReactor* TeacherServiceImpl::Score(
     grpc::CallbackServerContext* ctx, const v1::ScoreRequest* req,
     v1::ScoreResponse* resp) {
@@ -247,6 +249,9 @@ void TeacherServiceImpl::WorkerLoop() {
   }
 }
 
+// Long on purpose: one dynamic batch end to end (drop expired calls, merge,
+// score once, split the answers back, finish each call, metrics) — the
+// order matters for the deadline and metric guarantees.
 void TeacherServiceImpl::RunBatch(
     std::vector<std::unique_ptr<Pending>>& batch) {
   // Calls that were cancelled or whose deadline passed cost no model time.
