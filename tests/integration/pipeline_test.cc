@@ -49,6 +49,18 @@ checkpoint::ModelConfig Tiny() {
 using testing::Dial;
 using testing::Serve;
 
+// An actor sampling from `policy` through its ModelPolicy (kept in `seams`).
+std::unique_ptr<actor::Actor> NewActor(
+    const actor::ActorOptions& ao, model::LanguageModel* policy,
+    std::vector<std::unique_ptr<actor::ModelPolicy>>* seams,
+    std::shared_ptr<grpc::Channel> learner,
+    std::shared_ptr<grpc::Channel> teacher,
+    std::shared_ptr<grpc::Channel> reward, prometheus::Registry* registry) {
+  seams->push_back(std::make_unique<actor::ModelPolicy>(policy));
+  return std::make_unique<actor::Actor>(ao, seams->back().get(), learner,
+                                        teacher, reward, registry);
+}
+
 // The tokenizer of the tests: 256 byte tokens + <|endoftext|>.
 std::unique_ptr<tokenizer::Tokenizer> ByteTokenizer() {
   return *tokenizer::Tokenizer::FromJson(
@@ -129,14 +141,9 @@ TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
     ao.call.timeout = absl::Seconds(30);
     ao.call.retry.initial_backoff = absl::Milliseconds(5);
     ao.idle_wait = absl::Milliseconds(100);
-    actors.push_back(std::make_unique<actor::Actor>(
-        ao,
-        seams
-            .emplace_back(
-                std::make_unique<actor::ModelPolicy>(policies.back().get()))
-            .get(),
-        Dial(*learner_server), Dial(*teacher_server), Dial(*reward_server),
-        actor_registry.get()));
+    actors.push_back(NewActor(ao, policies.back().get(), &seams,
+                              Dial(*learner_server), Dial(*teacher_server),
+                              Dial(*reward_server), actor_registry.get()));
   }
   for (int a = 0; a < 2; ++a) {
     threads.emplace_back([&, a] { results[a] = actors[a]->Run(stop); });
@@ -233,14 +240,9 @@ TEST(Pipeline, ActorsJoinAndLeaveMidRunAndEveryPromptTrainsOnce) {
     ao.call.timeout = absl::Seconds(30);
     ao.call.retry.initial_backoff = absl::Milliseconds(5);
     ao.idle_wait = absl::Milliseconds(20);
-    actors.push_back(std::make_unique<actor::Actor>(
-        ao,
-        seams
-            .emplace_back(
-                std::make_unique<actor::ModelPolicy>(policies.back().get()))
-            .get(),
-        Dial(*learner_server), Dial(*teacher_server), Dial(*reward_server),
-        actor_registry.get()));
+    actors.push_back(NewActor(ao, policies.back().get(), &seams,
+                              Dial(*learner_server), Dial(*teacher_server),
+                              Dial(*reward_server), actor_registry.get()));
     stops.push_back(std::make_unique<std::atomic<bool>>(false));
   }
   std::vector<std::thread> threads;
@@ -451,14 +453,9 @@ TEST(Pipeline, TheStudentLearnsThroughTheServices) {
     ao.call.timeout = absl::Seconds(30);
     ao.call.retry.initial_backoff = absl::Milliseconds(5);
     ao.idle_wait = absl::Milliseconds(100);
-    actors.push_back(std::make_unique<actor::Actor>(
-        ao,
-        seams
-            .emplace_back(
-                std::make_unique<actor::ModelPolicy>(policies.back().get()))
-            .get(),
-        Dial(*learner_server), nullptr, Dial(*reward_server),
-        actor_registry.get()));
+    actors.push_back(NewActor(ao, policies.back().get(), &seams,
+                              Dial(*learner_server), nullptr,
+                              Dial(*reward_server), actor_registry.get()));
   }
   for (int a = 0; a < 2; ++a) {
     threads.emplace_back([&, a] { EXPECT_OK(actors[a]->Run(stop)); });
@@ -558,14 +555,9 @@ ConstraintRun TrainThroughServices(rl::Method method,
     ao.call.timeout = absl::Seconds(30);
     ao.call.retry.initial_backoff = absl::Milliseconds(5);
     ao.idle_wait = absl::Milliseconds(100);
-    actors.push_back(std::make_unique<actor::Actor>(
-        ao,
-        seams
-            .emplace_back(
-                std::make_unique<actor::ModelPolicy>(policies.back().get()))
-            .get(),
-        Dial(*learner_server), Dial(*teacher_server), Dial(*reward_server),
-        actor_registry.get()));
+    actors.push_back(NewActor(ao, policies.back().get(), &seams,
+                              Dial(*learner_server), Dial(*teacher_server),
+                              Dial(*reward_server), actor_registry.get()));
   }
   for (int a = 0; a < 2; ++a) {
     threads.emplace_back([&, a] { EXPECT_OK(actors[a]->Run(stop)); });
