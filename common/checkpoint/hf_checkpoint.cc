@@ -18,11 +18,10 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open '", path, "'"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto text = util::ReadFile(path);
+  if (!text.ok())
+    return absl::NotFoundError(absl::StrCat("cannot open '", path, "'"));
+  return text;
 }
 
 absl::Status Bad(const std::string& file, const std::string& what) {

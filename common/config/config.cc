@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/config/validate.h"
+#include "common/util/files.h"
 #include "common/util/suggest.h"
 
 namespace cmdistill::config {
@@ -610,13 +611,11 @@ absl::StatusOr<RunConfig> LoadRunConfigFromString(
 
 absl::StatusOr<RunConfig> LoadRunConfig(
     const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
+  auto text = util::ReadFile(path);
+  if (!text.ok())
     return absl::NotFoundError(
         absl::StrCat("cannot open config file '", path, "'"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return Load(ss.str(), path, overrides);
+  return Load(*text, path, overrides);
 }
 
 std::string ToYaml(const pb::Message& message) {

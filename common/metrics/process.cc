@@ -9,6 +9,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/util/files.h"
 #include "prometheus/gauge.h"
 
 #ifndef CMDISTILL_VERSION
@@ -41,10 +42,7 @@ prometheus::MetricFamily One(const std::string& name, const std::string& help,
 }
 
 std::string ReadAll(const char* path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  return util::ReadFile(path).value_or("");
 }
 
 // Seconds since the epoch at which the machine booted (/proc/stat btime).

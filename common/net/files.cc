@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/util/files.h"
 
 namespace cmdistill::net {
 
@@ -31,14 +32,12 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
     return absl::InvalidArgumentError(
         absl::StrCat(what, " '", path, "' is larger than 16 MiB"));
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  auto read = util::ReadFile(path, kMaxBytes);
+  if (!read.ok()) {
     return absl::PermissionDeniedError(
         absl::StrCat(what, " '", path, "' cannot be opened"));
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string data = ss.str();
+  std::string data = *std::move(read);
   if (data.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " '", path, "' is empty"));

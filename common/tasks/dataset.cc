@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/tasks/answer.h"
+#include "common/util/files.h"
 #include "nlohmann/json.hpp"
 
 namespace cmdistill::tasks {
@@ -113,13 +114,11 @@ absl::StatusOr<Dataset> ParseJsonl(std::string_view text,
 
 absl::StatusOr<Dataset> LoadJsonl(const std::string& path,
                                   const DatasetOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
+  auto text = util::ReadFile(path);
+  if (!text.ok())
     return absl::NotFoundError(
         absl::StrCat("cannot open data file '", path, "'"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ParseJsonl(ss.str(), path, options);
+  return ParseJsonl(*text, path, options);
 }
 
 std::string ApplyTemplate(std::string_view tmpl, std::string_view question) {

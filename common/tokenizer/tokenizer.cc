@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
+#include "common/util/files.h"
 #include "common/util/sha256.h"
 #include "nlohmann/json.hpp"
 
@@ -641,11 +642,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(
     config = fs::path(path).parent_path().string() + "/tokenizer_config.json";
   }
   auto read = [](const std::string& p) -> absl::StatusOr<std::string> {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot open '", p, "'"));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    auto text = util::ReadFile(p);
+    if (!text.ok())
+      return absl::NotFoundError(absl::StrCat("cannot open '", p, "'"));
+    return text;
   };
   auto text = read(file);
   if (!text.ok()) return text.status();

@@ -98,13 +98,12 @@ std::vector<std::string> RemoveStaleTemporaries(const std::string& root) {
 
 absl::StatusOr<FoundCheckpoint> ReadCheckpoint(const std::string& dir,
                                                uint64_t num_prompts) {
-  std::ifstream in(dir + "/" + kState, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(dir, ": no ", kState));
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  auto bytes = util::ReadFile(dir + "/" + kState);
+  if (!bytes.ok())
+    return absl::NotFoundError(absl::StrCat(dir, ": no ", kState));
   FoundCheckpoint f;
   f.dir = dir;
-  if (!f.state.ParseFromString(ss.str())) {
+  if (!f.state.ParseFromString(*bytes)) {
     return absl::DataLossError(absl::StrCat(dir, "/", kState, " is corrupt"));
   }
   // 1: before the per-epoch ledger; 2: with it (both are read).
