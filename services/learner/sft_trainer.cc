@@ -63,10 +63,17 @@ struct SftTrainer::Impl {
         t->Forward(L64(ids), L64(pos), L64(mask), nullptr);  // [B, W, V]
     const at::Tensor tgt = L64(target);
     const at::Tensor w = at::tensor(weight, at::kFloat).view({B, W}).to(dev);
-    const at::Tensor lp = at::log_softmax(logits, -1);
-    const at::Tensor nll = -lp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1);
+    // Fused log-softmax + NLL over the positions with weight (the others
+    // ignored): no [B, W, V] log-probability tensor to keep for backward, no
+    // scatter of a gather's gradient into one.
+    const int64_t V = logits.size(-1);
     const at::Tensor n = w.sum();
-    const at::Tensor loss = (nll * w).sum() / n;
+    const at::Tensor loss =
+        at::cross_entropy_loss(logits.reshape({B * W, V}),
+                               tgt.masked_fill(w == 0, -100).reshape({B * W}),
+                               /*weight=*/{}, at::Reduction::Sum,
+                               /*ignore_index=*/-100) /
+        n;
     const at::Tensor hit = (logits.argmax(-1) == tgt).to(at::kFloat);
     st->tokens = static_cast<int64_t>(n.item<double>());
     st->token_accuracy = ((hit * w).sum() / n).item<double>();
