@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 
-PROMPTS, EPOCHS, PER_STEP = 32, 8, 2
+PROMPTS, EPOCHS, PER_STEP = 32, 48, 2
 STEPS = PROMPTS * EPOCHS // PER_STEP
 
 
@@ -150,11 +150,26 @@ services:
     def learner_finished():
         return any(l.startswith("FINISHED ") for l in procs["learner"].lines)
 
+    def learner_step():
+        for line in reversed(list(procs["learner"].lines)):
+            if line.startswith("STEP "):
+                for part in line.split():
+                    if part.startswith("step="):
+                        return int(part[5:])
+        return 0
+
     injected = 0
     last_fault_step = 0
     bound = time.time() + 240
     while injected < n_faults and not learner_finished() and time.time() < bound:
-        time.sleep(rng.uniform(0.1, 0.5))
+        # Faults are paced by training progress, not by the clock: the k-th comes
+        # once the learner reached step k * STEPS / (n + 2), so all n fit however
+        # fast the machine (or the code) trains.
+        target = (injected + 1) * STEPS // (n_faults + 2)
+        while (learner_step() < target and not learner_finished() and
+               time.time() < bound):
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.05, 0.25))
         if learner_finished():
             break
         kind = rng.choice(kinds)
@@ -182,6 +197,9 @@ services:
             procs[name].signal(signal.SIGCONT)
         done[kind] += 1
         injected += 1
+        if os.environ.get("CHAOS_DEBUG"):
+            print(f"{time.time() - t0:6.1f}s fault {injected} {kind} step {learner_step()}",
+                  file=sys.stderr)
         last_fault_step = max(
             [last_fault_step] +
             [int(l.split()[1].split("=")[1]) for l in procs["learner"].lines
