@@ -49,9 +49,12 @@ def main():
         run = subprocess.run(
             [binary, "local", "--config", os.path.join(source, "configs/quickstart.yaml"),
              "--smoke", "--monitor", "--monitor-port", "0",
-             # lagrangian: the λ panel has a series; 60 steps (~15 s): every child is
-             # scraped many times at 1 s, so rates over 1m have samples.
-             "--set", "method=lagrangian", "--set", "training.max_steps=60",
+             # lagrangian: the λ panel has a series; 200 steps (~20-30 s on 2 cores;
+             # 60 became too few once a step got ~2x faster): every child is scraped
+             # many times at 1 s, so rates over 1m have samples.
+             # (the smoke data is 100 steps an epoch: three epochs allowed).
+             "--set", "method=lagrangian", "--set", "training.max_steps=200",
+             "--set", "training.epochs=3",
              "--set", f"output_dir={tmp}/run"],
             capture_output=True, text=True, timeout=600)
         end = time.time()
