@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -212,6 +213,12 @@ services:
         time.sleep(0.1)
     if learner.alive():
         why.append("the learner did not finish within 180 s of the last fault")
+        # Where it hangs: every thread's stack (gdb, when installed), on stderr.
+        if shutil.which("gdb"):
+            bt = subprocess.run(["gdb", "-p", str(learner.p.pid), "-batch", "-ex",
+                                 "thread apply all bt"], capture_output=True, text=True,
+                                timeout=120)
+            print("learner threads at the hang:\n" + bt.stdout[-20000:], file=sys.stderr)
     elif learner.p.returncode != 0:
         why.append(f"the learner exited {learner.p.returncode}")
     finished = next((l for l in learner.lines if l.startswith("FINISHED ")), "")
