@@ -296,11 +296,13 @@ absl::Status LearnerServiceImpl::Publish(
     const std::function<void()>& with_lock) {
   auto bytes = trainer_->SerializeWeights();
   if (!bytes.ok()) return bytes.status();
+  // Hashed here, outside mu_ (seconds for a large model).
+  auto snap = PolicyStore::Prepare(*std::move(bytes));
   absl::MutexLock lock(&mu_);
   // The new version and the bookkeeping of the step that made it change
   // together: whoever sees version N also sees step N's accounting.
   if (with_lock) with_lock();
-  const uint64_t version = store_->Publish(*std::move(bytes));
+  const uint64_t version = store_->Publish(std::move(snap));
   m_->version->Set(static_cast<double>(version));
   return absl::OkStatus();
 }

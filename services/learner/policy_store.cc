@@ -17,10 +17,14 @@ PolicyStore::PolicyStore(uint64_t first_version, absl::Duration max_long_poll,
 
 PolicyStore::~PolicyStore() { Close(); }
 
-uint64_t PolicyStore::Publish(std::string bytes) {
+std::shared_ptr<PolicySnapshot> PolicyStore::Prepare(std::string bytes) {
   auto snap = std::make_shared<PolicySnapshot>();
   snap->sha256_hex = Sha256Hex(bytes);
   snap->bytes = std::move(bytes);
+  return snap;
+}
+
+uint64_t PolicyStore::Publish(std::shared_ptr<PolicySnapshot> snap) {
   absl::MutexLock lock(&mu_);
   snap->version = next_version_++;
   snapshot_ = std::move(snap);

@@ -44,8 +44,15 @@ class PolicyStore {
               std::function<void()> tick = {});
   ~PolicyStore();  // Close()
 
-  // Hashes `bytes` and installs them as the next version; returns it.
-  uint64_t Publish(std::string bytes);
+  // A snapshot of `bytes` with its sha256 (the expensive part: call it
+  // outside any lock), to be installed by Publish.
+  static std::shared_ptr<PolicySnapshot> Prepare(std::string bytes);
+  // Installs `snap` as the next version (sets snap->version); returns it.
+  uint64_t Publish(std::shared_ptr<PolicySnapshot> snap);
+  // Prepare + Publish.
+  uint64_t Publish(std::string bytes) {
+    return Publish(Prepare(std::move(bytes)));
+  }
   // The newest snapshot (null before the first Publish).
   std::shared_ptr<const PolicySnapshot> Newest() const;
   uint64_t version() const;
