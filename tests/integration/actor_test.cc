@@ -125,7 +125,10 @@ TEST(Actor, TrainsEachLeasedPromptOnceThroughTheServicesAndStops) {
   Actor actor(ao, &policy, Dial(*learner_server), Dial(*teacher_server),
               Dial(*reward_server), areg.get());
   std::atomic<bool> stop{false};
-  ASSERT_OK(actor.Run(stop));  // returns once the learner says finished
+  // Returns once the learner has no more prompts to lease; the last group may
+  // still be in its buffer: wait for the learner to train it.
+  ASSERT_OK(actor.Run(stop));
+  learner->WaitUntilFinished();
 
   // One group per prompt was trained, each of G samples.
   EXPECT_EQ(trainer.groups_trained, 3);
