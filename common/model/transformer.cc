@@ -75,7 +75,7 @@ at::Tensor RotateHalf(const at::Tensor& x) {
 // bandwidth that sgemv reaches.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w,
                   const at::Tensor& b = at::Tensor()) {
-  if (x.numel() == x.size(-1) && !x.requires_grad() && !w.requires_grad()) {
+  if (x.numel() == x.size(-1)) {
     std::vector<int64_t> shape = x.sizes().vec();
     shape.back() = w.size(0);
     at::Tensor y = b.defined() ? at::addmv(b, w, x.reshape({-1}))

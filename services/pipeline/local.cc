@@ -19,8 +19,7 @@ namespace {
 // results.md, one JSON per evaluation, and eval.prom beside the children's
 // metrics.
 absl::Status WriteEvaluations(const LocalResult& r) {
-  const std::string table = eval::MarkdownTable(r.reports, r.config);
-  if (auto s = util::WriteFileAtomically(r.eval_dir + "/results.md", table);
+  if (auto s = util::WriteFileAtomically(r.eval_dir + "/results.md", r.table);
       !s.ok())
     return s;
   for (const auto& rep : r.reports) {
@@ -106,6 +105,7 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
       !s.ok())
     return s;
   r.eval_dir = config.output_dir() + "/eval";
+  r.table = eval::MarkdownTable(r.reports, config);
   if (auto s = WriteEvaluations(r); !s.ok()) return s;
   if (monitor != nullptr) {
     r.monitor_url = monitor->Url();
@@ -118,7 +118,7 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
 std::string LocalSummary(const LocalResult& r) {
   std::ostringstream out;
   const v1::RunConfig& config = r.config;
-  out << "\n" << eval::MarkdownTable(r.reports, config) << "\n";
+  out << "\n" << r.table << "\n";
   out << absl::StrFormat(
       "%d held-out problems, greedy decoding%s; budget d = %g (%s); method "
       "%s; %d learner steps in %.0f s; total %.0f s.\n\n",

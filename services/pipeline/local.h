@@ -29,6 +29,7 @@ struct LocalOptions {
 struct LocalResult {
   v1::RunConfig config;  // as resolved (paths under output_dir)
   std::vector<eval::EvalReport> reports;  // teacher, before, after
+  std::string table;                      // the reports as Markdown
   DistillResult run;
   std::string eval_dir;
   size_t problems = 0;

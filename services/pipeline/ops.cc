@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "cmdistill/v1/learner.grpc.pb.h"
 #include "common/net/client.h"
+#include "common/status/grpc_status.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "services/common/wiring.h"
 
@@ -50,8 +51,8 @@ absl::StatusOr<v1::GetStatusResponse> QueryLearnerStatus(
     return stub->GetStatus(c, v1::GetStatusRequest(), &st);
   });
   if (!s.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                        absl::StrCat(address, ": ", s.error_message()));
+    const absl::Status e = FromGrpcStatus(s);
+    return absl::Status(e.code(), absl::StrCat(address, ": ", e.message()));
   }
   return st;
 }

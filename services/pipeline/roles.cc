@@ -41,9 +41,11 @@ namespace {
 // A ServiceHost for `name` on `endpoint` of the run file.
 absl::StatusOr<std::unique_ptr<services::ServiceHost>> MakeHost(
     const std::string& name, const std::string& device,
-    const v1::RunConfig& config, const v1::EndpointConfig& endpoint) {
+    const v1::RunConfig& config, const v1::EndpointConfig& endpoint,
+    std::string* listen_address = nullptr) {
   CMDISTILL_ASSIGN_OR_RETURN(auto server,
                              services::ServerOptionsFor(config, endpoint));
+  if (listen_address != nullptr) *listen_address = server.listen_address;
   services::ServiceHostOptions ho;
   ho.name = name;
   ho.server = server;
@@ -62,13 +64,13 @@ absl::Status Serve(
     const std::function<std::vector<grpc::Service*>(services::ServiceHost&)>&
         make,
     const std::function<void()>& before_shutdown) {
-  CMDISTILL_ASSIGN_OR_RETURN(auto host,
-                             MakeHost(name, device, config, endpoint));
+  std::string address;
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto host, MakeHost(name, device, config, endpoint, &address));
   CMDISTILL_RETURN_IF_ERROR(host->Start(make(*host)));
-  log << "cmdistill " << name << ": serving on "
-      << services::ServerOptionsFor(config, endpoint)->listen_address
-      << " (port " << host->grpc_port() << "), metrics port "
-      << host->metrics_port() << "\n";
+  log << "cmdistill " << name << ": serving on " << address << " (port "
+      << host->grpc_port() << "), metrics port " << host->metrics_port()
+      << "\n";
   const int sig = host->WaitForShutdownSignal();
   log << "cmdistill " << name << ": signal " << sig << ", draining\n";
   host->Shutdown(before_shutdown);
