@@ -165,6 +165,11 @@ absl::Status LanguageModel::LoadWeights(const std::string& buffer) {
   return transformer_->LoadWeights(buffer);
 }
 
+absl::Status LanguageModel::AdoptWeights(
+    std::shared_ptr<const std::string> buffer) {
+  return transformer_->AdoptWeights(std::move(buffer));
+}
+
 // Long on purpose: the KV-cache decode loop (prefill, then per step: logits,
 // temperature, support, top-k/top-p, draw, stop) shares a dozen tensors that
 // parts would have to pass around; it is the hot path benchmarks measure.

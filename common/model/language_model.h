@@ -67,6 +67,7 @@ class LanguageModel {
   // Policy snapshots (see Transformer::SerializeWeights / LoadWeights).
   absl::StatusOr<std::string> SerializeWeights() const;
   absl::Status LoadWeights(const std::string& buffer);
+  absl::Status AdoptWeights(std::shared_ptr<const std::string> buffer);
 
   Transformer* transformer() { return transformer_.get(); }
 

@@ -374,16 +374,19 @@ absl::StatusOr<std::string> Transformer::SerializeWeights() const {
   return checkpoint::SerializeSafetensors(out);
 }
 
-absl::Status Transformer::LoadWeights(const std::string& buffer) {
+// Parses and checks a policy snapshot against the model: every parameter
+// present with its shape, in a floating dtype. `data_offset` is where the
+// tensors' bytes begin.
+absl::StatusOr<std::map<std::string, checkpoint::TensorInfo>>
+Transformer::CheckSnapshot(const std::string& buffer,
+                           size_t* data_offset) const {
   const absl::Span<const uint8_t> bytes(
       reinterpret_cast<const uint8_t*>(buffer.data()), buffer.size());
-  size_t data_offset = 0;
-  auto infos = checkpoint::ParseSafetensorsBuffer(bytes, "policy snapshot",
-                                                  &data_offset);
+  auto infos =
+      checkpoint::ParseSafetensorsBuffer(bytes, "policy snapshot", data_offset);
   if (!infos.ok()) return infos.status();
-  std::map<std::string, const checkpoint::TensorInfo*> by_name;
-  for (const auto& i : *infos) by_name[i.name] = &i;
-  // Check everything first, then copy: a bad snapshot changes nothing.
+  std::map<std::string, checkpoint::TensorInfo> by_name;
+  for (auto& i : *infos) by_name[i.name] = std::move(i);
   for (const auto& [name, t] : params_) {
     auto it = by_name.find(name);
     if (it == by_name.end()) {
@@ -391,29 +394,72 @@ absl::Status Transformer::LoadWeights(const std::string& buffer) {
           absl::StrCat("policy snapshot lacks '", name, "'"));
     }
     if (std::vector<int64_t>(t.sizes().begin(), t.sizes().end()) !=
-        it->second->shape) {
+        it->second.shape) {
       return absl::InvalidArgumentError(
           absl::StrCat("policy snapshot: '", name, "' has the wrong shape"));
     }
-    const auto dt = it->second->dtype;
+    const auto dt = it->second.dtype;
     if (dt != checkpoint::DType::kF32 && dt != checkpoint::DType::kBF16) {
       return absl::InvalidArgumentError(
           absl::StrCat("policy snapshot: '", name, "' has dtype ",
                        checkpoint::DTypeName(dt)));
     }
   }
+  return by_name;
+}
+
+absl::Status Transformer::LoadWeights(const std::string& buffer) {
+  size_t data_offset = 0;
+  // Check everything first, then copy: a bad snapshot changes nothing.
+  auto by_name = CheckSnapshot(buffer, &data_offset);
+  if (!by_name.ok()) return by_name.status();
+  const auto* base =
+      reinterpret_cast<const uint8_t*>(buffer.data()) + data_offset;
   try {
     at::NoGradGuard no_grad;
     for (auto& [name, t] : params_) {
-      const checkpoint::TensorInfo* info = by_name[name];
-      const at::Tensor src = at::from_blob(
-          const_cast<uint8_t*>(bytes.data() + data_offset + info->begin),
-          info->shape, at::TensorOptions().dtype(ToScalarType(info->dtype)));
+      const checkpoint::TensorInfo& info = by_name->at(name);
+      const at::Tensor src =
+          at::from_blob(const_cast<uint8_t*>(base + info.begin), info.shape,
+                        at::TensorOptions().dtype(ToScalarType(info.dtype)));
       t.copy_(src);
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(
         absl::StrCat("loading snapshot: ", e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Transformer::AdoptWeights(
+    std::shared_ptr<const std::string> buffer) {
+  size_t data_offset = 0;
+  auto by_name = CheckSnapshot(*buffer, &data_offset);
+  if (!by_name.ok()) return by_name.status();
+  const auto* base =
+      reinterpret_cast<const uint8_t*>(buffer->data()) + data_offset;
+  bool in_place = true;
+  for (const auto& [name, t] : params_) {
+    const checkpoint::TensorInfo& info = by_name->at(name);
+    in_place =
+        in_place && t.device().is_cpu() &&
+        ToScalarType(info.dtype) == t.scalar_type() &&
+        reinterpret_cast<uintptr_t>(base + info.begin) % t.element_size() == 0;
+  }
+  if (!in_place) return LoadWeights(*buffer);
+  try {
+    at::NoGradGuard no_grad;
+    for (auto& [name, t] : params_) {
+      const checkpoint::TensorInfo& info = by_name->at(name);
+      // Each parameter keeps the buffer alive; the previous storage is
+      // released when the last parameter moves off it.
+      t.set_data(at::from_blob(
+          const_cast<uint8_t*>(base + info.begin), info.shape,
+          [buffer](void*) {}, t.options()));
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("adopting snapshot: ", e.what_without_backtrace()));
   }
   return absl::OkStatus();
 }

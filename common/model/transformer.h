@@ -16,6 +16,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -86,6 +87,11 @@ class Transformer {
   // (weights unchanged) for a corrupt buffer, a missing tensor or a shape
   // mismatch.
   absl::Status LoadWeights(const std::string& buffer);
+  // The same, without the copy where it can: on CPU, when the snapshot's
+  // dtypes are the model's, the parameters become views of `buffer` (which
+  // they keep alive; the caller must not change it afterwards). Otherwise
+  // (another device or dtype) it copies as LoadWeights does.
+  absl::Status AdoptWeights(std::shared_ptr<const std::string> buffer);
 
   // Writes a Hugging Face folder (config.json + safetensors in the model's
   // dtype).
@@ -94,6 +100,8 @@ class Transformer {
 
  private:
   Transformer(ModelConfig config, c10::Device device, c10::ScalarType dtype);
+  absl::StatusOr<std::map<std::string, checkpoint::TensorInfo>> CheckSnapshot(
+      const std::string& buffer, size_t* data_offset) const;
   void Bind();  // resolves per-layer handles from params_
 
   struct Layer {

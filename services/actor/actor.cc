@@ -1,7 +1,11 @@
 #include "services/actor/actor.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <optional>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -10,6 +14,8 @@
 #include "common/status/grpc_status.h"
 #include "common/tokenizer/fingerprint.h"
 #include "common/util/sha256.h"
+#include "common/util/xxh3.h"
+#include "services/common/policy_wire.h"
 #include "services/common/trajectory.h"
 
 namespace cmdistill::actor {
@@ -26,6 +32,18 @@ constexpr grpc::StatusCode kCodes[] = {grpc::StatusCode::OK,
                                        grpc::StatusCode::UNAVAILABLE,
                                        grpc::StatusCode::UNAUTHENTICATED,
                                        grpc::StatusCode::INTERNAL};
+
+// Asks for transparent huge pages over a fresh receive buffer (before its
+// pages are touched): a multi-GB buffer otherwise takes one page fault per
+// 4 KiB the first time it fills, seconds on a VM. A no-op where THP is off.
+void AdviseHugePages(char* data, size_t n) {
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t begin =
+      (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + n) & ~(kHuge - 1);
+  if (end > begin)
+    madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
 
 const char* CodeName(grpc::StatusCode c) {
   switch (c) {
@@ -63,6 +81,7 @@ Actor::Actor(ActorOptions options, Policy* policy,
              prometheus::Registry* registry)
     : o_(std::move(options)),
       policy_(policy),
+      learner_channel_(learner),
       learner_(v1::LearnerService::NewStub(learner)),
       teacher_(teacher ? v1::TeacherService::NewStub(teacher) : nullptr),
       reward_(v1::RewardService::NewStub(reward)) {
@@ -169,11 +188,21 @@ absl::Status Actor::SyncPolicy(bool force) {
   if (!force && have_policy_ && wresp.policy_version() == version_ &&
       (wresp.sha256_hex().empty() || wresp.sha256_hex() == policy_sha256_))
     return absl::OkStatus();
-  // The receive buffer is kept between fetches (its pages stay mapped: a
+  // Two receive buffers are kept between fetches (their pages stay mapped: a
   // fresh multi-GB buffer per version costs more in page faults than the
-  // copy), and each chunk is hashed as it arrives, while gRPC receives the
-  // next one.
-  std::string& bytes = receive_buffer_;
+  // copy); the policy may hold the last one it adopted, so the other one
+  // receives. Each chunk is read in place from gRPC's slices (policy_wire),
+  // copied once into the buffer and hashed there while still in cache.
+  std::shared_ptr<std::string> target;
+  for (auto& b : receive_buffers_) {
+    if (!b) b = std::make_shared<std::string>();
+    if (b.use_count() == 1) {
+      target = b;
+      break;
+    }
+  }
+  if (!target) target = std::make_shared<std::string>();  // both held
+  std::string& bytes = *target;
   v1::PolicyHeader header;
   std::string digest;
   start = absl::Now();
@@ -181,36 +210,54 @@ absl::Status Actor::SyncPolicy(bool force) {
       o_.call,
       [&](grpc::ClientContext* ctx) {
         bytes.clear();
-        Sha256 hash;
-        v1::FetchPolicyRequest req;
-        auto reader = learner_->FetchPolicy(ctx, req);
-        v1::FetchPolicyResponse chunk;
-        bool first = true;
-        while (reader->Read(&chunk)) {
-          if (first) {
-            header = chunk.header();
-            bytes.reserve(header.total_bytes());
-            first = false;
+        header.Clear();
+        std::optional<Xxh3> fast;
+        std::optional<Sha256> slow;  // a learner that sends no XXH3
+        auto on_chunk = [&](const policy_wire::Chunk& c) {
+          if (c.header) {
+            header = *c.header;
+            if (header.total_bytes() > bytes.max_size()) return false;
+            if (bytes.capacity() < header.total_bytes()) {
+              bytes.reserve(header.total_bytes());
+              AdviseHugePages(bytes.data(), bytes.capacity());
+            }
+            if (header.xxh3_128_hex().empty()) {
+              slow.emplace();
+            } else {
+              fast.emplace();
+            }
           }
-          if (chunk.offset() != bytes.size()) {
-            ctx->TryCancel();
-            break;
+          if ((!fast && !slow) || c.offset != bytes.size() ||
+              bytes.size() + c.size > header.total_bytes())
+            return false;  // out of order or past the end: fetch again
+          for (std::string_view piece : c.data) {
+            const size_t at = bytes.size();
+            bytes.append(piece);
+            const std::string_view landed(bytes.data() + at, piece.size());
+            if (fast) fast->Update(landed);
+            if (slow) slow->Update(landed);
           }
-          hash.Update(chunk.data());
-          bytes += chunk.data();
-        }
-        digest = hash.Hex();
-        return reader->Finish();
+          return true;
+        };
+        grpc::Status st = policy_wire::Fetch(
+            learner_channel_.get(), ctx, v1::FetchPolicyRequest(), on_chunk);
+        digest = fast ? fast->Hex() : slow ? slow->Hex() : "";
+        return st;
       },
       &attempts_);
   Count(kFetchPolicy, s, start);
   if (!s.ok()) return FromGrpcStatus(s);
-  if (bytes.size() != header.total_bytes() || digest != header.sha256_hex()) {
-    return absl::DataLossError("policy snapshot failed its size/sha256 check");
+  const std::string& expected = header.xxh3_128_hex().empty()
+                                    ? header.sha256_hex()
+                                    : header.xxh3_128_hex();
+  if (bytes.size() != header.total_bytes() || digest != expected) {
+    return absl::DataLossError(
+        "policy snapshot failed its size/checksum check");
   }
-  if (auto st = policy_->LoadWeights(bytes); !st.ok()) return st;
+  // The policy may now keep `target`: it is not written again while held.
+  if (auto st = policy_->AdoptWeights(target); !st.ok()) return st;
   version_ = header.policy_version();
-  policy_sha256_ = digest;
+  policy_sha256_ = header.sha256_hex();  // the bytes matched its checksum
   have_policy_ = true;
   version_gauge_->Set(static_cast<double>(version_));
   return absl::OkStatus();

@@ -63,7 +63,7 @@ class Actor {
 
   // Fetches and loads the newest policy if it differs from the one held (or
   // always, with `force`: benchmarks). DATA_LOSS when the snapshot fails its
-  // size or sha256 check (nothing is loaded then).
+  // size or checksum check (nothing is loaded then).
   absl::Status SyncPolicy(bool force = false);
   uint64_t policy_version() const { return version_; }
   int64_t rounds() const { return rounds_; }
@@ -104,6 +104,7 @@ class Actor {
 
   ActorOptions o_;
   Policy* policy_;
+  std::shared_ptr<grpc::Channel> learner_channel_;  // FetchPolicy, raw
   std::unique_ptr<v1::LearnerService::Stub> learner_;
   std::unique_ptr<v1::TeacherService::Stub> teacher_;
   std::unique_ptr<v1::RewardService::Stub> reward_;
@@ -111,7 +112,9 @@ class Actor {
   bool have_policy_ = false;
   std::string policy_sha256_;  // digest of the policy held
   int64_t rounds_ = 0;
-  std::string receive_buffer_;  // policy snapshots, reused between versions
+  // Policy snapshots: received into whichever of the two the policy does not
+  // hold (it may keep the last one it adopted); reused between versions.
+  std::shared_ptr<std::string> receive_buffers_[2];
 
   prometheus::Family<prometheus::Counter>* rpcs_;
   prometheus::Family<prometheus::Counter>* retries_;

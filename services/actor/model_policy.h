@@ -2,6 +2,7 @@
 #ifndef CMDISTILL_SERVICES_ACTOR_MODEL_POLICY_H_
 #define CMDISTILL_SERVICES_ACTOR_MODEL_POLICY_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@ class ModelPolicy final : public Policy {
   explicit ModelPolicy(model::LanguageModel* model) : model_(model) {}
   int64_t vocab_size() const override;
   absl::Status LoadWeights(const std::string& bytes) override;
+  absl::Status AdoptWeights(std::shared_ptr<const std::string> bytes) override;
   absl::StatusOr<std::vector<model::GenerationResult>> Generate(
       const std::vector<std::vector<int32_t>>& prompts,
       const model::SamplingOptions& options) override;

@@ -6,6 +6,7 @@
 #define CMDISTILL_SERVICES_ACTOR_POLICY_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,11 @@ class Policy {
   virtual int64_t vocab_size() const = 0;
   // A policy snapshot (the bytes FetchPolicy streams; checked by the caller).
   virtual absl::Status LoadWeights(const std::string& bytes) = 0;
+  // The same snapshot, which the policy may keep (and use in place instead of
+  // copying): the caller does not change `bytes` while anyone holds it.
+  virtual absl::Status AdoptWeights(std::shared_ptr<const std::string> bytes) {
+    return LoadWeights(*bytes);
+  }
   // One GenerationResult per prompt, under language_model.h's conventions.
   virtual absl::StatusOr<std::vector<model::GenerationResult>> Generate(
       const std::vector<std::vector<int32_t>>& prompts,

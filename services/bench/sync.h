@@ -22,7 +22,7 @@ struct SyncResult {
 };
 
 // The actor's real path, timed: WaitForPolicy + FetchPolicy (chunked stream
-// over loopback TCP) + sha256 check + load, from an in-process learner over
+// over loopback TCP) + XXH3 check + load, from an in-process learner over
 // `student`; then LoopbackTcp of the same size.
 absl::StatusOr<SyncResult> Sync(model::LanguageModel& student,
                                 const std::string& device,

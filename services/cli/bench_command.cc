@@ -84,7 +84,8 @@ FlagSet BenchFlags() {
       "Measures throughput on a checkpoint (or a random model of a shape).\n"
       "MODE: decode (KV-cache sampling, tokens/s per batch size), score\n"
       "(log-probabilities, tokens/s), train (forward + backward + AdamW,\n"
-      "tokens/s and model FLOP/s), sync (policy fetch + sha256 + load from an\n"
+      "tokens/s and model FLOP/s), sync (policy fetch + checksum + load from "
+      "an\n"
       "in-process learner over loopback TCP, against plain loopback TCP), "
       "gemm\n"
       "(a plain [n, n] matmul: the machine's dense peak).");
@@ -310,7 +311,7 @@ class Bench {
     const double ratio = r->fetch.median / r->loopback.median;
     if (!json_) {
       io_.out << absl::StrFormat(
-          "snapshot %.1f MB, %d-byte chunks\nfetch + sha256 + load  MB/s %s\n"
+          "snapshot %.1f MB, %d-byte chunks\nfetch + check + load   MB/s %s\n"
           "plain loopback TCP    MB/s %s\nratio %.0f%%\n",
           r->bytes / 1e6, *chunk, RateText(r->fetch, 1e6),
           RateText(r->loopback, 1e6), 100 * ratio);

@@ -11,6 +11,7 @@
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
+#include "services/common/policy_wire.h"
 #include "services/learner/checkpoints.h"
 
 namespace cmdistill::learner {
@@ -159,9 +160,10 @@ LearnerServiceImpl::Metrics::Metrics(prometheus::Registry& registry,
 }
 
 // Streams one immutable snapshot in chunks; one write in flight, the next in
-// OnWriteDone.
+// OnWriteDone. Each chunk's data is a slice of the snapshot (no copy); the
+// slices hold the snapshot alive until gRPC has sent them.
 class LearnerServiceImpl::FetchReactor final
-    : public grpc::ServerWriteReactor<v1::FetchPolicyResponse> {
+    : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   FetchReactor(std::shared_ptr<const PolicySnapshot> snap, size_t chunk,
                prometheus::Histogram* latency)
@@ -169,13 +171,13 @@ class LearnerServiceImpl::FetchReactor final
         chunk_(chunk),
         latency_(latency),
         start_(absl::Now()) {
-    v1::PolicyHeader* h = msg_.mutable_header();
-    h->set_policy_version(snap_->version);
-    h->set_format("safetensors");
-    h->set_total_bytes(snap_->bytes.size());
-    h->set_num_chunks(
+    header_.set_policy_version(snap_->version);
+    header_.set_format("safetensors");
+    header_.set_total_bytes(snap_->bytes.size());
+    header_.set_num_chunks(
         static_cast<uint32_t>((snap_->bytes.size() + chunk_ - 1) / chunk_));
-    h->set_sha256_hex(snap_->sha256_hex);
+    header_.set_sha256_hex(snap_->sha256_hex);
+    header_.set_xxh3_128_hex(snap_->xxh3_hex);
     Next();
   }
   void OnWriteDone(bool ok) override {
@@ -187,7 +189,6 @@ class LearnerServiceImpl::FetchReactor final
       Done(grpc::Status::OK);
       return;
     }
-    msg_.Clear();
     Next();
   }
   void OnDone() override { delete this; }
@@ -201,8 +202,9 @@ class LearnerServiceImpl::FetchReactor final
   }
   void Next() {
     const size_t n = std::min(chunk_, snap_->bytes.size() - offset_);
-    msg_.set_offset(offset_);
-    msg_.set_data(snap_->bytes.data() + offset_, n);
+    msg_ = policy_wire::EncodeChunk(
+        offset_ == 0 ? &header_ : nullptr, offset_,
+        std::string_view(snap_->bytes).substr(offset_, n), snap_);
     offset_ += n;
     StartWrite(&msg_);
   }
@@ -211,7 +213,8 @@ class LearnerServiceImpl::FetchReactor final
   size_t offset_ = 0;
   prometheus::Histogram* latency_;
   absl::Time start_;
-  v1::FetchPolicyResponse msg_;
+  v1::PolicyHeader header_;
+  grpc::ByteBuffer msg_;
 };
 
 namespace {
@@ -500,23 +503,31 @@ grpc::ServerUnaryReactor* LearnerServiceImpl::WaitForPolicy(
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::FetchPolicyResponse>*
-LearnerServiceImpl::FetchPolicy(grpc::CallbackServerContext* ctx,
-                                const v1::FetchPolicyRequest* req) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* LearnerServiceImpl::FetchPolicy(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) {
   std::shared_ptr<const PolicySnapshot> snap;
   grpc::Status refusal = gate_->Admit(*ctx);
+  v1::FetchPolicyRequest req;
+  if (refusal.ok()) {
+    grpc::ByteBuffer copy(*request);  // Deserialize consumes its buffer
+    refusal = grpc::SerializationTraits<v1::FetchPolicyRequest>::Deserialize(
+        &copy, &req);
+    if (!refusal.ok()) {
+      refusal = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                             "FetchPolicyRequest does not parse");
+    }
+  }
   if (refusal.ok()) {
     snap = store_->Newest();
-    if (req->policy_version() != 0 && req->policy_version() != snap->version) {
+    if (req.policy_version() != 0 && req.policy_version() != snap->version) {
       refusal = grpc::Status(
           grpc::StatusCode::NOT_FOUND,
-          absl::StrCat("policy version ", req->policy_version(),
+          absl::StrCat("policy version ", req.policy_version(),
                        " is not kept; the newest is ", snap->version));
     }
   }
   if (!refusal.ok()) {
-    class Refused final
-        : public grpc::ServerWriteReactor<v1::FetchPolicyResponse> {
+    class Refused final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
      public:
       explicit Refused(const grpc::Status& s) { Finish(s); }
       void OnDone() override { delete this; }

@@ -61,7 +61,11 @@ struct LearnerOptions {
 using StepObserver =
     std::function<void(const StepStats&, uint64_t policy_version)>;
 
-class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
+// FetchPolicy is served raw (ByteBuffers) so that chunks alias the snapshot
+// instead of being copied into protobuf messages (services/common/policy_wire).
+class LearnerServiceImpl final
+    : public v1::LearnerService::WithRawCallbackMethod_FetchPolicy<
+          v1::LearnerService::CallbackService> {
  public:
   // `trainer` must outlive the service.
   static absl::StatusOr<std::unique_ptr<LearnerServiceImpl>> Create(
@@ -84,9 +88,9 @@ class LearnerServiceImpl final : public v1::LearnerService::CallbackService {
   grpc::ServerUnaryReactor* WaitForPolicy(
       grpc::CallbackServerContext* ctx, const v1::WaitForPolicyRequest* req,
       v1::WaitForPolicyResponse* resp) override;
-  grpc::ServerWriteReactor<v1::FetchPolicyResponse>* FetchPolicy(
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* FetchPolicy(
       grpc::CallbackServerContext* ctx,
-      const v1::FetchPolicyRequest* req) override;
+      const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::GetStatusRequest* req,
                                       v1::GetStatusResponse* resp) override;

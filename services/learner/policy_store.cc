@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/util/sha256.h"
+#include "common/util/xxh3.h"
 
 namespace cmdistill::learner {
 
@@ -20,6 +21,7 @@ PolicyStore::~PolicyStore() { Close(); }
 std::shared_ptr<PolicySnapshot> PolicyStore::Prepare(std::string bytes) {
   auto snap = std::make_shared<PolicySnapshot>();
   snap->sha256_hex = Sha256Hex(bytes);
+  snap->xxh3_hex = Xxh3Hex(bytes);
   snap->bytes = std::move(bytes);
   return snap;
 }

@@ -24,7 +24,8 @@ namespace cmdistill::learner {
 struct PolicySnapshot {
   uint64_t version = 0;
   std::string bytes;
-  std::string sha256_hex;
+  std::string sha256_hex;  // identity (WaitForPolicy, checkpoints)
+  std::string xxh3_hex;    // the receivers' integrity check (fast)
 };
 
 class PolicyStore {
@@ -44,7 +45,7 @@ class PolicyStore {
               std::function<void()> tick = {});
   ~PolicyStore();  // Close()
 
-  // A snapshot of `bytes` with its sha256 (the expensive part: call it
+  // A snapshot of `bytes` with its sha256 and XXH3 (the expensive part: call it
   // outside any lock), to be installed by Publish.
   static std::shared_ptr<PolicySnapshot> Prepare(std::string bytes);
   // Installs `snap` as the next version (sets snap->version); returns it.

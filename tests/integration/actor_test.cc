@@ -19,6 +19,8 @@
 #include "common/net/client.h"
 #include "common/net/server.h"
 #include "common/tokenizer/tokenizer.h"
+#include "common/util/sha256.h"
+#include "common/util/xxh3.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/learner/learner_service.h"
@@ -78,6 +80,7 @@ class FakePolicy final : public Policy {
 
 using testing::Dial;
 using testing::Serve;
+using testing::StatusIs;
 
 TEST(Actor, TrainsEachLeasedPromptOnceThroughTheServicesAndStops) {
   // Learner: 3 prompts, G = 2, one epoch, a step per group.
@@ -88,6 +91,7 @@ TEST(Actor, TrainsEachLeasedPromptOnceThroughTheServicesAndStops) {
   lo.lease.samples_per_prompt = 2;
   lo.prompts_per_step = 1;
   lo.max_steps = 100;  // ends with the data
+  lo.chunk_bytes = 5;  // snapshots arrive in many chunks
   std::vector<learner::Prompt> prompts = {{{'Q', '1'}, "Q1", "7"},
                                           {{'Q', '2'}, "Q2", "7"},
                                           {{'Q', '3'}, "Q3", "8"}};
@@ -160,6 +164,103 @@ TEST(Actor, TrainsEachLeasedPromptOnceThroughTheServicesAndStops) {
   learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
   teacher_server->Shutdown(absl::Seconds(2), [&] { teacher.Close(); });
   reward_server->Shutdown(absl::Seconds(2), [] {});
+}
+
+// A learner that publishes one snapshot in two chunks with the checksums it is
+// given: a corrupt transfer, or a learner from before the XXH3 field.
+class ScriptedLearner final : public v1::LearnerService::CallbackService {
+ public:
+  ScriptedLearner(std::string bytes, std::string sha256, std::string xxh3)
+      : bytes_(std::move(bytes)),
+        sha256_(std::move(sha256)),
+        xxh3_(std::move(xxh3)) {}
+  grpc::ServerUnaryReactor* WaitForPolicy(
+      grpc::CallbackServerContext* ctx, const v1::WaitForPolicyRequest*,
+      v1::WaitForPolicyResponse* resp) override {
+    resp->set_policy_version(1);
+    resp->set_sha256_hex(sha256_);
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+  grpc::ServerWriteReactor<v1::FetchPolicyResponse>* FetchPolicy(
+      grpc::CallbackServerContext*, const v1::FetchPolicyRequest*) override {
+    class Writer final
+        : public grpc::ServerWriteReactor<v1::FetchPolicyResponse> {
+     public:
+      explicit Writer(const ScriptedLearner& l) {
+        const size_t half = l.bytes_.size() / 2;
+        auto* h = msgs_[0].mutable_header();
+        h->set_policy_version(1);
+        h->set_total_bytes(l.bytes_.size());
+        h->set_sha256_hex(l.sha256_);
+        h->set_xxh3_128_hex(l.xxh3_);
+        msgs_[0].set_data(l.bytes_.substr(0, half));
+        msgs_[1].set_offset(half);
+        msgs_[1].set_data(l.bytes_.substr(half));
+        StartWrite(&msgs_[0]);
+      }
+      void OnWriteDone(bool ok) override {
+        if (ok && next_ < 2) {
+          StartWrite(&msgs_[next_++]);
+        } else {
+          Finish(grpc::Status::OK);
+        }
+      }
+      void OnDone() override { delete this; }
+
+     private:
+      v1::FetchPolicyResponse msgs_[2];
+      int next_ = 1;
+    };
+    return new Writer(*this);
+  }
+
+ private:
+  std::string bytes_, sha256_, xxh3_;
+};
+
+TEST(Actor, ChecksASnapshotBeforeLoadingItAndReadsOlderLearners) {
+  const std::string weights =
+      "fake weights of version 1;" + std::string(5000, 'w');
+  ActorOptions ao;
+  ao.call.timeout = absl::Seconds(30);
+  ao.call.retry.max_attempts = 1;
+  // The learner's XXH3 does not match what arrives: DATA_LOSS, nothing loaded.
+  {
+    ScriptedLearner corrupt(weights, Sha256Hex(weights),
+                            Xxh3Hex(weights + "x"));
+    auto sreg = metrics::NewRegistry();
+    auto gate = net::GrpcServer::MakeGate({}, sreg.get());
+    auto server = Serve(gate, &corrupt);
+    FakePolicy policy;
+    auto reg = metrics::NewRegistry();
+    Actor actor(ao, &policy, Dial(*server), nullptr, Dial(*server), reg.get());
+    EXPECT_THAT(actor.SyncPolicy(), StatusIs(absl::StatusCode::kDataLoss,
+                                             ::testing::HasSubstr("checksum")));
+    EXPECT_TRUE(policy.loaded().empty());
+    server->Shutdown(absl::Seconds(2), [] {});
+  }
+  // A learner that sends only the SHA-256 (before XXH3): checked with it.
+  for (const bool sha_ok : {true, false}) {
+    ScriptedLearner old(weights, Sha256Hex(sha_ok ? weights : "other"), "");
+    auto sreg = metrics::NewRegistry();
+    auto gate = net::GrpcServer::MakeGate({}, sreg.get());
+    auto server = Serve(gate, &old);
+    FakePolicy policy;
+    auto reg = metrics::NewRegistry();
+    Actor actor(ao, &policy, Dial(*server), nullptr, Dial(*server), reg.get());
+    if (sha_ok) {
+      EXPECT_OK(actor.SyncPolicy());
+      EXPECT_THAT(policy.loaded(),
+                  ::testing::ElementsAre("fake weights of version 1"));
+      EXPECT_EQ(actor.policy_version(), 1u);
+    } else {
+      EXPECT_THAT(actor.SyncPolicy(), StatusIs(absl::StatusCode::kDataLoss));
+      EXPECT_TRUE(policy.loaded().empty());
+    }
+    server->Shutdown(absl::Seconds(2), [] {});
+  }
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "common/util/sha256.h"
+#include "common/util/xxh3.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_trainer.h"
@@ -176,13 +177,21 @@ TEST(LearnerService, CountsTheLiveActors) {
 
 TEST(LearnerService, SnapshotsStreamWhatTheTrainerSerialised) {
   Fixture f;
+  f.Stop();
+  f.chunk_bytes = 7;  // many chunks, the last one short
+  f.Start(&f.trainer);
   ASSERT_EQ(f.TrainOneStep(), 1u);
   grpc::ClientContext c1;
   auto reader = f.stub->FetchPolicy(&c1, v1::FetchPolicyRequest());
   v1::FetchPolicyResponse chunk;
-  std::string bytes, sha;
+  std::string bytes, sha, xxh3;
+  int chunks = 0;
   while (reader->Read(&chunk)) {
-    if (chunk.has_header()) sha = chunk.header().sha256_hex();
+    ++chunks;
+    if (chunk.has_header()) {
+      sha = chunk.header().sha256_hex();
+      xxh3 = chunk.header().xxh3_128_hex();
+    }
     EXPECT_EQ(chunk.offset(), bytes.size());
     bytes += chunk.data();
   }
@@ -190,6 +199,8 @@ TEST(LearnerService, SnapshotsStreamWhatTheTrainerSerialised) {
   ASSERT_OK_AND_ASSIGN(std::string expected, f.trainer.SerializeWeights());
   EXPECT_EQ(bytes, expected);
   EXPECT_EQ(sha, Sha256Hex(expected));
+  EXPECT_EQ(xxh3, Xxh3Hex(expected));
+  EXPECT_EQ(chunks, static_cast<int>((expected.size() + 6) / 7));
   EXPECT_THAT(bytes, ::testing::StartsWith("fake weights after step 1;"));
 }
 

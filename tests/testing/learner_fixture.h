@@ -29,6 +29,8 @@ struct LearnerFixture {
       : max_policy_lag_(max_policy_lag), resume_(resume), epochs_(epochs) {}
   ~LearnerFixture() { Stop(); }
 
+  size_t chunk_bytes = 1 << 20;  // FetchPolicy's, read by Start()
+
   // Serves a learner over `trainer` (which must outlive Stop()).
   void Start(learner::Trainer* trainer) {
     registry = metrics::NewRegistry();
@@ -39,6 +41,7 @@ struct LearnerFixture {
     lo.max_steps = 100;
     lo.lease.epochs = epochs_;
     lo.max_policy_lag = max_policy_lag_;
+    lo.chunk_bytes = chunk_bytes;
     std::vector<learner::Prompt> prompts = {
         {{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}};
     auto created = learner::LearnerServiceImpl::Create(

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/model/language_model.h"
+#include "common/model/transformer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/model_configs.h"
@@ -189,6 +190,44 @@ TEST(Snapshot, WeightsTravelAsOneSafetensorsBuffer) {
   EXPECT_FALSE(b->LoadWeights(bad).ok());
   ASSERT_OK_AND_ASSIGN(auto lc, b->TokenLogprobs({{1, 2, 3, 4}}));
   EXPECT_EQ(lc, la);
+}
+
+TEST(Snapshot, AdoptingOnCpuUsesTheBufferInPlace) {
+  auto a = Model();
+  auto b = *LanguageModel::InitRandom(Config(), 99, "cpu", "float32");
+  ASSERT_OK_AND_ASSIGN(std::string snap, a->SerializeWeights());
+  auto buffer = std::make_shared<const std::string>(snap);
+  ASSERT_OK(b->AdoptWeights(buffer));
+  ASSERT_OK_AND_ASSIGN(auto la, a->TokenLogprobs({{1, 2, 3, 4}}));
+  ASSERT_OK_AND_ASSIGN(auto lb, b->TokenLogprobs({{1, 2, 3, 4}}));
+  EXPECT_EQ(la, lb);
+  // Every parameter's data lies inside the buffer, which they keep alive.
+  const auto* lo = buffer->data();
+  const auto* hi = lo + buffer->size();
+  for (const auto& [name, t] : b->transformer()->named_parameters()) {
+    const auto* p = static_cast<const char*>(t.data_ptr());
+    EXPECT_TRUE(p >= lo && p < hi) << name;
+  }
+  EXPECT_GT(buffer.use_count(), 1);
+  // A corrupt buffer is refused and the adopted weights stay.
+  auto bad =
+      std::make_shared<const std::string>(snap.substr(0, snap.size() / 2));
+  EXPECT_FALSE(b->AdoptWeights(bad).ok());
+  ASSERT_OK_AND_ASSIGN(auto lc, b->TokenLogprobs({{1, 2, 3, 4}}));
+  EXPECT_EQ(lc, la);
+  // Another snapshot moves every parameter off the first buffer.
+  auto c = *LanguageModel::InitRandom(Config(), 7, "cpu", "float32");
+  ASSERT_OK(b->AdoptWeights(
+      std::make_shared<const std::string>(*c->SerializeWeights())));
+  EXPECT_EQ(buffer.use_count(), 1);
+  // A model of another dtype copies (converting) instead.
+  auto h = *LanguageModel::InitRandom(Config(), 5, "cpu", "bfloat16");
+  ASSERT_OK(h->AdoptWeights(buffer));
+  for (const auto& [name, t] : h->transformer()->named_parameters()) {
+    const auto* p = static_cast<const char*>(t.data_ptr());
+    EXPECT_FALSE(p >= lo && p < hi) << name;
+  }
+  EXPECT_EQ(buffer.use_count(), 1);
 }
 
 TEST(Score, BadInputIsRefused) {
