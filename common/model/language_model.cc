@@ -20,6 +20,8 @@ namespace cmdistill::model {
 namespace {
 
 constexpr float kTailFloor = -1e4f;
+// A scoring pass's logits on CPU, at most (see Score).
+constexpr int64_t kCpuPassLogitBytes = int64_t{16} << 20;
 
 // Keeps the host tensors' memory in the process between steps. glibc serves
 // allocations above its mmap threshold (128 KiB, growing only as blocks are
@@ -385,15 +387,25 @@ absl::StatusOr<std::vector<SequenceScore>> LanguageModel::Score(
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
       return full[a].size() < full[b].size();
     });
+    // On CPU a pass is also bounded by its logits' size: glibc serves blocks
+    // above 32 MiB (its largest mmap threshold) with fresh mappings, so bigger
+    // activations are page-faulted and zeroed again on every pass — measured
+    // as a quarter of a [64, 256] score of the small model in the kernel —
+    // while passes of a few thousand tokens keep them in reused, cached
+    // memory. One sequence per pass at least.
+    const int64_t pass_tokens =
+        dev.is_cpu() ? std::max<int64_t>(
+                           1, kCpuPassLogitBytes / (V * int64_t{sizeof(float)}))
+                     : std::numeric_limits<int64_t>::max();
     size_t start = 0;
     while (start < order.size()) {
       // Grow the batch while the padded size stays within budget (sorted: the
       // last is longest).
       size_t end = start + 1;
-      while (
-          end < order.size() &&
-          static_cast<int64_t>((end + 1 - start) * full[order[end]].size()) <=
-              o.max_batch_tokens) {
+      while (end < order.size()) {
+        const auto tokens =
+            static_cast<int64_t>((end + 1 - start) * full[order[end]].size());
+        if (tokens > o.max_batch_tokens || tokens > pass_tokens) break;
         ++end;
       }
       std::vector<const std::vector<int32_t>*> ptrs;
