@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -213,12 +214,20 @@ absl::Status Actor::SyncPolicy(bool force) {
         header.Clear();
         std::optional<Xxh3> fast;
         std::optional<Sha256> slow;  // a learner that sends no XXH3
-        auto on_chunk = [&](const policy_wire::Chunk& c) {
+        auto on_chunk = [&](const policy_wire::Chunk& c) -> grpc::Status {
+          auto bad = [](const std::string& what) {
+            return grpc::Status(grpc::StatusCode::DATA_LOSS,
+                                "policy snapshot stream: " + what);
+          };
           if (c.header) {
             header = *c.header;
-            if (header.total_bytes() > bytes.max_size()) return false;
             if (bytes.capacity() < header.total_bytes()) {
-              bytes.reserve(header.total_bytes());
+              try {
+                bytes.reserve(header.total_bytes());
+              } catch (const std::exception&) {  // length_error, bad_alloc
+                return bad(absl::StrCat("cannot hold ", header.total_bytes(),
+                                        " bytes"));
+              }
               AdviseHugePages(bytes.data(), bytes.capacity());
             }
             if (header.xxh3_128_hex().empty()) {
@@ -227,9 +236,15 @@ absl::Status Actor::SyncPolicy(bool force) {
               fast.emplace();
             }
           }
-          if ((!fast && !slow) || c.offset != bytes.size() ||
-              bytes.size() + c.size > header.total_bytes())
-            return false;  // out of order or past the end: fetch again
+          if (!fast && !slow) return bad("the first chunk has no header");
+          if (c.offset != bytes.size()) {
+            return bad(absl::StrCat("chunk at offset ", c.offset, ", expected ",
+                                    bytes.size()));
+          }
+          if (bytes.size() + c.size > header.total_bytes()) {
+            return bad(absl::StrCat("more than the announced ",
+                                    header.total_bytes(), " bytes"));
+          }
           for (std::string_view piece : c.data) {
             const size_t at = bytes.size();
             bytes.append(piece);
@@ -237,7 +252,7 @@ absl::Status Actor::SyncPolicy(bool force) {
             if (fast) fast->Update(landed);
             if (slow) slow->Update(landed);
           }
-          return true;
+          return grpc::Status::OK;
         };
         grpc::Status st = policy_wire::Fetch(
             learner_channel_.get(), ctx, v1::FetchPolicyRequest(), on_chunk);

@@ -145,7 +145,7 @@ grpc::Status DecodeChunk(const grpc::ByteBuffer& buffer, Chunk* out) {
 
 grpc::Status Fetch(grpc::ChannelInterface* channel, grpc::ClientContext* ctx,
                    const v1::FetchPolicyRequest& request,
-                   const std::function<bool(const Chunk&)>& on_chunk) {
+                   const std::function<grpc::Status(const Chunk&)>& on_chunk) {
   grpc::GenericStub stub(
       std::shared_ptr<grpc::ChannelInterface>(channel, [](auto*) {}));
   grpc::CompletionQueue cq;
@@ -170,7 +170,8 @@ grpc::Status Fetch(grpc::ChannelInterface* channel, grpc::ClientContext* ctx,
     call->Read(&buffer, nullptr);
     if (!wait()) break;
     bad = DecodeChunk(buffer, &chunk);
-    if (!bad.ok() || !on_chunk(chunk)) {
+    if (bad.ok()) bad = on_chunk(chunk);
+    if (!bad.ok()) {
       ctx->TryCancel();
       break;
     }

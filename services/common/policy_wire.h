@@ -44,12 +44,12 @@ struct Chunk {
 grpc::Status DecodeChunk(const grpc::ByteBuffer& buffer, Chunk* out);
 
 // Runs FetchPolicy on `channel` as a generic call (so that responses arrive
-// as ByteBuffers) and hands each decoded chunk to `on_chunk`, which returns
-// false to stop (the call is cancelled). Returns the call's status, or
-// DATA_LOSS for a chunk that does not parse.
+// as ByteBuffers) and hands each decoded chunk to `on_chunk`; a status other
+// than OK from it cancels the call and is returned. Otherwise returns the
+// call's status, or DATA_LOSS for a chunk that does not parse.
 grpc::Status Fetch(grpc::ChannelInterface* channel, grpc::ClientContext* ctx,
                    const v1::FetchPolicyRequest& request,
-                   const std::function<bool(const Chunk&)>& on_chunk);
+                   const std::function<grpc::Status(const Chunk&)>& on_chunk);
 
 }  // namespace cmdistill::policy_wire
 

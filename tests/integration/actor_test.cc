@@ -167,13 +167,16 @@ TEST(Actor, TrainsEachLeasedPromptOnceThroughTheServicesAndStops) {
 }
 
 // A learner that publishes one snapshot in two chunks with the checksums it is
-// given: a corrupt transfer, or a learner from before the XXH3 field.
+// given: a corrupt transfer, or a learner from before the XXH3 field; or with
+// a broken stream (a gap between the chunks, an absurd announced size).
 class ScriptedLearner final : public v1::LearnerService::CallbackService {
  public:
   ScriptedLearner(std::string bytes, std::string sha256, std::string xxh3)
       : bytes_(std::move(bytes)),
         sha256_(std::move(sha256)),
         xxh3_(std::move(xxh3)) {}
+  uint64_t gap = 0;        // added to the second chunk's offset
+  uint64_t announced = 0;  // total_bytes in the header, when not 0
   grpc::ServerUnaryReactor* WaitForPolicy(
       grpc::CallbackServerContext* ctx, const v1::WaitForPolicyRequest*,
       v1::WaitForPolicyResponse* resp) override {
@@ -192,11 +195,11 @@ class ScriptedLearner final : public v1::LearnerService::CallbackService {
         const size_t half = l.bytes_.size() / 2;
         auto* h = msgs_[0].mutable_header();
         h->set_policy_version(1);
-        h->set_total_bytes(l.bytes_.size());
+        h->set_total_bytes(l.announced ? l.announced : l.bytes_.size());
         h->set_sha256_hex(l.sha256_);
         h->set_xxh3_128_hex(l.xxh3_);
         msgs_[0].set_data(l.bytes_.substr(0, half));
-        msgs_[1].set_offset(half);
+        msgs_[1].set_offset(half + l.gap);
         msgs_[1].set_data(l.bytes_.substr(half));
         StartWrite(&msgs_[0]);
       }
@@ -259,6 +262,25 @@ TEST(Actor, ChecksASnapshotBeforeLoadingItAndReadsOlderLearners) {
       EXPECT_THAT(actor.SyncPolicy(), StatusIs(absl::StatusCode::kDataLoss));
       EXPECT_TRUE(policy.loaded().empty());
     }
+    server->Shutdown(absl::Seconds(2), [] {});
+  }
+  // A broken stream is DATA_LOSS naming what broke, and nothing is loaded.
+  for (int broken : {0, 1}) {
+    ScriptedLearner l(weights, Sha256Hex(weights), Xxh3Hex(weights));
+    if (broken == 0) l.gap = 3;
+    if (broken == 1) l.announced = uint64_t{1} << 62;
+    auto sreg = metrics::NewRegistry();
+    auto gate = net::GrpcServer::MakeGate({}, sreg.get());
+    auto server = Serve(gate, &l);
+    FakePolicy policy;
+    auto reg = metrics::NewRegistry();
+    Actor actor(ao, &policy, Dial(*server), nullptr, Dial(*server), reg.get());
+    EXPECT_THAT(
+        actor.SyncPolicy(),
+        StatusIs(absl::StatusCode::kDataLoss,
+                 ::testing::HasSubstr(broken == 0 ? "offset 2516, expected 2513"
+                                                  : "cannot hold")));
+    EXPECT_TRUE(policy.loaded().empty());
     server->Shutdown(absl::Seconds(2), [] {});
   }
 }
