@@ -142,17 +142,21 @@ void Actor::Count(Rpc rpc, const grpc::Status& s, absl::Time start) {
   latency_[rpc]->Observe(absl::ToDoubleSeconds(absl::Now() - start));
 }
 
+template <typename Attempt>
+grpc::Status Actor::Call(Rpc rpc, Attempt&& attempt) {
+  const absl::Time start = absl::Now();
+  grpc::Status s =
+      net::CallWithRetry(o_.call, std::forward<Attempt>(attempt), &attempts_);
+  Count(rpc, s, start);
+  return s;
+}
+
 absl::Status Actor::CheckTeacher() {
   if (!o_.needs_teacher || teacher_ == nullptr) return absl::OkStatus();
   v1::GetTeacherInfoResponse info;
-  const absl::Time start = absl::Now();
-  grpc::Status s = net::CallWithRetry(
-      o_.call,
-      [&](grpc::ClientContext* ctx) {
-        return teacher_->GetInfo(ctx, {}, &info);
-      },
-      &attempts_);
-  Count(kTeacherGetInfo, s, start);
+  grpc::Status s = Call(kTeacherGetInfo, [&](grpc::ClientContext* ctx) {
+    return teacher_->GetInfo(ctx, {}, &info);
+  });
   if (!s.ok()) return FromGrpcStatus(s);
   if (info.vocab_size() != static_cast<uint32_t>(policy_->vocab_size())) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -172,14 +176,9 @@ absl::Status Actor::SyncPolicy(bool force) {
   wreq.set_after_version(version_);
   wreq.set_max_wait_ms(0);
   v1::WaitForPolicyResponse wresp;
-  absl::Time start = absl::Now();
-  grpc::Status s = net::CallWithRetry(
-      o_.call,
-      [&](grpc::ClientContext* ctx) {
-        return learner_->WaitForPolicy(ctx, wreq, &wresp);
-      },
-      &attempts_);
-  Count(kWaitForPolicy, s, start);
+  grpc::Status s = Call(kWaitForPolicy, [&](grpc::ClientContext* ctx) {
+    return learner_->WaitForPolicy(ctx, wreq, &wresp);
+  });
   if (!s.ok()) return FromGrpcStatus(s);
   // Any difference matters: a learner that restarted from a checkpoint may be
   // *behind* the version this actor holds (that history was lost with it);
@@ -206,61 +205,56 @@ absl::Status Actor::SyncPolicy(bool force) {
   std::string& bytes = *target;
   v1::PolicyHeader header;
   std::string digest;
-  start = absl::Now();
-  s = net::CallWithRetry(
-      o_.call,
-      [&](grpc::ClientContext* ctx) {
-        bytes.clear();
-        header.Clear();
-        std::optional<Xxh3> fast;
-        std::optional<Sha256> slow;  // a learner that sends no XXH3
-        auto on_chunk = [&](const policy_wire::Chunk& c) -> grpc::Status {
-          auto bad = [](const std::string& what) {
-            return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                                "policy snapshot stream: " + what);
-          };
-          if (c.header) {
-            header = *c.header;
-            if (bytes.capacity() < header.total_bytes()) {
-              try {
-                bytes.reserve(header.total_bytes());
-              } catch (const std::exception&) {  // length_error, bad_alloc
-                return bad(absl::StrCat("cannot hold ", header.total_bytes(),
-                                        " bytes"));
-              }
-              AdviseHugePages(bytes.data(), bytes.capacity());
-            }
-            if (header.xxh3_128_hex().empty()) {
-              slow.emplace();
-            } else {
-              fast.emplace();
-            }
+  s = Call(kFetchPolicy, [&](grpc::ClientContext* ctx) {
+    bytes.clear();
+    header.Clear();
+    std::optional<Xxh3> fast;
+    std::optional<Sha256> slow;  // a learner that sends no XXH3
+    auto on_chunk = [&](const policy_wire::Chunk& c) -> grpc::Status {
+      auto bad = [](const std::string& what) {
+        return grpc::Status(grpc::StatusCode::DATA_LOSS,
+                            "policy snapshot stream: " + what);
+      };
+      if (c.header) {
+        header = *c.header;
+        if (bytes.capacity() < header.total_bytes()) {
+          try {
+            bytes.reserve(header.total_bytes());
+          } catch (const std::exception&) {  // length_error, bad_alloc
+            return bad(
+                absl::StrCat("cannot hold ", header.total_bytes(), " bytes"));
           }
-          if (!fast && !slow) return bad("the first chunk has no header");
-          if (c.offset != bytes.size()) {
-            return bad(absl::StrCat("chunk at offset ", c.offset, ", expected ",
-                                    bytes.size()));
-          }
-          if (bytes.size() + c.size > header.total_bytes()) {
-            return bad(absl::StrCat("more than the announced ",
-                                    header.total_bytes(), " bytes"));
-          }
-          for (std::string_view piece : c.data) {
-            const size_t at = bytes.size();
-            bytes.append(piece);
-            const std::string_view landed(bytes.data() + at, piece.size());
-            if (fast) fast->Update(landed);
-            if (slow) slow->Update(landed);
-          }
-          return grpc::Status::OK;
-        };
-        grpc::Status st = policy_wire::Fetch(
-            learner_channel_.get(), ctx, v1::FetchPolicyRequest(), on_chunk);
-        digest = fast ? fast->Hex() : slow ? slow->Hex() : "";
-        return st;
-      },
-      &attempts_);
-  Count(kFetchPolicy, s, start);
+          AdviseHugePages(bytes.data(), bytes.capacity());
+        }
+        if (header.xxh3_128_hex().empty()) {
+          slow.emplace();
+        } else {
+          fast.emplace();
+        }
+      }
+      if (!fast && !slow) return bad("the first chunk has no header");
+      if (c.offset != bytes.size()) {
+        return bad(absl::StrCat("chunk at offset ", c.offset, ", expected ",
+                                bytes.size()));
+      }
+      if (bytes.size() + c.size > header.total_bytes()) {
+        return bad(absl::StrCat("more than the announced ",
+                                header.total_bytes(), " bytes"));
+      }
+      for (std::string_view piece : c.data) {
+        const size_t at = bytes.size();
+        bytes.append(piece);
+        const std::string_view landed(bytes.data() + at, piece.size());
+        if (fast) fast->Update(landed);
+        if (slow) slow->Update(landed);
+      }
+      return grpc::Status::OK;
+    };
+    grpc::Status st = policy_wire::Fetch(learner_channel_.get(), ctx,
+                                         v1::FetchPolicyRequest(), on_chunk);
+    digest = fast ? fast->Hex() : slow ? slow->Hex() : "";
+    return st;
+  });
   if (!s.ok()) return FromGrpcStatus(s);
   const std::string& expected = header.xxh3_128_hex().empty()
                                     ? header.sha256_hex()
@@ -304,14 +298,9 @@ absl::Status Actor::Lease(v1::LeasePromptsResponse* leases) {
   v1::LeasePromptsRequest lreq;
   lreq.set_actor_id(o_.actor_id);
   lreq.set_max_prompts(o_.prompts_per_lease);
-  const absl::Time start = absl::Now();
-  grpc::Status s = net::CallWithRetry(
-      o_.call,
-      [&](grpc::ClientContext* ctx) {
-        return learner_->LeasePrompts(ctx, lreq, leases);
-      },
-      &attempts_);
-  Count(kLeasePrompts, s, start);
+  grpc::Status s = Call(kLeasePrompts, [&](grpc::ClientContext* ctx) {
+    return learner_->LeasePrompts(ctx, lreq, leases);
+  });
   return s.ok() ? absl::OkStatus() : FromGrpcStatus(s);
 }
 
@@ -382,15 +371,10 @@ absl::Status Actor::ScoreWithTeacher(std::vector<v1::Trajectory>* trajs) {
     *q->mutable_support() = t.support();
   }
   v1::ScoreResponse sresp;
-  const absl::Time start = absl::Now();
-  grpc::Status s = net::CallWithRetry(
-      o_.call,
-      [&](grpc::ClientContext* ctx) {
-        sresp.Clear();
-        return teacher_->Score(ctx, sreq, &sresp);
-      },
-      &attempts_);
-  Count(kTeacherScore, s, start);
+  grpc::Status s = Call(kTeacherScore, [&](grpc::ClientContext* ctx) {
+    sresp.Clear();
+    return teacher_->Score(ctx, sreq, &sresp);
+  });
   if (!s.ok()) return FromGrpcStatus(s);
   for (size_t k = 0; k < trajs->size(); ++k) {
     const auto& sc = sresp.scores(static_cast<int>(k));
@@ -407,15 +391,10 @@ absl::Status Actor::EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs) {
   v1::EvaluateRequest ereq;
   for (const auto& t : *trajs) *ereq.add_trajectories() = t;
   v1::EvaluateResponse eresp;
-  absl::Time start = absl::Now();
-  grpc::Status s = net::CallWithRetry(
-      o_.call,
-      [&](grpc::ClientContext* ctx) {
-        eresp.Clear();
-        return reward_->Evaluate(ctx, ereq, &eresp);
-      },
-      &attempts_);
-  Count(kRewardEvaluate, s, start);
+  grpc::Status s = Call(kRewardEvaluate, [&](grpc::ClientContext* ctx) {
+    eresp.Clear();
+    return reward_->Evaluate(ctx, ereq, &eresp);
+  });
   if (!s.ok()) return FromGrpcStatus(s);
   v1::SubmitTrajectoriesRequest sub;
   for (size_t k = 0; k < trajs->size(); ++k) {
@@ -423,15 +402,10 @@ absl::Status Actor::EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs) {
     *sub.add_trajectories() = std::move((*trajs)[k]);
   }
   v1::SubmitTrajectoriesResponse subr;
-  start = absl::Now();
-  s = net::CallWithRetry(
-      o_.call,
-      [&](grpc::ClientContext* ctx) {
-        subr.Clear();
-        return learner_->SubmitTrajectories(ctx, sub, &subr);
-      },
-      &attempts_);
-  Count(kSubmitTrajectories, s, start);
+  s = Call(kSubmitTrajectories, [&](grpc::ClientContext* ctx) {
+    subr.Clear();
+    return learner_->SubmitTrajectories(ctx, sub, &subr);
+  });
   if (!s.ok()) return FromGrpcStatus(s);
   trajectories_->Increment(static_cast<double>(sub.trajectories_size()));
   return absl::OkStatus();

@@ -101,6 +101,10 @@ class Actor {
       "ReturnLeases",  "GetInfo",     "Score",        "Evaluate"};
   // Counts the outcome and observes the latency since `start`.
   void Count(Rpc rpc, const grpc::Status& s, absl::Time start);
+  // `attempt(ClientContext*)` under the actor's retry policy, counted as
+  // `rpc` (outcome after retries, latency including them).
+  template <typename Attempt>
+  grpc::Status Call(Rpc rpc, Attempt&& attempt);
 
   ActorOptions o_;
   Policy* policy_;

@@ -223,66 +223,65 @@ class ScriptedLearner final : public v1::LearnerService::CallbackService {
   std::string bytes_, sha256_, xxh3_;
 };
 
-TEST(Actor, ChecksASnapshotBeforeLoadingItAndReadsOlderLearners) {
-  const std::string weights =
-      "fake weights of version 1;" + std::string(5000, 'w');
+// One SyncPolicy of a fresh actor against `learner`: its status and what the
+// policy was given.
+struct SyncOutcome {
+  absl::Status status;
+  std::vector<std::string> loaded;
+  uint64_t version = 0;
+};
+
+SyncOutcome SyncAgainst(ScriptedLearner& learner) {
+  auto sreg = metrics::NewRegistry();
+  auto gate = net::GrpcServer::MakeGate({}, sreg.get());
+  auto server = Serve(gate, &learner);
   ActorOptions ao;
   ao.call.timeout = absl::Seconds(30);
   ao.call.retry.max_attempts = 1;
+  FakePolicy policy;
+  auto reg = metrics::NewRegistry();
+  Actor actor(ao, &policy, Dial(*server), nullptr, Dial(*server), reg.get());
+  SyncOutcome out;
+  out.status = actor.SyncPolicy();
+  out.loaded = policy.loaded();
+  out.version = actor.policy_version();
+  server->Shutdown(absl::Seconds(2), [] {});
+  return out;
+}
+
+TEST(Actor, ChecksASnapshotBeforeLoadingItAndReadsOlderLearners) {
+  const std::string weights =
+      "fake weights of version 1;" + std::string(5000, 'w');
   // The learner's XXH3 does not match what arrives: DATA_LOSS, nothing loaded.
-  {
-    ScriptedLearner corrupt(weights, Sha256Hex(weights),
-                            Xxh3Hex(weights + "x"));
-    auto sreg = metrics::NewRegistry();
-    auto gate = net::GrpcServer::MakeGate({}, sreg.get());
-    auto server = Serve(gate, &corrupt);
-    FakePolicy policy;
-    auto reg = metrics::NewRegistry();
-    Actor actor(ao, &policy, Dial(*server), nullptr, Dial(*server), reg.get());
-    EXPECT_THAT(actor.SyncPolicy(), StatusIs(absl::StatusCode::kDataLoss,
-                                             ::testing::HasSubstr("checksum")));
-    EXPECT_TRUE(policy.loaded().empty());
-    server->Shutdown(absl::Seconds(2), [] {});
-  }
+  ScriptedLearner corrupt(weights, Sha256Hex(weights), Xxh3Hex(weights + "x"));
+  SyncOutcome r = SyncAgainst(corrupt);
+  EXPECT_THAT(r.status, StatusIs(absl::StatusCode::kDataLoss,
+                                 ::testing::HasSubstr("checksum")));
+  EXPECT_TRUE(r.loaded.empty());
   // A learner that sends only the SHA-256 (before XXH3): checked with it.
-  for (const bool sha_ok : {true, false}) {
-    ScriptedLearner old(weights, Sha256Hex(sha_ok ? weights : "other"), "");
-    auto sreg = metrics::NewRegistry();
-    auto gate = net::GrpcServer::MakeGate({}, sreg.get());
-    auto server = Serve(gate, &old);
-    FakePolicy policy;
-    auto reg = metrics::NewRegistry();
-    Actor actor(ao, &policy, Dial(*server), nullptr, Dial(*server), reg.get());
-    if (sha_ok) {
-      EXPECT_OK(actor.SyncPolicy());
-      EXPECT_THAT(policy.loaded(),
-                  ::testing::ElementsAre("fake weights of version 1"));
-      EXPECT_EQ(actor.policy_version(), 1u);
-    } else {
-      EXPECT_THAT(actor.SyncPolicy(), StatusIs(absl::StatusCode::kDataLoss));
-      EXPECT_TRUE(policy.loaded().empty());
-    }
-    server->Shutdown(absl::Seconds(2), [] {});
-  }
+  ScriptedLearner old(weights, Sha256Hex(weights), "");
+  r = SyncAgainst(old);
+  EXPECT_OK(r.status);
+  EXPECT_THAT(r.loaded, ::testing::ElementsAre("fake weights of version 1"));
+  EXPECT_EQ(r.version, 1u);
+  ScriptedLearner old_corrupt(weights, Sha256Hex("other"), "");
+  r = SyncAgainst(old_corrupt);
+  EXPECT_THAT(r.status, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_TRUE(r.loaded.empty());
   // A broken stream is DATA_LOSS naming what broke, and nothing is loaded.
-  for (int broken : {0, 1}) {
-    ScriptedLearner l(weights, Sha256Hex(weights), Xxh3Hex(weights));
-    if (broken == 0) l.gap = 3;
-    if (broken == 1) l.announced = uint64_t{1} << 62;
-    auto sreg = metrics::NewRegistry();
-    auto gate = net::GrpcServer::MakeGate({}, sreg.get());
-    auto server = Serve(gate, &l);
-    FakePolicy policy;
-    auto reg = metrics::NewRegistry();
-    Actor actor(ao, &policy, Dial(*server), nullptr, Dial(*server), reg.get());
-    EXPECT_THAT(
-        actor.SyncPolicy(),
-        StatusIs(absl::StatusCode::kDataLoss,
-                 ::testing::HasSubstr(broken == 0 ? "offset 2516, expected 2513"
-                                                  : "cannot hold")));
-    EXPECT_TRUE(policy.loaded().empty());
-    server->Shutdown(absl::Seconds(2), [] {});
-  }
+  ScriptedLearner gap(weights, Sha256Hex(weights), Xxh3Hex(weights));
+  gap.gap = 3;
+  r = SyncAgainst(gap);
+  EXPECT_THAT(r.status,
+              StatusIs(absl::StatusCode::kDataLoss,
+                       ::testing::HasSubstr("offset 2516, expected 2513")));
+  EXPECT_TRUE(r.loaded.empty());
+  ScriptedLearner huge(weights, Sha256Hex(weights), Xxh3Hex(weights));
+  huge.announced = uint64_t{1} << 62;
+  r = SyncAgainst(huge);
+  EXPECT_THAT(r.status, StatusIs(absl::StatusCode::kDataLoss,
+                                 ::testing::HasSubstr("cannot hold")));
+  EXPECT_TRUE(r.loaded.empty());
 }
 
 }  // namespace
