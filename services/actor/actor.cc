@@ -376,6 +376,11 @@ absl::Status Actor::ScoreWithTeacher(std::vector<v1::Trajectory>* trajs) {
     return teacher_->Score(ctx, sreq, &sresp);
   });
   if (!s.ok()) return FromGrpcStatus(s);
+  if (sresp.scores_size() != sreq.sequences_size()) {
+    return absl::DataLossError(
+        absl::StrCat("the teacher answered ", sresp.scores_size(),
+                     " scores for ", sreq.sequences_size(), " sequences"));
+  }
   for (size_t k = 0; k < trajs->size(); ++k) {
     const auto& sc = sresp.scores(static_cast<int>(k));
     v1::Trajectory& t = (*trajs)[k];
@@ -396,6 +401,11 @@ absl::Status Actor::EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs) {
     return reward_->Evaluate(ctx, ereq, &eresp);
   });
   if (!s.ok()) return FromGrpcStatus(s);
+  if (eresp.evaluations_size() != ereq.trajectories_size()) {
+    return absl::DataLossError(absl::StrCat(
+        "the reward service answered ", eresp.evaluations_size(),
+        " evaluations for ", ereq.trajectories_size(), " trajectories"));
+  }
   v1::SubmitTrajectoriesRequest sub;
   for (size_t k = 0; k < trajs->size(); ++k) {
     *(*trajs)[k].mutable_evaluation() = eresp.evaluations(static_cast<int>(k));
