@@ -409,36 +409,27 @@ Transformer::CheckSnapshot(const std::string& buffer,
 }
 
 absl::Status Transformer::LoadWeights(const std::string& buffer) {
-  size_t data_offset = 0;
-  // Check everything first, then copy: a bad snapshot changes nothing.
-  auto by_name = CheckSnapshot(buffer, &data_offset);
-  if (!by_name.ok()) return by_name.status();
-  const auto* base =
-      reinterpret_cast<const uint8_t*>(buffer.data()) + data_offset;
-  try {
-    at::NoGradGuard no_grad;
-    for (auto& [name, t] : params_) {
-      const checkpoint::TensorInfo& info = by_name->at(name);
-      const at::Tensor src =
-          at::from_blob(const_cast<uint8_t*>(base + info.begin), info.shape,
-                        at::TensorOptions().dtype(ToScalarType(info.dtype)));
-      t.copy_(src);
-    }
-  } catch (const c10::Error& e) {
-    return absl::InternalError(
-        absl::StrCat("loading snapshot: ", e.what_without_backtrace()));
-  }
-  return absl::OkStatus();
+  return ApplySnapshot(buffer, nullptr);
 }
 
 absl::Status Transformer::AdoptWeights(
     std::shared_ptr<const std::string> buffer) {
+  const std::string& bytes = *buffer;
+  return ApplySnapshot(bytes, std::move(buffer));
+}
+
+// Checks everything first, then changes the weights: a bad snapshot changes
+// nothing. With `keep` (== &buffer), on CPU in the model's dtype, the
+// parameters become views of it (each holding it alive; the previous storage
+// is released when the last parameter moves off it); otherwise they copy.
+absl::Status Transformer::ApplySnapshot(
+    const std::string& buffer, std::shared_ptr<const std::string> keep) {
   size_t data_offset = 0;
-  auto by_name = CheckSnapshot(*buffer, &data_offset);
+  auto by_name = CheckSnapshot(buffer, &data_offset);
   if (!by_name.ok()) return by_name.status();
   const auto* base =
-      reinterpret_cast<const uint8_t*>(buffer->data()) + data_offset;
-  bool in_place = true;
+      reinterpret_cast<const uint8_t*>(buffer.data()) + data_offset;
+  bool in_place = keep != nullptr;
   for (const auto& [name, t] : params_) {
     const checkpoint::TensorInfo& info = by_name->at(name);
     in_place =
@@ -446,20 +437,23 @@ absl::Status Transformer::AdoptWeights(
         ToScalarType(info.dtype) == t.scalar_type() &&
         reinterpret_cast<uintptr_t>(base + info.begin) % t.element_size() == 0;
   }
-  if (!in_place) return LoadWeights(*buffer);
   try {
     at::NoGradGuard no_grad;
     for (auto& [name, t] : params_) {
       const checkpoint::TensorInfo& info = by_name->at(name);
-      // Each parameter keeps the buffer alive; the previous storage is
-      // released when the last parameter moves off it.
-      t.set_data(at::from_blob(
-          const_cast<uint8_t*>(base + info.begin), info.shape,
-          [buffer](void*) {}, t.options()));
+      auto* data = const_cast<uint8_t*>(base + info.begin);
+      if (in_place) {
+        t.set_data(at::from_blob(
+            data, info.shape, [keep](void*) {}, t.options()));
+      } else {
+        t.copy_(
+            at::from_blob(data, info.shape,
+                          at::TensorOptions().dtype(ToScalarType(info.dtype))));
+      }
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(
-        absl::StrCat("adopting snapshot: ", e.what_without_backtrace()));
+        absl::StrCat("loading snapshot: ", e.what_without_backtrace()));
   }
   return absl::OkStatus();
 }

@@ -102,6 +102,8 @@ class Transformer {
   Transformer(ModelConfig config, c10::Device device, c10::ScalarType dtype);
   absl::StatusOr<std::map<std::string, checkpoint::TensorInfo>> CheckSnapshot(
       const std::string& buffer, size_t* data_offset) const;
+  absl::Status ApplySnapshot(const std::string& buffer,
+                             std::shared_ptr<const std::string> keep);
   void Bind();  // resolves per-layer handles from params_
 
   struct Layer {
