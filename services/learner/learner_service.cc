@@ -564,6 +564,24 @@ void LearnerServiceImpl::Finished() {
   store_->Finish();
 }
 
+// "Finished" is what makes actors exit, so the state it describes is made
+// durable first: a learner killed after announcing it but before its final
+// checkpoint would resume at an older step with no actor left to train the
+// rest, and wait for ever (seen once in the chaos test).
+void LearnerServiceImpl::FinishDurably() {
+  mu_.Unlock();
+  absl::Status saved = SaveCheckpoint();
+  if (!saved.ok()) m_->Outcome("checkpoint_failed").Increment();
+  mu_.Lock();
+  final_checkpoint_ = std::move(saved);
+  Finished();
+}
+
+absl::Status LearnerServiceImpl::final_checkpoint() const {
+  absl::MutexLock lock(&mu_);
+  return final_checkpoint_;
+}
+
 std::vector<std::vector<v1::Trajectory>> LearnerServiceImpl::NextBatch() {
   absl::MutexLock lock(&mu_);
   if (step_ >= options_.max_steps) {  // e.g. resumed from the last checkpoint
@@ -578,7 +596,7 @@ std::vector<std::vector<v1::Trajectory>> LearnerServiceImpl::NextBatch() {
   mu_.Await(absl::Condition(&ready));
   if (closing_) return {};
   if (buffer_.ready_groups() == 0) {  // data exhausted and everything trained
-    Finished();
+    FinishDurably();
     return {};
   }
   auto groups = buffer_.TakeReady(options_.prompts_per_step);
@@ -609,7 +627,7 @@ bool LearnerServiceImpl::FinishStep(
   m_->tokens_trained->Increment(static_cast<double>(stats.tokens));
   if (observer_) observer_(stats, store_->version());
   if (step_ >= options_.max_steps) {
-    Finished();
+    FinishDurably();
     return false;
   }
   const bool checkpoint =

@@ -104,6 +104,9 @@ class LearnerServiceImpl final
   // Writes a checkpoint now (from the update thread between steps, or after
   // Close()).
   absl::Status SaveCheckpoint();
+  // Whether the checkpoint written when training finished (before actors
+  // were told) succeeded; OK too when it finished on a restored state.
+  absl::Status final_checkpoint() const;
   // Everything a checkpoint holds except the weights.
   v1::LearnerCheckpoint CaptureState() const;
 
@@ -136,6 +139,8 @@ class LearnerServiceImpl final
   bool FinishStep(const std::vector<std::vector<v1::Trajectory>>& groups,
                   const StepStats& stats) ABSL_LOCKS_EXCLUDED(mu_);
   void Finished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the checkpoint, then Finished(): see the definition.
+  void FinishDurably() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountLiveActors(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateBufferGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -151,6 +156,7 @@ class LearnerServiceImpl final
   uint64_t resumed_version_ = 0;
   int64_t step_ ABSL_GUARDED_BY(mu_) = 0;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status final_checkpoint_ ABSL_GUARDED_BY(mu_);  // FinishDurably's
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   StepStats last_ ABSL_GUARDED_BY(mu_);
   // Actor id -> its last LeasePrompts call; entries older than the lease

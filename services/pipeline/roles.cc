@@ -364,8 +364,12 @@ absl::Status RunLearnerRole(const v1::RunConfig& config,
   const bool done =
       ServeUntilFinished(*host, *service, absl::Seconds(tr.linger_seconds()));
   // The final checkpoint and the final model are both tried; FINISHED is
-  // announced when the final model is written.
-  absl::Status checkpointed = service->SaveCheckpoint();
+  // announced when the final model is written. A finished run's checkpoint
+  // was written before the actors were told (written again only if that
+  // failed); a stopped one's is written now.
+  absl::Status checkpointed = done && service->final_checkpoint().ok()
+                                  ? absl::OkStatus()
+                                  : service->SaveCheckpoint();
   if (!checkpointed.ok()) {
     checkpointed = absl::Status(
         checkpointed.code(),

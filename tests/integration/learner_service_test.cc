@@ -9,6 +9,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 
 #include "common/util/sha256.h"
@@ -202,6 +203,22 @@ TEST(LearnerService, SnapshotsStreamWhatTheTrainerSerialised) {
   EXPECT_EQ(xxh3, Xxh3Hex(expected));
   EXPECT_EQ(chunks, static_cast<int>((expected.size() + 6) / 7));
   EXPECT_THAT(bytes, ::testing::StartsWith("fake weights after step 1;"));
+}
+
+TEST(LearnerService, FinishedIsAnnouncedOnlyOnceTheFinalStateIsCheckpointed) {
+  // Actors exit on "finished": a learner killed after saying it but before
+  // its final checkpoint would resume at an older step with nobody left to
+  // train the rest. So the last step's checkpoint is on disk first.
+  testing::TempDir dir;
+  Fixture f;
+  f.Stop();
+  f.max_steps = 1;
+  f.checkpoint_dir = dir.path();
+  f.Start(&f.trainer);
+  ASSERT_EQ(f.TrainOneStep(), 1u);
+  f.service->WaitUntilFinished();
+  EXPECT_TRUE(std::filesystem::is_directory(dir.path() + "/step-00000001"));
+  EXPECT_OK(f.service->final_checkpoint());
 }
 
 TEST(LearnerService, AFailedStepIsCountedDroppedAndTheRunGoesOn) {

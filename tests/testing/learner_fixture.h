@@ -29,7 +29,10 @@ struct LearnerFixture {
       : max_policy_lag_(max_policy_lag), resume_(resume), epochs_(epochs) {}
   ~LearnerFixture() { Stop(); }
 
-  size_t chunk_bytes = 1 << 20;  // FetchPolicy's, read by Start()
+  // Read by Start().
+  size_t chunk_bytes = 1 << 20;  // FetchPolicy's
+  int64_t max_steps = 100;
+  std::string checkpoint_dir;  // none by default
 
   // Serves a learner over `trainer` (which must outlive Stop()).
   void Start(learner::Trainer* trainer) {
@@ -38,7 +41,8 @@ struct LearnerFixture {
     learner::LearnerOptions lo;
     lo.lease.samples_per_prompt = 2;
     lo.prompts_per_step = 1;
-    lo.max_steps = 100;
+    lo.max_steps = max_steps;
+    lo.checkpoint_dir = checkpoint_dir;
     lo.lease.epochs = epochs_;
     lo.max_policy_lag = max_policy_lag_;
     lo.chunk_bytes = chunk_bytes;
