@@ -61,7 +61,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
               static_cast<int>(
                   absl::ToInt64Milliseconds(options.max_reconnect_backoff)));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(
+      GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.min_connect_timeout)));
   return grpc::CreateCustomChannel(options.target, creds, args);
 }
 

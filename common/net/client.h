@@ -38,6 +38,12 @@ struct ChannelOptions {
   // Reconnect quickly after a peer restarts (gRPC's default backoff grows to
   // 120 s).
   absl::Duration max_reconnect_backoff = absl::Seconds(5);
+  // The least time one connection attempt (TCP + HTTP/2 SETTINGS exchange)
+  // gets before it is abandoned. gRPC core reads it from
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS; setting that to 100 ms (as this code
+  // once did) made every peer more than ~100 ms of handshake away unreachable
+  // until the backoff had grown past its round trip.
+  absl::Duration min_connect_timeout = absl::Seconds(20);
 };
 
 // INVALID_ARGUMENT for an empty target or half a client key pair; file errors

@@ -54,6 +54,7 @@ def main():
     made = []
     procs = []
     d = tempfile.mkdtemp(prefix="netns-")
+    why = ["stopped by an error"]  # until the checks run; logs are printed if any
     try:
         sh("ip", "netns", "add", hub)
         made.append(hub)
@@ -129,9 +130,11 @@ services:
         ready(ll, learner, "learner")
         # The 200 ms proxy in the teacher's namespace, for actor-1.
         proxy = subprocess.Popen(in_ns("teacher", sys.executable, os.path.abspath(__file__),
-                                       "--proxy", "50062", "127.0.0.1:50052", "0.2"))
+                                       "--proxy", "50062", "127.0.0.1:50052", "0.2"),
+                                 stdout=subprocess.PIPE, text=True)
         procs.append(proxy)
-        time.sleep(0.5)
+        if proxy.stdout.readline().strip() != "READY":
+            raise RuntimeError("the 200 ms proxy did not start")
         actors = []
         for a in (0, 1):
             extra = ["--teacher", f"{ip['teacher']}:50062"] if a == 1 else []
@@ -223,7 +226,16 @@ services:
                     p.kill()
         for ns in reversed(made):
             sh("ip", "netns", "del", ns, check=False)
-        shutil.rmtree(d, ignore_errors=True)
+        if why:
+            for r in roles:
+                log = f"{d}/{r}.log"
+                if os.path.exists(log):
+                    tail = open(log, errors="replace").read().splitlines()[-15:]
+                    print(f"--- {r}.log (last {len(tail)} lines)", *tail, sep="\n")
+        if os.environ.get("NETNS_KEEP"):
+            print(f"kept {d}")
+        else:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def proxy(port, target, delay):
@@ -233,6 +245,7 @@ def proxy(port, target, delay):
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("0.0.0.0", int(port)))
     srv.listen(64)
+    print("READY", flush=True)
 
     def pump(src, dst):
         try:
