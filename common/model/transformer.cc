@@ -239,6 +239,17 @@ at::Tensor Transformer::Forward(const at::Tensor& input_ids,
                                 const at::Tensor& positions,
                                 const at::Tensor& attention_mask,
                                 KvCache* cache) const {
+  return Head(Hidden(input_ids, positions, attention_mask, cache));
+}
+
+at::Tensor Transformer::Head(const at::Tensor& hidden) const {
+  return Linear(hidden, lm_head_).to(at::kFloat);
+}
+
+at::Tensor Transformer::Hidden(const at::Tensor& input_ids,
+                               const at::Tensor& positions,
+                               const at::Tensor& attention_mask,
+                               KvCache* cache) const {
   const ModelConfig& c = config_;
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t P = cache != nullptr ? cache->length() : 0;
@@ -331,8 +342,7 @@ at::Tensor Transformer::Forward(const at::Tensor& input_ids,
     x = x + Linear(at::silu(Linear(h2, L.gate)) * Linear(h2, L.up), L.down);
   }
   if (cache != nullptr) cache->filled = P + T;
-  x = RmsNorm(x, final_norm_, c.rms_norm_eps);
-  return Linear(x, lm_head_).to(at::kFloat);
+  return RmsNorm(x, final_norm_, c.rms_norm_eps);
 }
 
 std::vector<at::Tensor> Transformer::parameters() const {

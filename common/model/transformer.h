@@ -65,6 +65,15 @@ class Transformer {
   // CheckIds).
   at::Tensor Forward(const at::Tensor& input_ids, const at::Tensor& positions,
                      const at::Tensor& attention_mask, KvCache* cache) const;
+  // Forward = Head(Hidden(...)). Hidden: the final-normed states [B, T,
+  // hidden] in the model's dtype. Head: logits float32 for any [..., hidden].
+  // Callers that need logits at a few positions only (the last prompt token
+  // of a prefill, the completion of a scored sequence) select the rows first:
+  // with a real vocabulary (Qwen: 151,936) the head over every prompt row is
+  // most of a prefill's work and memory.
+  at::Tensor Hidden(const at::Tensor& input_ids, const at::Tensor& positions,
+                    const at::Tensor& attention_mask, KvCache* cache) const;
+  at::Tensor Head(const at::Tensor& hidden) const;
 
   // INVALID_ARGUMENT naming the sequence and position of an id outside [0, V).
   absl::Status CheckIds(

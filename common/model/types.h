@@ -53,6 +53,9 @@ struct ScoreOptions {
   double temperature = 1.0;         // the distribution scored (teacher: 1)
   int64_t max_batch_tokens = 8192;  // padded tokens per forward pass
   int64_t top_k = 0;  // also return the model's own top-K per position
+  // Rows of logits per head GEMM; 0 = as many as fit 16 MiB on CPU (256 MiB
+  // on a GPU). The results do not depend on it.
+  int64_t head_chunk_rows = 0;
 };
 
 }  // namespace cmdistill::model

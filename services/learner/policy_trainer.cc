@@ -295,13 +295,16 @@ absl::StatusOr<double> PolicyTrainer::MicroBatch(const StepBatch& batch,
   auto F32 = [&](std::vector<float>& v, std::vector<int64_t> shape) {
     return at::tensor(v, at::kFloat).view(shape).to(dev);
   };
-  const at::Tensor logits =
-      I.t->Forward(L64(p.ids, {B, W}), L64(p.pos, {B, W}), L64(p.mask, {B, W}),
-                   nullptr);  // [B, W, V]
-  const int64_t V = logits.size(2);
-  const at::Tensor row_idx = L64(p.rows, {B, Tmax, 1}).expand({B, Tmax, V});
-  const at::Tensor lp =
-      at::log_softmax(logits.gather(1, row_idx) / o.temperature, -1);
+  // The rows that predict completion tokens, taken before the head: the
+  // prompt rows' logits ([B, W - Tmax, V], most of them with a real
+  // vocabulary) are never computed.
+  const at::Tensor hidden =
+      I.t->Hidden(L64(p.ids, {B, W}), L64(p.pos, {B, W}), L64(p.mask, {B, W}),
+                  nullptr);  // [B, W, hidden]
+  const at::Tensor row_idx =
+      L64(p.rows, {B, Tmax, 1}).expand({B, Tmax, hidden.size(2)});
+  const at::Tensor lp = at::log_softmax(
+      I.t->Head(hidden.gather(1, row_idx)) / o.temperature, -1);  // [B,Tmax,V]
   const at::Tensor new_lp = lp.gather(-1, L64(p.comp, {B, Tmax}).unsqueeze(-1))
                                 .squeeze(-1);  // [B, Tmax]
   const at::Tensor cmask_t = L64(p.cmask, {B, Tmax}).to(at::kFloat);

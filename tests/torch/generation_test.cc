@@ -1,6 +1,8 @@
 // Generation and scoring through the torch-free facade: greedy decoding agrees
 // with full forwards, batching and padding change nothing, seeds reproduce, the
 // log-probability convention holds, and bad input is refused.
+#include <ATen/ATen.h>
+
 #include <cmath>
 #include <set>
 
@@ -174,6 +176,93 @@ TEST(Score, BatchingDoesNotChangeScores) {
     for (size_t t = 0; t < big[i].size(); ++t)
       EXPECT_NEAR(big[i][t], small[i][t], 1e-5);
   }
+}
+
+// Scores of prompts and completions of different lengths, batched and padded
+// together, equal a plain forward of each whole sequence alone: the rows the
+// head is applied to are exactly those that predict the completion.
+TEST(Score, MixedPromptLengthsEqualAPlainForwardOfEachSequence) {
+  auto m = Model();
+  std::vector<ScoreInput> inputs(4);
+  inputs[0].prompt_ids = {1, 2, 3};
+  inputs[0].completion_ids = {4, 5, 6, 7};
+  inputs[1].prompt_ids = {8};
+  inputs[1].completion_ids = {9};
+  inputs[2].prompt_ids = {10, 11, 12, 13, 14, 15};
+  inputs[2].completion_ids = {16, 17};
+  inputs[3].prompt_ids = {18, 19};
+  inputs[3].completion_ids = {};  // nothing to score, in the same pass
+  ScoreOptions o;
+  o.temperature = 0.7f;
+  ASSERT_OK_AND_ASSIGN(auto scores, m->Score(inputs, o));
+  ASSERT_EQ(scores.size(), inputs.size());
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const ScoreInput& in = inputs[i];
+    ASSERT_EQ(scores[i].sampled_logprobs.size(), in.completion_ids.size());
+    if (in.completion_ids.empty()) continue;
+    std::vector<int64_t> ids(in.prompt_ids.begin(), in.prompt_ids.end());
+    ids.insert(ids.end(), in.completion_ids.begin(), in.completion_ids.end());
+    const auto n = static_cast<int64_t>(ids.size());
+    const at::Tensor logits = m->transformer()->Forward(
+        at::tensor(ids, at::kLong).view({1, n}),
+        at::arange(n, at::kLong).view({1, n}), at::ones({1, n}, at::kLong),
+        nullptr)[0];  // [n, V]
+    const at::Tensor lp = at::log_softmax(logits / 0.7, -1);
+    const auto P = static_cast<int64_t>(in.prompt_ids.size());
+    for (size_t t = 0; t < in.completion_ids.size(); ++t) {
+      const int64_t row = P - 1 + static_cast<int64_t>(t);
+      EXPECT_NEAR(scores[i].sampled_logprobs[t],
+                  lp[row][in.completion_ids[t]].item<float>(), 1e-5)
+          << "sequence " << i << " token " << t;
+    }
+  }
+}
+
+// The head applied in chunks of rows that cut across sequences gives the same
+// scores, supports, tails and top-K as one chunk per pass.
+TEST(Score, HeadChunksAcrossSequencesChangeNothing) {
+  auto m = Model();
+  std::vector<ScoreInput> inputs(3);
+  inputs[0].prompt_ids = {1, 2};
+  inputs[0].completion_ids = {3, 4, 5, 6, 7};
+  inputs[1].prompt_ids = {8, 9, 10, 11};
+  inputs[1].completion_ids = {12, 13};
+  inputs[2].prompt_ids = {14};
+  inputs[2].completion_ids = {15, 16, 17, 18};
+  for (auto& in : inputs) {
+    in.support_k = 2;
+    for (int32_t c : in.completion_ids) {
+      in.support_ids.push_back(c);
+      in.support_ids.push_back((c + 20) % 53);
+    }
+  }
+  ScoreOptions whole;
+  whole.top_k = 3;
+  ScoreOptions chunked = whole;
+  chunked.head_chunk_rows = 3;  // 11 rows: chunks 3, 3, 3, 2
+  ASSERT_OK_AND_ASSIGN(auto a, m->Score(inputs, whole));
+  ASSERT_OK_AND_ASSIGN(auto b, m->Score(inputs, chunked));
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const size_t T = inputs[i].completion_ids.size();
+    ASSERT_EQ(b[i].sampled_logprobs.size(), T);
+    ASSERT_EQ(b[i].support_logprobs.size(), 2 * T);
+    ASSERT_EQ(b[i].tail_logprobs.size(), T);
+    ASSERT_EQ(b[i].top_ids.size(), 3 * T);
+    EXPECT_EQ(a[i].top_ids, b[i].top_ids) << i;
+    for (size_t t = 0; t < T; ++t) {
+      EXPECT_NEAR(a[i].sampled_logprobs[t], b[i].sampled_logprobs[t], 1e-5);
+      EXPECT_NEAR(a[i].tail_logprobs[t], b[i].tail_logprobs[t], 1e-5);
+      EXPECT_NEAR(a[i].support_logprobs[2 * t + 1],
+                  b[i].support_logprobs[2 * t + 1], 1e-5);
+      // The support's first id is the sampled token.
+      EXPECT_NEAR(b[i].support_logprobs[2 * t], b[i].sampled_logprobs[t], 1e-6);
+    }
+  }
+  chunked.head_chunk_rows = -1;
+  EXPECT_THAT(m->Score(inputs, chunked).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("head_chunk_rows")));
 }
 
 TEST(Snapshot, WeightsTravelAsOneSafetensorsBuffer) {
