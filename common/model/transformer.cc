@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
 #include <cstring>
@@ -84,6 +85,70 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w,
   }
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
+
+// log_softmax(hidden @ weight^T / temperature) gathered at ids, chunked over
+// rows, with backward recomputing each chunk's logits (see LogProbsAt).
+// d lp[n, j] / d z[n, v] = [v == ids[n, j]] - p[n, v], so for upstream g:
+// grad_z = scatter_add(g at ids) - p * sum_j g, divided by the temperature.
+struct ChunkedLogProbs : public torch::autograd::Function<ChunkedLogProbs> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx,
+                            const at::Tensor& hidden, const at::Tensor& weight,
+                            const at::Tensor& ids, double temperature,
+                            int64_t chunk) {
+    const int64_t N = hidden.size(0);
+    at::Tensor out =
+        at::empty({N, ids.size(1)}, hidden.options().dtype(at::kFloat));
+    at::Tensor lse = at::empty({N}, hidden.options().dtype(at::kFloat));
+    for (int64_t c0 = 0; c0 < N; c0 += chunk) {
+      const int64_t n = std::min(chunk, N - c0);
+      const at::Tensor z =
+          at::mm(hidden.narrow(0, c0, n), weight.t()).to(at::kFloat) /
+          temperature;
+      const at::Tensor l = at::logsumexp(z, -1);
+      lse.narrow(0, c0, n).copy_(l);
+      out.narrow(0, c0, n).copy_(z.gather(1, ids.narrow(0, c0, n)) -
+                                 l.unsqueeze(1));
+    }
+    ctx->save_for_backward({hidden, weight, ids, lse});
+    ctx->saved_data["temperature"] = temperature;
+    ctx->saved_data["chunk"] = chunk;
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &hidden = saved[0], &weight = saved[1], &ids = saved[2],
+                     &lse = saved[3];
+    const double temperature = ctx->saved_data["temperature"].toDouble();
+    const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const at::Tensor g = grads[0].to(at::kFloat);
+    const int64_t N = hidden.size(0);
+    at::Tensor grad_hidden = at::empty_like(hidden);
+    // The weight's gradient accumulates over chunks in float32 whatever the
+    // weight's dtype.
+    at::Tensor grad_weight =
+        at::zeros(weight.sizes(), weight.options().dtype(at::kFloat));
+    for (int64_t c0 = 0; c0 < N; c0 += chunk) {
+      const int64_t n = std::min(chunk, N - c0);
+      const at::Tensor h = hidden.narrow(0, c0, n);
+      const at::Tensor gc = g.narrow(0, c0, n);
+      const at::Tensor p = (at::mm(h, weight.t()).to(at::kFloat) / temperature -
+                            lse.narrow(0, c0, n).unsqueeze(1))
+                               .exp_();
+      at::Tensor gz = p.mul_(-gc.sum(1, /*keepdim=*/true))
+                          .scatter_add_(1, ids.narrow(0, c0, n), gc)
+                          .div_(temperature);  // [n, V]
+      grad_hidden.narrow(0, c0, n).copy_(
+          at::mm(gz.to(weight.scalar_type()), weight));
+      if (ctx->needs_input_grad(1))
+        grad_weight.addmm_(gz.t(), h.to(at::kFloat));
+    }
+    return {grad_hidden, grad_weight.to(weight.scalar_type()), at::Tensor(),
+            at::Tensor(), at::Tensor()};
+  }
+};
 
 }  // namespace
 
@@ -244,6 +309,19 @@ at::Tensor Transformer::Forward(const at::Tensor& input_ids,
 
 at::Tensor Transformer::Head(const at::Tensor& hidden) const {
   return Linear(hidden, lm_head_).to(at::kFloat);
+}
+
+at::Tensor Transformer::LogProbsAt(const at::Tensor& hidden,
+                                   const at::Tensor& ids, double temperature,
+                                   int64_t chunk_rows) const {
+  const int64_t V = lm_head_.size(0);
+  const int64_t budget =
+      device_.is_cpu() ? int64_t{30} << 20 : int64_t{256} << 20;
+  const int64_t chunk =
+      chunk_rows > 0
+          ? chunk_rows
+          : std::max<int64_t>(1, budget / (V * int64_t{sizeof(float)}));
+  return ChunkedLogProbs::apply(hidden, lm_head_, ids, temperature, chunk);
 }
 
 at::Tensor Transformer::Hidden(const at::Tensor& input_ids,

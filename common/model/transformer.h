@@ -74,6 +74,15 @@ class Transformer {
   at::Tensor Hidden(const at::Tensor& input_ids, const at::Tensor& positions,
                     const at::Tensor& attention_mask, KvCache* cache) const;
   at::Tensor Head(const at::Tensor& hidden) const;
+  // log_softmax(Head(hidden) / temperature) at `ids`: hidden [N, hidden], ids
+  // [N, J] int64 (repeats allowed) -> [N, J] float32, differentiable in
+  // `hidden` and the head's weight. The [N, V] logits are never kept: the head
+  // runs over chunks of `chunk_rows` rows (0: as many as fit 30 MiB of logits
+  // on CPU, 256 MiB on a GPU) and backward recomputes them chunk by chunk, so
+  // training with a real vocabulary holds O(N x hidden) for it instead of
+  // several [N, V] tensors.
+  at::Tensor LogProbsAt(const at::Tensor& hidden, const at::Tensor& ids,
+                        double temperature, int64_t chunk_rows = 0) const;
 
   // INVALID_ARGUMENT naming the sequence and position of an id outside [0, V).
   absl::Status CheckIds(

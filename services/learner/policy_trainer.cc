@@ -253,22 +253,26 @@ Packed Pack(const StepBatch& batch, size_t c0, size_t c1) {
   return p;
 }
 
+// Whether the KL is the support KL (the trajectories carry a support and the
+// cost is support_kl).
+bool UsesSupport(const TrainerOptions& o, int64_t K) {
+  return K > 0 && o.cost_estimator == rl::CostEstimator::kSupportKl;
+}
+
 // The per-token KL the loss and the statistic use: the support KL when the
 // trajectories carry a support and the cost is support_kl; otherwise the
 // sampled-token surrogate whose gradient is the reverse KL's (score
 // function), not a differentiable k1 (whose expected gradient is zero).
+// `student_sup` [B, Tmax, K]: the student's log-probabilities on the stored
+// support (used when UsesSupport).
 absl::Status TokenKl(const TrainerOptions& o, const Packed& p, int64_t K,
-                     const at::Tensor& lp, const at::Tensor& new_lp,
+                     const at::Tensor& student_sup, const at::Tensor& new_lp,
                      const c10::Device& dev, at::Tensor* kl) {
-  auto L64 = [&](const std::vector<int64_t>& v, std::vector<int64_t> shape) {
-    return at::tensor(v, at::kLong).view(shape).to(dev);
-  };
   auto F32 = [&](const std::vector<float>& v, std::vector<int64_t> shape) {
     return at::tensor(v, at::kFloat).view(shape).to(dev);
   };
   const int64_t B = p.B, Tmax = p.Tmax;
-  if (K > 0 && o.cost_estimator == rl::CostEstimator::kSupportKl) {
-    const at::Tensor student_sup = lp.gather(-1, L64(p.sup, {B, Tmax, K}));
+  if (UsesSupport(o, K)) {
     return rl::SupportKl(student_sup, F32(p.tsup, {B, Tmax, K}),
                          p.have_tail ? F32(p.ttail, {B, Tmax}) : at::Tensor(),
                          o.prob_floor, kl);
@@ -301,12 +305,22 @@ absl::StatusOr<double> PolicyTrainer::MicroBatch(const StepBatch& batch,
   const at::Tensor hidden =
       I.t->Hidden(L64(p.ids, {B, W}), L64(p.pos, {B, W}), L64(p.mask, {B, W}),
                   nullptr);  // [B, W, hidden]
-  const at::Tensor row_idx =
-      L64(p.rows, {B, Tmax, 1}).expand({B, Tmax, hidden.size(2)});
-  const at::Tensor lp = at::log_softmax(
-      I.t->Head(hidden.gather(1, row_idx)) / o.temperature, -1);  // [B,Tmax,V]
-  const at::Tensor new_lp = lp.gather(-1, L64(p.comp, {B, Tmax}).unsqueeze(-1))
-                                .squeeze(-1);  // [B, Tmax]
+  const int64_t Hd = hidden.size(2);
+  const at::Tensor row_idx = L64(p.rows, {B, Tmax, 1}).expand({B, Tmax, Hd});
+  // The student's log-probabilities at the sampled token and, for the support
+  // KL, at the stored support: [B, Tmax, 1 (+ K)], without [B, Tmax, V]
+  // logits kept for backward (Transformer::LogProbsAt).
+  const bool support = batch.compute_kl && UsesSupport(o, batch.K);
+  at::Tensor ids = L64(p.comp, {B, Tmax}).unsqueeze(-1);
+  if (support) ids = at::cat({ids, L64(p.sup, {B, Tmax, batch.K})}, -1);
+  const int64_t J = ids.size(-1);
+  const at::Tensor lps =
+      I.t->LogProbsAt(hidden.gather(1, row_idx).reshape({B * Tmax, Hd}),
+                      ids.reshape({B * Tmax, J}), o.temperature)
+          .view({B, Tmax, J});
+  const at::Tensor new_lp = lps.select(-1, 0);  // [B, Tmax]
+  const at::Tensor student_sup =
+      support ? lps.narrow(-1, 1, batch.K) : at::Tensor();
   const at::Tensor cmask_t = L64(p.cmask, {B, Tmax}).to(at::kFloat);
   const at::Tensor behav_t = F32(p.behav, {B, Tmax});
   const at::Tensor adv_t =
@@ -318,7 +332,7 @@ absl::StatusOr<double> PolicyTrainer::MicroBatch(const StepBatch& batch,
   const at::Tensor infeas_t = F32(p.infeas, {B, Tmax});
   at::Tensor kl;
   if (batch.compute_kl) {
-    if (auto s = TokenKl(o, p, batch.K, lp, new_lp, dev, &kl); !s.ok())
+    if (auto s = TokenKl(o, p, batch.K, student_sup, new_lp, dev, &kl); !s.ok())
       return s;
     *kl_sum += (kl.detach() * cmask_t).sum().item<double>();
   }

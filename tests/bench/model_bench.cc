@@ -1,11 +1,12 @@
 // Model, checkpoint and tokenizer throughput (docs/benchmarks.md records the
-// numbers).
-//   model_bench --benchmark_filter=Decode      decode tokens/s at batch 1, 8,
-//   64 model_bench --benchmark_filter=PerToken    per-token cost at 32 vs 256
-//   generated tokens model_bench --benchmark_filter=Train forward+backward
-//   tokens/s model_bench --benchmark_filter=Load        checkpoint load time vs
-//   size model_bench --benchmark_filter=Tokenize    tokenizer MB/s (needs
-//   tests/reference installed)
+// numbers). model_bench --benchmark_filter=NAME with NAME:
+//   Decode: decode tokens/s at batch 1, 8, 64.
+//   PerToken: per-token cost at 32 vs 256 generated tokens.
+//   Train: forward + backward tokens/s.
+//   CompletionLogProbs: the policy trainer's head with a real vocabulary,
+//     whole log-softmax vs Transformer::LogProbsAt.
+//   Load: checkpoint load time vs size.
+//   Tokenize: tokenizer MB/s (needs tests/reference installed).
 // Set CMDISTILL_BENCH_BIG=1 to include the Qwen2.5-0.5B-shaped random model (2
 // GB in fp32).
 #include <ATen/ATen.h>
@@ -114,6 +115,45 @@ void BM_TrainStep(benchmark::State& state) {
                          benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_TrainStep)->Arg(128)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The policy trainer's head work on [8, 128] completion rows with a real
+// vocabulary (151,936; hidden 256): log-probabilities at the sampled token,
+// forward + backward. Arg 0: log_softmax over the whole head (the trainer
+// before LogProbsAt); arg 1: Transformer::LogProbsAt (chunked, recomputed).
+void BM_CompletionLogProbs(benchmark::State& state) {
+  const bool chunked = state.range(0) != 0;
+  static std::unique_ptr<model::Transformer> t = [] {
+    testing::TinyShape s;
+    s.type = "qwen2";
+    s.vocab = 151936;
+    s.hidden = 256;
+    s.intermediate = 512;
+    s.head_dim = 64;
+    s.tied = true;
+    return *model::Transformer::InitRandom(testing::TinyConfig(s), 1,
+                                           c10::Device(c10::kCPU), at::kFloat);
+  }();
+  t->SetRequiresGrad(true);
+  const int64_t N = 8 * 128;
+  const at::Tensor h = at::randn({N, 256}).requires_grad_(true);
+  const at::Tensor ids = at::randint(0, 151936, {N, 1}, at::kLong);
+  for (auto _ : state) {
+    const at::Tensor lp = chunked
+                              ? t->LogProbsAt(h, ids, 1.0)
+                              : at::log_softmax(t->Head(h), -1).gather(1, ids);
+    lp.sum().backward();
+    for (auto& p : t->parameters()) p.mutable_grad() = at::Tensor();
+    h.mutable_grad() = at::Tensor();
+  }
+  t->SetRequiresGrad(false);
+  state.counters["rows_per_s"] = benchmark::Counter(
+      static_cast<double>(N) * state.iterations(), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_CompletionLogProbs)
+    ->Arg(0)
+    ->Arg(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_LoadCheckpoint(benchmark::State& state) {
   const bool big = state.range(0) != 0;

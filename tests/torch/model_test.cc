@@ -222,6 +222,56 @@ TEST(Transformer, LeftPaddedBatchEqualsUnbatched) {
   }
 }
 
+// Values and gradients (every parameter, through the hidden states and the
+// head, tied or not) of log-probabilities at chosen ids, from the chunked,
+// recomputing LogProbsAt and from log_softmax over the whole head: equal.
+struct GradsOf {
+  at::Tensor values;
+  std::vector<at::Tensor> grads;
+};
+GradsOf RunLogProbs(Transformer& m, bool chunked) {
+  const std::vector<int64_t> seq = {4, 8, 15, 16, 23, 42, 1, 2, 3, 5, 8};
+  const auto T = static_cast<int64_t>(seq.size());
+  m.SetRequiresGrad(true);
+  for (at::Tensor& p : m.parameters()) p.mutable_grad() = at::Tensor();
+  const at::Tensor h = m.Hidden(at::tensor(seq, at::kLong).view({1, T}),
+                                at::arange(T, at::kLong).view({1, T}),
+                                at::ones({1, T}, at::kLong), nullptr)
+                           .view({T, -1});
+  // Three ids per row, the first repeated as the third (a support that holds
+  // the sampled token).
+  at::Tensor ids = at::remainder(at::arange(T * 3, at::kLong) * 7, 97);
+  ids = ids.view({T, 3});
+  ids.select(1, 2).copy_(ids.select(1, 0));
+  const double temperature = 0.8;
+  const at::Tensor lp =
+      chunked ? m.LogProbsAt(h, ids, temperature, /*chunk_rows=*/3)
+              : at::log_softmax(m.Head(h) / temperature, -1).gather(1, ids);
+  const at::Tensor coef =
+      at::linspace(-1.0, 2.0, T * 3, at::kFloat).view({T, 3});
+  (lp * coef).sum().backward();
+  GradsOf out{lp.detach().clone(), {}};
+  for (const at::Tensor& p : m.parameters())
+    out.grads.push_back(p.grad().clone());
+  m.SetRequiresGrad(false);
+  return out;
+}
+
+TEST(Transformer, ChunkedLogProbsMatchTheWholeHeadInValueAndGradient) {
+  for (const Variant& v : {Variants()[0], Variants()[1]}) {  // untied, tied
+    auto m = MakeModel(v.config, 5);
+    const GradsOf whole = RunLogProbs(*m, false);
+    const GradsOf chunked = RunLogProbs(*m, true);
+    EXPECT_EQ(chunked.values.scalar_type(), at::kFloat);
+    EXPECT_LT(RelErr(chunked.values, whole.values), 1e-5) << v.name;
+    ASSERT_EQ(chunked.grads.size(), whole.grads.size());
+    for (size_t i = 0; i < whole.grads.size(); ++i) {
+      EXPECT_LT(RelErr(chunked.grads[i], whole.grads[i]), 1e-4)
+          << v.name << " " << m->named_parameters()[i].first;
+    }
+  }
+}
+
 TEST(Transformer, Bfloat16TracksFloat32) {
   const Variant v = Variants()[0];
   auto m = MakeModel(v.config, 8);
