@@ -108,6 +108,10 @@ struct ChunkedLogProbs : public torch::autograd::Function<ChunkedLogProbs> {
       lse.narrow(0, c0, n).copy_(l);
       out.narrow(0, c0, n).copy_(z.gather(1, ids.narrow(0, c0, n)) -
                                  l.unsqueeze(1));
+      // One chunk holds every row (a small vocabulary or a short batch): keep
+      // its probabilities (within the chunk's memory budget) instead of
+      // recomputing the head in backward.
+      if (n == N) ctx->saved_data["probs"] = (z - l.unsqueeze(1)).exp_();
     }
     ctx->save_for_backward({hidden, weight, ids, lse});
     ctx->saved_data["temperature"] = temperature;
@@ -128,25 +132,40 @@ struct ChunkedLogProbs : public torch::autograd::Function<ChunkedLogProbs> {
     at::Tensor grad_hidden = at::empty_like(hidden);
     // The weight's gradient accumulates over chunks in float32 whatever the
     // weight's dtype.
-    at::Tensor grad_weight =
-        at::zeros(weight.sizes(), weight.options().dtype(at::kFloat));
+    const bool kept = ctx->saved_data.count("probs") > 0;
+    at::Tensor grad_weight;
+    if (ctx->needs_input_grad(1) && !kept) {
+      grad_weight =
+          at::zeros(weight.sizes(), weight.options().dtype(at::kFloat));
+    }
     for (int64_t c0 = 0; c0 < N; c0 += chunk) {
       const int64_t n = std::min(chunk, N - c0);
       const at::Tensor h = hidden.narrow(0, c0, n);
       const at::Tensor gc = g.narrow(0, c0, n);
-      const at::Tensor p = (at::mm(h, weight.t()).to(at::kFloat) / temperature -
-                            lse.narrow(0, c0, n).unsqueeze(1))
-                               .exp_();
-      at::Tensor gz = p.mul_(-gc.sum(1, /*keepdim=*/true))
-                          .scatter_add_(1, ids.narrow(0, c0, n), gc)
-                          .div_(temperature);  // [n, V]
+      // p * (-sum_j g): out of place where p was kept, so that a second
+      // backward (retain_graph) sees it unchanged.
+      at::Tensor gz =
+          kept ? ctx->saved_data["probs"].toTensor() *
+                     (-gc.sum(1, /*keepdim=*/true))
+               : (at::mm(h, weight.t()).to(at::kFloat) / temperature -
+                  lse.narrow(0, c0, n).unsqueeze(1))
+                     .exp_()
+                     .mul_(-gc.sum(1, /*keepdim=*/true));
+      gz.scatter_add_(1, ids.narrow(0, c0, n), gc).div_(temperature);  // [n, V]
       grad_hidden.narrow(0, c0, n).copy_(
           at::mm(gz.to(weight.scalar_type()), weight));
-      if (ctx->needs_input_grad(1))
-        grad_weight.addmm_(gz.t(), h.to(at::kFloat));
+      if (ctx->needs_input_grad(1)) {
+        if (kept) {
+          grad_weight = at::mm(gz.t(), h.to(at::kFloat));
+        } else {
+          grad_weight.addmm_(gz.t(), h.to(at::kFloat));
+        }
+      }
     }
-    return {grad_hidden, grad_weight.to(weight.scalar_type()), at::Tensor(),
-            at::Tensor(), at::Tensor()};
+    return {grad_hidden,
+            grad_weight.defined() ? grad_weight.to(weight.scalar_type())
+                                  : at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 

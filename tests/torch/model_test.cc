@@ -229,7 +229,9 @@ struct GradsOf {
   at::Tensor values;
   std::vector<at::Tensor> grads;
 };
-GradsOf RunLogProbs(Transformer& m, bool chunked) {
+// chunk_rows < 0: the whole-head path; 0: LogProbsAt's own chunking (one
+// chunk here: probabilities kept, no recompute); > 0: chunks of that many rows.
+GradsOf RunLogProbs(Transformer& m, int64_t chunk_rows) {
   const std::vector<int64_t> seq = {4, 8, 15, 16, 23, 42, 1, 2, 3, 5, 8};
   const auto T = static_cast<int64_t>(seq.size());
   m.SetRequiresGrad(true);
@@ -245,8 +247,9 @@ GradsOf RunLogProbs(Transformer& m, bool chunked) {
   ids.select(1, 2).copy_(ids.select(1, 0));
   const double temperature = 0.8;
   const at::Tensor lp =
-      chunked ? m.LogProbsAt(h, ids, temperature, /*chunk_rows=*/3)
-              : at::log_softmax(m.Head(h) / temperature, -1).gather(1, ids);
+      chunk_rows >= 0
+          ? m.LogProbsAt(h, ids, temperature, chunk_rows)
+          : at::log_softmax(m.Head(h) / temperature, -1).gather(1, ids);
   const at::Tensor coef =
       at::linspace(-1.0, 2.0, T * 3, at::kFloat).view({T, 3});
   (lp * coef).sum().backward();
@@ -260,14 +263,17 @@ GradsOf RunLogProbs(Transformer& m, bool chunked) {
 TEST(Transformer, ChunkedLogProbsMatchTheWholeHeadInValueAndGradient) {
   for (const Variant& v : {Variants()[0], Variants()[1]}) {  // untied, tied
     auto m = MakeModel(v.config, 5);
-    const GradsOf whole = RunLogProbs(*m, false);
-    const GradsOf chunked = RunLogProbs(*m, true);
-    EXPECT_EQ(chunked.values.scalar_type(), at::kFloat);
-    EXPECT_LT(RelErr(chunked.values, whole.values), 1e-5) << v.name;
-    ASSERT_EQ(chunked.grads.size(), whole.grads.size());
-    for (size_t i = 0; i < whole.grads.size(); ++i) {
-      EXPECT_LT(RelErr(chunked.grads[i], whole.grads[i]), 1e-4)
-          << v.name << " " << m->named_parameters()[i].first;
+    const GradsOf whole = RunLogProbs(*m, -1);
+    for (int64_t chunk_rows : {3, 0}) {  // recomputed in 4 chunks; kept
+      const GradsOf chunked = RunLogProbs(*m, chunk_rows);
+      EXPECT_EQ(chunked.values.scalar_type(), at::kFloat);
+      EXPECT_LT(RelErr(chunked.values, whole.values), 1e-5) << v.name;
+      ASSERT_EQ(chunked.grads.size(), whole.grads.size());
+      for (size_t i = 0; i < whole.grads.size(); ++i) {
+        EXPECT_LT(RelErr(chunked.grads[i], whole.grads[i]), 1e-4)
+            << v.name << " chunk_rows " << chunk_rows << " "
+            << m->named_parameters()[i].first;
+      }
     }
   }
 }
