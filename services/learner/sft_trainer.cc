@@ -59,24 +59,32 @@ struct SftTrainer::Impl {
     auto L64 = [&](std::vector<int64_t>& v) {
       return at::tensor(v, at::kLong).view({B, W}).to(dev);
     };
-    const at::Tensor logits =
-        t->Forward(L64(ids), L64(pos), L64(mask), nullptr);  // [B, W, V]
-    const at::Tensor tgt = L64(target);
-    const at::Tensor w = at::tensor(weight, at::kFloat).view({B, W}).to(dev);
-    // Fused log-softmax + NLL over the positions with weight (the others
-    // ignored): no [B, W, V] log-probability tensor to keep for backward, no
-    // scatter of a gather's gradient into one.
-    const int64_t V = logits.size(-1);
-    const at::Tensor n = w.sum();
+    // The head over the trained rows only (completion tokens): prompt rows'
+    // logits — with a real vocabulary most of a batch's [B, W, V] — are never
+    // made.
+    std::vector<int64_t> rows, tgt_rows;
+    for (int64_t r = 0; r < B * W; ++r) {
+      if (weight[r] == 0.f) continue;
+      rows.push_back(r);
+      tgt_rows.push_back(target[r]);
+    }
+    const auto M = static_cast<int64_t>(rows.size());
+    at::Tensor hidden =
+        t->Hidden(L64(ids), L64(pos), L64(mask), nullptr).reshape({B * W, -1});
+    if (M < B * W) {
+      hidden = hidden.index_select(0, at::tensor(rows, at::kLong).to(dev));
+    }
+    const at::Tensor logits = t->Head(hidden);  // [M, V]
+    const at::Tensor tgt = at::tensor(tgt_rows, at::kLong).to(dev);
+    // Fused log-softmax + NLL: no [M, V] log-probability tensor to keep for
+    // backward, no scatter of a gather's gradient into one.
     const at::Tensor loss =
-        at::cross_entropy_loss(logits.reshape({B * W, V}),
-                               tgt.masked_fill(w == 0, -100).reshape({B * W}),
-                               /*weight=*/{}, at::Reduction::Sum,
+        at::cross_entropy_loss(logits, tgt, /*weight=*/{}, at::Reduction::Sum,
                                /*ignore_index=*/-100) /
-        n;
-    const at::Tensor hit = (logits.argmax(-1) == tgt).to(at::kFloat);
-    st->tokens = static_cast<int64_t>(n.item<double>());
-    st->token_accuracy = ((hit * w).sum() / n).item<double>();
+        static_cast<double>(M);
+    st->tokens = M;
+    st->token_accuracy =
+        (logits.argmax(-1) == tgt).to(at::kFloat).mean().item<double>();
     st->loss = loss.item<double>();
     return loss;
   }

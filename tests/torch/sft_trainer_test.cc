@@ -3,6 +3,9 @@
 // tokens carry no loss, bad batches are refused without an update.
 #include "services/learner/sft_trainer.h"
 
+#include <ATen/ATen.h>
+
+#include "common/model/transformer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/model_configs.h"
@@ -46,6 +49,41 @@ TEST(SftTrainer, LearnsACompletionByHeart) {
   ASSERT_OK_AND_ASSIGN(auto gen, m->Generate({{1, 2}, {4}}, so));
   EXPECT_EQ(gen[0].tokens, (std::vector<int32_t>{5, 7, 9, 3}));
   EXPECT_EQ(gen[1].tokens, (std::vector<int32_t>{6, 6, 8, 3}));
+}
+
+// The loss is the mean negative log-likelihood of the completion tokens under
+// a plain forward of each whole sequence, prompts of different lengths
+// batched together (the head runs over completion rows only).
+TEST(SftTrainer, LossIsTheCompletionTokensMeanNllOfPlainForwards) {
+  auto m = Tiny(3);
+  AdamWOptions o;
+  o.lr = 1e-2;
+  ASSERT_OK_AND_ASSIGN(auto trainer, SftTrainer::Create(m.get(), o));
+  const std::vector<SftExample> batch = {
+      {{1, 2, 3, 4}, {5, 6}}, {{7}, {8, 9, 10}}, {{11, 12}, {13}}};
+  ASSERT_OK_AND_ASSIGN(SftStats st, trainer->Evaluate(batch));
+  at::NoGradGuard no_grad;
+  double nll = 0, hits = 0;
+  int n = 0;
+  for (const SftExample& e : batch) {
+    std::vector<int64_t> ids(e.prompt_ids.begin(), e.prompt_ids.end());
+    ids.insert(ids.end(), e.completion_ids.begin(), e.completion_ids.end());
+    const auto T = static_cast<int64_t>(ids.size());
+    const at::Tensor lp = at::log_softmax(
+        m->transformer()->Forward(at::tensor(ids, at::kLong).view({1, T}),
+                                  at::arange(T, at::kLong).view({1, T}),
+                                  at::ones({1, T}, at::kLong), nullptr)[0],
+        -1);
+    const auto P = static_cast<int64_t>(e.prompt_ids.size());
+    for (int64_t t = P; t < T; ++t) {
+      nll -= lp[t - 1][ids[t]].item<double>();
+      hits += lp[t - 1].argmax().item<int64_t>() == ids[t] ? 1 : 0;
+      ++n;
+    }
+  }
+  EXPECT_EQ(st.tokens, n);
+  EXPECT_NEAR(st.loss, nll / n, 1e-5);
+  EXPECT_DOUBLE_EQ(st.token_accuracy, hits / n);
 }
 
 TEST(SftTrainer, EvaluateDoesNotChangeTheModel) {
