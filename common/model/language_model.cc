@@ -129,6 +129,65 @@ void AppendScores(const at::Tensor& lp, const ScoreInput& in, int64_t t0,
   }
 }
 
+// One decoding step's sampling for `rows` [n, V] of logits: the token (`next`
+// [n], on the logits' device), its log-probability under the policy before
+// truncation (`tok_lp`), and with K > 0 the support (`sup_ids`, `sup_lp` [n,
+// K], holding the sampled token).
+void SampleStep(const at::Tensor& rows, const SamplingOptions& o, int64_t K,
+                at::Generator& gen, at::Tensor* next_out,
+                at::Tensor* tok_lp_out, at::Tensor* sup_ids_out,
+                at::Tensor* sup_lp_out) {
+  const c10::Device dev = rows.device();
+  const int64_t V = rows.size(-1);
+  const bool greedy = o.temperature == 0;
+  const at::Tensor scaled = greedy ? rows : rows / o.temperature;
+  const at::Tensor logp =
+      at::log_softmax(scaled, -1);  // the policy, before truncation
+  at::Tensor next;
+  if (greedy) {
+    next = scaled.argmax(-1);
+  } else {
+    at::Tensor filtered = scaled.clone();
+    const float ninf = -std::numeric_limits<float>::infinity();
+    if (o.top_k > 0 && o.top_k < V) {
+      const at::Tensor kth =
+          std::get<0>(filtered.topk(o.top_k, -1)).narrow(-1, o.top_k - 1, 1);
+      filtered.masked_fill_(filtered < kth, ninf);
+    }
+    if (o.top_p < 1) {
+      auto [sorted, idx] = filtered.sort(-1, /*descending=*/true);
+      const at::Tensor p = at::softmax(sorted, -1);
+      const at::Tensor before =
+          p.cumsum(-1) - p;  // mass of strictly more likely tokens
+      const at::Tensor drop = before > o.top_p;
+      filtered.scatter_(-1, idx, sorted.masked_fill(drop, ninf));
+    }
+    const at::Tensor probs =
+        at::softmax(filtered, -1).to(at::kCPU).to(at::kDouble);
+    next = at::multinomial(probs, 1, /*replacement=*/false, gen)
+               .squeeze(-1)
+               .to(dev);
+  }
+  const at::Tensor tok_lp = logp.gather(-1, next.unsqueeze(-1)).squeeze(-1);
+  at::Tensor sup_ids, sup_lp;
+  if (K > 0) {
+    std::tie(sup_lp, sup_ids) = logp.topk(K, -1);
+    // Make sure the sampled token is in the support: replace the K-th entry
+    // if not.
+    const at::Tensor present = (sup_ids == next.unsqueeze(-1)).any(-1);
+    const at::Tensor last_col_id =
+        at::where(present, sup_ids.select(-1, K - 1), next);
+    const at::Tensor last_col_lp =
+        at::where(present, sup_lp.select(-1, K - 1), tok_lp);
+    sup_ids.select(-1, K - 1).copy_(last_col_id);
+    sup_lp.select(-1, K - 1).copy_(last_col_lp);
+  }
+  *next_out = next;
+  *tok_lp_out = tok_lp;
+  *sup_ids_out = sup_ids;
+  *sup_lp_out = sup_lp;
+}
+
 absl::Status CheckSeq(const std::vector<int32_t>& s, int64_t vocab,
                       const std::string& what) {
   for (size_t t = 0; t < s.size(); ++t) {
@@ -233,9 +292,10 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
   }
   if (!(o.top_p > 0 && o.top_p <= 1))
     return absl::InvalidArgumentError("top_p must be in (0, 1]");
-  if (o.top_k < 0 || o.max_new_tokens < 0 || o.support_k < 0) {
+  if (o.top_k < 0 || o.max_new_tokens < 0 || o.support_k < 0 ||
+      o.sample_chunk_rows < 0) {
     return absl::InvalidArgumentError(
-        "top_k, max_new_tokens and support_k must be >= 0");
+        "top_k, max_new_tokens, support_k and sample_chunk_rows must be >= 0");
   }
   for (size_t i = 0; i < prompts.size(); ++i) {
     if (prompts[i].empty())
@@ -281,48 +341,38 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
     std::iota(active.begin(), active.end(), 0);
     at::Generator gen = at::detail::createCPUGenerator(o.seed);
     for (int64_t step = 0; step < o.max_new_tokens; ++step) {
-      const bool greedy = o.temperature == 0;
-      const at::Tensor scaled = greedy ? last : last / o.temperature;
-      const at::Tensor logp =
-          at::log_softmax(scaled, -1);  // the policy, before truncation
-      at::Tensor next;
-      if (greedy) {
-        next = scaled.argmax(-1);
+      // Sampled per chunk of rows on CPU, so that the step's [rows, V]
+      // temporaries (float and a double copy) stay under the mmap threshold
+      // with a real vocabulary; rows are drawn in order from one generator.
+      const int64_t A_now = last.size(0);
+      const int64_t step_rows =
+          o.sample_chunk_rows > 0 ? o.sample_chunk_rows
+          : dev.is_cpu()
+              ? std::max<int64_t>(
+                    1, kCpuHeadChunkBytes / (V * int64_t{sizeof(double)}))
+              : A_now;
+      at::Tensor next, tok_lp, sup_ids, sup_lp;
+      if (step_rows >= A_now) {
+        SampleStep(last, o, K, gen, &next, &tok_lp, &sup_ids, &sup_lp);
       } else {
-        at::Tensor filtered = scaled.clone();
-        const float ninf = -std::numeric_limits<float>::infinity();
-        if (o.top_k > 0 && o.top_k < V) {
-          const at::Tensor kth = std::get<0>(filtered.topk(o.top_k, -1))
-                                     .narrow(-1, o.top_k - 1, 1);
-          filtered.masked_fill_(filtered < kth, ninf);
+        std::vector<at::Tensor> n_parts, t_parts, si_parts, sl_parts;
+        for (int64_t r0 = 0; r0 < A_now; r0 += step_rows) {
+          at::Tensor n, t, si, sl;
+          SampleStep(last.narrow(0, r0, std::min(step_rows, A_now - r0)), o, K,
+                     gen, &n, &t, &si, &sl);
+          n_parts.push_back(n);
+          t_parts.push_back(t);
+          if (K > 0) {
+            si_parts.push_back(si);
+            sl_parts.push_back(sl);
+          }
         }
-        if (o.top_p < 1) {
-          auto [sorted, idx] = filtered.sort(-1, /*descending=*/true);
-          const at::Tensor p = at::softmax(sorted, -1);
-          const at::Tensor before =
-              p.cumsum(-1) - p;  // mass of strictly more likely tokens
-          const at::Tensor drop = before > o.top_p;
-          filtered.scatter_(-1, idx, sorted.masked_fill(drop, ninf));
+        next = at::cat(n_parts);
+        tok_lp = at::cat(t_parts);
+        if (K > 0) {
+          sup_ids = at::cat(si_parts);
+          sup_lp = at::cat(sl_parts);
         }
-        const at::Tensor probs =
-            at::softmax(filtered, -1).to(at::kCPU).to(at::kDouble);
-        next = at::multinomial(probs, 1, /*replacement=*/false, gen)
-                   .squeeze(-1)
-                   .to(dev);
-      }
-      const at::Tensor tok_lp = logp.gather(-1, next.unsqueeze(-1)).squeeze(-1);
-      at::Tensor sup_ids, sup_lp;
-      if (K > 0) {
-        std::tie(sup_lp, sup_ids) = logp.topk(K, -1);
-        // Make sure the sampled token is in the support: replace the K-th entry
-        // if not.
-        const at::Tensor present = (sup_ids == next.unsqueeze(-1)).any(-1);
-        const at::Tensor last_col_id =
-            at::where(present, sup_ids.select(-1, K - 1), next);
-        const at::Tensor last_col_lp =
-            at::where(present, sup_lp.select(-1, K - 1), tok_lp);
-        sup_ids.select(-1, K - 1).copy_(last_col_id);
-        sup_lp.select(-1, K - 1).copy_(last_col_lp);
       }
       const auto next_v = ToVector<int64_t>(next);
       const auto lp_v = ToVector<float>(tok_lp);

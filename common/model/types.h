@@ -22,6 +22,10 @@ struct SamplingOptions {
   // log-probabilities, always including the sampled token (it replaces the K-th
   // when outside). 0 = none; >= V = all.
   int64_t support_k = 0;
+  // Rows sampled together per step; 0 = as many as keep the step's [rows, V]
+  // temporaries under 30 MiB on CPU (all on a GPU). Results do not depend on
+  // it (one generator, rows drawn in order).
+  int64_t sample_chunk_rows = 0;
 };
 
 struct GenerationResult {

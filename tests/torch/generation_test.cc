@@ -114,6 +114,35 @@ TEST(Generate, SeedsReproduceAndLogprobsFollowTheConvention) {
   }
 }
 
+// Sampling a step's rows in chunks (as the CPU does with a real vocabulary)
+// draws the same tokens from the same seed: one generator, rows in order.
+TEST(Generate, SamplingInRowChunksChangesNothing) {
+  auto m = Model();
+  const std::vector<std::vector<int32_t>> prompts = {
+      {3, 1, 4}, {1, 5}, {9, 2, 6, 5}, {3}, {5, 8, 9}};
+  SamplingOptions o;
+  o.temperature = 0.9;
+  o.top_p = 0.95;
+  o.top_k = 20;
+  o.max_new_tokens = 10;
+  o.seed = 77;
+  o.support_k = 4;
+  ASSERT_OK_AND_ASSIGN(auto whole, m->Generate(prompts, o));
+  o.sample_chunk_rows = 2;  // 5 rows: chunks 2, 2, 1
+  ASSERT_OK_AND_ASSIGN(auto chunked, m->Generate(prompts, o));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(chunked[i].tokens, whole[i].tokens) << i;
+    EXPECT_EQ(chunked[i].support_ids, whole[i].support_ids) << i;
+    ASSERT_EQ(chunked[i].logprobs.size(), whole[i].logprobs.size());
+    for (size_t t = 0; t < whole[i].logprobs.size(); ++t)
+      EXPECT_NEAR(chunked[i].logprobs[t], whole[i].logprobs[t], 1e-6);
+  }
+  o.sample_chunk_rows = -1;
+  EXPECT_THAT(m->Generate(prompts, o).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("sample_chunk_rows")));
+}
+
 TEST(Generate, FullVocabularySupportAndTruncationOptions) {
   auto m = Model();
   SamplingOptions o;
