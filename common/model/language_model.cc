@@ -280,8 +280,9 @@ absl::Status LanguageModel::AdoptWeights(
 }
 
 // Long on purpose: the KV-cache decode loop (prefill, then per step: logits,
-// temperature, support, top-k/top-p, draw, stop) shares a dozen tensors that
-// parts would have to pass around; it is the hot path benchmarks measure.
+// sampling in row chunks (SampleStep), stop, cache compaction) shares the
+// cache, mask and positions across steps; it is the hot path benchmarks
+// measure.
 absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
     const std::vector<std::vector<int32_t>>& prompts,
     const SamplingOptions& o) {
@@ -425,9 +426,9 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
   });
 }
 
-// Long on purpose: batching by padded tokens, one forward per batch, and the
-// gather of sampled, support, tail and top-K log-probabilities from the same
-// log-softmax (one tensor, used four ways).
+// Batching by padded tokens, one forward per batch, then the head over the
+// completion rows in chunks; AppendScores takes sampled, support, tail and
+// top-K log-probabilities from each chunk's log-softmax.
 absl::StatusOr<std::vector<SequenceScore>> LanguageModel::Score(
     const std::vector<ScoreInput>& inputs, const ScoreOptions& o) {
   const auto& cfg = config();
