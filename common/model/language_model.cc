@@ -20,16 +20,9 @@ namespace cmdistill::model {
 namespace {
 
 constexpr float kTailFloor = -1e4f;
-// A scoring pass's logits on CPU, at most (see Score).
+// A scoring pass on CPU: at most the tokens whose logits would fill this
+// (see Score).
 constexpr int64_t kCpuPassLogitBytes = int64_t{16} << 20;
-// The logits of one head GEMM when scoring (rows of one pass, in chunks): on
-// CPU just under the 32 MiB mmap threshold (KeepTensorMemory), so that they
-// come from reused heap memory. Measured with a Qwen-sized vocabulary
-// (151,936; `cmdistill bench score`, [8, 128], 1 thread): 16 MiB chunks 543
-// tokens/s, 30 MiB 641, 64 MiB 132 (page faults again). On a GPU, bounded
-// so that a real vocabulary does not need gigabytes for one pass.
-constexpr int64_t kCpuHeadChunkBytes = int64_t{30} << 20;
-constexpr int64_t kDeviceHeadChunkBytes = int64_t{256} << 20;
 
 // Keeps the host tensors' memory in the process between steps. glibc serves
 // allocations above its mmap threshold (128 KiB, growing only as blocks are
@@ -342,38 +335,29 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
     std::iota(active.begin(), active.end(), 0);
     at::Generator gen = at::detail::createCPUGenerator(o.seed);
     for (int64_t step = 0; step < o.max_new_tokens; ++step) {
-      // Sampled per chunk of rows on CPU, so that the step's [rows, V]
-      // temporaries (float and a double copy) stay under the mmap threshold
+      // Sampled per chunk of rows, so that the step's [rows, V] temporaries
+      // (float, and a double copy on the CPU) stay under the mmap threshold
       // with a real vocabulary; rows are drawn in order from one generator.
       const int64_t A_now = last.size(0);
       const int64_t step_rows =
-          o.sample_chunk_rows > 0 ? o.sample_chunk_rows
-          : dev.is_cpu()
-              ? std::max<int64_t>(
-                    1, kCpuHeadChunkBytes / (V * int64_t{sizeof(double)}))
-              : A_now;
-      at::Tensor next, tok_lp, sup_ids, sup_lp;
-      if (step_rows >= A_now) {
-        SampleStep(last, o, K, gen, &next, &tok_lp, &sup_ids, &sup_lp);
-      } else {
-        std::vector<at::Tensor> n_parts, t_parts, si_parts, sl_parts;
-        for (int64_t r0 = 0; r0 < A_now; r0 += step_rows) {
-          at::Tensor n, t, si, sl;
-          SampleStep(last.narrow(0, r0, std::min(step_rows, A_now - r0)), o, K,
-                     gen, &n, &t, &si, &sl);
-          n_parts.push_back(n);
-          t_parts.push_back(t);
-          if (K > 0) {
-            si_parts.push_back(si);
-            sl_parts.push_back(sl);
-          }
-        }
-        next = at::cat(n_parts);
-        tok_lp = at::cat(t_parts);
-        if (K > 0) {
-          sup_ids = at::cat(si_parts);
-          sup_lp = at::cat(sl_parts);
-        }
+          o.sample_chunk_rows > 0
+              ? o.sample_chunk_rows
+              : LogitChunkRows(dev, V, int64_t{sizeof(double)});
+      std::vector<at::Tensor> n_parts, t_parts, si_parts, sl_parts;
+      for (int64_t r0 = 0; r0 < A_now; r0 += step_rows) {
+        at::Tensor n, t, si, sl;
+        SampleStep(last.narrow(0, r0, std::min(step_rows, A_now - r0)), o, K,
+                   gen, &n, &t, &si, &sl);
+        n_parts.push_back(n);
+        t_parts.push_back(t);
+        si_parts.push_back(si);
+        sl_parts.push_back(sl);
+      }
+      const at::Tensor next = at::cat(n_parts), tok_lp = at::cat(t_parts);
+      at::Tensor sup_ids, sup_lp;
+      if (K > 0) {
+        sup_ids = at::cat(si_parts);
+        sup_lp = at::cat(sl_parts);
       }
       const auto next_v = ToVector<int64_t>(next);
       const auto lp_v = ToVector<float>(tok_lp);
@@ -493,12 +477,16 @@ absl::StatusOr<std::vector<SequenceScore>> LanguageModel::Score(
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
       return full[a].size() < full[b].size();
     });
-    // On CPU a pass is also bounded by its logits' size: glibc serves blocks
-    // above 32 MiB (its largest mmap threshold) with fresh mappings, so bigger
-    // activations are page-faulted and zeroed again on every pass — measured
-    // as a quarter of a [64, 256] score of the small model in the kernel —
-    // while passes of a few thousand tokens keep them in reused, cached
-    // memory. One sequence per pass at least.
+    // On CPU a pass is also bounded to the tokens whose logits would fill
+    // 16 MiB: glibc serves blocks above 32 MiB (its largest mmap threshold)
+    // with fresh mappings, so bigger activations are page-faulted and zeroed
+    // again on every pass — measured as a quarter of a [64, 256] score of the
+    // small model in the kernel — while passes of a few thousand tokens keep
+    // them in reused, cached memory. One sequence per pass at least. (Tuned
+    // when a pass made all its logits at once; the head now runs in chunks
+    // below, and the bound keeps the attention and MLP activations small.
+    // With a real vocabulary it means one sequence per pass; a bound on those
+    // activations instead was not measured.)
     const int64_t pass_tokens =
         dev.is_cpu() ? std::max<int64_t>(
                            1, kCpuPassLogitBytes / (V * int64_t{sizeof(float)}))
@@ -542,11 +530,7 @@ absl::StatusOr<std::vector<SequenceScore>> LanguageModel::Score(
       const at::Tensor rows_t = at::tensor(rows, at::kLong).to(dev);
       const auto n_rows = static_cast<int64_t>(rows.size());
       const int64_t chunk =
-          o.head_chunk_rows > 0
-              ? o.head_chunk_rows
-              : std::max<int64_t>(1, (dev.is_cpu() ? kCpuHeadChunkBytes
-                                                   : kDeviceHeadChunkBytes) /
-                                         (V * int64_t{sizeof(float)}));
+          o.head_chunk_rows > 0 ? o.head_chunk_rows : LogitChunkRows(dev, V);
       for (int64_t c0 = 0; c0 < n_rows; c0 += chunk) {
         const int64_t c1 = std::min(n_rows, c0 + chunk);
         const at::Tensor lp_chunk =

@@ -171,6 +171,12 @@ struct ChunkedLogProbs : public torch::autograd::Function<ChunkedLogProbs> {
 
 }  // namespace
 
+int64_t LogitChunkRows(c10::Device device, int64_t vocab, int64_t value_bytes) {
+  const int64_t budget =
+      device.is_cpu() ? int64_t{30} << 20 : int64_t{256} << 20;
+  return std::max<int64_t>(1, budget / (vocab * value_bytes));
+}
+
 absl::StatusOr<c10::Device> ParseDevice(const std::string& device) {
   if (device == "auto") {
     return at::hasCUDA() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
@@ -333,13 +339,8 @@ at::Tensor Transformer::Head(const at::Tensor& hidden) const {
 at::Tensor Transformer::LogProbsAt(const at::Tensor& hidden,
                                    const at::Tensor& ids, double temperature,
                                    int64_t chunk_rows) const {
-  const int64_t V = lm_head_.size(0);
-  const int64_t budget =
-      device_.is_cpu() ? int64_t{30} << 20 : int64_t{256} << 20;
   const int64_t chunk =
-      chunk_rows > 0
-          ? chunk_rows
-          : std::max<int64_t>(1, budget / (V * int64_t{sizeof(float)}));
+      chunk_rows > 0 ? chunk_rows : LogitChunkRows(device_, lm_head_.size(0));
   return ChunkedLogProbs::apply(hidden, lm_head_, ids, temperature, chunk);
 }
 

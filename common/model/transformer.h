@@ -33,6 +33,17 @@ using checkpoint::ModelConfig;
 absl::StatusOr<c10::Device> ParseDevice(const std::string& device);
 absl::StatusOr<c10::ScalarType> ParseDType(const std::string& dtype);
 
+// Rows per chunk of a [rows, vocab] temporary of `value_bytes` per value
+// (logits and their log-softmax: 4; sampling's double copy: 8), one at least.
+// On CPU under 30 MiB, just below the 32 MiB mmap threshold the model library
+// sets (language_model.cc, KeepTensorMemory), so that such blocks come from
+// reused heap memory instead of fresh pages. Measured with a Qwen-sized
+// vocabulary (151,936; `cmdistill bench score`, [8, 128], 1 thread): 16 MiB
+// chunks 543 tokens/s, 30 MiB 641, 64 MiB 132 (page faults again). On a GPU
+// 256 MiB, so that a real vocabulary does not need gigabytes at once.
+int64_t LogitChunkRows(c10::Device device, int64_t vocab,
+                       int64_t value_bytes = 4);
+
 // Keys and values of every layer: buffers [B, Hkv, capacity, D] of which the
 // first `length` positions are filled. Appending writes in place (capacity
 // doubles when full), so a decoding step costs O(1) copies, not a copy of the

@@ -22,9 +22,9 @@ struct SamplingOptions {
   // log-probabilities, always including the sampled token (it replaces the K-th
   // when outside). 0 = none; >= V = all.
   int64_t support_k = 0;
-  // Rows sampled together per step; 0 = as many as keep the step's [rows, V]
-  // temporaries under 30 MiB on CPU (all on a GPU). Results do not depend on
-  // it (one generator, rows drawn in order).
+  // Rows sampled together per step; 0 = LogitChunkRows (the step's [rows, V]
+  // double copy under 30 MiB on CPU, 256 MiB on a GPU). Results do not depend
+  // on it (one generator, rows drawn in order).
   int64_t sample_chunk_rows = 0;
 };
 
@@ -57,7 +57,7 @@ struct ScoreOptions {
   double temperature = 1.0;         // the distribution scored (teacher: 1)
   int64_t max_batch_tokens = 8192;  // padded tokens per forward pass
   int64_t top_k = 0;  // also return the model's own top-K per position
-  // Rows of logits per head GEMM; 0 = as many as fit 16 MiB on CPU (256 MiB
+  // Rows of logits per head GEMM; 0 = LogitChunkRows (30 MiB on CPU, 256 MiB
   // on a GPU). The results do not depend on it.
   int64_t head_chunk_rows = 0;
 };

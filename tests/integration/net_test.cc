@@ -462,14 +462,9 @@ class DelayRelay {
     for (;;) {
       int client = accept(listen_fd_, nullptr, nullptr);
       if (client < 0) return;
-      int upstream = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      a.sin_port = htons(static_cast<uint16_t>(target_port_));
-      if (connect(upstream, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      const int upstream = testing::ConnectLoopback(target_port_);
+      if (upstream < 0) {
         close(client);
-        close(upstream);
         continue;
       }
       std::lock_guard<std::mutex> l(mu_);

@@ -94,6 +94,9 @@ absl::Status MakeTinyTaskAndModels(const TempDir& dir, int train);
 // 0 when absent.
 int PortOf(const std::string& ready_line, const std::string& key = "grpc_port");
 
+// A TCP connection to 127.0.0.1:`port` (a close-on-exec descriptor), or -1.
+int ConnectLoopback(int port);
+
 }  // namespace cmdistill::testing
 
 #endif  // CMDISTILL_TESTS_TESTING_TEST_UTIL_H_
