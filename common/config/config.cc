@@ -15,6 +15,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/config/validate.h"
@@ -594,6 +595,32 @@ std::string MethodName(v1::Method method) {
   const pb::EnumValueDescriptor* v =
       v1::Method_descriptor()->FindValueByNumber(method);
   return v == nullptr ? "unknown" : EnumShortName(*v);
+}
+
+std::string MethodLabel(const v1::RunConfig& c, std::string base) {
+  if (base.empty()) base = MethodName(c.method());
+  const v1::ConstraintConfig& k = c.constraint();
+  const v1::Method m = c.method();
+  const bool gated =
+      m == v1::METHOD_CMDP || m == v1::METHOD_SAUTE || m == v1::METHOD_WEAKEST_LINK;
+  std::vector<std::string> departures;
+  if (m == v1::METHOD_CMDP && k.kappa() != 1.0)
+    departures.push_back(absl::StrFormat("constraint.kappa=%g", k.kappa()));
+  if (gated && k.keep_task_reward_when_infeasible())
+    departures.push_back("constraint.keep_task_reward_when_infeasible=true");
+  if (gated && k.penalty_placement() != v1::PENALTY_PLACEMENT_PER_TOKEN)
+    departures.push_back("constraint.penalty_placement=terminal");
+  if (m == v1::METHOD_CMDP &&
+      k.term_two_denominator() != v1::TERM_TWO_DENOMINATOR_INFEASIBLE_TOKENS)
+    departures.push_back("constraint.term_two_denominator=all_tokens");
+  if (m == v1::METHOD_LAGRANGIAN &&
+      k.lagrangian_constraint() == v1::LAGRANGIAN_CONSTRAINT_VIOLATION_RATE)
+    departures.push_back("constraint.lagrangian_constraint=violation_rate");
+  for (const std::string& d : departures) {
+    if (base.find(d) != std::string::npos) continue;
+    absl::StrAppend(&base, "@", d);  // the experiment's variant syntax
+  }
+  return base;
 }
 
 RunConfig DefaultRunConfig() {

@@ -42,6 +42,12 @@ std::string ToYaml(const google::protobuf::Message& message);
 // "cmdp").
 std::string EnumShortName(const google::protobuf::EnumValueDescriptor& value);
 std::string MethodName(v1::Method method);
+// The method's name for a table row: `base` (default: MethodName) with each
+// departure from the paper's form of the method that `base` does not already
+// say appended as "@key=value" (cmdp with κ ≠ 1, R kept once infeasible, a
+// terminal penalty, term II over all tokens; lagrangian as a chance
+// constraint), so that no table calls something else cmdp.
+std::string MethodLabel(const v1::RunConfig& config, std::string base = "");
 
 }  // namespace cmdistill::config
 

@@ -197,6 +197,11 @@ absl::StatusOr<TrajectoryRewards> ModifiedRewards(
     return out;
   }
   std::vector<bool> gate = out.check.feasible;
+  // Whether the gate is closed once the trajectory has ended: the gate is
+  // checked before each step, so a violation by the last token closes it only
+  // after T - 1. Such a trajectory violates the constraint (CSR counts it), so
+  // it must not earn R as a feasible one would.
+  bool violated = out.check.first_violation >= 0;
   std::vector<double> phi(T, 0.0);  // the immediate term after the gate closed
   if (options.method == Method::kCmdp) phi = out.raw_costs;
   if (options.method == Method::kWeakestLink) {
@@ -215,10 +220,14 @@ absl::StatusOr<TrajectoryRewards> ModifiedRewards(
     auto nll_check = CheckBudget(phi, prefix);
     if (!nll_check.ok()) return nll_check.status();
     gate = nll_check->feasible;
+    violated = nll_check->first_violation >= 0;
   }
-  const bool gated = UsesBudgetInReward(options.method);
-  // Absorbing: the gate is closed at the last token iff it closed anywhere.
-  const bool infeasible = gated && !gate[T - 1];
+  const bool infeasible = UsesBudgetInReward(options.method) && violated;
+  // The penalised tokens: those after the gate closed and, for a violation by
+  // the last token, that token (so every infeasible trajectory pays n).
+  std::vector<bool> penalised(T, false);
+  for (size_t t = 0; t < T; ++t) penalised[t] = !gate[t];
+  if (infeasible) penalised[T - 1] = true;
   const double n = options.penalty;
   if (options.method == Method::kGkd) {
     // No task reward at all: pure distillation.
@@ -226,14 +235,14 @@ absl::StatusOr<TrajectoryRewards> ModifiedRewards(
     out.modified_rewards[T - 1] = task_reward;
   } else if (options.placement == PenaltyPlacement::kPerToken) {
     for (size_t t = 0; t < T; ++t) {
-      out.modified_rewards[t] = gate[t] ? 0.0 : -(n + phi[t]);
+      out.modified_rewards[t] = penalised[t] ? -(n + phi[t]) : 0.0;
     }
     if (options.keep_task_reward_when_infeasible)
       out.modified_rewards[T - 1] += task_reward;
   } else {  // kTerminal
     double phi_sum = 0, closed = 0;
     for (size_t t = 0; t < T; ++t) {
-      if (!gate[t]) {
+      if (penalised[t]) {
         phi_sum += phi[t];
         closed += 1;
       }

@@ -85,60 +85,72 @@ Estimate PairedDifference(absl::Span<const double> a,
 
 SuccessMetrics Summarize(absl::Span<const EvalRecord> records,
                          bool have_teacher) {
-  SuccessMetrics m;
-  // Several samples of one problem: per-problem shares first.
-  std::map<int64_t, std::pair<double, double>> fac, csr;  // sum, count
-  bool clustered = false;
+  // The unit of the intervals: the cluster where every record has one, else
+  // the problem where every record has one, else the record.
+  bool by_cluster = !records.empty(), by_problem = !records.empty();
   for (const EvalRecord& r : records) {
-    if (r.problem < 0) {
-      clustered = false;
-      break;
-    }
-    auto& f = fac[r.problem];
-    if (f.second > 0) clustered = true;
-    f.first += r.correct;
-    f.second += 1;
-    auto& c = csr[r.problem];
-    c.first += r.satisfied;
-    c.second += 1;
+    by_cluster = by_cluster && r.cluster >= 0;
+    by_problem = by_problem && r.problem >= 0;
   }
-  if (clustered && records.size() > fac.size()) {
-    auto shares = [](const std::map<int64_t, std::pair<double, double>>& in) {
-      std::vector<double> out;
-      for (const auto& [p, sc] : in) out.push_back(sc.first / sc.second);
-      return out;
-    };
-    SuccessMetrics c;
-    std::vector<double> kl, length;
+  auto unit = [&](const EvalRecord& r) {
+    return by_cluster ? r.cluster : r.problem;
+  };
+  std::map<int64_t, int64_t> per_unit;
+  if (by_cluster || by_problem) {
+    for (const EvalRecord& r : records) ++per_unit[unit(r)];
+  }
+  // Several records in one unit: shares per unit first, a t-interval over
+  // units (clamped to [0, 1]); else Wilson over records.
+  const bool clustered =
+      (by_cluster || by_problem) && per_unit.size() < records.size();
+  auto proportion = [&](auto success, auto included) {
+    if (!clustered) {
+      int64_t k = 0, n = 0;
+      for (const EvalRecord& r : records) {
+        if (!included(r)) continue;
+        ++n;
+        k += success(r) ? 1 : 0;
+      }
+      return ProportionEstimate(k, n);
+    }
+    std::map<int64_t, std::pair<double, double>> shares;  // sum, count
+    int64_t n = 0;
     for (const EvalRecord& r : records) {
-      kl.push_back(r.mean_token_kl);
-      length.push_back(static_cast<double>(r.length));
+      if (!included(r)) continue;
+      auto& sc = shares[unit(r)];
+      sc.first += success(r) ? 1 : 0;
+      sc.second += 1;
+      ++n;
     }
-    const int64_t n = static_cast<int64_t>(records.size());
-    c.correctness = ClampedMeanEstimate(shares(fac), 0.0, 1.0);
-    c.correctness.n = n;
-    c.length = MeanEstimate(length);
-    if (have_teacher) {
-      c.satisfaction = ClampedMeanEstimate(shares(csr), 0.0, 1.0);
-      c.satisfaction.n = n;
-      c.mean_kl = MeanEstimate(kl);
-    }
-    return c;
-  }
-  int64_t correct = 0, satisfied = 0;
+    std::vector<double> v;
+    for (const auto& [u, sc] : shares) v.push_back(sc.first / sc.second);
+    Estimate e = n == 0 ? Estimate{} : ClampedMeanEstimate(v, 0.0, 1.0);
+    e.n = n;
+    return e;
+  };
+  auto all = [](const EvalRecord&) { return true; };
+  auto checkable = [](const EvalRecord& r) { return r.checkable; };
+  SuccessMetrics m;
   std::vector<double> kl, length;
   for (const EvalRecord& r : records) {
-    correct += r.correct;
-    satisfied += r.satisfied;
     kl.push_back(r.mean_token_kl);
     length.push_back(static_cast<double>(r.length));
   }
-  const int64_t n = static_cast<int64_t>(records.size());
-  m.correctness = ProportionEstimate(correct, n);
+  m.correctness = proportion([](const EvalRecord& r) { return r.correct; }, all);
   m.length = MeanEstimate(length);
   if (have_teacher) {
-    m.satisfaction = ProportionEstimate(satisfied, n);
+    m.satisfaction =
+        proportion([](const EvalRecord& r) { return r.satisfied; }, all);
     m.mean_kl = MeanEstimate(kl);
+  }
+  m.reasoning = proportion(
+      [](const EvalRecord& r) { return r.reasoning_success; }, checkable);
+  m.teacher_style =
+      proportion([](const EvalRecord& r) { return r.style == 0; }, checkable);
+  m.foreign_style =
+      proportion([](const EvalRecord& r) { return r.style == 1; }, checkable);
+  for (Estimate* e : {&m.reasoning, &m.teacher_style, &m.foreign_style}) {
+    if (e->n == 0) *e = Estimate{};
   }
   return m;
 }

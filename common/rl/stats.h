@@ -52,6 +52,18 @@ struct EvalRecord {
   // problem, the proportions are estimated per problem first (samples of one
   // problem are not independent).
   int64_t problem = -1;
+  // Problems that share their arithmetic (the synthetic task's "cell": the
+  // same start, operations and operands under other names) are not
+  // independent either: when set (>= 0) on every record, intervals are over
+  // clusters instead of problems.
+  int64_t cluster = -1;
+  // Where the reasoning can be checked exactly (the synthetic task,
+  // common/tasks/reasoning.h): the answer's style (0 teacher, 1 foreign,
+  // 2 other) and whether it is correct with a valid scratchpad in the
+  // teacher's style.
+  bool checkable = false;
+  int style = 2;
+  bool reasoning_success = false;
 };
 
 // The metrics of success over a held-out set: final-answer correctness (FAC),
@@ -61,8 +73,15 @@ struct EvalRecord {
 // records. Several per problem (sampled evaluation): FAC and CSR are the mean
 // of the per-problem shares, with a t-interval over problems clamped to
 // [0, 1]; n counts records.
+//
+// Where records are checkable: the reasoning success rate (correct, valid
+// scratchpad, teacher's style) and the teacher- and foreign-style shares, over
+// the checkable records (n = 0 when none is, e.g. GSM8K).
+// Clusters (EvalRecord::cluster) replace problems as the units of the
+// intervals when every record has one.
 struct SuccessMetrics {
   Estimate correctness, satisfaction, mean_kl, length;
+  Estimate reasoning, teacher_style, foreign_style;
 };
 SuccessMetrics Summarize(absl::Span<const EvalRecord> records,
                          bool have_teacher);

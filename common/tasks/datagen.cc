@@ -69,6 +69,8 @@ Example GenerateProblem(const DatagenOptions& o, SplitMix64* rng) {
   int64_t n = rng->Range(2, 5 * o.max_value);
   std::string q = absl::StrCat(p.name, " has ", n, " ", item, ".");
   std::string a;
+  const int64_t start = n;
+  std::string restated;  // ", then gets 2 more, then gives 1 away"
   const int steps = static_cast<int>(rng->Range(o.min_steps, o.max_steps));
   std::vector<char> ops;
   if (o.add) ops.push_back('+');
@@ -101,6 +103,7 @@ Example GenerateProblem(const DatagenOptions& o, SplitMix64* rng) {
         k = rng->Range(2, o.max_value);
         next = n + k;
         absl::StrAppend(&q, " ", p.pronoun, " gets ", k, " more ", item, ".");
+        absl::StrAppend(&restated, ", then gets ", k, " more");
         absl::StrAppend(&a, "After getting ", k, " more, ", p.name, " has ", n,
                         " + ", k, " = <<", n, "+", k, "=", next, ">>", next,
                         " ", item, ".\n");
@@ -110,6 +113,7 @@ Example GenerateProblem(const DatagenOptions& o, SplitMix64* rng) {
         next = n - k;
         absl::StrAppend(&q, " ", p.pronoun, " gives ", k, " ", item,
                         " to a friend.");
+        absl::StrAppend(&restated, ", then gives ", k, " away");
         absl::StrAppend(&a, "After giving away ", k, ", ", p.name, " has ", n,
                         " - ", k, " = <<", n, "-", k, "=", next, ">>", next,
                         " ", item, ".\n");
@@ -120,6 +124,7 @@ Example GenerateProblem(const DatagenOptions& o, SplitMix64* rng) {
         next = n * k;
         absl::StrAppend(&q, " Then ", p.possessive, " collection grows to ", k,
                         " times as many ", item, ".");
+        absl::StrAppend(&restated, ", then grows ", k, " times");
         absl::StrAppend(&a, "Growing ", k, " times, ", p.name, " has ", n,
                         " * ", k, " = <<", n, "*", k, "=", next, ">>", next,
                         " ", item, ".\n");
@@ -129,6 +134,7 @@ Example GenerateProblem(const DatagenOptions& o, SplitMix64* rng) {
         next = n / k;
         absl::StrAppend(&q, " ", p.pronoun, " shares them equally among ", k,
                         " bags and keeps one bag.");
+        absl::StrAppend(&restated, ", then keeps one of ", k, " bags");
         absl::StrAppend(&a, "Keeping one of ", k, " equal bags, ", p.name,
                         " has ", n, " / ", k, " = <<", n, "/", k, "=", next,
                         ">>", next, " ", item, ".\n");
@@ -138,6 +144,10 @@ Example GenerateProblem(const DatagenOptions& o, SplitMix64* rng) {
   }
   absl::StrAppend(&q, " How many ", item, " does ", p.name, " have now?");
   absl::StrAppend(&a, "#### ", n);
+  if (o.restate) {
+    a = absl::StrCat(p.name, " starts with ", start, " ", item, restated, ".\n",
+                     a);
+  }
   Example e;
   e.question = std::move(q);
   e.solution = std::move(a);
@@ -146,13 +156,17 @@ Example GenerateProblem(const DatagenOptions& o, SplitMix64* rng) {
 }
 
 absl::StatusOr<GeneratedTask> GenerateTask(const DatagenOptions& o,
-                                           size_t train, size_t test) {
+                                           size_t train, size_t test,
+                                           size_t validation) {
   if (auto s = ValidateDatagenOptions(o); !s.ok()) return s;
   GeneratedTask task;
   std::unordered_set<std::string> seen;
   // Separate streams for train and test, so adding test problems never changes
   // train.
-  SplitMix64 train_rng(o.seed * 2 + 1), test_rng(o.seed * 2 + 2);
+  // Validation has a third stream, drawn last, so asking for it changes
+  // neither train nor test.
+  SplitMix64 train_rng(o.seed * 2 + 1), test_rng(o.seed * 2 + 2),
+      validation_rng(o.seed * 2 + 0x9E3779B97F4A7C15ULL);
   // Give up once this many draws in a row were duplicates: the space is
   // (nearly) exhausted.
   constexpr size_t kMaxDuplicatesInARow = 5000;
@@ -162,7 +176,7 @@ absl::StatusOr<GeneratedTask> GenerateTask(const DatagenOptions& o,
     while (out->size() < n) {
       if (duplicates > kMaxDuplicatesInARow) {
         return absl::FailedPreconditionError(
-            absl::StrCat("cannot make ", train + test,
+            absl::StrCat("cannot make ", train + test + validation,
                          " distinct problems with these options; raise "
                          "max_value or max_steps"));
       }
@@ -179,6 +193,8 @@ absl::StatusOr<GeneratedTask> GenerateTask(const DatagenOptions& o,
   };
   if (auto s = fill(&task.train, train, &train_rng); !s.ok()) return s;
   if (auto s = fill(&task.test, test, &test_rng); !s.ok()) return s;
+  if (auto s = fill(&task.validation, validation, &validation_rng); !s.ok())
+    return s;
   return task;
 }
 
@@ -191,6 +207,29 @@ std::string ToGsm8kJsonl(const std::vector<Example>& examples) {
     absl::StrAppend(&out, j.dump(), "\n");
   }
   return out;
+}
+
+std::string ForeignStyleSolution(const std::string& solution) {
+  // The calculator annotations <<a op b=c>> in order, and the final answer.
+  std::string steps;
+  size_t p = 0;
+  while ((p = solution.find("<<", p)) != std::string::npos) {
+    const size_t q = solution.find(">>", p + 2);
+    if (q == std::string::npos) break;
+    absl::StrAppend(&steps, steps.empty() ? "" : ", ",
+                    solution.substr(p + 2, q - p - 2));
+    p = q + 2;
+  }
+  const size_t h = solution.rfind("####");
+  if (steps.empty() || h == std::string::npos) return "";
+  std::string answer = solution.substr(h + 4);
+  while (!answer.empty() && std::isspace(static_cast<unsigned char>(answer[0])))
+    answer.erase(0, 1);
+  while (!answer.empty() &&
+         std::isspace(static_cast<unsigned char>(answer.back())))
+    answer.pop_back();
+  if (answer.empty()) return "";
+  return absl::StrCat(kForeignStylePrefix, " ", steps, "\n#### ", answer);
 }
 
 }  // namespace cmdistill::tasks

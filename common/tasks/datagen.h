@@ -28,6 +28,10 @@ struct DatagenOptions {
   bool add = true, subtract = true, multiply = true, divide = true;
   double distractor_probability =
       0.3;  // per step: an irrelevant sentence with a number
+  // The worked solution first restates the question in one line ("Mia starts
+  // with 3 marbles, then gets 2 more.") before computing: a longer teacher
+  // style with more numbers to copy (the embedded default's conflict, README).
+  bool restate = false;
 };
 
 // INVALID_ARGUMENT for impossible options (no operation, steps out of order,
@@ -38,14 +42,24 @@ absl::Status ValidateDatagenOptions(const DatagenOptions& options);
 Example GenerateProblem(const DatagenOptions& options, SplitMix64* rng);
 
 struct GeneratedTask {
-  std::vector<Example> train, test;
+  std::vector<Example> train, test, validation;
 };
 
-// `train` and `test` problems; test questions never appear in train.
-// FAILED_PRECONDITION when the options cannot produce that many distinct
-// questions.
+// `train`, `test` and `validation` problems; no question appears in two
+// splits. Each split has its own random stream, so asking for more of one
+// split changes neither other. FAILED_PRECONDITION when the options cannot
+// produce that many distinct questions.
 absl::StatusOr<GeneratedTask> GenerateTask(const DatagenOptions& options,
-                                           size_t train, size_t test);
+                                           size_t train, size_t test,
+                                           size_t validation = 0);
+
+// The teacher-foreign answer style of the embedded default: every calculator
+// annotation of a GSM8K-format solution on one line after this prefix, then
+// the final answer ("Quick sum: 3+2=5, 5-1=4\n#### 4"). Short, and made of
+// words the teacher never writes, so the teacher finds it improbable.
+inline constexpr const char kForeignStylePrefix[] = "Quick sum:";
+// "" when the solution has no annotation or no "#### N".
+std::string ForeignStyleSolution(const std::string& solution);
 
 // GSM8K JSON Lines ({"question", "answer"}), one example a line.
 std::string ToGsm8kJsonl(const std::vector<Example>& examples);

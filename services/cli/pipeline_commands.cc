@@ -329,9 +329,13 @@ int RunExperimentCommand(const std::vector<std::string>& args, Io io) {
   const bool smoke = flags.GetBool("smoke");
   auto base = LoadWithSmoke(flags, smoke, io);
   if (!base) return kExitFailure;
-  // Validate every method and override before any work.
-  for (const pipeline::Variant& v : variants) {
-    if (!LoadWithSmoke(flags, smoke, io, v.overrides)) return kExitUsage;
+  // Validate every method and override before any work; each row is named by
+  // what it runs (config::MethodLabel: a departure from the paper's method
+  // that the run file makes shows in the name).
+  for (pipeline::Variant& v : variants) {
+    auto c = LoadWithSmoke(flags, smoke, io, v.overrides);
+    if (!c) return kExitUsage;
+    v.label = config::MethodLabel(*c, v.label);
   }
   auto signals = ShutdownSignal::Install();
   if (!signals.ok()) {

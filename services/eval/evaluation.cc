@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/metrics/metrics.h"
 #include "common/rl/constraint.h"
+#include "common/tasks/reasoning.h"
 #include "nlohmann/json.hpp"
 #include "services/common/task_options.h"
 #include "services/common/trajectory.h"
@@ -26,10 +28,16 @@ json EstimateToJson(const rl::Estimate& e) {
 }
 
 json MetricsToJson(const rl::SuccessMetrics& m) {
-  return {{"correctness", EstimateToJson(m.correctness)},
-          {"constraint_satisfaction", EstimateToJson(m.satisfaction)},
-          {"mean_token_kl", EstimateToJson(m.mean_kl)},
-          {"length", EstimateToJson(m.length)}};
+  json j = {{"correctness", EstimateToJson(m.correctness)},
+            {"constraint_satisfaction", EstimateToJson(m.satisfaction)},
+            {"mean_token_kl", EstimateToJson(m.mean_kl)},
+            {"length", EstimateToJson(m.length)}};
+  if (m.reasoning.n > 0) {
+    j["reasoning_success"] = EstimateToJson(m.reasoning);
+    j["teacher_style_share"] = EstimateToJson(m.teacher_style);
+    j["foreign_style_share"] = EstimateToJson(m.foreign_style);
+  }
+  return j;
 }
 
 absl::StatusOr<EvalReport> Evaluate(const std::string& name,
@@ -75,6 +83,11 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
       static_cast<int>(std::max<uint32_t>(1, ec.samples_per_prompt()));
   const int64_t batch = std::max<int64_t>(1, ec.batch_sequences() / samples);
   const int64_t n = static_cast<int64_t>(examples.size());
+  // The synthetic task's questions: reasoning checked exactly, intervals
+  // clustered by arithmetic cell (nullopt for anything else, e.g. GSM8K).
+  std::vector<std::optional<tasks::ProblemFacts>> facts;
+  for (const tasks::Example& e : examples)
+    facts.push_back(tasks::ParseProblem(e.question));
   std::vector<rl::EvalRecord> records;
   for (int64_t b0 = 0; b0 < n; b0 += batch) {
     const int64_t b1 = std::min(n, b0 + batch);
@@ -137,6 +150,18 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
       item.record.correct = ev->task_reward() > 0.5;
       item.record.problem = which[j];
       item.record.length = static_cast<int64_t>(g.tokens.size());
+      if (const auto& f = facts[which[j]]) {
+        const tasks::ReasoningCheck rc =
+            tasks::CheckReasoning(*f, item.completion);
+        item.style = tasks::AnswerStyleName(rc.style);
+        item.valid = rc.valid;
+        item.why = rc.why;
+        item.record.checkable = true;
+        item.record.cluster = static_cast<int64_t>(f->cell());
+        item.record.style = static_cast<int>(rc.style);
+        item.record.reasoning_success = item.record.correct && rc.valid &&
+                                        rc.style == tasks::AnswerStyle::kTeacher;
+      }
       if (teacher != nullptr) {
         item.record.satisfied = ev->constraint_satisfied();
         rl::TokenLogProbs lp;
@@ -188,6 +213,12 @@ json ReportToJson(const EvalReport& r, bool with_items) {
                 {"correct", it.record.correct},
                 {"length", it.record.length},
                 {"completion", it.completion}};
+      if (it.record.checkable) {
+        x["style"] = it.style;
+        x["valid"] = it.valid;
+        if (!it.valid) x["why"] = it.why;
+        x["reasoning_success"] = it.record.reasoning_success;
+      }
       if (r.have_teacher) {
         x["satisfied"] = it.record.satisfied;
         x["mean_token_kl"] = it.record.mean_token_kl;
@@ -211,14 +242,17 @@ std::string MarkdownHeader(const std::string& first_column,
       "| ", first_column,
       " | correctness (FAC) | constraint satisfaction (CSR, d = ",
       absl::StrFormat("%g", config.constraint().budget()),
-      ") | mean per-token KL | length (tokens) |\n|---|---|---|---|---|\n");
+      ") | mean per-token KL | length (tokens) | reasoning success | "
+      "foreign style |\n|---|---|---|---|---|---|---|\n");
 }
 
 std::string MarkdownRow(const std::string& name, const rl::SuccessMetrics& m) {
   return absl::StrCat("| ", name, " | ", FormatEstimate(m.correctness), " | ",
                       FormatEstimate(m.satisfaction), " | ",
                       FormatEstimate(m.mean_kl), " | ",
-                      FormatEstimate(m.length, 1), " |\n");
+                      FormatEstimate(m.length, 1), " | ",
+                      FormatEstimate(m.reasoning), " | ",
+                      FormatEstimate(m.foreign_style), " |\n");
 }
 
 std::string ReportsToPrometheus(const std::vector<EvalReport>& reports) {
@@ -241,6 +275,19 @@ std::string ReportsToPrometheus(const std::vector<EvalReport>& reports) {
                   .Name("cmdistill_eval_length_tokens")
                   .Help("Held-out mean completion length (tokens)")
                   .Register(*registry);
+  auto& reasoning =
+      prometheus::BuildGauge()
+          .Name("cmdistill_eval_reasoning_success_ratio")
+          .Help(
+              "Held-out share of answers correct with a valid scratchpad in "
+              "the teacher's style (synthetic task only), 95% interval")
+          .Register(*registry);
+  auto& style = prometheus::BuildGauge()
+                    .Name("cmdistill_eval_style_ratio")
+                    .Help(
+                        "Held-out share of answers in each style (synthetic "
+                        "task only)")
+                    .Register(*registry);
   auto& problems = prometheus::BuildGauge()
                        .Name("cmdistill_eval_completions")
                        .Help("Completions graded in the held-out evaluation")
@@ -259,6 +306,13 @@ std::string ReportsToPrometheus(const std::vector<EvalReport>& reports) {
     if (r.have_teacher) {
       put(csr, r.metrics.satisfaction);
       put(kl, r.metrics.mean_kl);
+    }
+    if (r.metrics.reasoning.n > 0) {
+      put(reasoning, r.metrics.reasoning);
+      style.Add({{"model", model}, {"style", "teacher"}})
+          .Set(r.metrics.teacher_style.value);
+      style.Add({{"model", model}, {"style", "foreign"}})
+          .Set(r.metrics.foreign_style.value);
     }
     problems.Add({{"model", model}})
         .Set(static_cast<double>(r.metrics.correctness.n));

@@ -31,7 +31,10 @@ struct EvalItem {
   std::string completion;
   std::string extracted_answer;
   std::string gold;
-  rl::EvalRecord record;
+  rl::EvalRecord record;  // record.checkable: the fields below are set
+  std::string style;      // "teacher", "foreign", "other" (reasoning.h)
+  bool valid = false;     // a valid scratchpad
+  std::string why;        // why not valid
 };
 
 struct EvalReport {
@@ -60,7 +63,9 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
 
 // {"value", "low", "high", "n"} (an infinite bound as null).
 nlohmann::json EstimateToJson(const rl::Estimate& e);
-// {"correctness", "constraint_satisfaction", "mean_token_kl", "length"}.
+// {"correctness", "constraint_satisfaction", "mean_token_kl", "length"} and,
+// where the reasoning was checkable, "reasoning_success",
+// "teacher_style_share" and "foreign_style_share".
 nlohmann::json MetricsToJson(const rl::SuccessMetrics& m);
 // {"name", "have_teacher", "seconds", "metrics": MetricsToJson, "items": [...]}
 // (items left out when `with_items` is false).
@@ -68,8 +73,9 @@ nlohmann::json ReportToJson(const EvalReport& report, bool with_items);
 // ReportToJson as indented text.
 std::string ReportJson(const EvalReport& report, bool with_items);
 
-// One Markdown table, a row per report: FAC, CSR, KL, length, each "v [lo,
-// hi]".
+// One Markdown table, a row per report: FAC, CSR, KL, length, reasoning
+// success and the foreign style's share, each "v [lo, hi]" ("—" where not
+// measured).
 std::string MarkdownTable(const std::vector<EvalReport>& reports,
                           const v1::RunConfig& config);
 // Its parts: the header (with the budget) and one row.

@@ -390,7 +390,9 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
         absl::StrCat("LibTorch: ", e.what_without_backtrace()));
   }
   if (o.method == rl::Method::kLagrangian) {
-    auto l = I.lagrange.Update(st.mean_cost, o.budget);
+    auto l = o.lagrange_on_violation_rate
+                 ? I.lagrange.Update(1.0 - st.satisfaction, o.violation_target)
+                 : I.lagrange.Update(st.mean_cost, o.budget);
     if (!l.ok()) return l.status();
   }
   st.lambda = lambda();

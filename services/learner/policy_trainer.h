@@ -34,6 +34,11 @@ struct TrainerOptions {
   double fixed_lambda = 0.01;  // soft_lagrangian (the paper's GKD-GRPO λ)
   rl::LagrangeOptions lagrange;
   double budget = 0.35;  // d, for the λ update (mean cost_used vs d)
+  // lagrangian as a chance constraint: λ moves with the step's share of
+  // trajectories over the budget against violation_target, instead of with
+  // the mean cost against d (constraint.lagrangian_constraint).
+  bool lagrange_on_violation_rate = false;
+  double violation_target = 0.05;
   bool std_normalization = true;
   double advantage_eps = 1e-6;
   double prob_floor = 1e-8;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string_view>
 
 #include "absl/strings/match.h"
@@ -24,6 +25,67 @@ using json = nlohmann::json;
 
 namespace {
 
+// The warm start's styles, sampled as training samples (on up to 200
+// validation problems, else held-out ones, 8 samples each): each style's share
+// and the student's accuracy in it. The embedded default's conflict needs the
+// foreign style to be the more accurate one for the student (README).
+absl::StatusOr<std::string> StyleCheck(const v1::RunConfig& config,
+                                       model::LanguageModel* model,
+                                       const tokenizer::Tokenizer& tok) {
+  auto examples = LoadValidation(config);
+  std::string split = "validation";
+  if (!examples.ok()) {
+    examples = LoadSplit(config, /*test=*/true);
+    split = "held-out";
+  }
+  if (!examples.ok()) return examples.status();
+  if (examples->size() > 200) examples->resize(200);
+  v1::RunConfig ec = config;
+  ec.mutable_eval()->set_temperature(config.eval().sampled_temperature());
+  ec.mutable_eval()->set_samples_per_prompt(8);
+  auto r = eval::Evaluate("warm start styles", model, nullptr, tok, *examples,
+                          ec);
+  if (!r.ok()) return r.status();
+  std::map<std::string, std::pair<int, int>> by_style;  // count, correct
+  int checked = 0;
+  for (const auto& it : r->items) {
+    if (!it.record.checkable) continue;
+    ++checked;
+    auto& c = by_style[it.style];
+    c.first += 1;
+    c.second += it.record.correct ? 1 : 0;
+  }
+  if (checked == 0) return std::string("styles: not a synthetic task");
+  auto part = [&](const std::string& s) {
+    const auto& c = by_style[s];
+    return absl::StrFormat("%s %.1f%% (accuracy %s)", s,
+                           100.0 * c.first / checked,
+                           c.first > 0 ? absl::StrFormat(
+                                             "%.3f", 1.0 * c.second / c.first)
+                                       : std::string("—"));
+  };
+  std::string line = absl::StrFormat(
+      "styles when sampled (%d %s problems x 8, T = %g): %s, %s, %s",
+      examples->size(), split, config.eval().sampled_temperature(),
+      part("teacher"), part("foreign"), part("other"));
+  const auto& t = by_style["teacher"];
+  const auto& f = by_style["foreign"];
+  if (t.first > 0 && f.first > 0) {
+    const double gap =
+        100.0 * (1.0 * f.second / f.first - 1.0 * t.second / t.first);
+    absl::StrAppend(&line,
+                    absl::StrFormat("; the foreign style is %+.1f points "
+                                    "more accurate",
+                                    gap));
+    if (gap < 10) {
+      absl::StrAppend(&line,
+                      " — less than 10: the reward has little reason to "
+                      "leave the teacher's style on this task");
+    }
+  }
+  return line;
+}
+
 // Makes (or finds cached) a model of the embedded default: random init of the
 // role's shape, then SFT. The cache key is everything that shaped it.
 absl::Status BootstrapModel(const v1::RunConfig& config,
@@ -42,6 +104,9 @@ absl::Status BootstrapModel(const v1::RunConfig& config,
   if (auto old = util::ReadFile(stamp_path);
       fs::exists(path + "/config.json") && old.ok() && *old == stamp) {
     log << role << ": cached at " << path << "\n";
+    if (auto styles = util::ReadFile(path + "/cmdistill_styles.txt");
+        styles.ok())
+      log << role << ": " << *styles;
     return absl::OkStatus();
   }
   auto tok = tokenizer::Tokenizer::Load(TokenizerDir(config));
@@ -63,6 +128,15 @@ absl::Status BootstrapModel(const v1::RunConfig& config,
   log << role << ": held-out correctness "
       << eval::FormatEstimate(sum->heldout_correctness, 2) << " after "
       << absl::StrFormat("%.0f", sum->seconds) << " s -> " << path << "\n";
+  if (sft.foreign_style_fraction() > 0) {
+    auto styles = StyleCheck(config, model->get(), **tok);
+    if (!styles.ok()) return styles.status();
+    log << role << ": " << *styles << "\n";
+    if (auto st = util::WriteFileAtomically(path + "/cmdistill_styles.txt",
+                                            *styles + "\n");
+        !st.ok())
+      return st;
+  }
   return absl::OkStatus();
 }
 
@@ -115,6 +189,9 @@ void ResolveLocalPaths(v1::RunConfig* c) {
     c->mutable_data()->set_train_path(out + "/data/train.jsonl");
   if (c->data().test_path().empty())
     c->mutable_data()->set_test_path(out + "/data/test.jsonl");
+  if (c->data().validation_path().empty() &&
+      c->local().datagen().validation() > 0)
+    c->mutable_data()->set_validation_path(out + "/data/validation.jsonl");
   if (c->teacher().path().empty())
     c->mutable_teacher()->set_path(out + "/models/teacher");
   if (c->student().path().empty())
@@ -140,8 +217,14 @@ absl::Status Bootstrap(const v1::RunConfig& config, std::ostream& log) {
     }
     return absl::OkStatus();
   }
-  if (auto made = MakeTaskIfMissing(config, log); !made.ok())
-    return made.status();
+  auto made = MakeTaskIfMissing(config, log);
+  if (!made.ok()) return made.status();
+  if (*made) {
+    // New data: the tokenizer learned from the old one goes too (the models'
+    // stamps then retrain them).
+    std::error_code ec;
+    fs::remove_all(TokenizerDir(config), ec);
+  }
   if (auto s = MakeTokenizerIfMissing(config, TokenizerDir(config), log);
       !s.ok())
     return s;
@@ -309,13 +392,14 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
                             const std::string& final_dir,
                             const std::vector<eval::EvalReport>& after,
                             const std::vector<eval::EvalReport>& before,
-                            int64_t steps, int64_t problems) {
+                            int64_t steps, int64_t problems,
+                            const std::string& selection) {
   auto fp = ModelFingerprint(config.teacher().path());
   if (!fp.ok()) return fp.status();
   const std::string norm = config::EnumShortName(
       *v1::CostNormalization_descriptor()->FindValueByNumber(
           config.constraint().cost_normalization()));
-  const std::string method = config::MethodName(config.method());
+  const std::string method = config::MethodLabel(config);
   json j = {{"method", method},
             {"budget", config.constraint().budget()},
             {"cost_normalization", norm},
@@ -328,6 +412,8 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
               {"test", config.data().test_path()},
               {"problems_evaluated", problems}}},
             {"learner_steps", steps},
+            {"selection", selection.empty() ? "the learner's last step"
+                                            : selection},
             {"results", json::array()},
             {"before_training", json::array()}};
   for (const auto& r : after)
@@ -380,7 +466,11 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
       "the teacher below is only what its budget was measured against.\n\n",
       eval::MarkdownTable(after, config), "\n", problems,
       " held-out problems (", config.data().test_path(),
-      "). Before training:\n\n", eval::MarkdownTable(before, config),
+      "). ",
+      selection.empty() ? std::string("This is the learner's last step.")
+                        : absl::StrCat("Which student this is: ", selection),
+      "\n\nThe warm start it was trained from, on the same problems:\n\n",
+      eval::MarkdownTable(before, config),
       "\nTeacher: `", config.teacher().path(),
       "` (sha256 of config.json and weights `", *fp,
       "`). Every figure: cmdistill_eval.json.\n");

@@ -93,7 +93,8 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
                             const std::string& final_dir,
                             const std::vector<eval::EvalReport>& after,
                             const std::vector<eval::EvalReport>& before,
-                            int64_t steps, int64_t problems);
+                            int64_t steps, int64_t problems,
+                            const std::string& selection = "");
 
 // The running executable (the children of `local` are the same binary).
 std::string SelfPath();

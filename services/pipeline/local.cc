@@ -6,12 +6,15 @@
 #include <memory>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config/config.h"
 #include "common/process/signals.h"
 #include "common/util/files.h"
 #include "services/pipeline/bootstrap.h"
 #include "services/pipeline/monitor.h"
+#include "services/pipeline/selection.h"
+#include "services/pipeline/workflow.h"
 
 namespace cmdistill::pipeline {
 namespace {
@@ -71,6 +74,14 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
       !s.ok())
     return s;
   const size_t before_end = r.reports.size();
+  const bool select = config.eval().final_selection() ==
+                      v1::FINAL_SELECTION_BEST_VALIDATION;
+  if (select && !LoadValidation(config).ok()) {
+    // Before minutes of training, not after.
+    return absl::FailedPreconditionError(
+        "eval.final_selection best_validation needs a validation split: "
+        "data.validation_path, or local.datagen.validation > 0");
+  }
   auto signals = ShutdownSignal::Install();
   if (!signals.ok()) return signals.status();
   DistillOptions dopt;
@@ -83,12 +94,20 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
   dopt.binary = o.binary;
   dopt.actors = static_cast<int>(config.local().actors());
   dopt.signals = signals->get();
-  dopt.label = config::MethodName(config.method());
+  dopt.label = config::MethodLabel(config);
   dopt.status_out = o.status_out;
   auto run = RunDistillation(config, dopt, log);
   if (monitor != nullptr) monitor->Stop();  // flushes its data to disk
   if (!run.ok()) return run.status();
   r.run = *std::move(run);
+  if (select) {
+    auto sel = SelectFinal(config, r.run.final_model, prep->teacher.get(),
+                           *prep->tok, log);
+    if (!sel.ok()) return sel.status();
+    r.selection = absl::StrCat(sel->candidates[sel->chosen].label,
+                               " chosen: ", sel->rule, ".");
+    r.selection_table = sel->summary;
+  }
   const size_t after_begin = r.reports.size();
   if (auto s =
           EvaluateBoth("student after", r.run.final_model, prep->teacher.get(),
@@ -101,7 +120,10 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
           {r.reports.begin() + after_begin, r.reports.end()},
           {r.reports.begin() + before_begin, r.reports.begin() + before_end},
           static_cast<int64_t>(r.run.steps.size()),
-          static_cast<int64_t>(r.problems));
+          static_cast<int64_t>(r.problems),
+          r.selection.empty()
+              ? ""
+              : absl::StrCat(r.selection, "\n\n", r.selection_table));
       !s.ok())
     return s;
   r.eval_dir = config.output_dir() + "/eval";
@@ -133,8 +155,11 @@ std::string LocalSummary(const LocalResult& r) {
       config::EnumShortName(
           *v1::CostNormalization_descriptor()->FindValueByNumber(
               config.constraint().cost_normalization())),
-      config::MethodName(config.method()), r.run.steps.size(), r.run.seconds,
+      config::MethodLabel(config), r.run.steps.size(), r.run.seconds,
       r.seconds);
+  if (!r.selection.empty()) {
+    out << "final/: " << r.selection << "\n\n" << r.selection_table << "\n";
+  }
   out << "trained student:  " << r.run.final_model
       << " (model card: README.md, cmdistill_eval.json)\n"
       << "checkpoints:      " << config.output_dir() << "/checkpoints\n"

@@ -35,6 +35,9 @@ struct LocalResult {
   size_t problems = 0;
   double seconds = 0;                       // the whole job
   std::string monitor_url, monitor_reopen;  // "" without --monitor
+  // eval.final_selection best_validation: the candidates and the choice
+  // ("" for last).
+  std::string selection, selection_table;
 };
 
 // CANCELLED when a signal stopped it (children stopped cleanly).

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/config/config.h"
 #include "common/tasks/datagen.h"
 #include "common/util/files.h"
 #include "nlohmann/json.hpp"
@@ -33,17 +34,48 @@ absl::StatusOr<std::vector<tasks::Example>> LoadSplit(
   return std::move(ds->examples);
 }
 
+absl::StatusOr<std::vector<tasks::Example>> LoadValidation(
+    const v1::RunConfig& config) {
+  const std::string& path = config.data().validation_path();
+  if (path.empty() || !fs::exists(path)) {
+    return absl::NotFoundError(
+        path.empty() ? std::string("data.validation_path is not set")
+                     : path + " does not exist");
+  }
+  auto ds = tasks::LoadJsonl(path, services::DatasetOptionsFrom(config, true));
+  if (!ds.ok()) return ds.status();
+  if (ds->examples.empty())
+    return absl::InvalidArgumentError(path + ": no examples");
+  return std::move(ds->examples);
+}
+
 absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
                                        std::ostream& log) {
   const auto& d = config.data();
-  if (fs::exists(d.train_path()) && fs::exists(d.test_path())) return false;
   const auto& g = config.local().datagen();
+  // What made the data: a change (another seed, restate, more problems) makes
+  // it again instead of training on stale files.
+  const std::string stamp_path =
+      (fs::path(d.train_path()).parent_path() / "cmdistill_datagen.yaml")
+          .string();
+  const std::string stamp =
+      absl::StrCat("# What made this data (cmdistill local).\nseed: ",
+                   config.seed(), "\n", config::ToYaml(g));
+  const bool want_validation =
+      g.validation() > 0 && !d.validation_path().empty();
+  if (fs::exists(d.train_path()) && fs::exists(d.test_path()) &&
+      (!want_validation || fs::exists(d.validation_path()))) {
+    auto old = util::ReadFile(stamp_path);
+    // Data without a stamp was made by hand or by an older cmdistill: kept.
+    if (!old.ok() || *old == stamp) return false;
+  }
   tasks::DatagenOptions o;
   o.seed = config.seed();
   o.min_steps = static_cast<int>(g.min_steps());
   o.max_steps = static_cast<int>(g.max_steps());
   o.max_value = static_cast<int>(g.max_value());
   o.distractor_probability = g.distractors();
+  o.restate = g.restate();
   if (g.ops_size() > 0) {
     o.add = o.subtract = o.multiply = o.divide = false;
     for (const std::string& op : g.ops()) {
@@ -65,8 +97,15 @@ absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
     return absl::InvalidArgumentError(
         absl::StrCat("local.datagen: ", s.message()));
   }
-  auto task = tasks::GenerateTask(o, g.train(), g.test());
+  auto task = tasks::GenerateTask(o, g.train(), g.test(),
+                                 want_validation ? g.validation() : 0);
   if (!task.ok()) return task.status();
+  if (want_validation) {
+    if (auto s = util::WriteFileAtomically(
+            d.validation_path(), tasks::ToGsm8kJsonl(task->validation));
+        !s.ok())
+      return s;
+  }
   if (auto s = util::WriteFileAtomically(d.train_path(),
                                          tasks::ToGsm8kJsonl(task->train));
       !s.ok())
@@ -75,9 +114,12 @@ absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
                                          tasks::ToGsm8kJsonl(task->test));
       !s.ok())
     return s;
-  log << "data: wrote " << task->train.size() << " training and "
-      << task->test.size() << " held-out problems to " << d.train_path()
-      << " and " << d.test_path() << "\n";
+  if (auto s = util::WriteFileAtomically(stamp_path, stamp); !s.ok()) return s;
+  log << "data: wrote " << task->train.size() << " training, "
+      << task->validation.size() << " validation and " << task->test.size()
+      << " held-out problems to " << d.train_path() << ", "
+      << (want_validation ? d.validation_path() + " and " : "")
+      << d.test_path() << "\n";
   return true;
 }
 
@@ -90,6 +132,8 @@ absl::Status MakeTokenizerIfMissing(const v1::RunConfig& config,
   for (const auto& e : *train) {
     texts.push_back(services::PromptText(config, e.question));
     texts.push_back(" " + e.solution);
+    if (config.local().student_sft().foreign_style_fraction() > 0)
+      texts.push_back(" " + tasks::ForeignStyleSolution(e.solution));
   }
   auto merges = tokenizer::TrainByteLevelMerges(
       texts, static_cast<int>(config.local().tokenizer_merges()));
@@ -161,23 +205,39 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
         "the tokenizer has no eos token (tokenizer_config.json eos_token); "
         "SFT needs one to teach the model to stop");
   }
-  std::vector<learner::SftExample> data;
+  // Each example in the teacher's style and, where foreign_style_fraction
+  // asks, in the foreign one; the first `steps` draw a mix, the
+  // teacher_style_steps after them the teacher's style only.
+  std::vector<learner::SftExample> data, foreign;
+  const double foreign_share = sft.foreign_style_fraction();
   for (const auto& e : *train) {
-    learner::SftExample x;
     auto p = services::EncodePrompt(config, tokenizer, e.question);
     if (!p.ok()) return p.status();
-    auto c = tokenizer.Encode(" " + e.solution);
-    if (!c.ok()) return c.status();
-    x.prompt_ids = *std::move(p);
-    x.completion_ids = *std::move(c);
-    x.completion_ids.push_back(eos);
-    data.push_back(std::move(x));
+    for (bool f : {false, true}) {
+      if (f && foreign_share <= 0) break;
+      const std::string text = f ? tasks::ForeignStyleSolution(e.solution)
+                                 : e.solution;
+      if (text.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "foreign_style_fraction > 0 needs calculator annotations "
+            "<<a+b=c>> and \"#### N\" in every solution; this one has none: ",
+            e.solution.substr(0, 80)));
+      }
+      auto c = tokenizer.Encode(" " + text);
+      if (!c.ok()) return c.status();
+      learner::SftExample x;
+      x.prompt_ids = *p;
+      x.completion_ids = *std::move(c);
+      x.completion_ids.push_back(eos);
+      (f ? foreign : data).push_back(std::move(x));
+    }
   }
   learner::AdamWOptions ao;
   ao.lr = sft.lr();
   ao.weight_decay = sft.weight_decay();
   ao.warmup_steps = sft.warmup_steps();
-  ao.total_steps = sft.steps();
+  const uint32_t total_steps = sft.steps() + sft.teacher_style_steps();
+  ao.total_steps = total_steps;
   ao.schedule = learner::ScheduleFrom(sft.schedule());
   ao.grad_clip = 1.0;
   auto trainer = learner::SftTrainer::Create(model, ao);
@@ -200,10 +260,14 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
   std::vector<size_t> order(data.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   size_t cursor = order.size();
-  ProgressBar bar(progress, label, sft.steps(), ProgressBar::IsTerminal(2));
+  // A separate stream for the style draws: the order of examples is the same
+  // with and without a foreign style.
+  tasks::SplitMix64 style_rng(config.seed() * 1009 + 7);
+  ProgressBar bar(progress, label, total_steps, ProgressBar::IsTerminal(2));
   double loss_avg = -1;
   std::string acc = "?";
-  for (uint32_t step = 1; step <= sft.steps(); ++step) {
+  for (uint32_t step = 1; step <= total_steps; ++step) {
+    const bool mixed = step <= sft.steps() && foreign_share > 0;
     std::vector<learner::SftExample> batch;
     while (batch.size() < sft.batch_size()) {
       if (cursor >= order.size()) {
@@ -212,7 +276,11 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
         }
         cursor = 0;
       }
-      batch.push_back(data[order[cursor++]]);
+      const size_t i = order[cursor++];
+      const bool f = mixed && static_cast<double>(style_rng.Next() >> 11) *
+                                      0x1.0p-53 <
+                                  foreign_share;
+      batch.push_back(f ? foreign[i] : data[i]);
     }
     auto st = (*trainer)->Step(batch);
     if (!st.ok()) return st.status();
@@ -220,7 +288,7 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
     summary.final_loss = loss_avg;
     summary.steps = step;
     if ((sft.eval_every() > 0 && step % sft.eval_every() == 0) ||
-        step == sft.steps()) {
+        step == total_steps) {
       if (auto s = heldout(); !s.ok()) return s;
       acc = absl::StrFormat("%.2f", summary.heldout_correctness.value);
     }

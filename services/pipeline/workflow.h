@@ -22,6 +22,11 @@ namespace cmdistill::pipeline {
 absl::StatusOr<std::vector<tasks::Example>> LoadSplit(
     const v1::RunConfig& config, bool test);
 
+// data.validation_path, loaded like the test split (NOT_FOUND when unset or
+// missing).
+absl::StatusOr<std::vector<tasks::Example>> LoadValidation(
+    const v1::RunConfig& config);
+
 // Writes data.train_path and data.test_path from local.datagen when either is
 // missing; true when it wrote them.
 absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
