@@ -30,6 +30,18 @@ absl::StatusOr<double> LagrangeController::Update(double mean_cost,
   return state_.lambda;
 }
 
+absl::StatusOr<double> LagrangeController::UpdateFromBatch(
+    LagrangeConstraint constraint, double mean_cost, double satisfaction,
+    double budget, double violation_target) {
+  if (constraint == LagrangeConstraint::kMeanCost)
+    return Update(mean_cost, budget);
+  if (!(satisfaction >= 0 && satisfaction <= 1)) {
+    return absl::InvalidArgumentError(
+        "lambda update needs a satisfaction share in [0, 1]");
+  }
+  return Update(1.0 - satisfaction, violation_target);
+}
+
 absl::Status LagrangeController::Restore(const LagrangeState& state) {
   if (!std::isfinite(state.lambda) || !std::isfinite(state.integral) ||
       !std::isfinite(state.previous_error) || state.lambda < 0 ||

@@ -24,6 +24,11 @@ struct LagrangeOptions {
   double kd = 0;
 };
 
+// What λ constrains: the batch's mean cost against d (the expected-cost
+// constraint), or the batch's share of trajectories over the budget against a
+// target (a chance constraint: what CSR measures).
+enum class LagrangeConstraint { kMeanCost, kViolationRate };
+
 struct LagrangeState {
   double lambda = 0;
   double integral = 0;
@@ -38,6 +43,14 @@ class LagrangeController {
   // One update from the mean cost of a batch; returns the new λ.
   // INVALID_ARGUMENT (state unchanged) for a non-finite mean cost or budget.
   absl::StatusOr<double> Update(double mean_cost, double budget);
+  // One update from a training batch: Update(mean_cost, budget) for
+  // kMeanCost, Update(1 - satisfaction, violation_target) for
+  // kViolationRate. INVALID_ARGUMENT (state unchanged) for a satisfaction
+  // outside [0, 1] or non-finite inputs.
+  absl::StatusOr<double> UpdateFromBatch(LagrangeConstraint constraint,
+                                         double mean_cost, double satisfaction,
+                                         double budget,
+                                         double violation_target);
 
   double lambda() const { return state_.lambda; }
   const LagrangeState& state() const { return state_; }

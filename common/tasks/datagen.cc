@@ -140,6 +140,14 @@ Example GenerateProblem(const DatagenOptions& o, SplitMix64* rng) {
                         ">>", next, " ", item, ".\n");
         break;
     }
+    if (o.check) {
+      // The inverse operation, written out (no calculator annotation: the
+      // foreign style is made from the annotations and has no check).
+      const char inverse = op == '+' ? '-' : op == '-' ? '+' : op == '*' ? '/'
+                                                                         : '*';
+      absl::StrAppend(&a, "Check: ", next, " ", std::string(1, inverse), " ",
+                      k, " = ", n, ".\n");
+    }
     n = next;
   }
   absl::StrAppend(&q, " How many ", item, " does ", p.name, " have now?");

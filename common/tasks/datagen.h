@@ -32,6 +32,9 @@ struct DatagenOptions {
   // with 3 marbles, then gets 2 more.") before computing: a longer teacher
   // style with more numbers to copy (the embedded default's conflict, README).
   bool restate = false;
+  // Each step's line is followed by a check with the inverse operation
+  // ("Check: 5 - 2 = 3."): more arithmetic in the teacher's style.
+  bool check = false;
 };
 
 // INVALID_ARGUMENT for impossible options (no operation, steps out of order,

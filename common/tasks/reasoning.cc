@@ -153,7 +153,26 @@ ReasoningCheck CheckTeacherStyle(const ProblemFacts& f,
     ++i;
   }
   std::vector<Written> w;
+  static const auto* check_line =
+      new std::regex(R"(^Check: (\d+) ([-+*/]) (\d+) = (\d+)\.$)");
   for (; i + 1 < lines.size(); ++i) {
+    if (!w.empty() && std::regex_match(lines[i], m, *check_line)) {
+      // "Check: c inv b = a." after a step a op b = c.
+      const Written& s = w.back();
+      int64_t c = 0, b = 0, a = 0;
+      const char inv = s.op == '+'   ? '-'
+                       : s.op == '-' ? '+'
+                       : s.op == '*' ? '/'
+                                     : '*';
+      if (r.why.empty() &&
+          (!ToInt(m[1].str(), &c) || !ToInt(m[3].str(), &b) ||
+           !ToInt(m[4].str(), &a) || m[2].str()[0] != inv || c != s.c ||
+           b != s.b || a != s.a || Apply(c, inv, b) != std::optional(a))) {
+        r.why = absl::StrCat("line ", i + 1, ": the check is wrong: \"",
+                             lines[i], "\"");
+      }
+      continue;
+    }
     if (!std::regex_match(lines[i], m, StepLine())) {
       if (r.why.empty()) {
         r.why = absl::StrCat("line ", i + 1, " is not a worked step: \"",

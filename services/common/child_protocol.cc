@@ -46,11 +46,16 @@ std::string FormatReady(const ReadyLine& r) {
 }
 
 std::string FormatStep(const StepLine& s) {
+  const rl::StepDiagnostics& d = s.diagnostics;
   return absl::StrFormat(
       "STEP step=%d version=%d reward=%.4f return=%.4f satisfaction=%.4f "
-      "cost=%.5f kl=%.5f lambda=%.4f loss=%.5f tokens=%d",
+      "cost=%.5f kl=%.5f lambda=%.4f loss=%.5f tokens=%d clip=%.4f "
+      "approx_kl=%.6f entropy=%.4f ratio=%.4f ratio_max=%.4f adv_std=%.4f "
+      "signal=%.4f length=%.2f",
       s.step, s.version, s.reward, s.ret, s.satisfaction, s.cost, s.kl,
-      s.lambda, s.loss, s.tokens);
+      s.lambda, s.loss, s.tokens, d.clip_fraction, d.approx_kl, d.entropy,
+      d.ratio_mean, d.ratio_max, d.advantage_std, d.groups_with_signal,
+      d.length);
 }
 
 std::string FormatFinished(const FinishedLine& f) {
@@ -92,6 +97,15 @@ std::optional<StepLine> ParseStep(const std::string& line) {
   Get(*kv, "lambda", &s.lambda);
   Get(*kv, "loss", &s.loss);
   if (Get(*kv, "tokens", &tokens)) s.tokens = static_cast<int64_t>(tokens);
+  rl::StepDiagnostics& d = s.diagnostics;
+  Get(*kv, "clip", &d.clip_fraction);
+  Get(*kv, "approx_kl", &d.approx_kl);
+  Get(*kv, "entropy", &d.entropy);
+  Get(*kv, "ratio", &d.ratio_mean);
+  Get(*kv, "ratio_max", &d.ratio_max);
+  Get(*kv, "adv_std", &d.advantage_std);
+  Get(*kv, "signal", &d.groups_with_signal);
+  Get(*kv, "length", &d.length);
   return s;
 }
 

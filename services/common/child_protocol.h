@@ -13,6 +13,7 @@
 #ifndef CMDISTILL_SERVICES_COMMON_CHILD_PROTOCOL_H_
 #define CMDISTILL_SERVICES_COMMON_CHILD_PROTOCOL_H_
 
+#include "common/rl/diagnostics.h"
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -32,6 +33,8 @@ struct StepLine {
   double reward = 0, ret = 0, satisfaction = 0, cost = 0, kl = 0, lambda = 0,
          loss = 0;
   int64_t tokens = 0;
+  rl::StepDiagnostics diagnostics;  // keys clip, approx_kl, entropy, ratio,
+                                    // ratio_max, adv_std, signal, length
 };
 
 struct FinishedLine {

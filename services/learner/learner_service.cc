@@ -54,6 +54,9 @@ struct LearnerServiceImpl::Metrics {
   prometheus::Family<prometheus::Counter>* outcomes;
   prometheus::Gauge *version, *step, *buffer, *leases, *live_actors,
       *satisfaction, *reward, *kl, *loss, *grad_norm, *cost, *epoch, *budget;
+  // The last step's RL diagnostics (common/rl/diagnostics.h).
+  prometheus::Gauge *clip_fraction, *approx_kl, *entropy, *ratio_mean,
+      *ratio_max, *advantage_std, *groups_with_signal, *length;
   prometheus::Gauge* lambda = nullptr;  // methods with a λ only
   prometheus::Family<prometheus::Gauge>* epoch_prompts;
   prometheus::Histogram *lag, *step_seconds;
@@ -106,6 +109,29 @@ LearnerServiceImpl::Metrics::Metrics(prometheus::Registry& registry,
   cost = &Gauge("cmdistill_learner_trajectory_cost",
                 "Mean per-trajectory cost of the last step (compare with "
                 "cmdistill_learner_budget)");
+  clip_fraction = &Gauge("cmdistill_learner_clip_fraction_ratio",
+                         "Share of the last step's tokens whose PPO ratio "
+                         "was clipped");
+  approx_kl = &Gauge("cmdistill_learner_approx_kl",
+                     "KL(behaviour || current) per token before the last "
+                     "update, k3 estimate (nats)");
+  entropy = &Gauge("cmdistill_learner_entropy_nats",
+                   "Mean -log pi(a_t) of the last step's tokens (sampled "
+                   "entropy estimate)");
+  auto& ratio = prometheus::BuildGauge()
+                    .Name("cmdistill_learner_ratio")
+                    .Help("PPO ratio pi_theta/pi_behaviour over the last "
+                          "step's tokens")
+                    .Register(r);
+  ratio_mean = &ratio.Add({{"stat", "mean"}});
+  ratio_max = &ratio.Add({{"stat", "max"}});
+  advantage_std = &Gauge("cmdistill_learner_advantage_std",
+                         "Standard deviation of the last step's advantages");
+  groups_with_signal = &Gauge("cmdistill_learner_groups_with_signal_ratio",
+                              "Share of the last step's groups whose "
+                              "returns are not all equal");
+  length = &Gauge("cmdistill_learner_completion_length_tokens",
+                  "Mean completion length of the last step's trajectories");
   lag = &prometheus::BuildHistogram()
              .Name("cmdistill_learner_policy_lag")
              .Help("Policy versions between sampling and submission")
@@ -624,6 +650,15 @@ bool LearnerServiceImpl::FinishStep(
   m_->loss->Set(stats.loss);
   m_->grad_norm->Set(stats.grad_norm);
   m_->cost->Set(stats.mean_cost);
+  const rl::StepDiagnostics& d = stats.diagnostics;
+  m_->clip_fraction->Set(d.clip_fraction);
+  m_->approx_kl->Set(d.approx_kl);
+  m_->entropy->Set(d.entropy);
+  m_->ratio_mean->Set(d.ratio_mean);
+  m_->ratio_max->Set(d.ratio_max);
+  m_->advantage_std->Set(d.advantage_std);
+  m_->groups_with_signal->Set(d.groups_with_signal);
+  m_->length->Set(d.length);
   m_->tokens_trained->Increment(static_cast<double>(stats.tokens));
   if (observer_) observer_(stats, store_->version());
   if (step_ >= options_.max_steps) {

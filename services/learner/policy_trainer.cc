@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -164,6 +165,9 @@ absl::StatusOr<StepBatch> CollectBatch(
     auto adv =
         rl::GroupAdvantages(returns, o.std_normalization, o.advantage_eps);
     if (!adv.ok()) return adv.status();
+    if (std::any_of(returns.begin(), returns.end(),
+                    [&](double r) { return r != returns.front(); }))
+      b.stats.diagnostics.groups_with_signal += 1;
     b.advantages.insert(b.advantages.end(), adv->begin(), adv->end());
   }
   if (b.trajs.empty()) return absl::InvalidArgumentError("no trajectories");
@@ -172,12 +176,22 @@ absl::StatusOr<StepBatch> CollectBatch(
   b.stats.mean_task_reward /= n;
   b.stats.satisfaction /= n;
   b.stats.mean_cost = cost_sum / n;
+  b.stats.diagnostics.groups_with_signal /=
+      static_cast<double>(std::max<size_t>(groups.size(), 1));
+  {
+    double mean = 0, var = 0;
+    for (double a : b.advantages) mean += a;
+    mean /= n;
+    for (double a : b.advantages) var += (a - mean) * (a - mean);
+    b.stats.diagnostics.advantage_std = std::sqrt(var / n);
+  }
   b.K = std::max<int64_t>(K, 0);
   b.compute_kl = uses_kl || have_teacher_data;
   if (Tmax == 0)
     return absl::InvalidArgumentError("no completion tokens in the batch");
   for (const v1::Trajectory* t : b.trajs) {
     b.total_tokens += t->completion_ids_size();
+    b.stats.diagnostics.length += t->completion_ids_size() / n;
     for (bool f : t->evaluation().feasible()) b.total_infeasible += f ? 0 : 1;
   }
   return b;
@@ -287,7 +301,8 @@ absl::Status TokenKl(const TrainerOptions& o, const Packed& p, int64_t K,
 // accumulate). Returns the loss; adds the KL over real tokens to `kl_sum`.
 absl::StatusOr<double> PolicyTrainer::MicroBatch(const StepBatch& batch,
                                                  size_t c0, size_t c1,
-                                                 double* kl_sum) {
+                                                 double* kl_sum,
+                                                 rl::StepDiagnostics* diag) {
   Impl& I = *impl_;
   const TrainerOptions& o = I.o;
   Packed p = Pack(batch, c0, c1);
@@ -330,6 +345,29 @@ absl::StatusOr<double> PolicyTrainer::MicroBatch(const StepBatch& batch,
           .to(at::kFloat)
           .to(dev);
   const at::Tensor infeas_t = F32(p.infeas, {B, Tmax});
+  {
+    // Diagnostics from the values before this step's update (no gradient).
+    at::NoGradGuard no_grad;
+    const at::Tensor lp = new_lp.detach();
+    const at::Tensor log_r = (lp - behav_t) * cmask_t;
+    const at::Tensor r = log_r.exp();
+    const at::Tensor a = adv_t.view({B, 1}).expand({B, Tmax});
+    const double eps = o.clip_epsilon;
+    const at::Tensor clipped =
+        ((a > 0).logical_and(r > 1 + eps))
+            .logical_or((a < 0).logical_and(r < 1 - eps))
+            .to(at::kFloat) *
+        cmask_t;
+    diag->clip_fraction += clipped.sum().item<double>();
+    diag->approx_kl += (((r - 1) - log_r) * cmask_t).sum().item<double>();
+    diag->entropy += (-lp * cmask_t).sum().item<double>();
+    diag->ratio_mean += (r * cmask_t).sum().item<double>();
+    // Padding has log_r = 0 (ratio 1), which never exceeds a real maximum
+    // below 1 by much; take the max over real tokens only.
+    const at::Tensor masked = r.masked_fill(cmask_t == 0, 0);
+    diag->ratio_max =
+        std::max(diag->ratio_max, masked.max().item<double>());
+  }
   at::Tensor kl;
   if (batch.compute_kl) {
     if (auto s = TokenKl(o, p, batch.K, student_sup, new_lp, dev, &kl); !s.ok())
@@ -367,19 +405,28 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
   try {
     for (at::Tensor& p : I.t->parameters()) p.mutable_grad() = at::Tensor();
     double kl_sum = 0;
+    rl::StepDiagnostics diag;
+    diag.ratio_mean = 0;
+    diag.ratio_max = 0;
     for (size_t c0 = 0; c0 < n; c0 += micro) {
       const size_t c1 = std::min(n, c0 + micro);
       int64_t tokens = 0;
       for (size_t i = c0; i < c1; ++i)
         tokens += batch->trajs[i]->completion_ids_size();
       if (tokens == 0) continue;
-      auto loss = MicroBatch(*batch, c0, c1, &kl_sum);
+      auto loss = MicroBatch(*batch, c0, c1, &kl_sum, &diag);
       if (!loss.ok()) return loss.status();
       st.loss += *loss;
       st.tokens += tokens;
     }
     st.mean_token_kl =
         batch->total_tokens > 0 ? kl_sum / batch->total_tokens : 0;
+    const double tok = std::max(batch->total_tokens, 1.0);
+    st.diagnostics.clip_fraction = diag.clip_fraction / tok;
+    st.diagnostics.approx_kl = diag.approx_kl / tok;
+    st.diagnostics.entropy = diag.entropy / tok;
+    st.diagnostics.ratio_mean = diag.ratio_mean / tok;
+    st.diagnostics.ratio_max = diag.ratio_max;
     auto info = I.adamw->Step();
     if (!info.ok()) return info.status();
     st.grad_norm = info->grad_norm;
@@ -390,9 +437,10 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
         absl::StrCat("LibTorch: ", e.what_without_backtrace()));
   }
   if (o.method == rl::Method::kLagrangian) {
-    auto l = o.lagrange_on_violation_rate
-                 ? I.lagrange.Update(1.0 - st.satisfaction, o.violation_target)
-                 : I.lagrange.Update(st.mean_cost, o.budget);
+    auto l = I.lagrange.UpdateFromBatch(
+        o.lagrange_on_violation_rate ? rl::LagrangeConstraint::kViolationRate
+                                     : rl::LagrangeConstraint::kMeanCost,
+        st.mean_cost, st.satisfaction, o.budget, o.violation_target);
     if (!l.ok()) return l.status();
   }
   st.lambda = lambda();

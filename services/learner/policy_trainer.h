@@ -90,8 +90,11 @@ class PolicyTrainer final : public Trainer {
   explicit PolicyTrainer(std::unique_ptr<Impl> impl);
   // One micro-batch [c0, c1) of a step's checked trajectories: forward,
   // loss, backward.
+  // Adds the micro-batch's diagnostic sums to `diag` (clip_fraction,
+  // approx_kl, entropy and ratio_mean as sums over tokens, ratio_max a max).
   absl::StatusOr<double> MicroBatch(const StepBatch& batch, size_t c0,
-                                    size_t c1, double* kl_sum);
+                                    size_t c1, double* kl_sum,
+                                    rl::StepDiagnostics* diag);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "cmdistill/v1/trajectory.pb.h"
+#include "common/rl/diagnostics.h"
 #include "common/rl/lagrange.h"
 
 namespace cmdistill::learner {
@@ -30,6 +31,7 @@ struct StepStats {
   double grad_norm = 0;
   double lr = 0;
   int64_t tokens = 0;
+  rl::StepDiagnostics diagnostics;
 };
 
 // Optimizer and controller state, for checkpoints.

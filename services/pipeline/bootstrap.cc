@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config/config.h"
+#include "common/tasks/datagen.h"
 #include "common/tokenizer/fingerprint.h"
 #include "common/util/files.h"
 #include "common/util/sha256.h"
@@ -68,14 +69,28 @@ absl::StatusOr<std::string> StyleCheck(const v1::RunConfig& config,
       "styles when sampled (%d %s problems x 8, T = %g): %s, %s, %s",
       examples->size(), split, config.eval().sampled_temperature(),
       part("teacher"), part("foreign"), part("other"));
+  // The foreign style is rare by design, so its accuracy among the samples
+  // rests on few answers: measure it as well with the answer started in that
+  // style (the prompt ends with its prefix) — what the student would score if
+  // it moved there.
+  v1::RunConfig forced = ec;
+  forced.mutable_data()->set_prompt_template(
+      absl::StrCat(config.data().prompt_template(), " ",
+                   tasks::kForeignStylePrefix));
+  auto fr = eval::Evaluate("foreign style", model, nullptr, tok, *examples,
+                           forced);
+  if (!fr.ok()) return fr.status();
+  const double forced_acc = fr->metrics.correctness.value;
   const auto& t = by_style["teacher"];
-  const auto& f = by_style["foreign"];
-  if (t.first > 0 && f.first > 0) {
-    const double gap =
-        100.0 * (1.0 * f.second / f.first - 1.0 * t.second / t.first);
+  absl::StrAppend(&line,
+                  absl::StrFormat("; started in the foreign style: accuracy "
+                                  "%.3f",
+                                  forced_acc));
+  if (t.first > 0) {
+    const double gap = 100.0 * (forced_acc - 1.0 * t.second / t.first);
     absl::StrAppend(&line,
-                    absl::StrFormat("; the foreign style is %+.1f points "
-                                    "more accurate",
+                    absl::StrFormat(", %+.1f points against the teacher's "
+                                    "style",
                                     gap));
     if (gap < 10) {
       absl::StrAppend(&line,

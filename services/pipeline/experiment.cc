@@ -74,7 +74,8 @@ ExperimentReport BuildReport(const v1::RunConfig& resolved,
   // Per-run CSV and JSON.
   std::ostringstream csv;
   csv << "method,seed,correctness,satisfaction,mean_token_kl,length,"
-         "sampled_correctness,sampled_satisfaction,train_seconds,curve_csv\n";
+         "sampled_correctness,sampled_satisfaction,train_seconds,curve_csv,"
+         "reasoning_success,sampled_reasoning_success,sampled_foreign_style\n";
   json results = {{"config", config::ToYaml(resolved)},
                   {"reference", json::array()},
                   {"runs", json::array()},
@@ -88,9 +89,16 @@ ExperimentReport BuildReport(const v1::RunConfig& resolved,
     const double sfac = r.sampled ? r.sampled->metrics.correctness.value : NAN;
     const double scsr = r.sampled ? r.sampled->metrics.satisfaction.value : NAN;
     csv << absl::StrFormat(
-        "%s,%d,%.6f,%.6f,%.6f,%.3f,%.6f,%.6f,%.1f,%s\n", r.method, r.seed,
+        "%s,%d,%.6f,%.6f,%.6f,%.3f,%.6f,%.6f,%.1f,%s", r.method, r.seed,
         mm.correctness.value, mm.satisfaction.value, mm.mean_kl.value,
         mm.length.value, sfac, scsr, r.train_seconds, r.curve_csv);
+    auto checked = [](const rl::Estimate& e) {
+      return e.n > 0 ? absl::StrFormat("%.6f", e.value) : std::string();
+    };
+    csv << "," << checked(mm.reasoning) << ","
+        << (r.sampled ? checked(r.sampled->metrics.reasoning) : "") << ","
+        << (r.sampled ? checked(r.sampled->metrics.foreign_style) : "")
+        << "\n";
     json j = eval::ReportToJson(r.report, false);
     j["method"] = r.method;
     j["seed"] = r.seed;
@@ -101,7 +109,7 @@ ExperimentReport BuildReport(const v1::RunConfig& resolved,
   // Per method: mean over seeds, t-interval across seeds clamped to the
   // metric's range ([0, 1] for FAC and CSR, >= 0 for KL and length).
   auto across = [&](const std::string& m, bool sampled) {
-    std::vector<double> fac, csr, kl, len;
+    std::vector<double> fac, csr, kl, len, rsr, teacher, foreign;
     for (const RunRow& r : rows) {
       if (r.method != m || (sampled && !r.sampled)) continue;
       const auto& mm = sampled ? r.sampled->metrics : r.report.metrics;
@@ -109,12 +117,25 @@ ExperimentReport BuildReport(const v1::RunConfig& resolved,
       csr.push_back(mm.satisfaction.value);
       kl.push_back(mm.mean_kl.value);
       len.push_back(mm.length.value);
+      if (mm.reasoning.n > 0) {
+        rsr.push_back(mm.reasoning.value);
+        teacher.push_back(mm.teacher_style.value);
+        foreign.push_back(mm.foreign_style.value);
+      }
     }
     const double inf = std::numeric_limits<double>::infinity();
-    return rl::SuccessMetrics{rl::ClampedMeanEstimate(fac, 0, 1),
-                              rl::ClampedMeanEstimate(csr, 0, 1),
-                              rl::ClampedMeanEstimate(kl, 0, inf),
-                              rl::ClampedMeanEstimate(len, 0, inf)};
+    rl::SuccessMetrics out;
+    out.correctness = rl::ClampedMeanEstimate(fac, 0, 1);
+    out.satisfaction = rl::ClampedMeanEstimate(csr, 0, 1);
+    out.mean_kl = rl::ClampedMeanEstimate(kl, 0, inf);
+    out.length = rl::ClampedMeanEstimate(len, 0, inf);
+    // Reasoning only where every run of the method could be checked.
+    if (!rsr.empty() && rsr.size() == fac.size()) {
+      out.reasoning = rl::ClampedMeanEstimate(rsr, 0, 1);
+      out.teacher_style = rl::ClampedMeanEstimate(teacher, 0, 1);
+      out.foreign_style = rl::ClampedMeanEstimate(foreign, 0, 1);
+    }
+    return out;
   };
   const bool have_sampled = !rows.empty() && rows[0].sampled.has_value();
   // One table per decoding: the reference rows of that decoding, then every

@@ -198,6 +198,7 @@ void AnnounceStep(const learner::StepStats& s, uint64_t version) {
   l.kl = s.mean_token_kl;
   l.lambda = s.lambda;
   l.loss = s.loss;
+  l.diagnostics = s.diagnostics;
   l.tokens = s.tokens;
   services::Announce(services::FormatStep(l));
 }

@@ -86,7 +86,8 @@ absl::StatusOr<Selection> SelectFinal(const v1::RunConfig& config,
         !absl::SimpleAtoi(n.substr(5), &step) ||
         !fs::exists(e.path() / "config.json"))
       continue;
-    steps.push_back({absl::StrCat("step ", step), e.path().string(), step});
+    steps.push_back(
+        {absl::StrCat("step ", step), e.path().string(), step, {}, {}});
   }
   std::sort(steps.begin(), steps.end(),
             [](const auto& a, const auto& b) { return a.step < b.step; });

@@ -64,6 +64,7 @@ class Children {
             r.lambda = step->lambda;
             r.loss = step->loss;
             r.tokens = step->tokens;
+            r.diagnostics = step->diagnostics;
             r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
             absl::MutexLock l(&shared->mu);
             shared->steps.push_back(r);
@@ -439,12 +440,19 @@ class Distillation {
       result_.steps = shared_.steps;
     }
     std::string csv =
-        "step,seconds,reward,satisfaction,cost,kl,lambda,loss,tokens\n";
+        "step,seconds,reward,satisfaction,cost,kl,lambda,loss,tokens,"
+        "clip_fraction,approx_kl,entropy,ratio_mean,ratio_max,advantage_std,"
+        "groups_with_signal,length\n";
     for (const StepRecord& r : result_.steps) {
+      const rl::StepDiagnostics& d = r.diagnostics;
       absl::StrAppend(
-          &csv, absl::StrFormat("%d,%.3f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n",
-                                r.step, r.seconds, r.reward, r.satisfaction,
-                                r.cost, r.kl, r.lambda, r.loss, r.tokens));
+          &csv,
+          absl::StrFormat("%d,%.3f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d,%.6f,%.6f,"
+                          "%.6f,%.6f,%.6f,%.6f,%.6f,%.3f\n",
+                          r.step, r.seconds, r.reward, r.satisfaction, r.cost,
+                          r.kl, r.lambda, r.loss, r.tokens, d.clip_fraction,
+                          d.approx_kl, d.entropy, d.ratio_mean, d.ratio_max,
+                          d.advantage_std, d.groups_with_signal, d.length));
     }
     return util::WriteFileAtomically(result_.curve_csv, csv);
   }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/rl/diagnostics.h"
 #include "absl/status/statusor.h"
 #include "cmdistill/v1/config.pb.h"
 #include "common/process/signals.h"
@@ -26,6 +27,7 @@ struct StepRecord {
   double reward = 0, satisfaction = 0, cost = 0, kl = 0, lambda = 0, loss = 0;
   int64_t tokens = 0;
   double seconds = 0;  // since training started
+  rl::StepDiagnostics diagnostics;
 };
 
 struct DistillResult {

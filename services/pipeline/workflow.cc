@@ -76,6 +76,7 @@ absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
   o.max_value = static_cast<int>(g.max_value());
   o.distractor_probability = g.distractors();
   o.restate = g.restate();
+  o.check = g.check();
   if (g.ops_size() > 0) {
     o.add = o.subtract = o.multiply = o.divide = false;
     for (const std::string& op : g.ops()) {

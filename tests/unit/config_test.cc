@@ -241,3 +241,56 @@ TEST(Config, EnumShortNames) {
 
 }  // namespace
 }  // namespace cmdistill::config
+
+namespace cmdistill::config {
+namespace {
+
+TEST(MethodLabel, NamesEveryDepartureFromThePapersMethod) {
+  ASSERT_OK_AND_ASSIGN(RunConfig paper, LoadRunConfigFromString("", "empty"));
+  EXPECT_EQ(MethodLabel(paper), "cmdp");  // the schema's defaults are the paper
+  ASSERT_OK_AND_ASSIGN(RunConfig c, LoadRunConfigFromString(R"(
+constraint:
+  kappa: 0
+  keep_task_reward_when_infeasible: true
+  penalty_placement: terminal
+)",
+                                                            "run.yaml"));
+  EXPECT_EQ(MethodLabel(c),
+            "cmdp@constraint.kappa=0@constraint.keep_task_reward_when_"
+            "infeasible=true@constraint.penalty_placement=terminal");
+  // What the experiment's variant already says is not repeated.
+  EXPECT_EQ(MethodLabel(c, "cmdp@constraint.kappa=0"),
+            "cmdp@constraint.kappa=0@constraint.keep_task_reward_when_"
+            "infeasible=true@constraint.penalty_placement=terminal");
+  // κ is cmdp's: grpo on the same file is plain grpo.
+  c.set_method(v1::METHOD_GRPO);
+  EXPECT_EQ(MethodLabel(c), "grpo");
+  c.set_method(v1::METHOD_SAUTE);
+  EXPECT_EQ(MethodLabel(c),
+            "saute@constraint.keep_task_reward_when_infeasible=true@"
+            "constraint.penalty_placement=terminal");
+  ASSERT_OK_AND_ASSIGN(RunConfig l, LoadRunConfigFromString(R"(
+method: lagrangian
+constraint: {lagrangian_constraint: violation_rate, violation_target: 0.1}
+)",
+                                                            "run.yaml"));
+  EXPECT_EQ(MethodLabel(l),
+            "lagrangian@constraint.lagrangian_constraint=violation_rate");
+  EXPECT_THAT(LoadRunConfigFromString("constraint: {violation_target: 1.5}\n",
+                                      "run.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("constraint.violation_target")));
+  EXPECT_THAT(
+      LoadRunConfigFromString("local: {student_sft: {foreign_style_fraction: "
+                              "-0.1}}\n",
+                              "run.yaml"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("local.student_sft.foreign_style_fraction")));
+  EXPECT_THAT(
+      LoadRunConfigFromString("eval: {final_selection: best}\n", "run.yaml"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("eval.final_selection")));
+}
+
+}  // namespace
+}  // namespace cmdistill::config

@@ -68,6 +68,23 @@ TEST(CheckReasoning, TeacherStyleValidWithAndWithoutRestatement) {
   }
 }
 
+TEST(CheckReasoning, ChecksAfterEachStep) {
+  const ReasoningCheck r = CheckReasoning(
+      Facts(),
+      "Mia starts with 3 marbles, then gets 2 more, then gives 4 away.\n"
+      "After getting 2 more, Mia has 3 + 2 = <<3+2=5>>5 marbles.\n"
+      "Check: 5 - 2 = 3.\n"
+      "After giving away 4, Mia has 5 - 4 = <<5-4=1>>1 marbles.\n"
+      "Check: 1 + 4 = 5.\n#### 1");
+  EXPECT_EQ(r.style, AnswerStyle::kTeacher);
+  EXPECT_TRUE(r.valid) << r.why;
+  EXPECT_TRUE(r.correct);
+  EXPECT_EQ(ForeignStyleSolution("After getting 2 more, Mia has 3 + 2 = "
+                                 "<<3+2=5>>5 marbles.\nCheck: 5 - 2 = 3.\n"
+                                 "#### 5"),
+            "Quick sum: 3+2=5\n#### 5");
+}
+
 TEST(CheckReasoning, ForeignStyle) {
   ReasoningCheck r = CheckReasoning(Facts(), "Quick sum: 3+2=5, 5-4=1\n#### 1");
   EXPECT_EQ(r.style, AnswerStyle::kForeign);
@@ -129,6 +146,11 @@ TEST(CheckReasoning, EachKindOfInvalidTeacherScratchpad) {
        "After getting 2 more, Mia has 3 + 2 = <<3+2=5>>5 marbles.\n"
        "After giving away 4, Mia has 5 - 4 = <<5-4=1>>1 marbles.\n#### 1",
        "restatement's step 2 is not the question's", true},
+      // A wrong check (5 - 2 is 3, not 4).
+      {"After getting 2 more, Mia has 3 + 2 = <<3+2=5>>5 marbles.\n"
+       "Check: 5 - 2 = 4.\n"
+       "After giving away 4, Mia has 5 - 4 = <<5-4=1>>1 marbles.\n#### 1",
+       "line 2: the check is wrong", true},
       // A step missing.
       {"After getting 2 more, Mia has 3 + 2 = <<3+2=5>>5 marbles.\n#### 5",
        "1 steps written, the question has 2", false},
@@ -160,12 +182,13 @@ TEST(CheckReasoning, OtherStyle) {
 // Every problem the generator writes parses, and its own worked solution, in
 // both datagen styles and in the foreign style, is valid and correct.
 TEST(CheckReasoning, AgreesWithTheGeneratorOnEveryOperation) {
-  for (bool restate : {false, true}) {
+  for (int style = 0; style < 3; ++style) {
     DatagenOptions o;
     o.seed = 3;
     o.min_steps = 1;
     o.max_steps = 4;
-    o.restate = restate;
+    o.restate = style >= 1;
+    o.check = style == 2;
     auto task = GenerateTask(o, 400, 0);
     ASSERT_TRUE(task.ok());
     for (const Example& e : task->train) {

@@ -351,6 +351,57 @@ TEST(ModifiedRewards, TaskRewardCanSurviveInfeasibility) {
   EXPECT_NEAR(dropped.trajectory_return, -20.1, 1e-12);
 }
 
+TEST(ModifiedRewards, ALastTokenViolationLosesTheTaskReward) {
+  // c = (0.1, 0.1, 0.3), d = 0.35: Σ reaches 0.5 at the last token. The gate
+  // (before each step) never closes, but the trajectory violates the
+  // constraint (CSR counts it): R must not be paid as to a feasible one.
+  const std::vector<double> c = {0.1, 0.1, 0.3};
+  ASSERT_OK_AND_ASSIGN(auto out,
+                       ModifiedRewards(1.0, c, {}, Opts(Method::kCmdp, 0.35)));
+  EXPECT_FALSE(out.check.satisfied);
+  EXPECT_EQ(out.check.first_violation, 2);
+  EXPECT_THAT(out.gate, ElementsAre(true, true, true));
+  // -(n + φ_2) = -(20 + 0.3) on the last token, R lost.
+  EXPECT_THAT(out.modified_rewards,
+              ElementsAre(0.0, 0.0, DoubleNear(-20.3, 1e-12)));
+  ASSERT_OK_AND_ASSIGN(auto saute,
+                       ModifiedRewards(1.0, c, {}, Opts(Method::kSaute, 0.35)));
+  EXPECT_THAT(saute.modified_rewards, ElementsAre(0.0, 0.0, -20.0));
+  RewardOptions o = Opts(Method::kCmdp, 0.35);
+  o.placement = PenaltyPlacement::kTerminal;
+  ASSERT_OK_AND_ASSIGN(auto term, ModifiedRewards(1.0, c, {}, o));
+  EXPECT_THAT(term.modified_rewards,
+              ElementsAre(0.0, 0.0, DoubleNear(-20.3, 1e-12)));
+  o.keep_task_reward_when_infeasible = true;
+  ASSERT_OK_AND_ASSIGN(auto kept, ModifiedRewards(1.0, c, {}, o));
+  EXPECT_NEAR(kept.trajectory_return, 1.0 - 20.3, 1e-12);
+  // One step short of the violation: feasible, R paid.
+  ASSERT_OK_AND_ASSIGN(
+      auto ok, ModifiedRewards(1.0, std::vector<double>{0.1, 0.1, 0.15}, {},
+                               Opts(Method::kCmdp, 0.35)));
+  EXPECT_TRUE(ok.check.satisfied);
+  EXPECT_THAT(ok.modified_rewards, ElementsAre(0.0, 0.0, 1.0));
+  // grpo ignores the constraint but reports it.
+  ASSERT_OK_AND_ASSIGN(auto grpo,
+                       ModifiedRewards(1.0, c, {}, Opts(Method::kGrpo, 0.35)));
+  EXPECT_THAT(grpo.modified_rewards, ElementsAre(0.0, 0.0, 1.0));
+  EXPECT_FALSE(grpo.check.satisfied);
+}
+
+TEST(ModifiedRewards, WeakestLinkLastTokenClosesItsGate) {
+  // Teacher NLL (0.1, 0.1, 3.1): prefix means 0.1, 0.1, 1.1 > τ = 1 only at
+  // the last token: R lost, -(n + 3.1) there.
+  RewardOptions o = Opts(Method::kWeakestLink, 10.0);
+  o.weakest_link_threshold = 1.0;
+  ASSERT_OK_AND_ASSIGN(
+      auto out,
+      ModifiedRewards(1.0, std::vector<double>{0.1, 0.1, 0.1},
+                      std::vector<float>{-0.1f, -0.1f, -3.1f}, o));
+  EXPECT_THAT(out.modified_rewards,
+              ElementsAre(0.0, 0.0, DoubleNear(-23.1, 1e-6)));
+  EXPECT_TRUE(out.check.satisfied);  // the KL constraint itself holds
+}
+
 TEST(ModifiedRewards, EmptyCompletionKeepsTaskReward) {
   ASSERT_OK_AND_ASSIGN(auto out,
                        ModifiedRewards(1.0, {}, {}, Opts(Method::kCmdp, 0.35)));
@@ -405,6 +456,66 @@ TEST(Lagrange, RisesWhileOverBudgetAndFallsToZeroBelow) {
   EXPECT_THAT(c.Update(kNaN, 0.5),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(c.lambda(), 0.0);
+}
+
+TEST(Lagrange, ChanceConstraintFollowsTheViolationRateNotTheMeanCost) {
+  // A batch whose mean cost 0.2 is below d = 0.35 while 30% of its
+  // trajectories are over d: the mean-cost λ falls (to 0), the chance
+  // constraint's λ rises by η (0.3 - 0.05) = 0.5 * 0.25 = 0.125 per step.
+  LagrangeController mean({0, 0.5, 100, 0, 0}), chance({0, 0.5, 100, 0, 0});
+  for (int i = 1; i <= 4; ++i) {
+    ASSERT_OK_AND_ASSIGN(
+        double lm, mean.UpdateFromBatch(LagrangeConstraint::kMeanCost, 0.2,
+                                        0.7, 0.35, 0.05));
+    ASSERT_OK_AND_ASSIGN(
+        double lc, chance.UpdateFromBatch(LagrangeConstraint::kViolationRate,
+                                          0.2, 0.7, 0.35, 0.05));
+    EXPECT_EQ(lm, 0.0);
+    EXPECT_NEAR(lc, 0.125 * i, 1e-12);
+  }
+  // At 2% violations (below the 5% target) it comes down by 0.015 a step.
+  ASSERT_OK_AND_ASSIGN(
+      double down, chance.UpdateFromBatch(LagrangeConstraint::kViolationRate,
+                                          0.9, 0.98, 0.35, 0.05));
+  EXPECT_NEAR(down, 0.5 - 0.015, 1e-12);
+  EXPECT_THAT(chance.UpdateFromBatch(LagrangeConstraint::kViolationRate, 0.2,
+                                     1.5, 0.35, 0.05),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_NEAR(chance.lambda(), 0.485, 1e-12);  // unchanged by the refusal
+}
+
+TEST(Stats, ClusteredByArithmeticCell) {
+  // Four problems in two cells, one greedy answer each: the units are the
+  // cells (shares 1 and 0), not four independent problems.
+  std::vector<EvalRecord> r(4);
+  for (int i = 0; i < 4; ++i) {
+    r[i].problem = i;
+    r[i].cluster = i < 2 ? 7 : 9;
+    r[i].correct = i < 2;
+    r[i].checkable = true;
+    r[i].style = i == 3 ? 1 : 0;
+    r[i].reasoning_success = i == 0;
+  }
+  const SuccessMetrics m = Summarize(r, false);
+  EXPECT_EQ(m.correctness.value, 0.5);
+  EXPECT_EQ(m.correctness.n, 4);
+  // t-interval over 2 cells (df 1) of shares {1, 0}: the whole [0, 1].
+  EXPECT_EQ(m.correctness.low, 0.0);
+  EXPECT_EQ(m.correctness.high, 1.0);
+  // Per cell: reasoning {0.5, 0} -> 0.25; foreign style {0, 0.5} -> 0.25.
+  EXPECT_NEAR(m.reasoning.value, 0.25, 1e-12);
+  EXPECT_NEAR(m.teacher_style.value, 0.75, 1e-12);
+  EXPECT_NEAR(m.foreign_style.value, 0.25, 1e-12);
+  // Without cells: Wilson over the four problems, and no reasoning figures
+  // where nothing was checkable.
+  for (auto& x : r) {
+    x.cluster = -1;
+    x.checkable = false;
+  }
+  const SuccessMetrics w = Summarize(r, false);
+  EXPECT_EQ(w.correctness.value, 0.5);
+  EXPECT_GT(w.correctness.low, 0.0);
+  EXPECT_EQ(w.reasoning.n, 0);
 }
 
 TEST(Lagrange, PidTermsAndExactRestore) {
