@@ -172,6 +172,7 @@ const std::vector<std::string>& SmokeOverrides() {
       "output_dir=runs/quickstart-smoke",
       "local.datagen.train=400",
       "local.datagen.test=48",
+      "local.datagen.validation=24",
       "local.tokenizer_merges=200",
       "local.teacher_model.hidden_size=64",
       "local.teacher_model.num_layers=2",
@@ -186,6 +187,7 @@ const std::vector<std::string>& SmokeOverrides() {
       "local.student_sft.steps=20",
       "local.student_sft.eval_every=0",
       "local.student_sft.eval_examples=16",
+      "local.student_sft.teacher_style_steps=10",
       "generation.max_new_tokens=48",
       "generation.samples_per_prompt=4",
       "training.prompts_per_step=4",
@@ -194,6 +196,8 @@ const std::vector<std::string>& SmokeOverrides() {
       "training.linger_seconds=1",
       "eval.max_examples=16",
       "eval.sampled_samples_per_prompt=2",
+      "eval.validation_examples=16",
+      "eval.validation_samples_per_prompt=2",
   };
   return *v;
 }

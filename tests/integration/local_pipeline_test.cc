@@ -103,6 +103,17 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
   EXPECT_LE(csr, 1.0);
   EXPECT_GT(after["metrics"]["mean_token_kl"]["value"].get<double>(), 0.0);
   EXPECT_EQ(after["items"].size(), 16u);
+  // The synthetic task's reasoning is checked on every answer.
+  EXPECT_EQ(after["metrics"]["reasoning_success"]["n"], 16);
+  EXPECT_TRUE(after["items"][0].contains("style"));
+  EXPECT_THAT(r.out, HasSubstr("reasoning success"));
+  // final/ was chosen on the validation split, by a printed rule, among the
+  // warm start, the checkpoints (steps 2 and 4) and the last step.
+  EXPECT_THAT(r.out, HasSubstr("final/: "));
+  EXPECT_THAT(r.out, HasSubstr("validation CSR >= 0.9"));
+  EXPECT_THAT(r.out, HasSubstr("| warm start | "));
+  EXPECT_THAT(r.out, HasSubstr("| step 2 | "));
+  EXPECT_THAT(r.out, HasSubstr("**chosen**"));
   // Sampled beside greedy: 2 samples per problem in --smoke.
   const json sampled =
       json::parse(Read(d + "/eval/student_after_sampled.json"));
@@ -118,6 +129,7 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
   EXPECT_EQ(card["results"][0]["metrics"]["constraint_satisfaction"]["value"],
             after["metrics"]["constraint_satisfaction"]["value"]);
   EXPECT_EQ(card["teacher"]["sha256"].get<std::string>().size(), 64u);
+  EXPECT_THAT(card["selection"].get<std::string>(), HasSubstr("chosen: "));
   const std::string readme = Read(d + "/final/README.md");
   EXPECT_THAT(readme, ::testing::StartsWith("---\n"));
   EXPECT_THAT(readme, HasSubstr("teacher_sha256: " +
@@ -130,6 +142,7 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
   std::vector<std::string> curve =
       absl::StrSplit(Read(d + "/training_curve.csv"), '\n', absl::SkipEmpty());
   ASSERT_EQ(curve.size(), 5u);  // header + training.max_steps=4
+  EXPECT_THAT(curve[0], HasSubstr(",clip_fraction,approx_kl,entropy,"));
   EXPECT_THAT(curve[4], ::testing::StartsWith("4,"));
   // The trained student, its checkpoints, logs and the scraped metrics.
   EXPECT_TRUE(fs::exists(d + "/final/config.json"));
@@ -141,6 +154,12 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
   ASSERT_OK(learner_metrics.status());
   EXPECT_EQ((*learner_metrics)["cmdistill_learner_step"], 4);
   EXPECT_FALSE(learner_metrics->count("cmdistill_learner_lambda"));  // cmdp
+  // The last step's diagnostics: a real entropy and length, ratios near 1.
+  EXPECT_GT((*learner_metrics)["cmdistill_learner_entropy_nats"], 0.0);
+  EXPECT_GT(
+      (*learner_metrics)["cmdistill_learner_completion_length_tokens"], 1.0);
+  EXPECT_GT((*learner_metrics)["cmdistill_learner_ratio{stat=\"max\"}"],
+            0.5);
   // The actors write their metrics in local mode (--metrics-file, last time
   // at exit): together they submitted at least what the learner accepted,
   // and their client-side latency histograms counted the submissions. (Each
