@@ -601,8 +601,8 @@ std::string MethodLabel(const v1::RunConfig& c, std::string base) {
   if (base.empty()) base = MethodName(c.method());
   const v1::ConstraintConfig& k = c.constraint();
   const v1::Method m = c.method();
-  const bool gated =
-      m == v1::METHOD_CMDP || m == v1::METHOD_SAUTE || m == v1::METHOD_WEAKEST_LINK;
+  const bool gated = m == v1::METHOD_CMDP || m == v1::METHOD_SAUTE ||
+                     m == v1::METHOD_WEAKEST_LINK;
   std::vector<std::string> departures;
   if (m == v1::METHOD_CMDP && k.kappa() != 1.0)
     departures.push_back(absl::StrFormat("constraint.kappa=%g", k.kappa()));

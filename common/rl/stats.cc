@@ -136,7 +136,8 @@ SuccessMetrics Summarize(absl::Span<const EvalRecord> records,
     kl.push_back(r.mean_token_kl);
     length.push_back(static_cast<double>(r.length));
   }
-  m.correctness = proportion([](const EvalRecord& r) { return r.correct; }, all);
+  m.correctness =
+      proportion([](const EvalRecord& r) { return r.correct; }, all);
   m.length = MeanEstimate(length);
   if (have_teacher) {
     m.satisfaction =

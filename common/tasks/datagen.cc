@@ -143,10 +143,12 @@ Example GenerateProblem(const DatagenOptions& o, SplitMix64* rng) {
     if (o.check) {
       // The inverse operation, written out (no calculator annotation: the
       // foreign style is made from the annotations and has no check).
-      const char inverse = op == '+' ? '-' : op == '-' ? '+' : op == '*' ? '/'
-                                                                         : '*';
-      absl::StrAppend(&a, "Check: ", next, " ", std::string(1, inverse), " ",
-                      k, " = ", n, ".\n");
+      const char inverse = op == '+'   ? '-'
+                           : op == '-' ? '+'
+                           : op == '*' ? '/'
+                                       : '*';
+      absl::StrAppend(&a, "Check: ", next, " ", std::string(1, inverse), " ", k,
+                      " = ", n, ".\n");
     }
     n = next;
   }

@@ -55,9 +55,8 @@ std::string CheckChain(const ProblemFacts& f, const std::vector<Written>& w) {
     }
     if (w[i].op != f.steps[i].op || w[i].b != f.steps[i].operand) {
       return absl::StrCat(at, "uses ", std::string(1, w[i].op), " ", w[i].b,
-                          ", the question says ",
-                          std::string(1, f.steps[i].op), " ",
-                          f.steps[i].operand);
+                          ", the question says ", std::string(1, f.steps[i].op),
+                          " ", f.steps[i].operand);
     }
     const auto want = Apply(w[i].a, w[i].op, w[i].b);
     if (!want || *want != w[i].c) {
@@ -196,8 +195,7 @@ ReasoningCheck CheckTeacherStyle(const ProblemFacts& f,
       } else if (said != s.b || said_op != s.op) {
         r.why = absl::StrCat("line ", i + 1, ": says ", said, " but computes ",
                              std::string(1, s.op), " ", s.b);
-      } else if (a2 != s.a || b2 != s.b || m[9].str()[0] != s.op ||
-                 c2 != s.c) {
+      } else if (a2 != s.a || b2 != s.b || m[9].str()[0] != s.op || c2 != s.c) {
         r.why = absl::StrCat("line ", i + 1,
                              ": the annotation is not the written step");
       }
@@ -210,7 +208,8 @@ ReasoningCheck CheckTeacherStyle(const ProblemFacts& f,
   }
   int64_t final_answer = 0;
   bool has_final = false;
-  const std::string final_why = CheckFinal(lines[i], w, &final_answer, &has_final);
+  const std::string final_why =
+      CheckFinal(lines[i], w, &final_answer, &has_final);
   r.correct = has_final && final_answer == f.answer();
   if (r.why.empty() && !has_final) r.why = final_why;
   if (r.why.empty()) r.why = CheckChain(f, w);
@@ -248,7 +247,8 @@ ReasoningCheck CheckForeignStyle(const ProblemFacts& f,
   if (lines.size() > 2 && r.why.empty()) r.why = "text after the final answer";
   int64_t final_answer = 0;
   bool has_final = false;
-  const std::string final_why = CheckFinal(lines[1], w, &final_answer, &has_final);
+  const std::string final_why =
+      CheckFinal(lines[1], w, &final_answer, &has_final);
   r.correct = has_final && final_answer == f.answer();
   if (r.why.empty() && !has_final) r.why = final_why;
   if (r.why.empty()) r.why = CheckChain(f, w);
@@ -334,8 +334,8 @@ ReasoningCheck CheckReasoning(const ProblemFacts& facts,
   if (absl::StartsWith(l0, kForeignStylePrefix)) {
     return CheckForeignStyle(facts, lines);
   }
-  static const auto* teacher_opening = new std::regex(
-      R"(^(?:After |Growing |Keeping |\S+ starts with ))");
+  static const auto* teacher_opening =
+      new std::regex(R"(^(?:After |Growing |Keeping |\S+ starts with ))");
   if (std::regex_search(l0, *teacher_opening)) {
     return CheckTeacherStyle(facts, lines);
   }

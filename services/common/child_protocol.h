@@ -13,11 +13,12 @@
 #ifndef CMDISTILL_SERVICES_COMMON_CHILD_PROTOCOL_H_
 #define CMDISTILL_SERVICES_COMMON_CHILD_PROTOCOL_H_
 
-#include "common/rl/diagnostics.h"
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "common/rl/diagnostics.h"
 
 namespace cmdistill::services {
 

@@ -159,8 +159,9 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
         item.record.checkable = true;
         item.record.cluster = static_cast<int64_t>(f->cell());
         item.record.style = static_cast<int>(rc.style);
-        item.record.reasoning_success = item.record.correct && rc.valid &&
-                                        rc.style == tasks::AnswerStyle::kTeacher;
+        item.record.reasoning_success =
+            item.record.correct && rc.valid &&
+            rc.style == tasks::AnswerStyle::kTeacher;
       }
       if (teacher != nullptr) {
         item.record.satisfied = ev->constraint_satisfied();
@@ -247,12 +248,11 @@ std::string MarkdownHeader(const std::string& first_column,
 }
 
 std::string MarkdownRow(const std::string& name, const rl::SuccessMetrics& m) {
-  return absl::StrCat("| ", name, " | ", FormatEstimate(m.correctness), " | ",
-                      FormatEstimate(m.satisfaction), " | ",
-                      FormatEstimate(m.mean_kl), " | ",
-                      FormatEstimate(m.length, 1), " | ",
-                      FormatEstimate(m.reasoning), " | ",
-                      FormatEstimate(m.foreign_style), " |\n");
+  return absl::StrCat(
+      "| ", name, " | ", FormatEstimate(m.correctness), " | ",
+      FormatEstimate(m.satisfaction), " | ", FormatEstimate(m.mean_kl), " | ",
+      FormatEstimate(m.length, 1), " | ", FormatEstimate(m.reasoning), " | ",
+      FormatEstimate(m.foreign_style), " |\n");
 }
 
 std::string ReportsToPrometheus(const std::vector<EvalReport>& reports) {

@@ -120,8 +120,9 @@ LearnerServiceImpl::Metrics::Metrics(prometheus::Registry& registry,
                    "entropy estimate)");
   auto& ratio = prometheus::BuildGauge()
                     .Name("cmdistill_learner_ratio")
-                    .Help("PPO ratio pi_theta/pi_behaviour over the last "
-                          "step's tokens")
+                    .Help(
+                        "PPO ratio pi_theta/pi_behaviour over the last "
+                        "step's tokens")
                     .Register(r);
   ratio_mean = &ratio.Add({{"stat", "mean"}});
   ratio_max = &ratio.Add({{"stat", "max"}});

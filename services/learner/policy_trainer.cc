@@ -353,11 +353,10 @@ absl::StatusOr<double> PolicyTrainer::MicroBatch(const StepBatch& batch,
     const at::Tensor r = log_r.exp();
     const at::Tensor a = adv_t.view({B, 1}).expand({B, Tmax});
     const double eps = o.clip_epsilon;
-    const at::Tensor clipped =
-        ((a > 0).logical_and(r > 1 + eps))
-            .logical_or((a < 0).logical_and(r < 1 - eps))
-            .to(at::kFloat) *
-        cmask_t;
+    const at::Tensor clipped = ((a > 0).logical_and(r > 1 + eps))
+                                   .logical_or((a < 0).logical_and(r < 1 - eps))
+                                   .to(at::kFloat) *
+                               cmask_t;
     diag->clip_fraction += clipped.sum().item<double>();
     diag->approx_kl += (((r - 1) - log_r) * cmask_t).sum().item<double>();
     diag->entropy += (-lp * cmask_t).sum().item<double>();
@@ -365,8 +364,7 @@ absl::StatusOr<double> PolicyTrainer::MicroBatch(const StepBatch& batch,
     // Padding has log_r = 0 (ratio 1), which never exceeds a real maximum
     // below 1 by much; take the max over real tokens only.
     const at::Tensor masked = r.masked_fill(cmask_t == 0, 0);
-    diag->ratio_max =
-        std::max(diag->ratio_max, masked.max().item<double>());
+    diag->ratio_max = std::max(diag->ratio_max, masked.max().item<double>());
   }
   at::Tensor kl;
   if (batch.compute_kl) {

@@ -44,8 +44,8 @@ absl::StatusOr<std::string> StyleCheck(const v1::RunConfig& config,
   v1::RunConfig ec = config;
   ec.mutable_eval()->set_temperature(config.eval().sampled_temperature());
   ec.mutable_eval()->set_samples_per_prompt(8);
-  auto r = eval::Evaluate("warm start styles", model, nullptr, tok, *examples,
-                          ec);
+  auto r =
+      eval::Evaluate("warm start styles", model, nullptr, tok, *examples, ec);
   if (!r.ok()) return r.status();
   std::map<std::string, std::pair<int, int>> by_style;  // count, correct
   int checked = 0;
@@ -59,11 +59,10 @@ absl::StatusOr<std::string> StyleCheck(const v1::RunConfig& config,
   if (checked == 0) return std::string("styles: not a synthetic task");
   auto part = [&](const std::string& s) {
     const auto& c = by_style[s];
-    return absl::StrFormat("%s %.1f%% (accuracy %s)", s,
-                           100.0 * c.first / checked,
-                           c.first > 0 ? absl::StrFormat(
-                                             "%.3f", 1.0 * c.second / c.first)
-                                       : std::string("—"));
+    return absl::StrFormat(
+        "%s %.1f%% (accuracy %s)", s, 100.0 * c.first / checked,
+        c.first > 0 ? absl::StrFormat("%.3f", 1.0 * c.second / c.first)
+                    : std::string("—"));
   };
   std::string line = absl::StrFormat(
       "styles when sampled (%d %s problems x 8, T = %g): %s, %s, %s",
@@ -74,11 +73,10 @@ absl::StatusOr<std::string> StyleCheck(const v1::RunConfig& config,
   // style (the prompt ends with its prefix) — what the student would score if
   // it moved there.
   v1::RunConfig forced = ec;
-  forced.mutable_data()->set_prompt_template(
-      absl::StrCat(config.data().prompt_template(), " ",
-                   tasks::kForeignStylePrefix));
-  auto fr = eval::Evaluate("foreign style", model, nullptr, tok, *examples,
-                           forced);
+  forced.mutable_data()->set_prompt_template(absl::StrCat(
+      config.data().prompt_template(), " ", tasks::kForeignStylePrefix));
+  auto fr =
+      eval::Evaluate("foreign style", model, nullptr, tok, *examples, forced);
   if (!fr.ok()) return fr.status();
   const double forced_acc = fr->metrics.correctness.value;
   const auto& t = by_style["teacher"];
@@ -419,22 +417,22 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
       *v1::CostNormalization_descriptor()->FindValueByNumber(
           config.constraint().cost_normalization()));
   const std::string method = config::MethodLabel(config);
-  json j = {{"method", method},
-            {"budget", config.constraint().budget()},
-            {"cost_normalization", norm},
-            {"max_new_tokens", config.generation().max_new_tokens()},
-            {"penalty", config.constraint().penalty()},
-            {"teacher", {{"path", config.teacher().path()}, {"sha256", *fp}}},
-            {"base_model", config.student().path()},
-            {"data",
-             {{"train", config.data().train_path()},
-              {"test", config.data().test_path()},
-              {"problems_evaluated", problems}}},
-            {"learner_steps", steps},
-            {"selection", selection.empty() ? "the learner's last step"
-                                            : selection},
-            {"results", json::array()},
-            {"before_training", json::array()}};
+  json j = {
+      {"method", method},
+      {"budget", config.constraint().budget()},
+      {"cost_normalization", norm},
+      {"max_new_tokens", config.generation().max_new_tokens()},
+      {"penalty", config.constraint().penalty()},
+      {"teacher", {{"path", config.teacher().path()}, {"sha256", *fp}}},
+      {"base_model", config.student().path()},
+      {"data",
+       {{"train", config.data().train_path()},
+        {"test", config.data().test_path()},
+        {"problems_evaluated", problems}}},
+      {"learner_steps", steps},
+      {"selection", selection.empty() ? "the learner's last step" : selection},
+      {"results", json::array()},
+      {"before_training", json::array()}};
   for (const auto& r : after)
     j["results"].push_back(eval::ReportToJson(r, false));
   for (const auto& r : before)
@@ -484,14 +482,12 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
       "). It runs without the teacher; "
       "the teacher below is only what its budget was measured against.\n\n",
       eval::MarkdownTable(after, config), "\n", problems,
-      " held-out problems (", config.data().test_path(),
-      "). ",
+      " held-out problems (", config.data().test_path(), "). ",
       selection.empty() ? std::string("This is the learner's last step.")
                         : absl::StrCat("Which student this is: ", selection),
       "\n\nThe warm start it was trained from, on the same problems:\n\n",
-      eval::MarkdownTable(before, config),
-      "\nTeacher: `", config.teacher().path(),
-      "` (sha256 of config.json and weights `", *fp,
+      eval::MarkdownTable(before, config), "\nTeacher: `",
+      config.teacher().path(), "` (sha256 of config.json and weights `", *fp,
       "`). Every figure: cmdistill_eval.json.\n");
   std::ofstream f(final_dir + "/README.md");
   f << md;

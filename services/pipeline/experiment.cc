@@ -97,8 +97,7 @@ ExperimentReport BuildReport(const v1::RunConfig& resolved,
     };
     csv << "," << checked(mm.reasoning) << ","
         << (r.sampled ? checked(r.sampled->metrics.reasoning) : "") << ","
-        << (r.sampled ? checked(r.sampled->metrics.foreign_style) : "")
-        << "\n";
+        << (r.sampled ? checked(r.sampled->metrics.foreign_style) : "") << "\n";
     json j = eval::ReportToJson(r.report, false);
     j["method"] = r.method;
     j["seed"] = r.seed;

@@ -74,8 +74,8 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
       !s.ok())
     return s;
   const size_t before_end = r.reports.size();
-  const bool select = config.eval().final_selection() ==
-                      v1::FINAL_SELECTION_BEST_VALIDATION;
+  const bool select =
+      config.eval().final_selection() == v1::FINAL_SELECTION_BEST_VALIDATION;
   if (select && !LoadValidation(config).ok()) {
     // Before minutes of training, not after.
     return absl::FailedPreconditionError(

@@ -148,9 +148,8 @@ learner::TrainerOptions TrainerOptionsFrom(const v1::RunConfig& config) {
                                 v1::TERM_TWO_DENOMINATOR_ALL_TOKENS;
   to.lagrange = services::LagrangeOptionsFrom(config);
   to.budget = config.constraint().budget();
-  to.lagrange_on_violation_rate =
-      config.constraint().lagrangian_constraint() ==
-      v1::LAGRANGIAN_CONSTRAINT_VIOLATION_RATE;
+  to.lagrange_on_violation_rate = config.constraint().lagrangian_constraint() ==
+                                  v1::LAGRANGIAN_CONSTRAINT_VIOLATION_RATE;
   to.violation_target = config.constraint().violation_target();
   to.std_normalization = tr.advantage_std_normalization();
   to.advantage_eps = tr.advantage_eps();

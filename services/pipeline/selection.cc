@@ -92,10 +92,11 @@ absl::StatusOr<Selection> SelectFinal(const v1::RunConfig& config,
   std::sort(steps.begin(), steps.end(),
             [](const auto& a, const auto& b) { return a.step < b.step; });
   for (auto& s : steps) sel.candidates.push_back(std::move(s));
-  sel.candidates.push_back({"last step", final_dir,
-                            sel.candidates.back().step, {}, {}});
+  sel.candidates.push_back(
+      {"last step", final_dir, sel.candidates.back().step, {}, {}});
   v1::RunConfig ec_config = config;
-  ec_config.mutable_eval()->set_temperature(config.eval().sampled_temperature());
+  ec_config.mutable_eval()->set_temperature(
+      config.eval().sampled_temperature());
   ec_config.mutable_eval()->set_samples_per_prompt(
       config.eval().validation_samples_per_prompt());
   const double target = config.eval().selection_csr_target();
@@ -118,11 +119,10 @@ absl::StatusOr<Selection> SelectFinal(const v1::RunConfig& config,
       "| candidate | validation FAC | validation CSR | |\n|---|---|---|---|\n";
   for (size_t i = 0; i < sel.candidates.size(); ++i) {
     const auto& c = sel.candidates[i];
-    absl::StrAppend(&sel.summary, "| ", c.label, " | ",
-                    eval::FormatEstimate(c.correctness), " | ",
-                    eval::FormatEstimate(c.satisfaction), " | ",
-                    static_cast<int>(i) == sel.chosen ? "**chosen**" : "",
-                    " |\n");
+    absl::StrAppend(
+        &sel.summary, "| ", c.label, " | ", eval::FormatEstimate(c.correctness),
+        " | ", eval::FormatEstimate(c.satisfaction), " | ",
+        static_cast<int>(i) == sel.chosen ? "**chosen**" : "", " |\n");
   }
   const SelectionCandidate& chosen = sel.candidates[sel.chosen];
   log << sel.summary << "selection: " << chosen.label << " -> " << final_dir
@@ -132,9 +132,8 @@ absl::StatusOr<Selection> SelectFinal(const v1::RunConfig& config,
     fs::remove_all(last, ec);
     fs::rename(final_dir, last, ec);
     if (ec) {
-      return absl::InternalError(absl::StrCat("cannot move ", final_dir,
-                                              " to ", last, ": ",
-                                              ec.message()));
+      return absl::InternalError(absl::StrCat("cannot move ", final_dir, " to ",
+                                              last, ": ", ec.message()));
     }
     if (auto s = CopyModel(chosen.dir, final_dir); !s.ok()) return s;
     log << "selection: the last step's student is kept in " << last << "\n";

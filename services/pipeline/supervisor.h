@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "common/rl/diagnostics.h"
 #include "absl/status/statusor.h"
 #include "cmdistill/v1/config.pb.h"
 #include "common/process/signals.h"
+#include "common/rl/diagnostics.h"
 
 namespace cmdistill::pipeline {
 

@@ -58,9 +58,9 @@ absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
   const std::string stamp_path =
       (fs::path(d.train_path()).parent_path() / "cmdistill_datagen.yaml")
           .string();
-  const std::string stamp =
-      absl::StrCat("# What made this data (cmdistill local).\nseed: ",
-                   config.seed(), "\n", config::ToYaml(g));
+  const std::string stamp = absl::StrCat(
+      "# What made this data (cmdistill local).\nseed: ", config.seed(), "\n",
+      config::ToYaml(g));
   const bool want_validation =
       g.validation() > 0 && !d.validation_path().empty();
   if (fs::exists(d.train_path()) && fs::exists(d.test_path()) &&
@@ -99,7 +99,7 @@ absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
         absl::StrCat("local.datagen: ", s.message()));
   }
   auto task = tasks::GenerateTask(o, g.train(), g.test(),
-                                 want_validation ? g.validation() : 0);
+                                  want_validation ? g.validation() : 0);
   if (!task.ok()) return task.status();
   if (want_validation) {
     if (auto s = util::WriteFileAtomically(
@@ -119,8 +119,8 @@ absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
   log << "data: wrote " << task->train.size() << " training, "
       << task->validation.size() << " validation and " << task->test.size()
       << " held-out problems to " << d.train_path() << ", "
-      << (want_validation ? d.validation_path() + " and " : "")
-      << d.test_path() << "\n";
+      << (want_validation ? d.validation_path() + " and " : "") << d.test_path()
+      << "\n";
   return true;
 }
 
@@ -216,8 +216,8 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
     if (!p.ok()) return p.status();
     for (bool f : {false, true}) {
       if (f && foreign_share <= 0) break;
-      const std::string text = f ? tasks::ForeignStyleSolution(e.solution)
-                                 : e.solution;
+      const std::string text =
+          f ? tasks::ForeignStyleSolution(e.solution) : e.solution;
       if (text.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "foreign_style_fraction > 0 needs calculator annotations "
@@ -278,9 +278,9 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
         cursor = 0;
       }
       const size_t i = order[cursor++];
-      const bool f = mixed && static_cast<double>(style_rng.Next() >> 11) *
-                                      0x1.0p-53 <
-                                  foreign_share;
+      const bool f =
+          mixed && static_cast<double>(style_rng.Next() >> 11) * 0x1.0p-53 <
+                       foreign_share;
       batch.push_back(f ? foreign[i] : data[i]);
     }
     auto st = (*trainer)->Step(batch);

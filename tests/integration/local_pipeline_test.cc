@@ -156,10 +156,9 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
   EXPECT_FALSE(learner_metrics->count("cmdistill_learner_lambda"));  // cmdp
   // The last step's diagnostics: a real entropy and length, ratios near 1.
   EXPECT_GT((*learner_metrics)["cmdistill_learner_entropy_nats"], 0.0);
-  EXPECT_GT(
-      (*learner_metrics)["cmdistill_learner_completion_length_tokens"], 1.0);
-  EXPECT_GT((*learner_metrics)["cmdistill_learner_ratio{stat=\"max\"}"],
-            0.5);
+  EXPECT_GT((*learner_metrics)["cmdistill_learner_completion_length_tokens"],
+            1.0);
+  EXPECT_GT((*learner_metrics)["cmdistill_learner_ratio{stat=\"max\"}"], 0.5);
   // The actors write their metrics in local mode (--metrics-file, last time
   // at exit): together they submitted at least what the learner accepted,
   // and their client-side latency histograms counted the submissions. (Each

@@ -2,6 +2,8 @@
 // count give the same data, tokenizer and warm-start weights, bit for bit (a
 // result a user reproduces starts here), and the two-style warm start reports
 // its styles.
+#include "services/pipeline/bootstrap.h"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -9,7 +11,6 @@
 #include "common/config/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/pipeline/bootstrap.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 

@@ -57,9 +57,10 @@ TEST(CheckReasoning, TeacherStyleValidWithAndWithoutRestatement) {
       "After getting 2 more, Mia has 3 + 2 = <<3+2=5>>5 marbles.\n"
       "After giving away 4, Mia has 5 - 4 = <<5-4=1>>1 marbles.\n#### 1";
   for (const std::string& answer :
-       {steps, "Mia starts with 3 marbles, then gets 2 more, then gives 4 "
-               "away.\n" +
-                   steps,
+       {steps,
+        "Mia starts with 3 marbles, then gets 2 more, then gives 4 "
+        "away.\n" +
+            steps,
         " " + steps + "\n"}) {
     const ReasoningCheck r = CheckReasoning(Facts(), answer);
     EXPECT_EQ(r.style, AnswerStyle::kTeacher) << answer;

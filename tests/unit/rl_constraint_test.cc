@@ -278,9 +278,9 @@ TEST(ModifiedRewards, WeakestLinkGatesOnTeacherNllWithItsOwnThreshold) {
   ASSERT_OK_AND_ASSIGN(
       auto out, ModifiedRewards(1.0, std::vector<double>{0.1, 0.1, 0.1, 0.1},
                                 teacher, o));
-  EXPECT_THAT(out.modified_rewards,
-              ElementsAre(0.0, 0.0, DoubleNear(-20.1, 1e-6),
-                          DoubleNear(-20.1, 1e-6)));
+  EXPECT_THAT(
+      out.modified_rewards,
+      ElementsAre(0.0, 0.0, DoubleNear(-20.1, 1e-6), DoubleNear(-20.1, 1e-6)));
   EXPECT_THAT(out.gate, ElementsAre(true, true, false, false));  // its own gate
   EXPECT_TRUE(out.check.satisfied);  // the KL constraint itself holds
   EXPECT_THAT(out.check.feasible, ElementsAre(true, true, true, true));
@@ -309,14 +309,15 @@ TEST(ModifiedRewards, TerminalPlacementPaysOnceWithTheMeanOvershoot) {
   EXPECT_NEAR(out.trajectory_return, -20.2, 1e-12);
   // Per token (the paper): -(20.1) and -(20.3), summed -40.4: twice the
   // penalty for one more token written after the violation.
-  ASSERT_OK_AND_ASSIGN(auto per, ModifiedRewards(1.0, c, {},
-                                                 Opts(Method::kCmdp, 0.35)));
+  ASSERT_OK_AND_ASSIGN(auto per,
+                       ModifiedRewards(1.0, c, {}, Opts(Method::kCmdp, 0.35)));
   EXPECT_NEAR(per.trajectory_return, -40.4, 1e-12);
   // A longer tail after the same violation costs the same at the terminal:
   // (0.5, 0.1, 0.3, 0.2, 0.2) -> -(20 + 0.8/4) = -20.2.
   ASSERT_OK_AND_ASSIGN(
       auto longer,
-      ModifiedRewards(1.0, std::vector<double>{0.5, 0.1, 0.3, 0.2, 0.2}, {}, o));
+      ModifiedRewards(1.0, std::vector<double>{0.5, 0.1, 0.3, 0.2, 0.2}, {},
+                      o));
   EXPECT_NEAR(longer.trajectory_return, -20.2, 1e-12);
   // saute has no φ: -20 once.
   o.method = Method::kSaute;
@@ -394,9 +395,8 @@ TEST(ModifiedRewards, WeakestLinkLastTokenClosesItsGate) {
   RewardOptions o = Opts(Method::kWeakestLink, 10.0);
   o.weakest_link_threshold = 1.0;
   ASSERT_OK_AND_ASSIGN(
-      auto out,
-      ModifiedRewards(1.0, std::vector<double>{0.1, 0.1, 0.1},
-                      std::vector<float>{-0.1f, -0.1f, -3.1f}, o));
+      auto out, ModifiedRewards(1.0, std::vector<double>{0.1, 0.1, 0.1},
+                                std::vector<float>{-0.1f, -0.1f, -3.1f}, o));
   EXPECT_THAT(out.modified_rewards,
               ElementsAre(0.0, 0.0, DoubleNear(-23.1, 1e-6)));
   EXPECT_TRUE(out.check.satisfied);  // the KL constraint itself holds
@@ -465,8 +465,8 @@ TEST(Lagrange, ChanceConstraintFollowsTheViolationRateNotTheMeanCost) {
   LagrangeController mean({0, 0.5, 100, 0, 0}), chance({0, 0.5, 100, 0, 0});
   for (int i = 1; i <= 4; ++i) {
     ASSERT_OK_AND_ASSIGN(
-        double lm, mean.UpdateFromBatch(LagrangeConstraint::kMeanCost, 0.2,
-                                        0.7, 0.35, 0.05));
+        double lm, mean.UpdateFromBatch(LagrangeConstraint::kMeanCost, 0.2, 0.7,
+                                        0.35, 0.05));
     ASSERT_OK_AND_ASSIGN(
         double lc, chance.UpdateFromBatch(LagrangeConstraint::kViolationRate,
                                           0.2, 0.7, 0.35, 0.05));
@@ -581,16 +581,16 @@ TEST(Stats, SampledEvaluationIsEstimatedPerProblem) {
 
 TEST(Stats, ClampedAcrossSeedsAndPairedDifferences) {
   // CSR over 3 seeds (0.9, 1.0, 0.6): t-interval [0.0, 1.53]-ish -> <= 1.
-  const Estimate e = ClampedMeanEstimate(std::vector<double>{0.9, 1.0, 0.6}, 0, 1);
+  const Estimate e =
+      ClampedMeanEstimate(std::vector<double>{0.9, 1.0, 0.6}, 0, 1);
   EXPECT_NEAR(e.value, 2.5 / 3, 1e-12);
   EXPECT_EQ(e.high, 1.0);
   EXPECT_GE(e.low, 0.0);
   EXPECT_LT(e.low, e.value);
   // Paired: a - b = (1, 0, 1, 0, 1) -> mean 0.6, sd 0.5477, half 2.776 *
   // 0.5477/sqrt(5) = 0.680 -> [-0.08, 1] (clamped above at 1).
-  const Estimate d =
-      PairedDifference(std::vector<double>{1, 1, 1, 0, 1},
-                       std::vector<double>{0, 1, 0, 0, 0});
+  const Estimate d = PairedDifference(std::vector<double>{1, 1, 1, 0, 1},
+                                      std::vector<double>{0, 1, 0, 0, 0});
   EXPECT_NEAR(d.value, 0.6, 1e-12);
   EXPECT_NEAR(d.low, 0.6 - StudentT975(4) * std::sqrt(0.3 / 5), 1e-12);
   EXPECT_EQ(d.high, 1.0);
