@@ -25,6 +25,9 @@ struct StepDiagnostics {
   double advantage_std = 0;
   double groups_with_signal = 0;
   double length = 0;  // mean completion tokens
+  // Embedded synthetic task only: the shares of the step's answers in the
+  // teacher's style and in the teacher-foreign one (-1: not classified).
+  double teacher_style = -1, foreign_style = -1;
 };
 
 }  // namespace cmdistill::rl

@@ -322,6 +322,23 @@ const char* AnswerStyleName(AnswerStyle s) {
   return "other";
 }
 
+namespace {
+
+AnswerStyle StyleOfFirstLine(const std::string& l0) {
+  if (absl::StartsWith(l0, kForeignStylePrefix)) return AnswerStyle::kForeign;
+  static const auto* teacher_opening =
+      new std::regex(R"(^(?:After |Growing |Keeping |\S+ starts with ))");
+  if (std::regex_search(l0, *teacher_opening)) return AnswerStyle::kTeacher;
+  return AnswerStyle::kOther;
+}
+
+}  // namespace
+
+AnswerStyle ClassifyStyle(std::string_view completion) {
+  const std::vector<std::string> lines = Lines(completion);
+  return lines.empty() ? AnswerStyle::kOther : StyleOfFirstLine(lines[0]);
+}
+
 ReasoningCheck CheckReasoning(const ProblemFacts& facts,
                               std::string_view completion) {
   const std::vector<std::string> lines = Lines(completion);
@@ -330,14 +347,13 @@ ReasoningCheck CheckReasoning(const ProblemFacts& facts,
     r.why = "empty answer";
     return r;
   }
-  const std::string& l0 = lines[0];
-  if (absl::StartsWith(l0, kForeignStylePrefix)) {
-    return CheckForeignStyle(facts, lines);
-  }
-  static const auto* teacher_opening =
-      new std::regex(R"(^(?:After |Growing |Keeping |\S+ starts with ))");
-  if (std::regex_search(l0, *teacher_opening)) {
-    return CheckTeacherStyle(facts, lines);
+  switch (StyleOfFirstLine(lines[0])) {
+    case AnswerStyle::kForeign:
+      return CheckForeignStyle(facts, lines);
+    case AnswerStyle::kTeacher:
+      return CheckTeacherStyle(facts, lines);
+    case AnswerStyle::kOther:
+      break;
   }
   r.why = "neither the teacher's style nor the foreign one";
   // Correct by its final answer, if it has one.

@@ -53,6 +53,11 @@ struct ReasoningCheck {
   std::string why;
 };
 
+// The style alone, from the answer's first line (no problem needed): the
+// foreign style opens with kForeignStylePrefix, the teacher's with its
+// restatement ("Mia starts with ...", "After ...", ...).
+AnswerStyle ClassifyStyle(std::string_view completion);
+
 // Classifies one answer (the completion text, without the prompt) to the
 // problem `facts`.
 ReasoningCheck CheckReasoning(const ProblemFacts& facts,

@@ -47,15 +47,20 @@ std::string FormatReady(const ReadyLine& r) {
 
 std::string FormatStep(const StepLine& s) {
   const rl::StepDiagnostics& d = s.diagnostics;
+  std::string styles;
+  if (d.teacher_style >= 0 && d.foreign_style >= 0) {
+    styles = absl::StrFormat(" teacher_style=%.4f foreign_style=%.4f",
+                             d.teacher_style, d.foreign_style);
+  }
   return absl::StrFormat(
       "STEP step=%d version=%d reward=%.4f return=%.4f satisfaction=%.4f "
       "cost=%.5f kl=%.5f lambda=%.4f loss=%.5f tokens=%d clip=%.4f "
       "approx_kl=%.6f entropy=%.4f ratio=%.4f ratio_max=%.4f adv_std=%.4f "
-      "signal=%.4f length=%.2f",
+      "signal=%.4f length=%.2f%s",
       s.step, s.version, s.reward, s.ret, s.satisfaction, s.cost, s.kl,
       s.lambda, s.loss, s.tokens, d.clip_fraction, d.approx_kl, d.entropy,
       d.ratio_mean, d.ratio_max, d.advantage_std, d.groups_with_signal,
-      d.length);
+      d.length, styles);
 }
 
 std::string FormatFinished(const FinishedLine& f) {
@@ -106,6 +111,8 @@ std::optional<StepLine> ParseStep(const std::string& line) {
   Get(*kv, "adv_std", &d.advantage_std);
   Get(*kv, "signal", &d.groups_with_signal);
   Get(*kv, "length", &d.length);
+  Get(*kv, "teacher_style", &d.teacher_style);
+  Get(*kv, "foreign_style", &d.foreign_style);
   return s;
 }
 

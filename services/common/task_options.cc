@@ -133,6 +133,8 @@ reward::EvaluatorOptions EvaluatorOptionsFrom(const v1::RunConfig& config) {
   eo.reward = RewardOptionsFrom(config);
   eo.cost = CostOptionsFrom(config);
   eo.strictness = StrictnessFrom(config);
+  // The generator's data (local.datagen) is the only data with a known style.
+  eo.classify_styles = config.has_local() && config.local().has_datagen();
   return eo;
 }
 

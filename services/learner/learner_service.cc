@@ -57,6 +57,7 @@ struct LearnerServiceImpl::Metrics {
   // The last step's RL diagnostics (common/rl/diagnostics.h).
   prometheus::Gauge *clip_fraction, *approx_kl, *entropy, *ratio_mean,
       *ratio_max, *advantage_std, *groups_with_signal, *length;
+  prometheus::Gauge *style_teacher, *style_foreign, *style_other;
   prometheus::Gauge* lambda = nullptr;  // methods with a λ only
   prometheus::Family<prometheus::Gauge>* epoch_prompts;
   prometheus::Histogram *lag, *step_seconds;
@@ -133,6 +134,15 @@ LearnerServiceImpl::Metrics::Metrics(prometheus::Registry& registry,
                               "returns are not all equal");
   length = &Gauge("cmdistill_learner_completion_length_tokens",
                   "Mean completion length of the last step's trajectories");
+  auto& style = prometheus::BuildGauge()
+                    .Name("cmdistill_learner_style_ratio")
+                    .Help(
+                        "Share of the last step's answers per style (embedded "
+                        "synthetic task only; 0 elsewhere)")
+                    .Register(r);
+  style_teacher = &style.Add({{"style", "teacher"}});
+  style_foreign = &style.Add({{"style", "foreign"}});
+  style_other = &style.Add({{"style", "other"}});
   lag = &prometheus::BuildHistogram()
              .Name("cmdistill_learner_policy_lag")
              .Help("Policy versions between sampling and submission")
@@ -660,6 +670,11 @@ bool LearnerServiceImpl::FinishStep(
   m_->advantage_std->Set(d.advantage_std);
   m_->groups_with_signal->Set(d.groups_with_signal);
   m_->length->Set(d.length);
+  if (d.teacher_style >= 0) {
+    m_->style_teacher->Set(d.teacher_style);
+    m_->style_foreign->Set(d.foreign_style);
+    m_->style_other->Set(1.0 - d.teacher_style - d.foreign_style);
+  }
   m_->tokens_trained->Increment(static_cast<double>(stats.tokens));
   if (observer_) observer_(stats, store_->version());
   if (step_ >= options_.max_steps) {

@@ -189,6 +189,20 @@ absl::StatusOr<StepBatch> CollectBatch(
   b.compute_kl = uses_kl || have_teacher_data;
   if (Tmax == 0)
     return absl::InvalidArgumentError("no completion tokens in the batch");
+  {
+    double classified = 0, teacher = 0, foreign = 0;
+    for (const v1::Trajectory* t : b.trajs) {
+      const v1::AnswerStyle s = t->evaluation().style();
+      if (s == v1::ANSWER_STYLE_UNSPECIFIED) continue;
+      classified += 1;
+      teacher += s == v1::ANSWER_STYLE_TEACHER ? 1 : 0;
+      foreign += s == v1::ANSWER_STYLE_FOREIGN ? 1 : 0;
+    }
+    if (classified > 0) {
+      b.stats.diagnostics.teacher_style = teacher / classified;
+      b.stats.diagnostics.foreign_style = foreign / classified;
+    }
+  }
   for (const v1::Trajectory* t : b.trajs) {
     b.total_tokens += t->completion_ids_size();
     b.stats.diagnostics.length += t->completion_ids_size() / n;

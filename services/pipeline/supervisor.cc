@@ -442,17 +442,24 @@ class Distillation {
     std::string csv =
         "step,seconds,reward,satisfaction,cost,kl,lambda,loss,tokens,"
         "clip_fraction,approx_kl,entropy,ratio_mean,ratio_max,advantage_std,"
-        "groups_with_signal,length\n";
+        "groups_with_signal,length,teacher_style,foreign_style\n";
     for (const StepRecord& r : result_.steps) {
       const rl::StepDiagnostics& d = r.diagnostics;
       absl::StrAppend(
           &csv,
           absl::StrFormat("%d,%.3f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d,%.6f,%.6f,"
-                          "%.6f,%.6f,%.6f,%.6f,%.6f,%.3f\n",
+                          "%.6f,%.6f,%.6f,%.6f,%.6f,%.3f,",
                           r.step, r.seconds, r.reward, r.satisfaction, r.cost,
                           r.kl, r.lambda, r.loss, r.tokens, d.clip_fraction,
                           d.approx_kl, d.entropy, d.ratio_mean, d.ratio_max,
                           d.advantage_std, d.groups_with_signal, d.length));
+      // Empty where the answers are not classified (not the embedded task).
+      if (d.teacher_style >= 0) {
+        absl::StrAppend(&csv, absl::StrFormat("%.6f,%.6f\n", d.teacher_style,
+                                              d.foreign_style));
+      } else {
+        absl::StrAppend(&csv, ",\n");
+      }
     }
     return util::WriteFileAtomically(result_.curve_csv, csv);
   }

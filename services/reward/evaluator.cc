@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/tasks/reasoning.h"
 
 namespace cmdistill::reward {
 namespace {
@@ -157,6 +158,19 @@ absl::StatusOr<v1::TrajectoryEvaluation> Evaluator::Evaluate(
       ev.set_verifier_failure(v1::VERIFIER_FAILURE_TIMEOUT);
     }
     reward = g.correct ? 1.0 : 0.0;
+    if (options_.classify_styles) {
+      switch (tasks::ClassifyStyle(text)) {
+        case tasks::AnswerStyle::kTeacher:
+          ev.set_style(v1::ANSWER_STYLE_TEACHER);
+          break;
+        case tasks::AnswerStyle::kForeign:
+          ev.set_style(v1::ANSWER_STYLE_FOREIGN);
+          break;
+        case tasks::AnswerStyle::kOther:
+          ev.set_style(v1::ANSWER_STYLE_OTHER);
+          break;
+      }
+    }
   }
   auto out = rl::ModifiedRewards(reward, costs, t.teacher_sampled_logprobs(),
                                  options_.reward);

@@ -24,6 +24,9 @@ struct EvaluatorOptions {
   // tokenizer's: padded embeddings); 0 = the tokenizer's size. Ids with no
   // token decode to nothing.
   int64_t vocab_size = 0;
+  // Classify each answer's style (tasks::ClassifyStyle) into
+  // TrajectoryEvaluation.style: only for the embedded synthetic task.
+  bool classify_styles = false;
 };
 
 class Evaluator {

@@ -143,6 +143,16 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
       absl::StrSplit(Read(d + "/training_curve.csv"), '\n', absl::SkipEmpty());
   ASSERT_EQ(curve.size(), 5u);  // header + training.max_steps=4
   EXPECT_THAT(curve[0], HasSubstr(",clip_fraction,approx_kl,entropy,"));
+  EXPECT_THAT(curve[0], HasSubstr(",teacher_style,foreign_style"));
+  // The embedded task's answers are classified: a share in [0, 1], not empty.
+  {
+    std::vector<std::string> cells = absl::StrSplit(curve[4], ',');
+    ASSERT_GE(cells.size(), 2u);
+    const std::string& foreign = cells[cells.size() - 1];
+    ASSERT_FALSE(foreign.empty()) << curve[4];
+    EXPECT_GE(std::stod(foreign), 0.0);
+    EXPECT_LE(std::stod(foreign), 1.0);
+  }
   EXPECT_THAT(curve[4], ::testing::StartsWith("4,"));
   // The trained student, its checkpoints, logs and the scraped metrics.
   EXPECT_TRUE(fs::exists(d + "/final/config.json"));
@@ -159,6 +169,12 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
   EXPECT_GT((*learner_metrics)["cmdistill_learner_completion_length_tokens"],
             1.0);
   EXPECT_GT((*learner_metrics)["cmdistill_learner_ratio{stat=\"max\"}"], 0.5);
+  EXPECT_NEAR(
+      (*learner_metrics)["cmdistill_learner_style_ratio{style=\"teacher\"}"] +
+          (*learner_metrics)
+              ["cmdistill_learner_style_ratio{style=\"foreign\"}"] +
+          (*learner_metrics)["cmdistill_learner_style_ratio{style=\"other\"}"],
+      1.0, 1e-9);
   // The actors write their metrics in local mode (--metrics-file, last time
   // at exit): together they submitted at least what the learner accepted,
   // and their client-side latency histograms counted the submissions. (Each
@@ -332,17 +348,30 @@ TEST_F(LocalPipelineTest, EvalAndSftWorkOnTheMadeModels) {
   EXPECT_EQ(report["metrics"]["correctness"]["n"], 8);
   EXPECT_EQ(report["items"].size(), 8u);
   // sft continues from a model folder and writes a loadable one.
-  const auto s = RunProcess(
-      {testing::CmdistillBinary(), "sft", "--config", QuickstartConfig(),
-       "--set", "data.train_path=" + d + "/data/train.jsonl", "--set",
-       "data.test_path=" + d + "/data/test.jsonl", "--set",
-       "local.student_sft.steps=3", "--set",
-       "local.student_sft.eval_examples=2", "--knobs", "student", "--model",
-       d + "/models/student-warm", "--out", d + "/sft-out"},
-      absl::Minutes(2));
+  const auto s = RunProcess({testing::CmdistillBinary(),
+                             "sft",
+                             "--config",
+                             QuickstartConfig(),
+                             "--set",
+                             "data.train_path=" + d + "/data/train.jsonl",
+                             "--set",
+                             "data.test_path=" + d + "/data/test.jsonl",
+                             "--set",
+                             "local.student_sft.steps=3",
+                             "--set",
+                             "local.student_sft.teacher_style_steps=2",
+                             "--set",
+                             "local.student_sft.eval_examples=2",
+                             "--knobs",
+                             "student",
+                             "--model",
+                             d + "/models/student-warm",
+                             "--out",
+                             d + "/sft-out"},
+                            absl::Minutes(2));
   ASSERT_EQ(s.exit_code, 0) << s.err;
   const json sj = json::parse(s.out);
-  EXPECT_EQ(sj["steps"], 3);
+  EXPECT_EQ(sj["steps"], 5);  // 3 on the style mix, then 2 on the teacher's
   EXPECT_TRUE(fs::exists(d + "/sft-out/model.safetensors") ||
               fs::exists(d + "/sft-out/model.safetensors.index.json"));
   EXPECT_TRUE(fs::exists(d + "/sft-out/tokenizer.json"));

@@ -146,6 +146,30 @@ TEST(RewardService, VerifierFailuresAreFlaggedAndCounted) {
       1);
 }
 
+TEST(RewardService, StylesAreClassifiedOnlyWhenAsked) {
+  const char* answers[3] = {"Quick sum: 9*2=18\n#### 18",
+                            "Mia starts with 9 marbles.\n#### 18",
+                            "She makes 9 * 2 = 18.\n#### 18"};
+  for (bool classify : {false, true}) {
+    EvaluatorOptions o = Options(rl::Method::kCmdp, 10);
+    o.classify_styles = classify;
+    Server s(o);
+    v1::EvaluateRequest req;
+    for (const char* a : answers) *req.add_trajectories() = Recorded(a, 1.0f);
+    v1::EvaluateResponse resp;
+    ASSERT_TRUE(s.Evaluate(req, &resp).ok());
+    ASSERT_EQ(resp.evaluations_size(), 3);
+    if (!classify) {
+      for (const auto& e : resp.evaluations())
+        EXPECT_EQ(e.style(), v1::ANSWER_STYLE_UNSPECIFIED);
+      continue;
+    }
+    EXPECT_EQ(resp.evaluations(0).style(), v1::ANSWER_STYLE_FOREIGN);
+    EXPECT_EQ(resp.evaluations(1).style(), v1::ANSWER_STYLE_TEACHER);
+    EXPECT_EQ(resp.evaluations(2).style(), v1::ANSWER_STYLE_OTHER);
+  }
+}
+
 TEST(RewardService, BadInputIsRefusedWithItsCode) {
   Server s(Options(rl::Method::kCmdp, 0.35), [] {
     RewardServiceOptions o;

@@ -52,6 +52,17 @@ TEST(ChildProtocol, StepRoundTripsEveryField) {
   EXPECT_DOUBLE_EQ(p->lambda, 1.5);
   EXPECT_DOUBLE_EQ(p->loss, -0.03125);
   EXPECT_EQ(p->tokens, 4096);
+  // Not classified (not the embedded task): no style keys, -1 back.
+  EXPECT_THAT(line, ::testing::Not(::testing::HasSubstr("style")));
+  EXPECT_DOUBLE_EQ(p->diagnostics.foreign_style, -1);
+  s.diagnostics.teacher_style = 0.875;
+  s.diagnostics.foreign_style = 0.0625;
+  s.diagnostics.clip_fraction = 0.25;
+  auto styled = ParseStep(FormatStep(s));
+  ASSERT_TRUE(styled.has_value());
+  EXPECT_DOUBLE_EQ(styled->diagnostics.teacher_style, 0.875);
+  EXPECT_DOUBLE_EQ(styled->diagnostics.foreign_style, 0.0625);
+  EXPECT_DOUBLE_EQ(styled->diagnostics.clip_fraction, 0.25);
   // Unknown keys are ignored; the step is required.
   auto more = ParseStep("STEP step=3 future=1 kl=0.5");
   ASSERT_TRUE(more.has_value());

@@ -180,6 +180,17 @@ TEST(CheckReasoning, OtherStyle) {
   EXPECT_STREQ(AnswerStyleName(AnswerStyle::kForeign), "foreign");
 }
 
+TEST(ClassifyStyle, FromTheFirstLineAlone) {
+  EXPECT_EQ(ClassifyStyle("Quick sum: 3+2=5\n#### 5"), AnswerStyle::kForeign);
+  EXPECT_EQ(ClassifyStyle("Mia starts with 3 marbles, then gets 2 more.\n"),
+            AnswerStyle::kTeacher);
+  EXPECT_EQ(ClassifyStyle("After 2 more, 3 + 2 = 5.\n#### 5"),
+            AnswerStyle::kTeacher);
+  EXPECT_EQ(ClassifyStyle("quick sum: 3+2=5"), AnswerStyle::kOther);
+  EXPECT_EQ(ClassifyStyle("#### 5"), AnswerStyle::kOther);
+  EXPECT_EQ(ClassifyStyle(""), AnswerStyle::kOther);
+}
+
 // Every problem the generator writes parses, and its own worked solution, in
 // both datagen styles and in the foreign style, is valid and correct.
 TEST(CheckReasoning, AgreesWithTheGeneratorOnEveryOperation) {
