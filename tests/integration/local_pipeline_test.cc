@@ -283,10 +283,10 @@ TEST_F(LocalPipelineTest, ExperimentComparesMethodsFromOneWarmStart) {
   EXPECT_THAT(summary, HasSubstr("## Sampled"));
   EXPECT_THAT(summary, HasSubstr("| warm start sampled (reference) | "));
   EXPECT_THAT(summary, HasSubstr("## Paired against cmdp"));
-  ASSERT_EQ(res["paired_vs_cmdp"].size(), 1u);
-  EXPECT_EQ(res["paired_vs_cmdp"][0]["method"], "grpo");
+  ASSERT_EQ(res["paired_vs_reference"].size(), 1u);
+  EXPECT_EQ(res["paired_vs_reference"][0]["method"], "grpo");
   const double diff =
-      res["paired_vs_cmdp"][0]["correctness_difference"]["value"];
+      res["paired_vs_reference"][0]["correctness_difference"]["value"];
   EXPECT_NEAR(diff,
               res["runs"][1]["sampled"]["metrics"]["correctness"]["value"]
                       .get<double>() -

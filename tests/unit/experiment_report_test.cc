@@ -72,8 +72,8 @@ TEST(ExperimentReport, MeansOverSeedsAndThePairedDifferenceAgainstCmdp) {
   // grpo vs cmdp on the same problems: problems 0-1 correct in both seeds of
   // both, 2-3 in one seed of grpo and both of cmdp, 4-5 in cmdp's only, ...
   // mean difference -0.4.
-  ASSERT_EQ(r.results["paired_vs_cmdp"].size(), 1u);
-  const auto& d = r.results["paired_vs_cmdp"][0];
+  ASSERT_EQ(r.results["paired_vs_reference"].size(), 1u);
+  const auto& d = r.results["paired_vs_reference"][0];
   EXPECT_EQ(d["method"], "grpo");
   EXPECT_NEAR(d["correctness_difference"]["value"].get<double>(), -0.4, 1e-9);
   EXPECT_LT(d["correctness_difference"]["high"].get<double>(), 0);
@@ -85,6 +85,41 @@ TEST(ExperimentReport, MeansOverSeedsAndThePairedDifferenceAgainstCmdp) {
   EXPECT_THAT(r.summary_md, HasSubstr("| grpo | -0.400"));
   EXPECT_THAT(r.summary_md, HasSubstr("2 seed(s) per method"));
   EXPECT_EQ(r.results["reference"][0]["name"], "teacher");
+}
+
+// The first variant is the reference, whatever its label; problems that share
+// an arithmetic cell are one unit of the paired interval.
+TEST(ExperimentReport, PairedAgainstTheFirstVariantOverCells) {
+  v1::RunConfig config;
+  config.mutable_constraint()->set_budget(0.35);
+  const std::string ref = "cmdp@constraint.term_two_denominator=all_tokens";
+  const std::vector<Variant> variants = {ParseVariant(ref),
+                                         ParseVariant("grpo")};
+  auto celled = [](eval::EvalReport r) {
+    for (auto& it : r.items) it.record.cluster = it.example / 2;  // 5 cells
+    return r;
+  };
+  std::vector<RunRow> rows;
+  rows.push_back(
+      {ref, 0, celled(Report("a", 10, 6)), std::nullopt, "a.csv", 1});
+  rows.push_back(
+      {ref, 1, celled(Report("a", 10, 8)), std::nullopt, "b.csv", 1});
+  rows.push_back(
+      {"grpo", 0, celled(Report("g", 10, 2)), std::nullopt, "c.csv", 1});
+  rows.push_back(
+      {"grpo", 1, celled(Report("g", 10, 4)), std::nullopt, "d.csv", 1});
+  const ExperimentReport r = BuildReport(config, variants, {}, rows,
+                                         /*problems=*/10, /*seeds=*/2);
+  EXPECT_THAT(r.summary_md,
+              HasSubstr("## Paired against " + ref +
+                        " (same 10 problems in 5 arithmetic cells"));
+  // Cell differences 0, -0.5, -1, -0.5, 0: mean -0.4, sd 0.418, t(4) = 2.776
+  // -> [-0.919, +0.119]. Over the 10 problems as if independent it would be
+  // [-0.682, -0.118], an effect the cells do not resolve.
+  const auto& d = r.results["paired_vs_reference"][0];
+  EXPECT_NEAR(d["correctness_difference"]["value"].get<double>(), -0.4, 1e-9);
+  EXPECT_NEAR(d["correctness_difference"]["low"].get<double>(), -0.919, 2e-3);
+  EXPECT_NEAR(d["correctness_difference"]["high"].get<double>(), 0.119, 2e-3);
 }
 
 }  // namespace
