@@ -99,8 +99,12 @@ SuccessMetrics Summarize(absl::Span<const EvalRecord> records,
   if (by_cluster || by_problem) {
     for (const EvalRecord& r : records) ++per_unit[unit(r)];
   }
-  // Several records in one unit: shares per unit first, a t-interval over
-  // units (clamped to [0, 1]); else Wilson over records.
+  // Several records in one unit: the share of records (the estimand does not
+  // change with clustering) with a cluster-robust interval — the ratio
+  // estimator's variance from the units' residuals S_u − p·n_u, times
+  // U/(U − 1), and Student's t with U − 1 degrees of freedom, clamped to
+  // [0, 1]. With equal-sized units this is the t-interval over the units'
+  // shares. Else Wilson over records.
   const bool clustered =
       (by_cluster || by_problem) && per_unit.size() < records.size();
   auto proportion = [&](auto success, auto included) {
@@ -122,10 +126,29 @@ SuccessMetrics Summarize(absl::Span<const EvalRecord> records,
       sc.second += 1;
       ++n;
     }
-    std::vector<double> v;
-    for (const auto& [u, sc] : shares) v.push_back(sc.first / sc.second);
-    Estimate e = n == 0 ? Estimate{} : ClampedMeanEstimate(v, 0.0, 1.0);
+    Estimate e;
+    if (n == 0) return e;
+    double k = 0;
+    for (const auto& [u, sc] : shares) k += sc.first;
+    const double p = k / static_cast<double>(n);
+    const double units = static_cast<double>(shares.size());
+    e.value = p;
     e.n = n;
+    if (shares.size() < 2) {
+      e.low = 0;
+      e.high = 1;
+      return e;
+    }
+    double ss = 0;
+    for (const auto& [u, sc] : shares) {
+      const double resid = sc.first - p * sc.second;
+      ss += resid * resid;
+    }
+    const double se = std::sqrt(units / (units - 1) * ss) / n;
+    const double half =
+        StudentT975(static_cast<int64_t>(shares.size()) - 1) * se;
+    e.low = std::clamp(p - half, 0.0, 1.0);
+    e.high = std::clamp(p + half, 0.0, 1.0);
     return e;
   };
   auto all = [](const EvalRecord&) { return true; };

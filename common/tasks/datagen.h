@@ -49,9 +49,12 @@ struct GeneratedTask {
 };
 
 // `train`, `test` and `validation` problems; no question appears in two
-// splits. Each split has its own random stream, so asking for more of one
-// split changes neither other. FAILED_PRECONDITION when the options cannot
-// produce that many distinct questions.
+// splits. Each split has its own random stream, but the splits are filled in
+// that order against one set of questions already taken: asking for
+// validation problems changes neither train nor test, while asking for more
+// training problems can change which test and validation problems survive.
+// FAILED_PRECONDITION when the options cannot produce that many distinct
+// questions.
 absl::StatusOr<GeneratedTask> GenerateTask(const DatagenOptions& options,
                                            size_t train, size_t test,
                                            size_t validation = 0);

@@ -533,7 +533,7 @@ absl::StatusOr<Prepared> Prepare(v1::RunConfig config, std::ostream& log) {
 
 void ClearPreviousRun(const std::string& out) {
   std::error_code ec;
-  for (const char* d : {"checkpoints", "final", "logs", "metrics"}) {
+  for (const char* d : {"checkpoints", "final", "last", "logs", "metrics"}) {
     fs::remove_all(fs::path(out) / d, ec);
   }
 }

@@ -2,9 +2,10 @@
 // step, or the best of the warm start and every kept checkpoint on the
 // validation split — the most correct among those whose validation constraint
 // satisfaction meets eval.selection_csr_target, else the most satisfying. So
-// a run's final student is never one that validation says is worse than where
-// it started, by a rule printed with the result (like transformers'
-// load_best_model_at_end). The test split is never used to choose.
+// while the warm start meets the target, the final student is never less
+// correct on validation than where it started, by a rule printed with the
+// result (like transformers' load_best_model_at_end). The test split is never
+// used to choose.
 #ifndef CMDISTILL_SERVICES_PIPELINE_SELECTION_H_
 #define CMDISTILL_SERVICES_PIPELINE_SELECTION_H_
 

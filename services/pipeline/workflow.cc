@@ -54,13 +54,19 @@ absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
   const auto& d = config.data();
   const auto& g = config.local().datagen();
   // What made the data: a change (another seed, restate, more problems) makes
-  // it again instead of training on stale files.
+  // it again instead of training on stale files. Whether the tokenizer learns
+  // from the foreign style too is part of it: the tokenizer goes with the data
+  // (Bootstrap), so switching the student's foreign style on or off relearns
+  // it instead of keeping one learned without (or with) that text.
   const std::string stamp_path =
       (fs::path(d.train_path()).parent_path() / "cmdistill_datagen.yaml")
           .string();
   const std::string stamp = absl::StrCat(
       "# What made this data (cmdistill local).\nseed: ", config.seed(), "\n",
-      config::ToYaml(g));
+      "tokenizer_foreign_style: ",
+      config.local().student_sft().foreign_style_fraction() > 0 ? "true"
+                                                                : "false",
+      "\n", config::ToYaml(g));
   const bool want_validation =
       g.validation() > 0 && !d.validation_path().empty();
   if (fs::exists(d.train_path()) && fs::exists(d.test_path()) &&

@@ -37,8 +37,9 @@ namespace {
 // Per-token KL budget (per_max_len) of the constraint test below.
 constexpr double kBindingBudget = 0.2;
 // ... and one that leaves the rewarded token within reach (it costs about
-// 1 nat per token against this teacher; grpo drifts to 2.6-4.7).
-constexpr double kRoomyBudget = 2.5;
+// 1 nat per token against this teacher; grpo drifts to 2.6-4.7; the whole
+// answer, its last token's state included, must fit: see below).
+constexpr double kRoomyBudget = 4.0;
 
 checkpoint::ModelConfig Tiny() {
   testing::TinyShape s;
@@ -615,8 +616,11 @@ TEST(Pipeline, CmdpGainsRewardThatDistillationAloneDoesNot) {
   std::printf("reward: warm %.3f gkd %.3f cmdp %.3f\n", warm, g, c);
   RecordProperty("gkd_reward", std::to_string(g));
   RecordProperty("cmdp_reward", std::to_string(c));
-  // 10 runs on a loaded machine (a local run beside them): gkd 0.000 every
-  // time, cmdp 0.66-0.92, the warm start 0.44-0.50. How far cmdp rises above
+  // 14 runs on a loaded machine (an experiment beside them): gkd 0.000 every
+  // time, cmdp 0.25-1.00 (12 of 14 above 0.75), the warm start 0.41-0.47.
+  // (The budget was 2.5 until the last-token gate: an answer whose last
+  // token's state pushes it over d now loses R, as CSR counts it, and at 2.5
+  // cmdp ended at 0.00-0.45 in 3 loaded runs.) How far cmdp rises above
   // the warm start depends on the actors' interleaving under load (as grpo's
   // does, above), so the margin is asserted against gkd only.
   EXPECT_GT(c, g + 0.05) << "gkd " << g << " vs cmdp " << c;

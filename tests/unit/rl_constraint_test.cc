@@ -502,7 +502,7 @@ TEST(Stats, ClusteredByArithmeticCell) {
   // t-interval over 2 cells (df 1) of shares {1, 0}: the whole [0, 1].
   EXPECT_EQ(m.correctness.low, 0.0);
   EXPECT_EQ(m.correctness.high, 1.0);
-  // Per cell: reasoning {0.5, 0} -> 0.25; foreign style {0, 0.5} -> 0.25.
+  // Shares of the answers: reasoning 1/4, teacher style 3/4, foreign 1/4.
   EXPECT_NEAR(m.reasoning.value, 0.25, 1e-12);
   EXPECT_NEAR(m.teacher_style.value, 0.75, 1e-12);
   EXPECT_NEAR(m.foreign_style.value, 0.25, 1e-12);
@@ -516,6 +516,29 @@ TEST(Stats, ClusteredByArithmeticCell) {
   EXPECT_EQ(w.correctness.value, 0.5);
   EXPECT_GT(w.correctness.low, 0.0);
   EXPECT_EQ(w.reasoning.n, 0);
+}
+
+TEST(Stats, UnequalCellsKeepTheShareOfAnswers) {
+  // Cells of 3, 1, 2 and 2 answers with 3, 0, 1 and 2 correct: the share is
+  // 6/8 = 0.75 (not the mean of the cells' shares, 0.625). Residuals
+  // S_c − p·n_c = 0.75, −0.75, −0.5, 0.5: Σ² = 1.625, × 4/3 -> se =
+  // sqrt(2.1667) / 8 = 0.18400; t(3) = 3.1824 -> [0.1645, 1 (clamped)].
+  const int sizes[4] = {3, 1, 2, 2}, correct[4] = {3, 0, 1, 2};
+  std::vector<EvalRecord> r;
+  for (int c = 0; c < 4; ++c) {
+    for (int i = 0; i < sizes[c]; ++i) {
+      EvalRecord x;
+      x.problem = static_cast<int64_t>(r.size());
+      x.cluster = c;
+      x.correct = i < correct[c];
+      r.push_back(x);
+    }
+  }
+  const SuccessMetrics m = Summarize(r, false);
+  EXPECT_DOUBLE_EQ(m.correctness.value, 0.75);
+  EXPECT_EQ(m.correctness.n, 8);
+  EXPECT_NEAR(m.correctness.low, 0.1645, 2e-4);
+  EXPECT_EQ(m.correctness.high, 1.0);
 }
 
 TEST(Lagrange, PidTermsAndExactRestore) {
