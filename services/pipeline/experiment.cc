@@ -249,10 +249,12 @@ ExperimentReport BuildReport(const v1::RunConfig& resolved,
       "t-interval across seeds, clamped to the metric's range ([0, 1] for ",
       "FAC and CSR; with few seeds the t quantile is large — 12.7 for 2, ",
       "4.3 for 3 — so these are wide). ",
-      "Reference rows: one evaluation, Wilson interval over problems (greedy) ",
-      "or a clamped t-interval over problems' shares (sampled). ", P,
-      " held-out problems. The paired table is the sharper test: a difference ",
-      "whose interval excludes 0 is an effect.\n");
+      "Reference rows: one evaluation, the share of answers with an interval ",
+      "over arithmetic cells where the problems have them (cluster-robust), ",
+      "else over problems (Wilson for greedy). ", P,
+      " held-out problems. Every row is the run's last step (no checkpoint ",
+      "selection). The paired table is the sharper test: a difference whose ",
+      "interval excludes 0 is an effect.\n");
   ExperimentReport out;
   out.runs_csv = csv.str();
   out.results = std::move(results);
