@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Plots a `cmdistill experiment` result: tradeoff.png (held-out correctness against
-constraint satisfaction per method, mean and 95% CI over seeds, seeds as dots) and
-curves.png (training curves of reward, constraint satisfaction and KL, mean over seeds).
+constraint satisfaction per method, mean and 95% CI over seeds, seeds as dots),
+curves.png (training curves of reward, constraint satisfaction and KL, mean over seeds) and,
+when the answers were classified (the embedded synthetic task), reasoning.png (reasoning
+success and the foreign style's share per method, with the warm start and the teacher).
 
 usage: /usr/bin/python3 scripts/plot_experiment.py DIR/results.json --out DIR
 Needs Debian's python3-matplotlib (scripts/setup.sh installs it).
@@ -128,7 +130,35 @@ def main():
     fig.tight_layout()
     out2 = os.path.join(a.out, "curves.png")
     fig.savefig(out2, dpi=110)
-    print(f"wrote {out1} and {out2}")
+    written = [out1, out2]
+
+    # Reasoning success (correct AND valid scratchpad AND the teacher's style) and the
+    # teacher-foreign style's share, per method: only where answers were classified.
+    rows = [(m["method"], m) for m in summary if m.get("reasoning_success", {}).get("n")]
+    refs = [(r["name"], r["metrics"]) for r in res.get("reference", [])
+            if ("sampled" in r["name"]) == sampled
+            and r["metrics"].get("reasoning_success", {}).get("n")]
+    if rows:
+        rows = refs + rows
+        fig, axes = plt.subplots(1, 2, figsize=(12, 0.42 * len(rows) + 1.4), sharey=True)
+        names = [n for n, _ in rows]
+        ypos = list(range(len(rows)))[::-1]
+        for ax, key, title in zip(axes, ["reasoning_success", "foreign_style_share"],
+                                  ["reasoning success (correct, valid, teacher's style)",
+                                   "teacher-foreign style share"]):
+            for y, (n, m) in zip(ypos, rows):
+                v, lo, hi = err(m[key])
+                ax.barh(y, v, xerr=[[lo], [hi]], capsize=3,
+                        color=color.get(n, "lightgray"))
+            ax.set_title(f"{title}, held-out, {mode}", fontsize=9)
+            ax.grid(alpha=0.3, axis="x")
+        axes[0].set_yticks(ypos)
+        axes[0].set_yticklabels(names, fontsize=8)
+        fig.tight_layout()
+        out3 = os.path.join(a.out, "reasoning.png")
+        fig.savefig(out3, dpi=110)
+        written.append(out3)
+    print("wrote " + ", ".join(written))
 
 
 if __name__ == "__main__":

@@ -147,7 +147,8 @@ std::string LocalSummary(const LocalResult& r) {
       r.problems,
       config.eval().sampled_samples_per_prompt() > 0
           ? absl::StrFormat(" and %d samples per problem at T = %g (FAC = mean "
-                            "accuracy; intervals over problems)",
+                            "accuracy; intervals over problems, or over "
+                            "arithmetic cells on the synthetic task)",
                             config.eval().sampled_samples_per_prompt(),
                             config.eval().sampled_temperature())
           : std::string(),

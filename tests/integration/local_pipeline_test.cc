@@ -304,6 +304,9 @@ TEST_F(LocalPipelineTest, ExperimentComparesMethodsFromOneWarmStart) {
     ASSERT_TRUE(fs::exists(d + "/tradeoff.png")) << r.err;
     EXPECT_GT(fs::file_size(d + "/tradeoff.png"), 1000u);
     EXPECT_GT(fs::file_size(d + "/curves.png"), 1000u);
+    // The embedded task's answers are classified: the reasoning plot too.
+    ASSERT_TRUE(fs::exists(d + "/reasoning.png")) << r.err;
+    EXPECT_GT(fs::file_size(d + "/reasoning.png"), 1000u);
   }
   // --reuse keeps the trained runs and only evaluates them again: the same
   // greedy results, no training.
