@@ -252,7 +252,7 @@ int RunLocalCommand(const std::vector<std::string>& args, Io io) {
   auto loaded = LoadWithSmoke(flags, flags.GetBool("smoke"), io);
   if (!loaded) return kExitFailure;
   io.err << "cmdistill local: run '" << loaded->run_name() << "', method "
-         << config::MethodName(loaded->method()) << ", output in "
+         << config::MethodLabel(*loaded) << ", output in "
          << loaded->output_dir() << "\n";
   pipeline::LocalOptions lo;
   lo.resume = flags.GetBool("resume");

@@ -33,7 +33,10 @@ import tempfile
 import threading
 import time
 
-PROMPTS, EPOCHS, PER_STEP = 32, 48, 2
+# 72 epochs: faults are paced by the learner's steps, but each takes its own wall time (a
+# SIGSTOP hang 1-4 s, a restart and its READY); with 48 epochs an unloaded run trained all
+# 768 steps in 51 s and only 18 of 20 faults fitted (2026-12-07; loaded runs took 85-95 s).
+PROMPTS, EPOCHS, PER_STEP = 32, 72, 2
 STEPS = PROMPTS * EPOCHS // PER_STEP
 
 
