@@ -455,6 +455,10 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
                   "  max_new_tokens: ", config.generation().max_new_tokens(),
                   "\n", "  teacher: ", YamlQuote(config.teacher().path()), "\n",
                   "  teacher_sha256: ", *fp, "\n", "  learner_steps: ", steps,
+                  "\n", "  selected: ",
+                  YamlQuote(selection.empty()
+                                ? std::string("the learner's last step")
+                                : selection.substr(0, selection.find('\n'))),
                   "\n", "  held_out:\n");
   for (const auto& r : after) {
     const auto& m = r.metrics;
@@ -471,6 +475,10 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
           absl::StrFormat("{value: %.4f, low: %.4f, high: %.4f}",
                           m.mean_kl.value, m.mean_kl.low, m.mean_kl.high),
           "\n");
+    }
+    if (m.reasoning.n > 0) {  // the embedded task: answers classified
+      absl::StrAppend(&md, "    reasoning_success: ", est(m.reasoning), "\n",
+                      "    foreign_style_share: ", est(m.foreign_style), "\n");
     }
   }
   absl::StrAppend(

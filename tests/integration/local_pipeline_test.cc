@@ -139,6 +139,9 @@ TEST_F(LocalPipelineTest, SmokeRunsTheWholePipelineAndCachesTheModels) {
   EXPECT_THAT(readme, HasSubstr("teacher_sha256: " +
                                 card["teacher"]["sha256"].get<std::string>()));
   EXPECT_THAT(readme, HasSubstr("  method: " + std::string(kCmdp) + "\n"));
+  // Machine-readable: which candidate final/ is, and the reasoning figures.
+  EXPECT_THAT(readme, HasSubstr("  selected: \""));
+  EXPECT_THAT(readme, HasSubstr("    reasoning_success: {value: "));
   EXPECT_THAT(readme, HasSubstr("constraint_satisfaction: {value: "));
   const json teacher = json::parse(Read(d + "/eval/teacher.json"));
   EXPECT_EQ(teacher["metrics"]["constraint_satisfaction"]["n"], 0);
