@@ -444,22 +444,21 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
       return absl::InternalError("cannot write cmdistill_eval.json");
   }
   std::string md = "---\n";
-  absl::StrAppend(&md, "library_name: transformers\n",
-                  "base_model: ", YamlQuote(config.student().path()), "\n",
-                  "tags:\n- cmdistill\n- distillation\n- constrained-rl\n- ",
-                  method, "\n", "datasets:\n- ",
-                  YamlQuote(config.data().train_path()), "\n", "cmdistill:\n",
-                  "  method: ", method, "\n",
-                  "  budget: ", config.constraint().budget(), "\n",
-                  "  cost_normalization: ", norm, "\n",
-                  "  max_new_tokens: ", config.generation().max_new_tokens(),
-                  "\n", "  teacher: ", YamlQuote(config.teacher().path()), "\n",
-                  "  teacher_sha256: ", *fp, "\n", "  learner_steps: ", steps,
-                  "\n", "  selected: ",
-                  YamlQuote(selection.empty()
-                                ? std::string("the learner's last step")
-                                : selection.substr(0, selection.find('\n'))),
-                  "\n", "  held_out:\n");
+  absl::StrAppend(
+      &md, "library_name: transformers\n",
+      "base_model: ", YamlQuote(config.student().path()), "\n",
+      "tags:\n- cmdistill\n- distillation\n- constrained-rl\n- ", method, "\n",
+      "datasets:\n- ", YamlQuote(config.data().train_path()), "\n",
+      "cmdistill:\n", "  method: ", method, "\n",
+      "  budget: ", config.constraint().budget(), "\n",
+      "  cost_normalization: ", norm, "\n",
+      "  max_new_tokens: ", config.generation().max_new_tokens(), "\n",
+      "  teacher: ", YamlQuote(config.teacher().path()), "\n",
+      "  teacher_sha256: ", *fp, "\n", "  learner_steps: ", steps, "\n",
+      "  selected: ",
+      YamlQuote(selection.empty() ? std::string("the learner's last step")
+                                  : selection.substr(0, selection.find('\n'))),
+      "\n", "  held_out:\n");
   for (const auto& r : after) {
     const auto& m = r.metrics;
     auto est = [](const rl::Estimate& e) {
