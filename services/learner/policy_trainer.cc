@@ -147,6 +147,7 @@ absl::StatusOr<StepBatch> CollectBatch(
   int64_t K = -1, Tmax = 0;
   bool have_teacher_data = true;
   double cost_sum = 0;
+  double styled = 0, teacher_style = 0, foreign_style = 0;
   for (const auto& group : groups) {
     std::vector<double> returns;
     for (const v1::Trajectory& t : group) {
@@ -159,6 +160,11 @@ absl::StatusOr<StepBatch> CollectBatch(
       b.stats.mean_task_reward += ev.task_reward();
       b.stats.satisfaction += ev.constraint_satisfied() ? 1 : 0;
       cost_sum += ev.cost_used();
+      if (ev.style() != v1::ANSWER_STYLE_UNSPECIFIED) {
+        styled += 1;
+        teacher_style += ev.style() == v1::ANSWER_STYLE_TEACHER ? 1 : 0;
+        foreign_style += ev.style() == v1::ANSWER_STYLE_FOREIGN ? 1 : 0;
+      }
       Tmax = std::max<int64_t>(Tmax, t.completion_ids_size());
       b.trajs.push_back(&t);
     }
@@ -189,19 +195,9 @@ absl::StatusOr<StepBatch> CollectBatch(
   b.compute_kl = uses_kl || have_teacher_data;
   if (Tmax == 0)
     return absl::InvalidArgumentError("no completion tokens in the batch");
-  {
-    double classified = 0, teacher = 0, foreign = 0;
-    for (const v1::Trajectory* t : b.trajs) {
-      const v1::AnswerStyle s = t->evaluation().style();
-      if (s == v1::ANSWER_STYLE_UNSPECIFIED) continue;
-      classified += 1;
-      teacher += s == v1::ANSWER_STYLE_TEACHER ? 1 : 0;
-      foreign += s == v1::ANSWER_STYLE_FOREIGN ? 1 : 0;
-    }
-    if (classified > 0) {
-      b.stats.diagnostics.teacher_style = teacher / classified;
-      b.stats.diagnostics.foreign_style = foreign / classified;
-    }
+  if (styled > 0) {  // the embedded task: answers classified
+    b.stats.diagnostics.teacher_style = teacher_style / styled;
+    b.stats.diagnostics.foreign_style = foreign_style / styled;
   }
   for (const v1::Trajectory* t : b.trajs) {
     b.total_tokens += t->completion_ids_size();

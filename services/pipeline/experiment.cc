@@ -7,6 +7,7 @@
 #include <iterator>
 #include <limits>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -198,10 +199,10 @@ ExperimentReport BuildReport(const v1::RunConfig& resolved,
         cluster[it.example] = it.record.cluster;
     }
   }
-  const size_t cells = ByCluster(std::vector<double>(P, 0), cluster).size();
-  const bool clustered =
-      cells != P || std::none_of(cluster.begin(), cluster.end(),
-                                 [](int64_t c) { return c < 0; });
+  // ByCluster's own rule: cells only when every problem has one.
+  const bool clustered = std::none_of(cluster.begin(), cluster.end(),
+                                      [](int64_t c) { return c < 0; });
+  const size_t cells = std::set<int64_t>(cluster.begin(), cluster.end()).size();
   auto pooled = [&](const std::string& m, bool csr) {
     std::vector<double> acc(P, 0);
     double runs = 0;

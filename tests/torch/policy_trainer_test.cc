@@ -269,6 +269,8 @@ TEST(PolicyTrainer, MicroBatchesGiveTheWholeBatchUpdate) {
     EXPECT_NEAR(a.grad_norm, b.grad_norm, 1e-4 * a.grad_norm);
     EXPECT_NEAR(a.mean_token_kl, b.mean_token_kl, 1e-6);
     EXPECT_GT(a.grad_norm, 0);
+    // Not classified (no style on any trajectory): no shares.
+    EXPECT_EQ(a.diagnostics.foreign_style, -1);
     // The updated models agree.
     std::vector<std::vector<int32_t>> probe = {{1, 2, 7, 3, 9}, {4, 2, 5}};
     ASSERT_OK_AND_ASSIGN(auto lw, whole->TokenLogprobs(probe));
@@ -279,6 +281,31 @@ TEST(PolicyTrainer, MicroBatchesGiveTheWholeBatchUpdate) {
       }
     }
   }
+}
+
+// The step's style shares count only the classified answers: of 32, 24 are
+// classified — 16 teacher, 8 foreign — so 2/3 and 1/3.
+TEST(PolicyTrainer, StyleSharesCountTheClassifiedAnswers) {
+  auto teacher = *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32");
+  auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+  std::vector<std::vector<v1::Trajectory>> groups;
+  MakeGroups(*student, teacher.get(), rl::Method::kCmdp, 0, &groups);
+  int i = 0;
+  for (auto& g : groups) {
+    for (v1::Trajectory& t : g) {
+      const int k = i++ % 4;  // unclassified, teacher, teacher, foreign
+      t.mutable_evaluation()->set_style(k == 0   ? v1::ANSWER_STYLE_UNSPECIFIED
+                                        : k == 3 ? v1::ANSWER_STYLE_FOREIGN
+                                                 : v1::ANSWER_STYLE_TEACHER);
+    }
+  }
+  ASSERT_EQ(i, 32);
+  TrainerOptions o;
+  o.method = rl::Method::kCmdp;
+  auto trainer = *PolicyTrainer::Create(student.get(), o);
+  ASSERT_OK_AND_ASSIGN(StepStats st, trainer->Step(groups));
+  EXPECT_DOUBLE_EQ(st.diagnostics.teacher_style, 16.0 / 24);
+  EXPECT_DOUBLE_EQ(st.diagnostics.foreign_style, 8.0 / 24);
 }
 
 TEST(PolicyTrainer, BadBatchesAreRefusedAndStateRestores) {
