@@ -31,13 +31,18 @@ done
 
 # Node.js runs the independent reference tokenizer in the tests (tests/reference/package.json).
 # A machine that already has a node keeps it; otherwise Debian's nodejs and npm.
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  for p in nodejs npm; do
+# Inside scripts/test-debian13.sh's root the tree's node_modules already exist (made by the
+# host's setup): node alone runs them (CMDISTILL_SETUP_SKIP_NODE_MODULES=1).
+node_pkgs=(nodejs npm)
+[[ ${CMDISTILL_SETUP_SKIP_NODE_MODULES:-0} == 1 ]] && node_pkgs=(nodejs)
+if ! command -v node >/dev/null || ! command -v "${node_pkgs[-1]/nodejs/node}" >/dev/null; then
+  for p in "${node_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
 fi
 
 install_node_modules() {
+  [[ ${CMDISTILL_SETUP_SKIP_NODE_MODULES:-0} == 1 ]] && return
   local ref
   ref="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/reference"
   if [[ ! -d $ref/node_modules/@huggingface/tokenizers ]]; then

@@ -3,13 +3,23 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/version.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+
+// at::scaled_dot_product_attention has its `scale` argument from 2.1 on.
+#if TORCH_VERSION_MAJOR > 2 || \
+    (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#define CMDISTILL_HAS_SDPA 1
+#else
+#define CMDISTILL_HAS_SDPA 0
+#endif
 
 namespace cmdistill::model {
 namespace {
@@ -206,6 +216,31 @@ absl::StatusOr<c10::ScalarType> ParseDType(const std::string& dtype) {
       absl::StrCat("dtype '", dtype, "' is not float32 or bfloat16"));
 }
 
+bool SdpaAvailable() { return CMDISTILL_HAS_SDPA != 0; }
+
+const char* AttentionName(Attention a) {
+  return a == Attention::kSdpa ? "sdpa" : "explicit";
+}
+
+absl::StatusOr<Attention> ParseAttention(const std::string& name,
+                                         c10::Device device) {
+  if (name == "explicit") return Attention::kExplicit;
+  if (name == "sdpa") {
+    if (!SdpaAvailable()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "attention 'sdpa' needs LibTorch >= 2.1; this build has ",
+          TORCH_VERSION));
+    }
+    return Attention::kSdpa;
+  }
+  if (name == "auto" || name.empty()) {
+    return SdpaAvailable() && device.is_cuda() ? Attention::kSdpa
+                                               : Attention::kExplicit;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("attention '", name, "' is not auto, explicit or sdpa"));
+}
+
 void KvCache::SelectRows(const at::Tensor& rows) {
   for (auto* v : {&keys, &values}) {
     for (at::Tensor& t : *v) t = t.index_select(0, rows);
@@ -214,7 +249,20 @@ void KvCache::SelectRows(const at::Tensor& rows) {
 
 Transformer::Transformer(ModelConfig config, c10::Device device,
                          c10::ScalarType dtype)
-    : config_(std::move(config)), device_(device), dtype_(dtype) {}
+    : config_(std::move(config)), device_(device), dtype_(dtype) {
+  const char* env = std::getenv("CMDISTILL_ATTENTION");
+  auto a = ParseAttention(env != nullptr ? env : "auto", device_);
+  if (!a.ok()) a = ParseAttention("auto", device_);
+  attention_ = *a;
+}
+
+absl::Status Transformer::set_attention(Attention a) {
+  if (a == Attention::kSdpa && !SdpaAvailable()) {
+    return ParseAttention("sdpa", device_).status();
+  }
+  attention_ = a;
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(
     const checkpoint::HfCheckpoint& ck, c10::Device device,
@@ -377,6 +425,7 @@ at::Tensor Transformer::Hidden(const at::Tensor& input_ids,
                 at::TensorOptions().device(device_).dtype(at::kFloat))
           .masked_fill(allowed.logical_not().unsqueeze(1), neg);
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  at::Tensor sdpa_mask;  // made at the first layer when attention_ is kSdpa
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const Layer& L = layers_[l];
@@ -414,27 +463,43 @@ at::Tensor Transformer::Hidden(const at::Tensor& input_ids,
       k = kb.narrow(2, 0, P + T);
       v = vb.narrow(2, 0, P + T);
     }
-    // Grouped-query attention without materialising repeated keys and values,
-    // and without broadcasting them: the rep = H/Hkv query heads of a key head
-    // are stacked as rep*T rows against its [P+T, D] keys, so each matmul is a
-    // plain batched GEMM over B*Hkv (a broadcast [.., rep, ..] x [.., 1, ..]
-    // matmul copies the whole cache rep times per layer and step). Scores and
-    // softmax in float32, whatever the weights' dtype.
     const int64_t rep = H / Hkv;
-    const at::Tensor qg =
-        q.to(at::kFloat).reshape({B, Hkv, rep * T, D});  // [B, Hkv, rep*T, D]
-    const at::Tensor kf = k.to(at::kFloat);              // [B, Hkv, P+T, D]
-    const at::Tensor scores =
-        at::matmul(qg, kf.transpose(-2, -1)).view({B, Hkv, rep, T, P + T}) *
-        scale;
-    const at::Tensor probs =
-        at::softmax(scores + bias.view({B, 1, 1, T, P + T}), -1)
-            .to(dtype_)
-            .view({B, Hkv, rep * T, P + T});
-    const at::Tensor attn = at::matmul(probs, v)  // [B, Hkv, rep*T, D]
-                                .view({B, H, T, D})
-                                .transpose(1, 2)
-                                .reshape({B, T, H * D});
+    at::Tensor attn;  // [B, T, H * D]
+#if CMDISTILL_HAS_SDPA
+    if (attention_ == Attention::kSdpa) {
+      // The same grouping as below (rep query heads of a key head as rep*T
+      // rows, so no repeated keys on any LibTorch 2.x), the mask tiled to
+      // those rows, in the model's dtype (the kernels accumulate in float32).
+      if (!sdpa_mask.defined()) {
+        sdpa_mask = bias.view({B, 1, 1, T, P + T})
+                        .expand({B, 1, rep, T, P + T})
+                        .reshape({B, 1, rep * T, P + T})
+                        .to(dtype_);
+      }
+      attn = at::scaled_dot_product_attention(
+          q.reshape({B, Hkv, rep * T, D}), k, v, sdpa_mask, 0.0, false, scale);
+    }
+#endif
+    if (!attn.defined()) {
+      // Grouped-query attention without materialising repeated keys and values,
+      // and without broadcasting them: the rep = H/Hkv query heads of a key
+      // head are stacked as rep*T rows against its [P+T, D] keys, so each
+      // matmul is a plain batched GEMM over B*Hkv (a broadcast [.., rep, ..] x
+      // [.., 1, ..] matmul copies the whole cache rep times per layer and
+      // step). Scores and softmax in float32, whatever the weights' dtype.
+      const at::Tensor qg =
+          q.to(at::kFloat).reshape({B, Hkv, rep * T, D});  // [B, Hkv, rep*T, D]
+      const at::Tensor kf = k.to(at::kFloat);              // [B, Hkv, P+T, D]
+      const at::Tensor scores =
+          at::matmul(qg, kf.transpose(-2, -1)).view({B, Hkv, rep, T, P + T}) *
+          scale;
+      const at::Tensor probs =
+          at::softmax(scores + bias.view({B, 1, 1, T, P + T}), -1)
+              .to(dtype_)
+              .view({B, Hkv, rep * T, P + T});
+      attn = at::matmul(probs, v);  // [B, Hkv, rep*T, D]
+    }
+    attn = attn.reshape({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
     x = x + Linear(attn, L.o, L.o_bias);
     const at::Tensor h2 = RmsNorm(x, L.post_norm, c.rms_norm_eps);
     x = x + Linear(at::silu(Linear(h2, L.gate)) * Linear(h2, L.up), L.down);

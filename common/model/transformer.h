@@ -56,6 +56,22 @@ struct KvCache {
   void SelectRows(const at::Tensor& rows);
 };
 
+// How attention is computed. kExplicit: scores, float32 softmax and the
+// weighted sum as three ops, on every LibTorch (the reference in tests).
+// kSdpa: at::scaled_dot_product_attention (LibTorch >= 2.1 only): fused
+// kernels (flash / memory-efficient on CUDA, a flash kernel on CPU).
+enum class Attention { kExplicit, kSdpa };
+
+// True when this build has at::scaled_dot_product_attention (LibTorch >= 2.1).
+bool SdpaAvailable();
+// "explicit" / "sdpa"; parses "auto" as the default for `device`: kSdpa on
+// CUDA where available, kExplicit on CPU (measured in docs/benchmarks.md,
+// "Attention on LibTorch 2.6"). INVALID_ARGUMENT for another name, or for
+// "sdpa" on a LibTorch without it.
+absl::StatusOr<Attention> ParseAttention(const std::string& name,
+                                         c10::Device device);
+const char* AttentionName(Attention a);
+
 class Transformer {
  public:
   static absl::StatusOr<std::unique_ptr<Transformer>> Load(
@@ -68,6 +84,11 @@ class Transformer {
       c10::ScalarType dtype);
 
   const ModelConfig& config() const { return config_; }
+  // The attention path (default: ParseAttention of the environment variable
+  // CMDISTILL_ATTENTION, "auto" when unset or invalid).
+  Attention attention() const { return attention_; }
+  // INVALID_ARGUMENT for kSdpa on a LibTorch without it.
+  absl::Status set_attention(Attention a);
   c10::Device device() const { return device_; }
   c10::ScalarType dtype() const { return dtype_; }
 
@@ -143,6 +164,7 @@ class Transformer {
   ModelConfig config_;
   c10::Device device_;
   c10::ScalarType dtype_;
+  Attention attention_ = Attention::kExplicit;
   std::vector<std::pair<std::string, at::Tensor>> params_;
   at::Tensor embed_, final_norm_, lm_head_, inv_freq_;
   std::vector<Layer> layers_;

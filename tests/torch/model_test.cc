@@ -19,6 +19,7 @@ namespace cmdistill::model {
 namespace {
 
 using checkpoint::ModelConfig;
+using testing::StatusIs;
 
 ModelConfig Base(const std::string& type) {
   ModelConfig c;
@@ -344,6 +345,97 @@ TEST(Transformer, SaveShardsLargeModelsWithAnIndex) {
   EXPECT_FALSE(
       std::ifstream(dir.File("m/model.safetensors.index.json")).good());
   ASSERT_OK(checkpoint::HfCheckpoint::Open(dir.File("m")).status());
+}
+
+// The fused path (at::scaled_dot_product_attention, LibTorch >= 2.1) against
+// the explicit one on every architecture: a left-padded batch (rows whose
+// queries see only padding included), then decoding against the KV cache,
+// and the gradients of every parameter; float32 and bfloat16.
+TEST(Transformer, SdpaAttentionEqualsTheExplicitPath) {
+  if (!SdpaAvailable()) {
+    EXPECT_THAT(ParseAttention("sdpa", c10::Device(c10::kCPU)).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         ::testing::HasSubstr("LibTorch >= 2.1")));
+    GTEST_SKIP() << "this LibTorch has no scaled_dot_product_attention";
+  }
+  for (const Variant& v : Variants()) {
+    for (auto dtype : {at::kFloat, at::kBFloat16}) {
+      auto m = MakeModel(v.config, 11);
+      testing::TempDir dir;
+      ASSERT_OK(m->Save(dir.File("m")));
+      ASSERT_OK_AND_ASSIGN(auto ck,
+                           checkpoint::HfCheckpoint::Open(dir.File("m")));
+      ASSERT_OK_AND_ASSIGN(
+          auto model, Transformer::Load(*ck, c10::Device(c10::kCPU), dtype));
+      // Prefill of a left-padded batch, then 3 decoding steps.
+      const at::Tensor ids =
+          at::tensor({0, 0, 0, 7, 8, 9, 1, 2, 3, 4, 5, 6}, at::kLong)
+              .view({2, 6});
+      const at::Tensor mask =
+          at::tensor({0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1}, at::kLong)
+              .view({2, 6});
+      const at::Tensor pos =
+          at::tensor({0, 0, 0, 0, 1, 2, 0, 1, 2, 3, 4, 5}, at::kLong)
+              .view({2, 6});
+      auto run = [&](Attention a) {
+        EXPECT_OK(model->set_attention(a));
+        EXPECT_EQ(model->attention(), a);
+        KvCache cache;
+        std::vector<at::Tensor> out = {model->Forward(ids, pos, mask, &cache)};
+        at::Tensor m2 = mask, p2 = pos.select(1, 5).unsqueeze(1);
+        for (int step = 0; step < 3; ++step) {
+          m2 = at::cat({m2, at::ones({2, 1}, at::kLong)}, 1);
+          p2 = p2 + 1;
+          out.push_back(model->Forward(at::full({2, 1}, 10 + step, at::kLong),
+                                       p2, m2, &cache));
+        }
+        // Gradients through a full forward (no cache), padding included.
+        model->SetRequiresGrad(true);
+        for (at::Tensor& p : model->parameters())
+          p.mutable_grad() = at::Tensor();
+        const at::Tensor logits = model->Forward(ids, pos, mask, nullptr);
+        (at::log_softmax(logits, -1).select(2, 3) *
+         mask.unsqueeze(-1).to(at::kFloat))
+            .sum()
+            .backward();
+        std::vector<at::Tensor> grads;
+        for (const at::Tensor& p : model->parameters())
+          grads.push_back(p.grad().to(at::kFloat).clone());
+        model->SetRequiresGrad(false);
+        return std::make_pair(at::cat(out, 1).to(at::kFloat), grads);
+      };
+      const auto [explicit_logits, explicit_grads] = run(Attention::kExplicit);
+      const auto [sdpa_logits, sdpa_grads] = run(Attention::kSdpa);
+      // Real rows only: a padded query's output is never used.
+      const at::Tensor real = at::cat({mask, at::ones({2, 3}, at::kLong)}, 1)
+                                  .to(at::kBool)
+                                  .unsqueeze(-1);
+      const double tol = dtype == at::kFloat ? 1e-5 : 0.05;
+      EXPECT_LT(RelErr(sdpa_logits.masked_fill(real.logical_not(), 0),
+                       explicit_logits.masked_fill(real.logical_not(), 0)),
+                tol)
+          << v.name << " " << dtype;
+      ASSERT_EQ(sdpa_grads.size(), explicit_grads.size());
+      for (size_t i = 0; i < sdpa_grads.size(); ++i) {
+        EXPECT_LT(RelErr(sdpa_grads[i], explicit_grads[i]),
+                  dtype == at::kFloat ? 1e-4 : 0.1)
+            << v.name << " " << dtype << " "
+            << model->named_parameters()[i].first;
+      }
+    }
+  }
+}
+
+TEST(Transformer, AttentionNamesParse) {
+  const c10::Device cpu(c10::kCPU);
+  ASSERT_OK_AND_ASSIGN(Attention a, ParseAttention("explicit", cpu));
+  EXPECT_EQ(a, Attention::kExplicit);
+  ASSERT_OK_AND_ASSIGN(a, ParseAttention("auto", cpu));
+  EXPECT_EQ(a, Attention::kExplicit);  // measured faster on CPU
+  EXPECT_STREQ(AttentionName(Attention::kSdpa), "sdpa");
+  EXPECT_THAT(ParseAttention("flash", cpu).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("'flash' is not auto")));
 }
 
 }  // namespace

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Builds cmdistill on Debian 13 (trixie) against its LibTorch 2.6 and runs the whole test suite
+# there, in a chroot made with debootstrap from the apt mirror and kept between runs.
+#
+#   scripts/test-debian13.sh                 LibTorch 2.6 (CPU): configure, build, whole ctest
+#   scripts/test-debian13.sh -L unit         ctest arguments pass through
+#   scripts/test-debian13.sh --cuda          LibTorch 2.6 CUDA (libtorch-cuda-dev, CUDA 12.4):
+#                                            configure, compile and link every target, show that
+#                                            the binaries link libtorch_cuda (no GPU: no tests)
+#   scripts/test-debian13.sh --shell CMD...  run CMD in the (CPU) root, in the tree
+#
+# Needs root (debootstrap, chroot, mounts). The roots live under CMDISTILL_DEBIAN13_CACHE
+# (default /var/cache/cmdistill): made once (~40 s + the packages), then only updated when the
+# package list below changes. The tree is bind-mounted at the same relative place as here, with
+# ../shared beside it when present; builds go to build-debian13/ (build-debian13-cuda/) in the
+# tree, so a second run is incremental (ccache inside the root as well).
+# Environment: JOBS (default: all cores), CMDISTILL_DEBIAN_MIRROR (default deb.debian.org),
+# CMDISTILL_WERROR=1 (warnings are errors, as in CI).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+t0=$(date +%s)
+say() { echo "test-debian13 [$(($(date +%s) - t0))s]: $*"; }
+die() { echo "test-debian13: $*" >&2; exit 1; }
+
+mode=cpu
+if [[ ${1:-} == --cuda ]]; then mode=cuda; shift; fi
+if [[ ${1:-} == --shell ]]; then mode=shell; shift; fi
+
+[[ $(id -u) -eq 0 ]] || die "needs root (debootstrap, chroot and bind mounts)"
+mirror=${CMDISTILL_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+cache=${CMDISTILL_DEBIAN13_CACHE:-/var/cache/cmdistill}
+jobs=${JOBS:-$(nproc)}
+
+# What the root needs beyond scripts/setup.sh's list (which runs inside it: the same package
+# names exist in trixie).
+if [[ $mode == cuda ]]; then
+  name=debian13-cuda
+  # libtorch-cuda-dev replaces libtorch-dev; nvidia-cuda-toolkit brings nvcc and the CUDA
+  # headers and libraries (cudart, cublas, cufft, curand, cusparse, cusolver, nvrtc, nvtx).
+  extra=(libtorch-cuda-dev nvidia-cuda-toolkit)
+else
+  name=debian13
+  extra=()
+fi
+chroot_dir=$cache/$name
+
+ensure_tools() {
+  command -v debootstrap >/dev/null && command -v unshare >/dev/null && return
+  say "installing debootstrap"
+  apt-get install -y -qq debootstrap >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+}
+
+make_root() {
+  ensure_tools
+  local tmp=$chroot_dir.partial
+  rm -rf "$tmp"
+  mkdir -p "$cache"
+  say "debootstrap --variant=minbase trixie -> $chroot_dir"
+  debootstrap --variant=minbase --components=main,contrib,non-free trixie "$tmp" "$mirror" \
+    >"$cache/$name.debootstrap.log" 2>&1 || {
+      tail -20 "$cache/$name.debootstrap.log" >&2; die "debootstrap failed"; }
+  mv "$tmp" "$chroot_dir"
+}
+
+[[ -x $chroot_dir/usr/bin/apt-get ]] || make_root
+cp /etc/resolv.conf "$chroot_dir/etc/resolv.conf" 2>/dev/null || true
+cp /etc/hosts "$chroot_dir/etc/hosts" 2>/dev/null || true
+
+# The tree (and ../shared) appear inside the root at the same path as here.
+shared=$(cd "$root/.." && pwd)/shared
+inner=$(cat <<'INNER'
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+cd "$TREE"
+stamp=/var/lib/cmdistill-packages
+want="$(cat scripts/setup.sh) ${EXTRA}"
+if [[ ! -f $stamp ]] || [[ $(cat "$stamp") != "$(echo "$want" | sha256sum)" ]]; then
+  if [[ -n ${EXTRA} ]]; then
+    apt-get update -qq
+    # cuDNN's package is a downloader that cannot reach NVIDIA: LibTorch's CUDA build
+    # depends on it only through libtorch-cuda-2.6's Depends; see docs/gpu.md.
+    apt-get install -y -qq --no-install-recommends ${EXTRA} >/dev/null
+  fi
+  CMDISTILL_SETUP_SKIP_NODE_MODULES=1 bash scripts/setup.sh
+  echo "$want" | sha256sum >"$stamp"
+fi
+INNER
+)
+
+run_in_root() {  # run_in_root SCRIPT [ARGS...]: bash -c SCRIPT inside the root, tree mounted
+  local script=$1
+  shift
+  unshare --mount --propagation private bash -s -- "$chroot_dir" "$root" "$shared" "$script" \
+    "$@" <<'MOUNTS'
+set -euo pipefail
+r=$1 tree=$2 shared=$3 script=$4
+mount -t proc proc "$r/proc"
+mount -t sysfs sysfs "$r/sys"
+mount --rbind /dev "$r/dev"
+mkdir -p "$r/run" "$r/tmp"
+mount -t tmpfs tmpfs "$r/run"
+mount -t tmpfs -o size=8g tmpfs "$r/tmp"
+mkdir -p "$r$tree"
+mount --bind "$tree" "$r$tree"
+if [[ -d $shared ]]; then mkdir -p "$r$shared"; mount --bind "$shared" "$r$shared"; fi
+exec chroot "$r" /usr/bin/env -i HOME=/root TERM=dumb TREE="$tree" EXTRA="$EXTRA" \
+  JOBS="$JOBS" CMDISTILL_WERROR="${CMDISTILL_WERROR:-0}" CMDISTILL_MODE="$MODE" \
+  /bin/bash -c "$script" bash "${@:5}"
+MOUNTS
+}
+export EXTRA="${extra[*]}" JOBS="$jobs" MODE="$mode"
+
+say "packages ($name)"
+run_in_root "$inner"
+
+build_script=$(cat <<'BUILD'
+set -euo pipefail
+cd "$TREE"
+build=build-$([[ $CMDISTILL_MODE == cuda ]] && echo debian13-cuda || echo debian13)
+args=(-G Ninja -DCMAKE_BUILD_TYPE=Release)
+[[ $CMDISTILL_WERROR == 1 ]] && args+=(-DCMDISTILL_WERROR=ON)
+[[ -f $build/CMakeCache.txt ]] && args=(-DCMAKE_BUILD_TYPE=Release)
+echo "LibTorch: $(dpkg-query -W -f='${Package} ${Version}' libtorch-dev libtorch-cuda-dev 2>/dev/null | tr '\n' ' ')"
+start=$(date +%s)
+cmake -S . -B "$build" "${args[@]}" >/dev/null
+cmake --build "$build" -j "$JOBS"
+echo "build: $(( $(date +%s) - start )) s"
+if [[ $CMDISTILL_MODE == cuda ]]; then
+  echo "targets linking libtorch_cuda (readelf NEEDED):"
+  for f in "$build"/services/cli/cmdistill "$build"/tests/*_test "$build"/tests/bench/*_bench; do
+    [[ -x $f ]] || continue
+    if readelf -d "$f" | grep -q 'libtorch_cuda.so'; then echo "  $f"; fi
+  done
+  exit 0
+fi
+ctest --test-dir "$build" --output-on-failure -j "$JOBS" "$@"
+BUILD
+)
+
+case $mode in
+shell)
+  run_in_root 'cd "$TREE" && exec "$@"' "$@"
+  ;;
+cpu | cuda)
+  say "build and test ($mode)"
+  run_in_root "$build_script" "$@"
+  say "done"
+  ;;
+esac
