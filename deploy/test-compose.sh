@@ -8,9 +8,7 @@
 #   bash deploy/test-compose.sh            (as root; ctest -L deploy runs it as compose_stack)
 #
 # Exit 77 (skipped, with the reason) where podman cannot run: not root, no podman and no apt.
-# As measured on this machine's kernel: runc (crun fails on its hybrid cgroups) and ulimits
-# within the hard limits, set in /etc/containers/containers.conf here; Docker Hub is not
-# reachable, so the debian:12 base is made with debootstrap + podman import when missing.
+# Podman's settings and the locally made debian:12 base: deploy/podman-lib.sh.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -18,37 +16,9 @@ t0=$(date +%s)
 say() { echo "test-compose [$(( $(date +%s) - t0 ))s]: $*"; }
 skip() { echo "SKIPPED: $*"; exit 77; }
 
-[[ $(id -u) -eq 0 ]] || skip "needs root (rootful podman)"
-if ! command -v podman >/dev/null || ! command -v podman-compose >/dev/null ||
-   ! command -v debootstrap >/dev/null || ! command -v runc >/dev/null; then
-  command -v apt-get >/dev/null || skip "podman/podman-compose missing and no apt-get"
-  say "installing podman, podman-compose, runc, debootstrap"
-  apt-get install -y -qq podman podman-compose runc debootstrap >/dev/null ||
-    { apt-get update -qq && apt-get install -y -qq podman podman-compose runc debootstrap >/dev/null; } ||
-    skip "cannot install podman"
-fi
-conf=/etc/containers/containers.conf
-if ! grep -qs '^runtime = "runc"' "$conf"; then
-  mkdir -p /etc/containers
-  [[ -f $conf ]] && cp "$conf" "$conf.before-cmdistill"
-  cat >"$conf" <<'CONF'
-# Written by cmdistill's deploy/test-compose.sh: crun fails on this kernel's hybrid cgroups and
-# podman's default ulimits exceed the hard limits here.
-[containers]
-default_ulimits = ["nofile=1024:4096", "nproc=1024:1024"]
-[engine]
-runtime = "runc"
-CONF
-fi
-podman info >/dev/null 2>&1 || skip "podman cannot run here: $(podman info 2>&1 | tail -1)"
-
-if ! podman image exists debian:12; then
-  say "making the debian:12 base image (debootstrap --variant=minbase bookworm)"
-  rootfs=$(mktemp -d)
-  debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
-  tar -C "$rootfs" -c . | podman import - debian:12 >/dev/null
-  rm -rf "$rootfs"
-fi
+source deploy/podman-lib.sh
+podman_ready
+debian_base_image debian:12 bookworm
 
 say "building localhost/cmdistill:cpu (deploy/docker/Dockerfile.cpu)"
 podman build --pull=never -q -f deploy/docker/Dockerfile.cpu -t localhost/cmdistill:cpu . >/dev/null

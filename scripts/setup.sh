@@ -22,6 +22,17 @@ PACKAGES=(
   python3-yaml
 )
 
+# scripts/test-debian13.sh --cuda builds against Debian 13's CUDA LibTorch instead
+# (CMDISTILL_SETUP_LIBTORCH=libtorch-cuda-dev): that root compiles and links only, so it needs
+# no python3-torch reference (whose CPU LibTorch conflicts with the CUDA one).
+if [[ ${CMDISTILL_SETUP_LIBTORCH:-libtorch-dev} != libtorch-dev ]]; then
+  keep=()
+  for p in "${PACKAGES[@]}"; do
+    case $p in libtorch-dev) keep+=("$CMDISTILL_SETUP_LIBTORCH") ;; python3-torch) ;; *) keep+=("$p") ;; esac
+  done
+  PACKAGES=("${keep[@]}")
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

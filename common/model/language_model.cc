@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h on 2.x)
 #include <dlfcn.h>
 #include <malloc.h>
 
@@ -247,6 +248,10 @@ const checkpoint::ModelConfig& LanguageModel::config() const {
 std::string LanguageModel::device_name() const {
   return transformer_->device().str();
 }
+std::string LanguageModel::attention_name() const {
+  return AttentionName(transformer_->attention());
+}
+
 std::string LanguageModel::dtype_name() const {
   return transformer_->dtype() == at::kBFloat16 ? "bfloat16" : "float32";
 }

@@ -42,6 +42,8 @@ class LanguageModel {
   const checkpoint::ModelConfig& config() const;
   std::string device_name() const;
   std::string dtype_name() const;
+  // "explicit" or "sdpa" (Transformer::attention; CMDISTILL_ATTENTION).
+  std::string attention_name() const;
   int64_t num_parameters() const;
 
   // INVALID_ARGUMENT for empty prompts, ids outside the vocabulary, a prompt

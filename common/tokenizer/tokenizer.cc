@@ -663,7 +663,10 @@ namespace {
 // A member of a JSON object, or null when `o` is not an object or lacks it
 // (nlohmann's operator[] on a const object with a missing key is undefined
 // behaviour: found by fuzzing).
-const json& Member(const json& o, const std::string& key) {
+// `key` is a C string, not a std::string: GCC 14's -Wdangling-reference
+// takes a reference returned from a call given a temporary std::string for
+// one into that temporary.
+const json& Member(const json& o, const char* key) {
   static const json* kNull = new json();
   if (!o.is_object()) return *kNull;
   const auto it = o.find(key);
@@ -903,7 +906,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonUnchecked(
           const json& st = Member(p, "special_tokens");
           if (!st.contains(name))
             return bad(absl::StrCat("template token '", name, "' undefined"));
-          for (const json& id : Member(Member(st, name), "ids")) {
+          for (const json& id : Member(Member(st, name.c_str()), "ids")) {
             impl->template_single.push_back({false, id.get<int32_t>()});
           }
         }

@@ -224,14 +224,15 @@ class Bench {
       m_ = *std::move(r);
       what = "random " + flags_.Get("shape");
     }
-    desc_ = absl::StrFormat("%s (%.1fM parameters, %s), %s %s, %d threads",
-                            what, m_->num_parameters() / 1e6,
-                            m_->config().model_type, m_->device_name(),
-                            m_->dtype_name(), model::ComputeThreads());
+    desc_ = absl::StrFormat(
+        "%s (%.1fM parameters, %s), %s %s, %s attention, %d threads", what,
+        m_->num_parameters() / 1e6, m_->config().model_type, m_->device_name(),
+        m_->dtype_name(), m_->attention_name(), model::ComputeThreads());
     parts_.push_back(absl::StrFormat(
-        R"("mode": "%s", "model": "%s", "parameters": %d, "device": "%s", "dtype": "%s", "threads": %d, "warmup": %d, "repeats": %d)",
+        R"("mode": "%s", "model": "%s", "parameters": %d, "device": "%s", "dtype": "%s", "attention": "%s", "threads": %d, "warmup": %d, "repeats": %d)",
         mode_, what, m_->num_parameters(), m_->device_name(), m_->dtype_name(),
-        model::ComputeThreads(), rep_.warmup, rep_.repeats));
+        m_->attention_name(), model::ComputeThreads(), rep_.warmup,
+        rep_.repeats));
     return std::nullopt;
   }
 

@@ -1,5 +1,7 @@
 #include "services/learner/adamw.h"
 
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h on 2.x)
+
 #include <cmath>
 #include <cstring>
 

@@ -2,6 +2,7 @@
 #include "services/learner/policy_trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h on 2.x)
 
 #include <algorithm>
 #include <cmath>

@@ -82,6 +82,7 @@ def main():
             check_overlay(overlay, objs, by, check_cli, binary, tmp)
             print(f"{overlay}: {len(objs)} objects, "
                   f"{'ok' if len(failures) == n_before else 'FAILED'}")
+    check_cuda_dockerfile(source)
     for f in failures:
         print("FAIL:", f)
     return 1 if failures else 0
@@ -174,6 +175,9 @@ def check_overlay(overlay, objs, by, check_cli, binary, tmp):
             if overlay == "gpu" and role in ("learner", "teacher", "actor"):
                 lim = c.get("resources", {}).get("limits", {})
                 check(str(lim.get("nvidia.com/gpu")) == "1", f"{cname}: no GPU limit")
+            if overlay == "gpu":
+                # The GPU image: deploy/docker/Dockerfile.cuda (cmdistill:cuda).
+                check(c["image"].endswith(":cuda"), f"{cname}: image {c['image']} is not :cuda")
     check({"learner", "teacher", "reward", "actor"} <= roles_seen, f"{overlay}: roles {roles_seen}")
     # Services: named target ports exist in the selected pods; clients' addresses resolve.
     for s in (o for o in objs if o["kind"] == "Service"):
@@ -197,6 +201,23 @@ def check_overlay(overlay, objs, by, check_cli, binary, tmp):
     pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
     check(any(p["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == "learner" for p in pdbs),
           f"{overlay}: no PodDisruptionBudget for the learner")
+
+
+def check_cuda_dockerfile(src):
+    """The image the gpu overlay names: Debian 13's CUDA LibTorch from the apt mirror, nothing
+    fetched from elsewhere by the Dockerfile (cuDNN comes through Debian's nvidia-cudnn or the
+    stand-in), and what it copies and runs exists."""
+    path = os.path.join(src, "deploy/docker/Dockerfile.cuda")
+    if not check(os.path.exists(path), "deploy/docker/Dockerfile.cuda missing"):
+        return
+    lines = [l for l in open(path) if not l.lstrip().startswith("#")]
+    text = "".join(lines)
+    check("ARG BASE=debian:13" in text, "Dockerfile.cuda: base is not debian:13")
+    check("libtorch-cuda-dev" in text, "Dockerfile.cuda: does not install libtorch-cuda-dev")
+    check(not re.search(r"https?://", text), "Dockerfile.cuda: downloads from outside the apt mirror")
+    for m in re.finditer(r"^COPY (?!--from)(.+) \S+$", text, re.M):
+        for f in m.group(1).split():
+            check(os.path.exists(os.path.join(src, f)), f"Dockerfile.cuda: COPY {f}: missing")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 // trained exactly once, policy versions advance, and the actors pick up new
 // policies.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h on 2.x)
 
 #include <atomic>
 #include <cstdio>

@@ -2,6 +2,7 @@
 // (tests/reference/hf_reference.py, run with Debian's /usr/bin/python3 and
 // python3-torch), plus KV-cache, padding and checkpoint round-trip properties.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h on 2.x)
 
 #include <cstdlib>
 #include <fstream>

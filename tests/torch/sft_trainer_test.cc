@@ -4,6 +4,7 @@
 #include "services/learner/sft_trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h on 2.x)
 
 #include "common/model/transformer.h"
 #include "gmock/gmock.h"

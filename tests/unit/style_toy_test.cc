@@ -22,6 +22,7 @@
 //   0.976-0.983. At 60 steps of step 0.5 grpo had reached only 0.38-0.52.
 // The test asserts cmdp and saute < 0.02 and grpo > 0.9 on every seed.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h on 2.x)
 
 #include <array>
 #include <cmath>
