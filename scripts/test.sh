@@ -9,6 +9,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 bash scripts/setup.sh
+# One way to propagate errors: the status macros (docs/architecture.md).
+python3 scripts/check-status-style.py
 
 build=${CMDISTILL_BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status/status_macros.h"
 #include "common/util/files.h"
 #include "nlohmann/json.hpp"
 
@@ -75,33 +76,27 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text,
         std::pair{"intermediate_size", &c.intermediate_size},
         std::pair{"num_hidden_layers", &c.num_hidden_layers},
         std::pair{"num_attention_heads", &c.num_attention_heads}}) {
-    if (auto s = get_int(key, out, true); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(get_int(key, out, true));
     if (*out <= 0)
       return Bad(file, absl::StrCat("'", key, "' must be positive"));
   }
   c.num_key_value_heads = c.num_attention_heads;
-  if (auto s = get_int("num_key_value_heads", &c.num_key_value_heads, false);
-      !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(
+      get_int("num_key_value_heads", &c.num_key_value_heads, false));
   c.head_dim = c.hidden_size / c.num_attention_heads;
-  if (auto s = get_int("head_dim", &c.head_dim, false); !s.ok()) return s;
-  if (auto s =
-          get_int("max_position_embeddings", &c.max_position_embeddings, false);
-      !s.ok()) {
-    return s;
-  }
-  if (auto s = get_num("rms_norm_eps", &c.rms_norm_eps); !s.ok()) return s;
-  if (auto s = get_num("rope_theta", &c.rope_theta); !s.ok()) return s;
-  if (auto s = get_bool("tie_word_embeddings", &c.tie_word_embeddings); !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(get_int("head_dim", &c.head_dim, false));
+  CMDISTILL_RETURN_IF_ERROR(
+      get_int("max_position_embeddings", &c.max_position_embeddings, false));
+  CMDISTILL_RETURN_IF_ERROR(get_num("rms_norm_eps", &c.rms_norm_eps));
+  CMDISTILL_RETURN_IF_ERROR(get_num("rope_theta", &c.rope_theta));
+  CMDISTILL_RETURN_IF_ERROR(
+      get_bool("tie_word_embeddings", &c.tie_word_embeddings));
   c.attention_bias = c.model_type == "qwen2";
   if (c.model_type != "qwen2") {
-    if (auto s = get_bool("attention_bias", &c.attention_bias); !s.ok())
-      return s;
+    CMDISTILL_RETURN_IF_ERROR(get_bool("attention_bias", &c.attention_bias));
   }
   c.qk_norm = c.model_type == "qwen3";
-  if (auto s = get_int("bos_token_id", &c.bos_token_id, false); !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(get_int("bos_token_id", &c.bos_token_id, false));
   if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
     const auto& e = j["eos_token_id"];
     if (e.is_number_integer()) {
@@ -123,10 +118,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text,
     return Bad(file, "'hidden_act' must be silu");
   }
   bool flag = false;
-  if (auto s = get_bool("mlp_bias", &flag); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(get_bool("mlp_bias", &flag));
   if (flag) return Bad(file, "'mlp_bias': true is not supported");
   flag = false;
-  if (auto s = get_bool("use_sliding_window", &flag); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(get_bool("use_sliding_window", &flag));
   if (flag) return Bad(file, "'use_sliding_window': true is not supported");
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const auto& r = j["rope_scaling"];
@@ -258,19 +253,16 @@ absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(
   if (!fs::is_directory(dir))
     return absl::NotFoundError(absl::StrCat("no model folder '", dir, "'"));
   const std::string config_path = dir + "/config.json";
-  auto text = ReadText(config_path);
-  if (!text.ok()) return text.status();
-  auto config = ParseModelConfig(*text, config_path);
-  if (!config.ok()) return config.status();
-  ck->config_ = *config;
+  CMDISTILL_ASSIGN_OR_RETURN(auto text, ReadText(config_path));
+  CMDISTILL_ASSIGN_OR_RETURN(auto config, ParseModelConfig(text, config_path));
+  ck->config_ = config;
   std::vector<std::string> shard_paths;
   const std::string single = dir + "/model.safetensors";
   const std::string index_path = dir + "/model.safetensors.index.json";
   std::map<std::string, std::string> weight_map;
   if (fs::exists(index_path)) {
-    auto idx_text = ReadText(index_path);
-    if (!idx_text.ok()) return idx_text.status();
-    json idx = json::parse(*idx_text, nullptr, false);
+    CMDISTILL_ASSIGN_OR_RETURN(auto idx_text, ReadText(index_path));
+    json idx = json::parse(idx_text, nullptr, false);
     if (idx.is_discarded() || !idx.is_object() || !idx.contains("weight_map") ||
         !idx["weight_map"].is_object()) {
       return Bad(index_path, "not an index (needs an object 'weight_map')");
@@ -296,21 +288,20 @@ absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(
         dir, ": neither model.safetensors nor model.safetensors.index.json"));
   }
   for (const std::string& name : shard_paths) {
-    auto f = SafetensorsFile::Open(dir + "/" + name);
-    if (!f.ok()) return f.status();
-    for (const TensorInfo& t : (*f)->tensors()) {
+    CMDISTILL_ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(dir + "/" + name));
+    for (const TensorInfo& t : f->tensors()) {
       if (!weight_map.empty()) {
         auto it = weight_map.find(t.name);
         if (it == weight_map.end() || it->second != name)
           continue;  // not this shard's
       }
       if (ck->entries_.count(t.name)) {
-        return Bad((*f)->path(),
+        return Bad(f->path(),
                    absl::StrCat("tensor '", t.name, "' appears twice"));
       }
-      ck->entries_[t.name] = {f->get(), &t};
+      ck->entries_[t.name] = {f.get(), &t};
     }
-    ck->files_.push_back(*std::move(f));
+    ck->files_.push_back(std::move(f));
   }
   for (const auto& [name, file] : weight_map) {
     if (!ck->entries_.count(name)) {
@@ -391,15 +382,14 @@ absl::Status CompleteLoadingFiles(const std::string& dir,
     j["top_k"] = g.top_k;
     if (g.max_new_tokens > 0) j["max_new_tokens"] = g.max_new_tokens;
     j["transformers_version"] = kTransformersVersion;
-    if (auto s = WriteText(gen_path, j.dump(2) + "\n"); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(WriteText(gen_path, j.dump(2) + "\n"));
   }
   const std::string tok_config = dir + "/tokenizer_config.json";
   if (!fs::exists(dir + "/tokenizer.json")) return absl::OkStatus();
   json t = json::object();
   if (fs::exists(tok_config)) {
-    auto text = ReadText(tok_config);
-    if (!text.ok()) return text.status();
-    t = json::parse(*text, nullptr, false);
+    CMDISTILL_ASSIGN_OR_RETURN(auto text, ReadText(tok_config));
+    t = json::parse(text, nullptr, false);
     if (!t.is_object()) {
       return absl::InvalidArgumentError(
           absl::StrCat(tok_config, ": not a JSON object"));
@@ -430,18 +420,14 @@ absl::Status WriteHfCheckpoint(const std::string& dir,
     return absl::PermissionDeniedError(
         absl::StrCat("cannot create '", dir, "': ", ec.message()));
   const std::string cfg = ModelConfigToJson(config);
-  if (auto s = util::WriteFileAtomically(dir + "/config.json", cfg); !s.ok()) {
-    return s;
-  }
+  CMDISTILL_RETURN_IF_ERROR(
+      util::WriteFileAtomically(dir + "/config.json", cfg));
   uint64_t total = 0;
   for (const auto& t : tensors) total += t.data.size();
   std::set<std::string> written;
   if (total <= options.max_shard_bytes) {
-    if (auto s = WriteSafetensors(dir + "/model.safetensors", tensors,
-                                  {{"format", "pt"}});
-        !s.ok()) {
-      return s;
-    }
+    CMDISTILL_RETURN_IF_ERROR(WriteSafetensors(dir + "/model.safetensors",
+                                               tensors, {{"format", "pt"}}));
     written.insert("model.safetensors");
   } else {
     std::vector<std::vector<TensorToWrite>> shards(1);
@@ -460,20 +446,14 @@ absl::Status WriteHfCheckpoint(const std::string& dir,
     for (size_t i = 0; i < shards.size(); ++i) {
       const std::string name = absl::StrFormat("model-%05d-of-%05d.safetensors",
                                                i + 1, shards.size());
-      if (auto s =
-              WriteSafetensors(dir + "/" + name, shards[i], {{"format", "pt"}});
-          !s.ok()) {
-        return s;
-      }
+      CMDISTILL_RETURN_IF_ERROR(
+          WriteSafetensors(dir + "/" + name, shards[i], {{"format", "pt"}}));
       for (const auto& t : shards[i]) index["weight_map"][t.name] = name;
       written.insert(name);
     }
     const std::string text = index.dump(2) + "\n";
-    if (auto s = util::WriteFileAtomically(
-            dir + "/model.safetensors.index.json", text);
-        !s.ok()) {
-      return s;
-    }
+    CMDISTILL_RETURN_IF_ERROR(
+        util::WriteFileAtomically(dir + "/model.safetensors.index.json", text));
     written.insert("model.safetensors.index.json");
   }
   // Only now, with the new weights complete, remove weights of an earlier save
@@ -494,11 +474,8 @@ absl::Status WriteHfCheckpoint(const std::string& dir,
           "special_tokens_map.json"}) {
       const std::string src = options.copy_tokenizer_from + "/" + f;
       if (!fs::exists(src)) continue;
-      auto text = ReadText(src);
-      if (!text.ok()) return text.status();
-      if (auto s = util::WriteFileAtomically(dir + "/" + f, *text); !s.ok()) {
-        return s;
-      }
+      CMDISTILL_ASSIGN_OR_RETURN(auto text, ReadText(src));
+      CMDISTILL_RETURN_IF_ERROR(util::WriteFileAtomically(dir + "/" + f, text));
     }
   }
   return CompleteLoadingFiles(dir, config, options.generation);

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 #include "common/util/files.h"
 #include "nlohmann/json.hpp"
 
@@ -234,9 +235,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
                                             size, " bytes): truncated?"));
   }
   const std::string header(reinterpret_cast<const char*>(f->map_ + 8), n);
-  auto tensors = ParseHeader(header, size - 8 - n, path, &f->metadata_);
-  if (!tensors.ok()) return tensors.status();
-  f->tensors_ = *std::move(tensors);
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto tensors, ParseHeader(header, size - 8 - n, path, &f->metadata_));
+  f->tensors_ = std::move(tensors);
   f->data_ = f->map_ + 8 + n;
   for (size_t i = 0; i < f->tensors_.size(); ++i)
     f->index_[f->tensors_[i].name] = i;
@@ -305,9 +306,9 @@ absl::StatusOr<std::string> SerializeSafetensors(
 absl::Status WriteSafetensors(
     const std::string& path, const std::vector<TensorToWrite>& tensors,
     const std::map<std::string, std::string>& metadata) {
-  auto bytes = SerializeSafetensors(tensors, metadata);
-  if (!bytes.ok()) return bytes.status();
-  return util::WriteFileAtomically(path, *bytes);
+  CMDISTILL_ASSIGN_OR_RETURN(auto bytes,
+                             SerializeSafetensors(tensors, metadata));
+  return util::WriteFileAtomically(path, bytes);
 }
 
 absl::StatusOr<std::vector<TensorInfo>> ParseSafetensorsBuffer(

@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/config/validate.h"
+#include "common/status/status_macros.h"
 #include "common/util/files.h"
 #include "common/util/suggest.h"
 
@@ -578,7 +579,7 @@ absl::StatusOr<RunConfig> Load(const std::string& yaml,
   CheckCrossFieldRules(config, &cross);
   for (const auto& e : cross)
     ctx.Error(OriginOf(ctx, e.path), e.path, e.message);
-  if (auto s = Finish(&ctx); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(Finish(&ctx));
   return config;
 }
 

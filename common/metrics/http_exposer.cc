@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/metrics/process.h"
+#include "common/status/status_macros.h"
 #include "prometheus/text_serializer.h"
 
 namespace cmdistill::metrics {
@@ -82,7 +83,7 @@ absl::StatusOr<std::unique_ptr<HttpExposer>> HttpExposer::Start(
     std::string listen, std::shared_ptr<Registry> registry) {
   std::string host;
   int port = 0;
-  if (auto s = SplitHostPort(listen, &host, &port); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(SplitHostPort(listen, &host, &port));
   struct addrinfo hints;
   std::memset(&hints, 0, sizeof(hints));
   hints.ai_family = AF_UNSPEC;

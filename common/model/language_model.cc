@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/model/transformer.h"
+#include "common/status/status_macros.h"
 
 namespace cmdistill::model {
 namespace {
@@ -218,28 +219,22 @@ absl::StatusOr<std::unique_ptr<LanguageModel>> LanguageModel::Load(
     const std::string& dir, const std::string& device,
     const std::string& dtype) {
   KeepTensorMemory();
-  auto d = ParseDevice(device);
-  if (!d.ok()) return d.status();
-  auto t = ParseDType(dtype);
-  if (!t.ok()) return t.status();
-  auto ck = checkpoint::HfCheckpoint::Open(dir);
-  if (!ck.ok()) return ck.status();
-  auto m = Transformer::Load(**ck, *d, *t);
-  if (!m.ok()) return m.status();
-  return std::unique_ptr<LanguageModel>(new LanguageModel(*std::move(m)));
+  CMDISTILL_ASSIGN_OR_RETURN(auto d, ParseDevice(device));
+  CMDISTILL_ASSIGN_OR_RETURN(auto t, ParseDType(dtype));
+  CMDISTILL_ASSIGN_OR_RETURN(auto ck, checkpoint::HfCheckpoint::Open(dir));
+  CMDISTILL_ASSIGN_OR_RETURN(auto m, Transformer::Load(*ck, d, t));
+  return std::unique_ptr<LanguageModel>(new LanguageModel(std::move(m)));
 }
 
 absl::StatusOr<std::unique_ptr<LanguageModel>> LanguageModel::InitRandom(
     const checkpoint::ModelConfig& config, uint64_t seed,
     const std::string& device, const std::string& dtype) {
   KeepTensorMemory();
-  auto d = ParseDevice(device);
-  if (!d.ok()) return d.status();
-  auto t = ParseDType(dtype);
-  if (!t.ok()) return t.status();
-  auto m = Transformer::InitRandom(config, seed, *d, *t);
-  if (!m.ok()) return m.status();
-  return std::unique_ptr<LanguageModel>(new LanguageModel(*std::move(m)));
+  CMDISTILL_ASSIGN_OR_RETURN(auto d, ParseDevice(device));
+  CMDISTILL_ASSIGN_OR_RETURN(auto t, ParseDType(dtype));
+  CMDISTILL_ASSIGN_OR_RETURN(auto m,
+                             Transformer::InitRandom(config, seed, d, t));
+  return std::unique_ptr<LanguageModel>(new LanguageModel(std::move(m)));
 }
 
 const checkpoint::ModelConfig& LanguageModel::config() const {
@@ -300,10 +295,8 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
     if (prompts[i].empty())
       return absl::InvalidArgumentError(
           absl::StrCat("prompt ", i, " is empty"));
-    if (auto s =
-            CheckSeq(prompts[i], cfg.vocab_size, absl::StrCat("prompt ", i));
-        !s.ok())
-      return s;
+    CMDISTILL_RETURN_IF_ERROR(
+        CheckSeq(prompts[i], cfg.vocab_size, absl::StrCat("prompt ", i)));
     if (static_cast<int64_t>(prompts[i].size()) + o.max_new_tokens >
         cfg.max_position_embeddings) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -436,12 +429,10 @@ absl::StatusOr<std::vector<SequenceScore>> LanguageModel::Score(
     const std::string what = absl::StrCat("sequence ", i);
     if (in.prompt_ids.empty())
       return absl::InvalidArgumentError(what + ": empty prompt");
-    if (auto s = CheckSeq(in.prompt_ids, V, what + " prompt"); !s.ok())
-      return s;
-    if (auto s = CheckSeq(in.completion_ids, V, what + " completion"); !s.ok())
-      return s;
-    if (auto s = CheckSeq(in.support_ids, V, what + " support"); !s.ok())
-      return s;
+    CMDISTILL_RETURN_IF_ERROR(CheckSeq(in.prompt_ids, V, what + " prompt"));
+    CMDISTILL_RETURN_IF_ERROR(
+        CheckSeq(in.completion_ids, V, what + " completion"));
+    CMDISTILL_RETURN_IF_ERROR(CheckSeq(in.support_ids, V, what + " support"));
     const int64_t T = static_cast<int64_t>(in.completion_ids.size());
     if (in.support_k < 0 ||
         static_cast<int64_t>(in.support_ids.size()) != T * in.support_k) {
@@ -575,10 +566,9 @@ absl::StatusOr<std::vector<std::vector<float>>> LanguageModel::TokenLogprobs(
   }
   ScoreOptions o;
   o.max_batch_tokens = max_batch_tokens;
-  auto scores = Score(inputs, o);
-  if (!scores.ok()) return scores.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto scores, Score(inputs, o));
   std::vector<std::vector<float>> out;
-  for (auto& s : *scores) out.push_back(std::move(s.sampled_logprobs));
+  for (auto& s : scores) out.push_back(std::move(s.sampled_logprobs));
   return out;
 }
 
@@ -621,14 +611,12 @@ absl::StatusOr<double> MatmulFlopsPerSecond(int64_t n,
                                             const std::string& device,
                                             const std::string& dtype,
                                             int repeats) {
-  auto d = ParseDevice(device);
-  if (!d.ok()) return d.status();
-  auto t = ParseDType(dtype);
-  if (!t.ok()) return t.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto d, ParseDevice(device));
+  CMDISTILL_ASSIGN_OR_RETURN(auto t, ParseDType(dtype));
   if (n <= 0) return absl::InvalidArgumentError("matmul size must be > 0");
   try {
     at::NoGradGuard no_grad;
-    const at::TensorOptions o = at::TensorOptions().device(*d).dtype(*t);
+    const at::TensorOptions o = at::TensorOptions().device(d).dtype(t);
     const at::Tensor a = at::randn({n, n}, o), b = at::randn({n, n}, o);
     std::vector<double> rates;
     for (int i = 0; i <= std::max(1, repeats); ++i) {

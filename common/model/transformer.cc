@@ -13,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 
 // at::scaled_dot_product_attention has its `scale` argument from 2.1 on.
 #if TORCH_VERSION_MAJOR > 2 || \
@@ -556,11 +557,11 @@ Transformer::CheckSnapshot(const std::string& buffer,
                            size_t* data_offset) const {
   const absl::Span<const uint8_t> bytes(
       reinterpret_cast<const uint8_t*>(buffer.data()), buffer.size());
-  auto infos =
-      checkpoint::ParseSafetensorsBuffer(bytes, "policy snapshot", data_offset);
-  if (!infos.ok()) return infos.status();
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto infos, checkpoint::ParseSafetensorsBuffer(bytes, "policy snapshot",
+                                                     data_offset));
   std::map<std::string, checkpoint::TensorInfo> by_name;
-  for (auto& i : *infos) by_name[i.name] = std::move(i);
+  for (auto& i : infos) by_name[i.name] = std::move(i);
   for (const auto& [name, t] : params_) {
     auto it = by_name.find(name);
     if (it == by_name.end()) {
@@ -599,13 +600,12 @@ absl::Status Transformer::AdoptWeights(
 absl::Status Transformer::ApplySnapshot(
     const std::string& buffer, std::shared_ptr<const std::string> keep) {
   size_t data_offset = 0;
-  auto by_name = CheckSnapshot(buffer, &data_offset);
-  if (!by_name.ok()) return by_name.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto by_name, CheckSnapshot(buffer, &data_offset));
   const auto* base =
       reinterpret_cast<const uint8_t*>(buffer.data()) + data_offset;
   bool in_place = keep != nullptr;
   for (const auto& [name, t] : params_) {
-    const checkpoint::TensorInfo& info = by_name->at(name);
+    const checkpoint::TensorInfo& info = by_name.at(name);
     in_place =
         in_place && t.device().is_cpu() &&
         ToScalarType(info.dtype) == t.scalar_type() &&
@@ -614,7 +614,7 @@ absl::Status Transformer::ApplySnapshot(
   try {
     at::NoGradGuard no_grad;
     for (auto& [name, t] : params_) {
-      const checkpoint::TensorInfo& info = by_name->at(name);
+      const checkpoint::TensorInfo& info = by_name.at(name);
       auto* data = const_cast<uint8_t*>(base + info.begin);
       if (in_place) {
         t.set_data(at::from_blob(

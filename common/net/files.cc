@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 #include "common/util/files.h"
 
 namespace cmdistill::net {
@@ -46,9 +47,8 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
 }
 
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
-  auto data = ReadSmallFile(path, "token file");
-  if (!data.ok()) return data.status();
-  std::string token(absl::StripAsciiWhitespace(*data));
+  CMDISTILL_ASSIGN_OR_RETURN(auto data, ReadSmallFile(path, "token file"));
+  std::string token(absl::StripAsciiWhitespace(data));
   if (token.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("token file '", path, "' holds only whitespace"));

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 
 namespace cmdistill::rl {
 namespace {
@@ -88,16 +89,14 @@ absl::StatusOr<std::vector<double>> PerTokenCosts(const TokenLogProbs& lp,
             "support_kl needs a support (K >= 1)");
       }
       const size_t K = static_cast<size_t>(lp.support_k);
-      if (auto s = CheckSize(lp.student_support, T * K, "student_support");
-          !s.ok())
-        return s;
-      if (auto s = CheckSize(lp.teacher_support, T * K, "teacher_support");
-          !s.ok())
-        return s;
+      CMDISTILL_RETURN_IF_ERROR(
+          CheckSize(lp.student_support, T * K, "student_support"));
+      CMDISTILL_RETURN_IF_ERROR(
+          CheckSize(lp.teacher_support, T * K, "teacher_support"));
       const bool has_tail = !lp.teacher_tail.empty();
       if (has_tail) {
-        if (auto s = CheckSize(lp.teacher_tail, T, "teacher_tail"); !s.ok())
-          return s;
+        CMDISTILL_RETURN_IF_ERROR(
+            CheckSize(lp.teacher_tail, T, "teacher_tail"));
       }
       for (size_t t = 0; t < T; ++t) {
         costs[t] =
@@ -111,10 +110,10 @@ absl::StatusOr<std::vector<double>> PerTokenCosts(const TokenLogProbs& lp,
     }
     case CostEstimator::kK1:
     case CostEstimator::kK3: {
-      if (auto s = CheckSize(lp.student_sampled, T, "student_sampled"); !s.ok())
-        return s;
-      if (auto s = CheckSize(lp.teacher_sampled, T, "teacher_sampled"); !s.ok())
-        return s;
+      CMDISTILL_RETURN_IF_ERROR(
+          CheckSize(lp.student_sampled, T, "student_sampled"));
+      CMDISTILL_RETURN_IF_ERROR(
+          CheckSize(lp.teacher_sampled, T, "teacher_sampled"));
       for (size_t t = 0; t < T; ++t) {
         const double log_p = std::min<double>(lp.student_sampled[t], 0.0);
         const double log_q = std::max<double>(
@@ -187,9 +186,9 @@ absl::StatusOr<TrajectoryRewards> ModifiedRewards(
   TrajectoryRewards out;
   out.task_reward = task_reward;
   out.raw_costs.assign(raw_costs.begin(), raw_costs.end());
-  auto check = CheckBudget(raw_costs, options.budget);
-  if (!check.ok()) return check.status();
-  out.check = *std::move(check);
+  CMDISTILL_ASSIGN_OR_RETURN(auto check,
+                             CheckBudget(raw_costs, options.budget));
+  out.check = std::move(check);
   const size_t T = raw_costs.size();
   out.modified_rewards.assign(T, 0.0);
   if (T == 0) {
@@ -205,8 +204,7 @@ absl::StatusOr<TrajectoryRewards> ModifiedRewards(
   std::vector<double> phi(T, 0.0);  // the immediate term after the gate closed
   if (options.method == Method::kCmdp) phi = out.raw_costs;
   if (options.method == Method::kWeakestLink) {
-    if (auto s = CheckSize(teacher_sampled, T, "teacher_sampled"); !s.ok())
-      return s;
+    CMDISTILL_RETURN_IF_ERROR(CheckSize(teacher_sampled, T, "teacher_sampled"));
     if (!std::isfinite(options.weakest_link_threshold) ||
         options.weakest_link_threshold < 0) {
       return absl::InvalidArgumentError(
@@ -217,10 +215,9 @@ absl::StatusOr<TrajectoryRewards> ModifiedRewards(
     BudgetOptions prefix = options.budget;
     prefix.normalization = CostNormalization::kPrefixMean;
     prefix.budget = options.weakest_link_threshold;
-    auto nll_check = CheckBudget(phi, prefix);
-    if (!nll_check.ok()) return nll_check.status();
-    gate = nll_check->feasible;
-    violated = nll_check->first_violation >= 0;
+    CMDISTILL_ASSIGN_OR_RETURN(auto nll_check, CheckBudget(phi, prefix));
+    gate = nll_check.feasible;
+    violated = nll_check.first_violation >= 0;
   }
   const bool infeasible = UsesBudgetInReward(options.method) && violated;
   // The penalised tokens: those after the gate closed and, for a violation by

@@ -20,6 +20,17 @@
     }                                                       \
   } while (false)
 
+// CMDISTILL_RETURN_IF_ERROR, with the context (absl::StrCat's arguments)
+// prepended to the message: "context: message" (Annotate, below).
+#define CMDISTILL_RETURN_IF_ERROR_ANNOTATED(expr, ...)             \
+  do {                                                             \
+    ::absl::Status cmdistill_status_macro_status_ = (expr);        \
+    if (!cmdistill_status_macro_status_.ok()) {                    \
+      return ::cmdistill::Annotate(cmdistill_status_macro_status_, \
+                                   ::absl::StrCat(__VA_ARGS__));   \
+    }                                                              \
+  } while (false)
+
 #define CMDISTILL_STATUS_CONCAT_INNER_(a, b) a##b
 #define CMDISTILL_STATUS_CONCAT_(a, b) CMDISTILL_STATUS_CONCAT_INNER_(a, b)
 

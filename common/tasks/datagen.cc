@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace cmdistill::tasks {
@@ -168,7 +169,7 @@ Example GenerateProblem(const DatagenOptions& o, SplitMix64* rng) {
 absl::StatusOr<GeneratedTask> GenerateTask(const DatagenOptions& o,
                                            size_t train, size_t test,
                                            size_t validation) {
-  if (auto s = ValidateDatagenOptions(o); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(ValidateDatagenOptions(o));
   GeneratedTask task;
   std::unordered_set<std::string> seen;
   // Separate streams for train and test, so adding test problems never changes
@@ -201,10 +202,10 @@ absl::StatusOr<GeneratedTask> GenerateTask(const DatagenOptions& o,
     }
     return absl::OkStatus();
   };
-  if (auto s = fill(&task.train, train, &train_rng); !s.ok()) return s;
-  if (auto s = fill(&task.test, test, &test_rng); !s.ok()) return s;
-  if (auto s = fill(&task.validation, validation, &validation_rng); !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(fill(&task.train, train, &train_rng));
+  CMDISTILL_RETURN_IF_ERROR(fill(&task.test, test, &test_rng));
+  CMDISTILL_RETURN_IF_ERROR(
+      fill(&task.validation, validation, &validation_rng));
   return task;
 }
 

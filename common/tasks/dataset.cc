@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 #include "common/tasks/answer.h"
 #include "common/util/files.h"
 #include "nlohmann/json.hpp"
@@ -42,12 +43,10 @@ absl::StatusOr<Example> ParseLine(std::string_view line,
     af = o.answer_field;
   }
   Example e;
-  auto q = StringField(obj, qf);
-  if (!q.ok()) return q.status();
-  auto a = StringField(obj, af);
-  if (!a.ok()) return a.status();
-  e.question = *std::move(q);
-  e.solution = *std::move(a);
+  CMDISTILL_ASSIGN_OR_RETURN(auto q, StringField(obj, qf));
+  CMDISTILL_ASSIGN_OR_RETURN(auto a, StringField(obj, af));
+  e.question = std::move(q);
+  e.solution = std::move(a);
   if (e.question.empty())
     return absl::InvalidArgumentError(absl::StrCat("'", qf, "' is empty"));
   const Extraction x = ExtractAnswer(e.solution, Strictness::kStrict);

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 #include "common/util/files.h"
 #include "common/util/sha256.h"
 #include "nlohmann/json.hpp"
@@ -308,13 +309,12 @@ absl::StatusOr<std::vector<std::string>> TrainByteLevelMerges(
   std::map<std::string, int64_t> piece_counts;
   std::vector<std::pair<size_t, size_t>> pieces;
   for (const std::string& text : texts) {
-    auto cps = DecodeUtf8(text);
-    if (!cps.ok()) return cps.status();
+    CMDISTILL_ASSIGN_OR_RETURN(auto cps, DecodeUtf8(text));
     pieces.clear();
-    SplitPieces(Pattern::kQwen, *cps, &pieces);
+    SplitPieces(Pattern::kQwen, cps, &pieces);
     for (const auto& [b, e] : pieces) {
       std::string bytes;
-      for (size_t k = b; k < e; ++k) AppendUtf8((*cps)[k], &bytes);
+      for (size_t k = b; k < e; ++k) AppendUtf8(cps[k], &bytes);
       ++piece_counts[bytes];
     }
   }
@@ -615,14 +615,13 @@ absl::Status Tokenizer::Impl::EncodeText(std::string_view text,
     u.toUTF8String(normalized);
   }
   if (prefix_space && normalized[0] != ' ') normalized.insert(0, " ");
-  auto cps = DecodeUtf8(normalized);
-  if (!cps.ok()) return cps.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto cps, DecodeUtf8(normalized));
   std::vector<std::pair<size_t, size_t>> pieces;
-  SplitPieces(pattern, *cps, &pieces);
+  SplitPieces(pattern, cps, &pieces);
   std::string bytes;
   for (const auto& [b, e] : pieces) {
     bytes.clear();
-    for (size_t k = b; k < e; ++k) AppendUtf8((*cps)[k], &bytes);
+    for (size_t k = b; k < e; ++k) AppendUtf8(cps[k], &bytes);
     Bpe(bytes, out);
   }
   return absl::OkStatus();
@@ -647,15 +646,13 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(
       return absl::NotFoundError(absl::StrCat("cannot open '", p, "'"));
     return text;
   };
-  auto text = read(file);
-  if (!text.ok()) return text.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto text, read(file));
   std::string config_text;
   if (fs::exists(config)) {
-    auto c = read(config);
-    if (!c.ok()) return c.status();
-    config_text = *std::move(c);
+    CMDISTILL_ASSIGN_OR_RETURN(auto c, read(config));
+    config_text = std::move(c);
   }
-  return FromJson(*text, config_text, file);
+  return FromJson(text, config_text, file);
 }
 
 namespace {
@@ -946,7 +943,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonUnchecked(
 
 absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(
     std::string_view text, bool add_special_tokens) const {
-  if (auto cps = DecodeUtf8(text); !cps.ok()) return cps.status();
+  CMDISTILL_RETURN_IF_ERROR(DecodeUtf8(text).status());
   std::vector<int32_t> ids;
   const Impl& m = *impl_;
   // Split out added tokens (leftmost, longest), then encode the text between
@@ -977,8 +974,8 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(
     if (hit->lstrip) {
       while (text_end > seg && is_ws(text[text_end - 1])) --text_end;
     }
-    if (auto s = m.EncodeText(text.substr(seg, text_end - seg), &ids); !s.ok())
-      return s;
+    CMDISTILL_RETURN_IF_ERROR(
+        m.EncodeText(text.substr(seg, text_end - seg), &ids));
     ids.push_back(hit->id);
     i += best;
     if (hit->rstrip) {
@@ -986,7 +983,7 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(
     }
     seg = i;
   }
-  if (auto s = m.EncodeText(text.substr(seg), &ids); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(m.EncodeText(text.substr(seg), &ids));
   if (add_special_tokens && !m.template_single.empty()) {
     std::vector<int32_t> out;
     for (const auto& [is_seq, id] : m.template_single) {
@@ -1018,9 +1015,8 @@ absl::StatusOr<std::string> Tokenizer::Decode(const std::vector<int32_t>& ids,
       bytes += tok;  // added tokens are plain text
       continue;
     }
-    auto cps = DecodeUtf8(tok);
-    if (!cps.ok()) return cps.status();
-    for (char32_t c : *cps) {
+    CMDISTILL_ASSIGN_OR_RETURN(auto cps, DecodeUtf8(tok));
+    for (char32_t c : cps) {
       auto it = Alphabet().char_to_byte.find(c);
       if (it != Alphabet().char_to_byte.end()) {
         bytes.push_back(static_cast<char>(it->second));

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/metrics/metrics.h"
 #include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
 #include "common/tokenizer/fingerprint.h"
 #include "common/util/sha256.h"
 #include "common/util/xxh3.h"
@@ -163,11 +164,8 @@ absl::Status Actor::CheckTeacher() {
         "the teacher's vocabulary (", info.vocab_size(),
         ") differs from the student's (", policy_->vocab_size(), ")"));
   }
-  if (auto s = tokenizer::CheckSameTokenizer(o_.tokenizer_fingerprint,
-                                             info.tokenizer_fingerprint(),
-                                             "the teacher");
-      !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(tokenizer::CheckSameTokenizer(
+      o_.tokenizer_fingerprint, info.tokenizer_fingerprint(), "the teacher"));
   return absl::OkStatus();
 }
 
@@ -264,7 +262,7 @@ absl::Status Actor::SyncPolicy(bool force) {
         "policy snapshot failed its size/checksum check");
   }
   // The policy may now keep `target`: it is not written again while held.
-  if (auto st = policy_->AdoptWeights(target); !st.ok()) return st;
+  CMDISTILL_RETURN_IF_ERROR(policy_->AdoptWeights(target));
   version_ = header.policy_version();
   policy_sha256_ = header.sha256_hex();  // the bytes matched its checksum
   have_policy_ = true;
@@ -273,23 +271,22 @@ absl::Status Actor::SyncPolicy(bool force) {
 }
 
 absl::Status Actor::Round(const std::atomic<bool>& stop) {
-  if (auto s = SyncPolicy(); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(SyncPolicy());
   v1::LeasePromptsResponse leases;
-  if (auto s = Lease(&leases); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(Lease(&leases));
   if (leases.leases_size() == 0) {
     IdleWait();  // nothing to do until the learner trains
     return absl::OkStatus();
   }
-  auto trajs = Sample(leases);
-  if (!trajs.ok()) return trajs.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto trajs, Sample(leases));
   if (stop.load()) {
     ReturnLeases(leases);  // re-issued at once
     return absl::CancelledError("stopping");
   }
   if (o_.needs_teacher) {
-    if (auto s = ScoreWithTeacher(&*trajs); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(ScoreWithTeacher(&trajs));
   }
-  if (auto s = EvaluateAndSubmit(&*trajs); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(EvaluateAndSubmit(&trajs));
   ++rounds_;
   return absl::OkStatus();
 }
@@ -332,12 +329,11 @@ absl::StatusOr<std::vector<v1::Trajectory>> Actor::Sample(
   }
   model::SamplingOptions so = o_.sampling;
   so.seed = o_.sampling.seed * 1000003 + static_cast<uint64_t>(rounds_);
-  auto gen = policy_->Generate(prompts, so);
-  if (!gen.ok()) return gen.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto gen, policy_->Generate(prompts, so));
   std::vector<v1::Trajectory> trajs(prompts.size());
   for (size_t k = 0; k < prompts.size(); ++k) {
     const auto& l = leases.leases(who[k].first);
-    const auto& g = (*gen)[k];
+    const auto& g = gen[k];
     v1::Trajectory& t = trajs[k];
     *t.mutable_lease() = l.lease();
     t.set_sample_index(who[k].second);

@@ -19,6 +19,7 @@
 #include "common/metrics/metrics.h"
 #include "common/net/client.h"
 #include "common/net/server.h"
+#include "common/status/status_macros.h"
 #include "services/learner/learner_service.h"
 #include "services/learner/policy_trainer.h"
 #include "services/teacher/model_scorer.h"
@@ -151,13 +152,12 @@ absl::StatusOr<OverloadResult> TeacherOverload(
   to.queue_capacity = o.queue_capacity;
   to.max_batch_tokens = o.max_batch_tokens;
   teacher::TeacherServiceImpl service(scorer.get(), gate, registry.get(), to);
-  auto server = net::GrpcServer::Start({}, gate, {&service});
-  if (!server.ok()) return server.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto server,
+                             net::GrpcServer::Start({}, gate, {&service}));
   net::ChannelOptions co;
-  co.target = "127.0.0.1:" + std::to_string((*server)->port());
-  auto channel = net::MakeChannel(co);
-  if (!channel.ok()) return channel.status();
-  auto stub = v1::TeacherService::NewStub(*channel);
+  co.target = "127.0.0.1:" + std::to_string(server->port());
+  CMDISTILL_ASSIGN_OR_RETURN(auto channel, net::MakeChannel(co));
+  auto stub = v1::TeacherService::NewStub(channel);
   v1::ScoreRequest req;
   auto* seq = req.add_sequences();
   for (int i = 0; i < 8; ++i) seq->add_prompt_ids(static_cast<int>(i % vocab));
@@ -172,7 +172,7 @@ absl::StatusOr<OverloadResult> TeacherOverload(
         return stub->Score(&ctx, req, &resp);
       },
       *registry, "cmdistill_teacher_queue_depth", o, &r);
-  (*server)->Shutdown(absl::Seconds(5), [&] { service.Close(); });
+  server->Shutdown(absl::Seconds(5), [&] { service.Close(); });
   return r;
 }
 
@@ -184,8 +184,8 @@ absl::StatusOr<OverloadResult> LearnerOverload(
   const int64_t vocab = student->config().vocab_size;
   learner::TrainerOptions to;
   to.method = rl::Method::kGrpo;
-  auto trainer = learner::PolicyTrainer::Create(student.get(), to);
-  if (!trainer.ok()) return trainer.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto trainer,
+                             learner::PolicyTrainer::Create(student.get(), to));
   auto registry = metrics::NewRegistry();
   auto gate = net::GrpcServer::MakeGate({}, registry.get());
   learner::LearnerOptions lo;
@@ -204,16 +204,16 @@ absl::StatusOr<OverloadResult> LearnerOverload(
     q.gold = "1";
     prompts.push_back(std::move(q));
   }
-  auto service = learner::LearnerServiceImpl::Create(
-      std::move(prompts), trainer->get(), gate, registry.get(), lo);
-  if (!service.ok()) return service.status();
-  auto server = net::GrpcServer::Start({}, gate, {service->get()});
-  if (!server.ok()) return server.status();
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto learner, learner::Learner::Create(std::move(prompts), trainer.get(),
+                                             registry.get(), lo));
+  learner::LearnerServiceImpl service(learner.get(), gate);
+  CMDISTILL_ASSIGN_OR_RETURN(auto server,
+                             net::GrpcServer::Start({}, gate, {&service}));
   net::ChannelOptions co;
-  co.target = "127.0.0.1:" + std::to_string((*server)->port());
-  auto channel = net::MakeChannel(co);
-  if (!channel.ok()) return channel.status();
-  auto stub = v1::LearnerService::NewStub(*channel);
+  co.target = "127.0.0.1:" + std::to_string(server->port());
+  CMDISTILL_ASSIGN_OR_RETURN(auto channel, net::MakeChannel(co));
+  auto stub = v1::LearnerService::NewStub(channel);
   Measure(
       [&]() -> grpc::Status {
         // Like an actor: a refused group is submitted again (after the
@@ -271,7 +271,7 @@ absl::StatusOr<OverloadResult> LearnerOverload(
         return s;
       },
       *registry, "cmdistill_learner_buffer_trajectories", o, &r);
-  (*server)->Shutdown(absl::Seconds(5), [&] { (*service)->Close(); });
+  server->Shutdown(absl::Seconds(5), [&] { learner->Close(); });
   return r;
 }
 

@@ -13,6 +13,7 @@
 #include "common/metrics/metrics.h"
 #include "common/net/client.h"
 #include "common/net/server.h"
+#include "common/status/status_macros.h"
 #include "services/actor/actor.h"
 #include "services/actor/model_policy.h"
 #include "services/learner/learner_service.h"
@@ -81,39 +82,38 @@ absl::StatusOr<SyncResult> Sync(model::LanguageModel& student,
                                 const Repeats& r) {
   learner::TrainerOptions to;
   to.method = rl::Method::kGrpo;
-  auto trainer = learner::PolicyTrainer::Create(&student, to);
-  if (!trainer.ok()) return trainer.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto trainer,
+                             learner::PolicyTrainer::Create(&student, to));
   auto registry = metrics::NewRegistry();
   auto gate = net::GrpcServer::MakeGate({}, registry.get());
   learner::LearnerOptions lo;
   lo.chunk_bytes = chunk_bytes;
-  auto service = learner::LearnerServiceImpl::Create(
-      {{{1}, "q", "1"}}, trainer->get(), gate, registry.get(), lo);
-  if (!service.ok()) return service.status();
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto learner, learner::Learner::Create({{{1}, "q", "1"}}, trainer.get(),
+                                             registry.get(), lo));
+  learner::LearnerServiceImpl service(learner.get(), gate);
   net::ServerOptions so;
   so.listen_address = "127.0.0.1:0";
   so.max_message_bytes = static_cast<int>(chunk_bytes + (1 << 20));
-  auto server = net::GrpcServer::Start(so, gate, {service->get()});
-  if (!server.ok()) return server.status();
-  auto receiver =
-      model::LanguageModel::InitRandom(student.config(), 2, device, dtype);
-  if (!receiver.ok()) return receiver.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto server,
+                             net::GrpcServer::Start(so, gate, {&service}));
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto receiver,
+      model::LanguageModel::InitRandom(student.config(), 2, device, dtype));
   net::ChannelOptions co;
-  co.target = absl::StrCat("127.0.0.1:", (*server)->port());
+  co.target = absl::StrCat("127.0.0.1:", server->port());
   co.max_message_bytes = so.max_message_bytes;
-  auto channel = net::MakeChannel(co);
-  if (!channel.ok()) return channel.status();
-  auto snapshot = student.SerializeWeights();
-  if (!snapshot.ok()) return snapshot.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto channel, net::MakeChannel(co));
+  CMDISTILL_ASSIGN_OR_RETURN(auto snapshot, student.SerializeWeights());
   SyncResult out;
-  out.bytes = snapshot->size();
-  snapshot->clear();
+  out.bytes = snapshot.size();
+  snapshot.clear();
   actor::ActorOptions ao;
   ao.call.timeout = absl::Minutes(5);
   // One long-lived actor, as in a run: every repeat fetches the snapshot again.
   auto reg = metrics::NewRegistry();
-  actor::ModelPolicy seam(receiver->get());
-  actor::Actor a(ao, &seam, *channel, nullptr, *channel, reg.get());
+  actor::ModelPolicy seam(receiver.get());
+  actor::Actor a(ao, &seam, channel, nullptr, channel, reg.get());
   auto fetch = [&]() -> absl::Status { return a.SyncPolicy(/*force=*/true); };
   Rate rate;
   // At least two warm-ups: the actor alternates between two receive buffers
@@ -121,17 +121,16 @@ absl::StatusOr<SyncResult> Sync(model::LanguageModel& student,
   const int warmup = std::max(r.warmup, 2);
   for (int i = 0; i < warmup + std::max(1, r.repeats); ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    if (auto s = fetch(); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(fetch());
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
             .count();
     if (i >= warmup) rate.runs.push_back(static_cast<double>(out.bytes) / secs);
   }
   out.fetch = RateOf(std::move(rate.runs));
-  (*server)->Shutdown(absl::Seconds(2), [&] { (*service)->Close(); });
-  auto loop = LoopbackTcp(out.bytes, r);
-  if (!loop.ok()) return loop.status();
-  out.loopback = *loop;
+  server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
+  CMDISTILL_ASSIGN_OR_RETURN(auto loop, LoopbackTcp(out.bytes, r));
+  out.loopback = loop;
   return out;
 }
 

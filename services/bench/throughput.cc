@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/status/status_macros.h"
 #include "services/learner/sft_trainer.h"
 
 namespace cmdistill::bench {
@@ -16,12 +17,12 @@ namespace {
 template <typename U, typename F>
 absl::StatusOr<Rate> Time(const Repeats& r, U units, F work) {
   for (int i = 0; i < r.warmup; ++i) {
-    if (absl::Status s = work(); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(work());
   }
   std::vector<double> runs;
   for (int i = 0; i < std::max(1, r.repeats); ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    if (absl::Status s = work(); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(work());
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
             .count();
@@ -89,7 +90,7 @@ absl::StatusOr<Rate> Decode(model::LanguageModel& m, int64_t batch,
   for (auto [v, what] : {std::pair{batch, "batch"},
                          {prompt_len, "prompt length"},
                          {new_tokens, "new tokens"}}) {
-    if (auto s = Positive(v, what); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(Positive(v, what));
   }
   const int64_t V = m.config().vocab_size;
   std::vector<std::vector<int32_t>> prompts(batch);
@@ -104,10 +105,9 @@ absl::StatusOr<Rate> Decode(model::LanguageModel& m, int64_t batch,
   }
   int64_t made = 0;
   auto run = [&]() -> absl::Status {
-    auto g = m.Generate(prompts, o);
-    if (!g.ok()) return g.status();
+    CMDISTILL_ASSIGN_OR_RETURN(auto g, m.Generate(prompts, o));
     made = 0;
-    for (const auto& x : *g) made += static_cast<int64_t>(x.tokens.size());
+    for (const auto& x : g) made += static_cast<int64_t>(x.tokens.size());
     return absl::OkStatus();
   };
   // Fixed length: batch x new_tokens per run; at eos: what each run made.
@@ -117,7 +117,7 @@ absl::StatusOr<Rate> Decode(model::LanguageModel& m, int64_t batch,
 
 absl::StatusOr<Rate> Score(model::LanguageModel& m, int64_t batch,
                            int64_t seq_len, const Repeats& r) {
-  if (auto s = Positive(batch, "batch"); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(Positive(batch, "batch"));
   if (seq_len < 2) return absl::InvalidArgumentError("seq len must be >= 2");
   const int64_t V = m.config().vocab_size;
   std::vector<std::vector<int32_t>> seqs(batch);
@@ -141,8 +141,8 @@ double MatmulParameters(const model::LanguageModel& m) {
 
 absl::StatusOr<TrainRate> Train(model::LanguageModel& m, int64_t batch,
                                 int64_t seq_len, const Repeats& r) {
-  if (auto s = Positive(batch, "batch"); !s.ok()) return s;
-  if (auto s = Positive(seq_len, "seq len"); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(Positive(batch, "batch"));
+  CMDISTILL_RETURN_IF_ERROR(Positive(seq_len, "seq len"));
   const int64_t V = m.config().vocab_size;
   std::vector<learner::SftExample> data(batch);
   for (int64_t i = 0; i < batch; ++i) {
@@ -153,15 +153,13 @@ absl::StatusOr<TrainRate> Train(model::LanguageModel& m, int64_t batch,
   }
   learner::AdamWOptions ao;
   ao.lr = 1e-5;
-  auto trainer = learner::SftTrainer::Create(&m, ao);
-  if (!trainer.ok()) return trainer.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto trainer, learner::SftTrainer::Create(&m, ao));
   TrainRate out;
   const double tokens = static_cast<double>(batch * seq_len);
-  auto rate = Time(
-      r, [&] { return tokens; },
-      [&]() { return (*trainer)->Step(data).status(); });
-  if (!rate.ok()) return rate.status();
-  out.tokens = *std::move(rate);
+  CMDISTILL_ASSIGN_OR_RETURN(
+      out.tokens, Time(
+                      r, [&] { return tokens; },
+                      [&]() { return trainer->Step(data).status(); }));
   out.model_flops = 6.0 * MatmulParameters(m) * out.tokens.median;
   return out;
 }

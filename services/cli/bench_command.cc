@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/status/status_macros.h"
 #include "services/bench/overload.h"
 #include "services/bench/sync.h"
 #include "services/bench/throughput.h"
@@ -142,11 +143,10 @@ class Bench {
                                 bool zero_ok = false) const {
     const std::string v = flags_.IsSet(name) ? flags_.Get(name) : fallback;
     if (zero_ok && v == "0") return int64_t{0};
-    auto c = bench::ParseCounts(v, name);
-    if (!c.ok()) return c.status();
-    if (c->size() != 1)
+    CMDISTILL_ASSIGN_OR_RETURN(auto c, bench::ParseCounts(v, name));
+    if (c.size() != 1)
       return absl::InvalidArgumentError("--" + name + " takes one count");
-    return (*c)[0];
+    return c[0];
   }
 
   // --warmup, --repeats, --peak-tflops, --threads; an exit code on a bad one.

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 
 namespace cmdistill::services {
 
@@ -149,10 +150,10 @@ std::string PromptText(const v1::RunConfig& config, std::string_view question) {
 absl::StatusOr<std::vector<int32_t>> EncodePrompt(
     const v1::RunConfig& config, const tokenizer::Tokenizer& tokenizer,
     std::string_view question) {
-  auto ids = tokenizer.Encode(PromptText(config, question),
-                              /*add_special_tokens=*/true);
-  if (!ids.ok()) return ids.status();
-  if (ids->empty()) return absl::InvalidArgumentError("empty prompt");
+  CMDISTILL_ASSIGN_OR_RETURN(auto ids,
+                             tokenizer.Encode(PromptText(config, question),
+                                              /*add_special_tokens=*/true));
+  if (ids.empty()) return absl::InvalidArgumentError("empty prompt");
   return ids;
 }
 

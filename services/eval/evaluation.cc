@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "common/metrics/metrics.h"
 #include "common/rl/constraint.h"
+#include "common/status/status_macros.h"
 #include "common/tasks/reasoning.h"
 #include "nlohmann/json.hpp"
 #include "services/common/task_options.h"
@@ -65,10 +66,10 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
   so.temperature = ec.temperature();
   so.max_new_tokens = config.generation().max_new_tokens();
   so.seed = config.seed() * 31 + 7;
-  auto stops = services::StopTokenIds(config, student->config().eos_token_ids,
-                                      tokenizer);
-  if (!stops.ok()) return stops.status();
-  so.stop_token_ids = *stops;
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto stops, services::StopTokenIds(
+                      config, student->config().eos_token_ids, tokenizer));
+  so.stop_token_ids = stops;
   const int64_t k = config.generation().support_k();
   so.support_k = teacher == nullptr ? 0 : (k == 0 || k >= V ? V : k);
 
@@ -96,35 +97,29 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
     for (int64_t i = b0; i < b1; ++i) {
       auto ids =
           services::EncodePrompt(config, tokenizer, examples[i].question);
-      if (!ids.ok()) {
-        return absl::Status(
-            ids.status().code(),
-            absl::StrCat("example ", i, ": ", ids.status().message()));
-      }
+      CMDISTILL_RETURN_IF_ERROR_ANNOTATED(ids.status(), "example ", i);
       for (int s = 0; s < samples; ++s) {
         prompts.push_back(*ids);
         which.push_back(i);
       }
     }
     so.seed += 1;
-    auto gen = student->Generate(prompts, so);
-    if (!gen.ok()) return gen.status();
+    CMDISTILL_ASSIGN_OR_RETURN(auto gen, student->Generate(prompts, so));
     std::vector<model::SequenceScore> scores;
     if (teacher != nullptr) {
       std::vector<model::ScoreInput> in(prompts.size());
       for (size_t j = 0; j < prompts.size(); ++j) {
         in[j].prompt_ids = prompts[j];
-        in[j].completion_ids = (*gen)[j].tokens;
-        in[j].support_k = (*gen)[j].support_k;
-        in[j].support_ids = (*gen)[j].support_ids;
+        in[j].completion_ids = gen[j].tokens;
+        in[j].support_k = gen[j].support_k;
+        in[j].support_ids = gen[j].support_ids;
       }
       model::ScoreOptions sco;
-      auto sc = teacher->Score(in, sco);
-      if (!sc.ok()) return sc.status();
-      scores = *std::move(sc);
+      CMDISTILL_ASSIGN_OR_RETURN(auto sc, teacher->Score(in, sco));
+      scores = std::move(sc);
     }
     for (size_t j = 0; j < prompts.size(); ++j) {
-      const model::GenerationResult& g = (*gen)[j];
+      const model::GenerationResult& g = gen[j];
       v1::Trajectory t;
       services::FillSample(prompts[j], g, /*with_support=*/teacher != nullptr,
                            &t);
@@ -138,16 +133,15 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
         t.mutable_teacher_sampled_logprobs()->Add(sc.sampled_logprobs.begin(),
                                                   sc.sampled_logprobs.end());
       }
-      auto ev = evaluator.Evaluate(t);
-      if (!ev.ok()) return ev.status();
+      CMDISTILL_ASSIGN_OR_RETURN(auto ev, evaluator.Evaluate(t));
       EvalItem item;
       item.example = which[j];
       item.sample = static_cast<int>(j % samples);
       auto text = tokenizer.Decode(g.tokens, /*skip_special_tokens=*/true);
       item.completion = text.ok() ? *text : "";
-      item.extracted_answer = ev->extracted_answer();
+      item.extracted_answer = ev.extracted_answer();
       item.gold = examples[which[j]].gold;
-      item.record.correct = ev->task_reward() > 0.5;
+      item.record.correct = ev.task_reward() > 0.5;
       item.record.problem = which[j];
       item.record.length = static_cast<int64_t>(g.tokens.size());
       if (const auto& f = facts[which[j]]) {
@@ -164,7 +158,7 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
             rc.style == tasks::AnswerStyle::kTeacher;
       }
       if (teacher != nullptr) {
-        item.record.satisfied = ev->constraint_satisfied();
+        item.record.satisfied = ev.constraint_satisfied();
         rl::TokenLogProbs lp;
         lp.num_tokens = static_cast<int>(g.tokens.size());
         lp.support_k = static_cast<int>(g.support_k);
@@ -173,12 +167,11 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
         lp.teacher_tail = scores[j].tail_logprobs;
         lp.student_sampled = g.logprobs;
         lp.teacher_sampled = scores[j].sampled_logprobs;
-        auto costs = rl::PerTokenCosts(lp, eo.cost);
-        if (!costs.ok()) return costs.status();
+        CMDISTILL_ASSIGN_OR_RETURN(auto costs, rl::PerTokenCosts(lp, eo.cost));
         double sum = 0;
-        for (double c : *costs) sum += c;
+        for (double c : costs) sum += c;
         item.record.mean_token_kl =
-            costs->empty() ? 0 : sum / static_cast<double>(costs->size());
+            costs.empty() ? 0 : sum / static_cast<double>(costs.size());
       }
       records.push_back(item.record);
       report.items.push_back(std::move(item));

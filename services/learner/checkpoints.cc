@@ -16,9 +16,32 @@
 #include "absl/strings/str_format.h"
 #include "common/checkpoint/hf_checkpoint.h"
 #include "common/checkpoint/safetensors.h"
+#include "common/status/status_macros.h"
 #include "common/util/files.h"
 
 namespace cmdistill::learner {
+
+TrainerState TrainerStateOf(const v1::LearnerCheckpoint& c) {
+  TrainerState ts;
+  ts.step = c.optimizer_step();
+  ts.lagrange = {c.lambda(), c.lambda_integral(), c.lambda_previous_error(),
+                 c.lambda_updates()};
+  ts.moments.assign(c.optimizer_moments().begin(), c.optimizer_moments().end());
+  ts.master_weights.assign(c.optimizer_master_weights().begin(),
+                           c.optimizer_master_weights().end());
+  return ts;
+}
+
+void SetTrainerState(const TrainerState& ts, v1::LearnerCheckpoint* c) {
+  c->set_optimizer_step(ts.step);
+  for (const std::string& m : ts.moments) c->add_optimizer_moments(m);
+  for (const std::string& m : ts.master_weights)
+    c->add_optimizer_master_weights(m);
+  c->set_lambda(ts.lagrange.lambda);
+  c->set_lambda_integral(ts.lagrange.integral);
+  c->set_lambda_previous_error(ts.lagrange.previous_error);
+  c->set_lambda_updates(ts.lagrange.updates);
+}
 namespace {
 
 namespace fs = std::filesystem;
@@ -47,14 +70,13 @@ absl::Status WriteCheckpoint(const std::string& root,
   const std::string tmp = absl::StrCat(root, "/.tmp-", name, "-", getpid());
   const std::string final_dir = root + "/" + name;
   fs::remove_all(tmp, ec);
-  if (auto s = policy.SavePolicy(tmp, tokenizer_from); !s.ok())
-    return s;  // each file written atomically
+  // Each file written atomically.
+  CMDISTILL_RETURN_IF_ERROR(policy.SavePolicy(tmp, tokenizer_from));
   std::string bytes;
   if (!state.SerializeToString(&bytes))
     return absl::InternalError("cannot serialise state");
-  if (auto s = util::WriteFileAtomically(tmp + "/" + kState, bytes); !s.ok()) {
-    return s;
-  }
+  CMDISTILL_RETURN_IF_ERROR(
+      util::WriteFileAtomically(tmp + "/" + kState, bytes));
   FsyncPath(tmp);
   fs::remove_all(final_dir, ec);  // a re-run of the same step replaces it
   fs::rename(tmp, final_dir, ec);
@@ -117,8 +139,8 @@ absl::StatusOr<FoundCheckpoint> ReadCheckpoint(const std::string& dir,
         absl::StrCat(dir, ": trained on ", f.state.num_prompts(),
                      " prompts, the data set has ", num_prompts));
   }
-  auto ck = checkpoint::HfCheckpoint::Open(dir);  // validates every weight file
-  if (!ck.ok()) return ck.status();
+  // Validates every weight file.
+  CMDISTILL_RETURN_IF_ERROR(checkpoint::HfCheckpoint::Open(dir).status());
   return f;
 }
 

@@ -16,6 +16,11 @@
 
 namespace cmdistill::learner {
 
+// The trainer's part of a checkpoint (optimizer step, moments, master
+// weights, the Lagrange controller), both ways.
+TrainerState TrainerStateOf(const v1::LearnerCheckpoint& c);
+void SetTrainerState(const TrainerState& ts, v1::LearnerCheckpoint* c);
+
 absl::Status WriteCheckpoint(const std::string& root,
                              const v1::LearnerCheckpoint& state,
                              const Trainer& policy,

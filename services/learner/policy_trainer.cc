@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/model/transformer.h"
 #include "common/rl/losses.h"
+#include "common/status/status_macros.h"
 #include "services/learner/adamw.h"
 
 namespace cmdistill::learner {
@@ -152,9 +153,8 @@ absl::StatusOr<StepBatch> CollectBatch(
   for (const auto& group : groups) {
     std::vector<double> returns;
     for (const v1::Trajectory& t : group) {
-      if (auto s = CheckTrajectory(t, uses_kl, vocab, &K, &have_teacher_data);
-          !s.ok())
-        return s;
+      CMDISTILL_RETURN_IF_ERROR(
+          CheckTrajectory(t, uses_kl, vocab, &K, &have_teacher_data));
       const auto& ev = t.evaluation();
       returns.push_back(ev.trajectory_return());
       b.stats.mean_return += ev.trajectory_return();
@@ -169,13 +169,13 @@ absl::StatusOr<StepBatch> CollectBatch(
       Tmax = std::max<int64_t>(Tmax, t.completion_ids_size());
       b.trajs.push_back(&t);
     }
-    auto adv =
-        rl::GroupAdvantages(returns, o.std_normalization, o.advantage_eps);
-    if (!adv.ok()) return adv.status();
+    CMDISTILL_ASSIGN_OR_RETURN(
+        auto adv,
+        rl::GroupAdvantages(returns, o.std_normalization, o.advantage_eps));
     if (std::any_of(returns.begin(), returns.end(),
                     [&](double r) { return r != returns.front(); }))
       b.stats.diagnostics.groups_with_signal += 1;
-    b.advantages.insert(b.advantages.end(), adv->begin(), adv->end());
+    b.advantages.insert(b.advantages.end(), adv.begin(), adv.end());
   }
   if (b.trajs.empty()) return absl::InvalidArgumentError("no trajectories");
   const double n = static_cast<double>(b.trajs.size());
@@ -379,8 +379,8 @@ absl::StatusOr<double> PolicyTrainer::MicroBatch(const StepBatch& batch,
   }
   at::Tensor kl;
   if (batch.compute_kl) {
-    if (auto s = TokenKl(o, p, batch.K, student_sup, new_lp, dev, &kl); !s.ok())
-      return s;
+    CMDISTILL_RETURN_IF_ERROR(
+        TokenKl(o, p, batch.K, student_sup, new_lp, dev, &kl));
     *kl_sum += (kl.detach() * cmask_t).sum().item<double>();
   }
   const bool uses_kl = UsesKl(o.method);
@@ -395,7 +395,7 @@ absl::StatusOr<double> PolicyTrainer::MicroBatch(const StepBatch& batch,
   mo.infeasible_denominator =
       o.term_two_over_all_tokens ? batch.total_tokens : batch.total_infeasible;
   at::Tensor loss;
-  if (auto s = rl::MethodLoss(in, mo, &loss); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(rl::MethodLoss(in, mo, &loss));
   loss.backward();
   return loss.item<double>();
 }
@@ -404,10 +404,10 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
     const std::vector<std::vector<v1::Trajectory>>& groups) {
   Impl& I = *impl_;
   const TrainerOptions& o = I.o;
-  auto batch = CollectBatch(groups, o, I.t->config().vocab_size);
-  if (!batch.ok()) return batch.status();
-  StepStats st = batch->stats;
-  const size_t n = batch->trajs.size();
+  CMDISTILL_ASSIGN_OR_RETURN(auto batch,
+                             CollectBatch(groups, o, I.t->config().vocab_size));
+  StepStats st = batch.stats;
+  const size_t n = batch.trajs.size();
   const size_t micro = o.micro_batch_sequences > 0
                            ? static_cast<size_t>(o.micro_batch_sequences)
                            : n;
@@ -421,36 +421,37 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
       const size_t c1 = std::min(n, c0 + micro);
       int64_t tokens = 0;
       for (size_t i = c0; i < c1; ++i)
-        tokens += batch->trajs[i]->completion_ids_size();
+        tokens += batch.trajs[i]->completion_ids_size();
       if (tokens == 0) continue;
-      auto loss = MicroBatch(*batch, c0, c1, &kl_sum, &diag);
-      if (!loss.ok()) return loss.status();
-      st.loss += *loss;
+      CMDISTILL_ASSIGN_OR_RETURN(auto loss,
+                                 MicroBatch(batch, c0, c1, &kl_sum, &diag));
+      st.loss += loss;
       st.tokens += tokens;
     }
-    st.mean_token_kl =
-        batch->total_tokens > 0 ? kl_sum / batch->total_tokens : 0;
-    const double tok = std::max(batch->total_tokens, 1.0);
+    st.mean_token_kl = batch.total_tokens > 0 ? kl_sum / batch.total_tokens : 0;
+    const double tok = std::max(batch.total_tokens, 1.0);
     st.diagnostics.clip_fraction = diag.clip_fraction / tok;
     st.diagnostics.approx_kl = diag.approx_kl / tok;
     st.diagnostics.entropy = diag.entropy / tok;
     st.diagnostics.ratio_mean = diag.ratio_mean / tok;
     st.diagnostics.ratio_max = diag.ratio_max;
-    auto info = I.adamw->Step();
-    if (!info.ok()) return info.status();
-    st.grad_norm = info->grad_norm;
-    st.lr = info->lr;
+    CMDISTILL_ASSIGN_OR_RETURN(auto info, I.adamw->Step());
+    st.grad_norm = info.grad_norm;
+    st.lr = info.lr;
     st.step = I.adamw->step();
   } catch (const c10::Error& e) {
     return absl::InternalError(
         absl::StrCat("LibTorch: ", e.what_without_backtrace()));
   }
   if (o.method == rl::Method::kLagrangian) {
-    auto l = I.lagrange.UpdateFromBatch(
-        o.lagrange_on_violation_rate ? rl::LagrangeConstraint::kViolationRate
-                                     : rl::LagrangeConstraint::kMeanCost,
-        st.mean_cost, st.satisfaction, o.budget, o.violation_target);
-    if (!l.ok()) return l.status();
+    CMDISTILL_RETURN_IF_ERROR(
+        I.lagrange
+            .UpdateFromBatch(o.lagrange_on_violation_rate
+                                 ? rl::LagrangeConstraint::kViolationRate
+                                 : rl::LagrangeConstraint::kMeanCost,
+                             st.mean_cost, st.satisfaction, o.budget,
+                             o.violation_target)
+            .status());
   }
   st.lambda = lambda();
   return st;
@@ -466,7 +467,7 @@ TrainerState PolicyTrainer::SaveState() const {
 }
 
 absl::Status PolicyTrainer::RestoreState(const TrainerState& s) {
-  if (auto st = impl_->lagrange.Restore(s.lagrange); !st.ok()) return st;
+  CMDISTILL_RETURN_IF_ERROR(impl_->lagrange.Restore(s.lagrange));
   return impl_->adamw->Restore(s.moments, s.step, s.master_weights);
 }
 

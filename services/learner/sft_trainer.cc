@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/model/transformer.h"
+#include "common/status/status_macros.h"
 #include "services/learner/adamw.h"
 
 namespace cmdistill::learner {
@@ -39,7 +40,7 @@ struct SftTrainer::Impl {
       W = std::max<int64_t>(W, static_cast<int64_t>(s.size()) - 1);
       seqs.push_back(std::move(s));
     }
-    if (auto s = t->CheckIds(seqs); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(t->CheckIds(seqs));
     const int64_t B = static_cast<int64_t>(seqs.size());
     std::vector<int64_t> ids(B * W, 0), pos(B * W, 0), mask(B * W, 0),
         target(B * W, 0);
@@ -109,15 +110,13 @@ absl::StatusOr<SftStats> SftTrainer::Step(
     const std::vector<SftExample>& batch) {
   SftStats st;
   try {
-    auto loss = impl_->Loss(batch, &st);
-    if (!loss.ok()) return loss.status();
+    CMDISTILL_ASSIGN_OR_RETURN(auto loss, impl_->Loss(batch, &st));
     for (at::Tensor& p : impl_->t->parameters())
       p.mutable_grad() = at::Tensor();
-    loss->backward();
-    auto info = impl_->adamw->Step();
-    if (!info.ok()) return info.status();
-    st.grad_norm = info->grad_norm;
-    st.lr = info->lr;
+    loss.backward();
+    CMDISTILL_ASSIGN_OR_RETURN(auto info, impl_->adamw->Step());
+    st.grad_norm = info.grad_norm;
+    st.lr = info.lr;
   } catch (const c10::Error& e) {
     return absl::InternalError(
         absl::StrCat("LibTorch: ", e.what_without_backtrace()));
@@ -135,8 +134,7 @@ absl::StatusOr<SftStats> SftTrainer::Evaluate(
   SftStats st;
   try {
     at::NoGradGuard no_grad;
-    auto loss = impl_->Loss(batch, &st);
-    if (!loss.ok()) return loss.status();
+    CMDISTILL_ASSIGN_OR_RETURN(auto loss, impl_->Loss(batch, &st));
   } catch (const c10::Error& e) {
     return absl::InternalError(
         absl::StrCat("LibTorch: ", e.what_without_backtrace()));

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 #include "services/learner/trajectory_checks.h"
 
 namespace cmdistill::learner {
@@ -316,7 +317,7 @@ absl::Status TrajectoryBuffer::Restore(const v1::LearnerCheckpoint& c) {
     ls.received[r.lease_id()].assign(r.received().begin(), r.received().end());
     lease_prompt_[r.lease_id()] = r.prompt_id();
   }
-  if (auto s = leases_.Restore(ls); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(leases_.Restore(ls));
   buffered_ = 0;
   for (const auto& [id, g] : c.partial()) {
     partial_[id].assign(g.trajectories().begin(), g.trajectories().end());

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config/config.h"
+#include "common/status/status_macros.h"
 #include "common/tasks/datagen.h"
 #include "common/tokenizer/fingerprint.h"
 #include "common/util/files.h"
@@ -39,17 +40,17 @@ absl::StatusOr<std::string> StyleCheck(const v1::RunConfig& config,
     examples = LoadSplit(config, /*test=*/true);
     split = "held-out";
   }
-  if (!examples.ok()) return examples.status();
+  CMDISTILL_RETURN_IF_ERROR(examples.status());
   if (examples->size() > 200) examples->resize(200);
   v1::RunConfig ec = config;
   ec.mutable_eval()->set_temperature(config.eval().sampled_temperature());
   ec.mutable_eval()->set_samples_per_prompt(8);
-  auto r =
-      eval::Evaluate("warm start styles", model, nullptr, tok, *examples, ec);
-  if (!r.ok()) return r.status();
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto r,
+      eval::Evaluate("warm start styles", model, nullptr, tok, *examples, ec));
   std::map<std::string, std::pair<int, int>> by_style;  // count, correct
   int checked = 0;
-  for (const auto& it : r->items) {
+  for (const auto& it : r.items) {
     if (!it.record.checkable) continue;
     ++checked;
     auto& c = by_style[it.style];
@@ -75,10 +76,10 @@ absl::StatusOr<std::string> StyleCheck(const v1::RunConfig& config,
   v1::RunConfig forced = ec;
   forced.mutable_data()->set_prompt_template(absl::StrCat(
       config.data().prompt_template(), " ", tasks::kForeignStylePrefix));
-  auto fr =
-      eval::Evaluate("foreign style", model, nullptr, tok, *examples, forced);
-  if (!fr.ok()) return fr.status();
-  const double forced_acc = fr->metrics.correctness.value;
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto fr,
+      eval::Evaluate("foreign style", model, nullptr, tok, *examples, forced));
+  const double forced_acc = fr.metrics.correctness.value;
   const auto& t = by_style["teacher"];
   absl::StrAppend(&line,
                   absl::StrFormat("; started in the foreign style: accuracy "
@@ -122,33 +123,29 @@ absl::Status BootstrapModel(const v1::RunConfig& config,
       log << role << ": " << *styles;
     return absl::OkStatus();
   }
-  auto tok = tokenizer::Tokenizer::Load(TokenizerDir(config));
-  if (!tok.ok()) return tok.status();
-  auto model = InitSmallModel(shape, **tok, seed);
-  if (!model.ok()) return model.status();
-  log << role << ": " << (*model)->num_parameters()
+  CMDISTILL_ASSIGN_OR_RETURN(auto tok,
+                             tokenizer::Tokenizer::Load(TokenizerDir(config)));
+  CMDISTILL_ASSIGN_OR_RETURN(auto model, InitSmallModel(shape, *tok, seed));
+  log << role << ": " << model->num_parameters()
       << " parameters, supervised fine-tuning for " << sft.steps()
       << " steps on worked solutions\n";
-  auto sum = RunSft(model->get(), **tok, config, sft, role + " sft", log);
-  if (!sum.ok()) return sum.status();
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto sum, RunSft(model.get(), *tok, config, sft, role + " sft", log));
   checkpoint::WriteOptions wo;
   wo.copy_tokenizer_from = TokenizerDir(config);
   std::error_code ec;
   fs::remove_all(path, ec);
-  if (auto s = (*model)->Save(path, wo); !s.ok()) return s;
-  if (auto st = util::WriteFileAtomically(stamp_path, stamp); !st.ok())
-    return st;
+  CMDISTILL_RETURN_IF_ERROR(model->Save(path, wo));
+  CMDISTILL_RETURN_IF_ERROR(util::WriteFileAtomically(stamp_path, stamp));
   log << role << ": held-out correctness "
-      << eval::FormatEstimate(sum->heldout_correctness, 2) << " after "
-      << absl::StrFormat("%.0f", sum->seconds) << " s -> " << path << "\n";
+      << eval::FormatEstimate(sum.heldout_correctness, 2) << " after "
+      << absl::StrFormat("%.0f", sum.seconds) << " s -> " << path << "\n";
   if (sft.foreign_style_fraction() > 0) {
-    auto styles = StyleCheck(config, model->get(), **tok);
-    if (!styles.ok()) return styles.status();
-    log << role << ": " << *styles << "\n";
-    if (auto st = util::WriteFileAtomically(path + "/cmdistill_styles.txt",
-                                            *styles + "\n");
-        !st.ok())
-      return st;
+    CMDISTILL_ASSIGN_OR_RETURN(auto styles,
+                               StyleCheck(config, model.get(), *tok));
+    log << role << ": " << styles << "\n";
+    CMDISTILL_RETURN_IF_ERROR(util::WriteFileAtomically(
+        path + "/cmdistill_styles.txt", styles + "\n"));
   }
   return absl::OkStatus();
 }
@@ -234,23 +231,19 @@ absl::Status Bootstrap(const v1::RunConfig& config, std::ostream& log) {
     }
     return absl::OkStatus();
   }
-  auto made = MakeTaskIfMissing(config, log);
-  if (!made.ok()) return made.status();
-  if (*made) {
+  CMDISTILL_ASSIGN_OR_RETURN(auto made, MakeTaskIfMissing(config, log));
+  if (made) {
     // New data: the tokenizer learned from the old one goes too (the models'
     // stamps then retrain them).
     std::error_code ec;
     fs::remove_all(TokenizerDir(config), ec);
   }
-  if (auto s = MakeTokenizerIfMissing(config, TokenizerDir(config), log);
-      !s.ok())
-    return s;
-  if (auto s =
-          BootstrapModel(config, "teacher", config.teacher().path(),
-                         config.local().teacher_model(),
-                         config.local().teacher_sft(), config.seed() + 1, log);
-      !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(
+      MakeTokenizerIfMissing(config, TokenizerDir(config), log));
+  CMDISTILL_RETURN_IF_ERROR(
+      BootstrapModel(config, "teacher", config.teacher().path(),
+                     config.local().teacher_model(),
+                     config.local().teacher_sft(), config.seed() + 1, log));
   return BootstrapModel(config, "student (warm start)", config.student().path(),
                         config.local().student_model(),
                         config.local().student_sft(), config.seed() + 2, log);
@@ -258,11 +251,10 @@ absl::Status Bootstrap(const v1::RunConfig& config, std::ostream& log) {
 
 absl::StatusOr<std::vector<tasks::Example>> EvalExamples(
     const v1::RunConfig& config) {
-  auto test = LoadSplit(config, /*test=*/true);
-  if (!test.ok()) return test.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto test, LoadSplit(config, /*test=*/true));
   if (config.eval().max_examples() > 0 &&
-      test->size() > config.eval().max_examples())
-    test->resize(config.eval().max_examples());
+      test.size() > config.eval().max_examples())
+    test.resize(config.eval().max_examples());
   return test;
 }
 
@@ -293,9 +285,9 @@ absl::StatusOr<eval::EvalReport> EvaluateOne(
     model::LanguageModel* teacher, const tokenizer::Tokenizer& tok,
     const std::vector<tasks::Example>& examples, const v1::RunConfig& config,
     std::ostream& progress) {
-  auto student = LoadModel(config.student(), student_dir);
-  if (!student.ok()) return student.status();
-  return EvaluateOne(name, student->get(), teacher, tok, examples, config,
+  CMDISTILL_ASSIGN_OR_RETURN(auto student,
+                             LoadModel(config.student(), student_dir));
+  return EvaluateOne(name, student.get(), teacher, tok, examples, config,
                      progress);
 }
 
@@ -322,15 +314,15 @@ absl::Status EvaluateBoth(const std::string& name,
                           const std::vector<tasks::Example>& examples,
                           const v1::RunConfig& config, std::ostream& progress,
                           std::vector<eval::EvalReport>* out) {
-  auto greedy =
-      EvaluateOne(name, student, teacher, tok, examples, config, progress);
-  if (!greedy.ok()) return greedy.status();
-  out->push_back(*std::move(greedy));
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto greedy,
+      EvaluateOne(name, student, teacher, tok, examples, config, progress));
+  out->push_back(std::move(greedy));
   if (auto sc = SampledEvalConfig(config)) {
-    auto sampled = EvaluateOne(SampledName(name), student, teacher, tok,
-                               examples, *sc, progress);
-    if (!sampled.ok()) return sampled.status();
-    out->push_back(*std::move(sampled));
+    CMDISTILL_ASSIGN_OR_RETURN(
+        auto sampled, EvaluateOne(SampledName(name), student, teacher, tok,
+                                  examples, *sc, progress));
+    out->push_back(std::move(sampled));
   }
   return absl::OkStatus();
 }
@@ -342,9 +334,9 @@ absl::Status EvaluateBoth(const std::string& name,
                           const std::vector<tasks::Example>& examples,
                           const v1::RunConfig& config, std::ostream& progress,
                           std::vector<eval::EvalReport>* out) {
-  auto student = LoadModel(config.student(), student_dir);
-  if (!student.ok()) return student.status();
-  return EvaluateBoth(name, student->get(), teacher, tok, examples, config,
+  CMDISTILL_ASSIGN_OR_RETURN(auto student,
+                             LoadModel(config.student(), student_dir));
+  return EvaluateBoth(name, student.get(), teacher, tok, examples, config,
                       progress, out);
 }
 
@@ -353,23 +345,19 @@ absl::StatusOr<eval::EvalReport> EvaluateFolder(const v1::RunConfig& config,
                                                 const std::string& student_dir,
                                                 const std::string& teacher_dir,
                                                 std::ostream& progress) {
-  auto tok = tokenizer::Tokenizer::Load(student_dir);
-  if (!tok.ok()) return tok.status();
-  auto examples = EvalExamples(config);
-  if (!examples.ok()) return examples.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto tok, tokenizer::Tokenizer::Load(student_dir));
+  CMDISTILL_ASSIGN_OR_RETURN(auto examples, EvalExamples(config));
   std::unique_ptr<model::LanguageModel> teacher;
   if (!teacher_dir.empty()) {
-    auto ttok = tokenizer::Tokenizer::Load(teacher_dir);
-    if (!ttok.ok()) return ttok.status();
-    if (auto s = tokenizer::CheckSameTokenizer(
-            (*tok)->fingerprint(), (*ttok)->fingerprint(), "the teacher");
-        !s.ok())
-      return s;
-    auto t = LoadModel(config.teacher(), teacher_dir);
-    if (!t.ok()) return t.status();
-    teacher = *std::move(t);
+    CMDISTILL_ASSIGN_OR_RETURN(auto ttok,
+                               tokenizer::Tokenizer::Load(teacher_dir));
+    CMDISTILL_RETURN_IF_ERROR(tokenizer::CheckSameTokenizer(
+        tok->fingerprint(), ttok->fingerprint(), "the teacher"));
+    CMDISTILL_ASSIGN_OR_RETURN(auto t,
+                               LoadModel(config.teacher(), teacher_dir));
+    teacher = std::move(t);
   }
-  return EvaluateOne(name, student_dir, teacher.get(), **tok, *examples, config,
+  return EvaluateOne(name, student_dir, teacher.get(), *tok, examples, config,
                      progress);
 }
 
@@ -411,8 +399,8 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
                             const std::vector<eval::EvalReport>& before,
                             int64_t steps, int64_t problems,
                             const std::string& selection) {
-  auto fp = ModelFingerprint(config.teacher().path());
-  if (!fp.ok()) return fp.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto fp,
+                             ModelFingerprint(config.teacher().path()));
   const std::string norm = config::EnumShortName(
       *v1::CostNormalization_descriptor()->FindValueByNumber(
           config.constraint().cost_normalization()));
@@ -423,7 +411,7 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
       {"cost_normalization", norm},
       {"max_new_tokens", config.generation().max_new_tokens()},
       {"penalty", config.constraint().penalty()},
-      {"teacher", {{"path", config.teacher().path()}, {"sha256", *fp}}},
+      {"teacher", {{"path", config.teacher().path()}, {"sha256", fp}}},
       {"base_model", config.student().path()},
       {"data",
        {{"train", config.data().train_path()},
@@ -454,7 +442,7 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
       "  cost_normalization: ", norm, "\n",
       "  max_new_tokens: ", config.generation().max_new_tokens(), "\n",
       "  teacher: ", YamlQuote(config.teacher().path()), "\n",
-      "  teacher_sha256: ", *fp, "\n", "  learner_steps: ", steps, "\n",
+      "  teacher_sha256: ", fp, "\n", "  learner_steps: ", steps, "\n",
       "  selected: ",
       YamlQuote(selection.empty() ? std::string("the learner's last step")
                                   : selection.substr(0, selection.find('\n'))),
@@ -494,7 +482,7 @@ absl::Status WriteModelCard(const v1::RunConfig& config,
                         : absl::StrCat("Which student this is: ", selection),
       "\n\nThe warm start it was trained from, on the same problems:\n\n",
       eval::MarkdownTable(before, config), "\nTeacher: `",
-      config.teacher().path(), "` (sha256 of config.json and weights `", *fp,
+      config.teacher().path(), "` (sha256 of config.json and weights `", fp,
       "`). Every figure: cmdistill_eval.json.\n");
   std::ofstream f(final_dir + "/README.md");
   f << md;
@@ -517,23 +505,20 @@ std::string SelfPath() {
 // Resolves paths, bootstraps, loads the tokenizer, teacher and eval split.
 absl::StatusOr<Prepared> Prepare(v1::RunConfig config, std::ostream& log) {
   ResolveLocalPaths(&config);
-  if (auto s = Bootstrap(config, log); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(Bootstrap(config, log));
   Prepared p;
-  auto tok = tokenizer::Tokenizer::Load(config.student().path());
-  if (!tok.ok()) return tok.status();
-  auto ttok = tokenizer::Tokenizer::Load(config.teacher().path());
-  if (!ttok.ok()) return ttok.status();
-  if (auto s = tokenizer::CheckSameTokenizer(
-          (*tok)->fingerprint(), (*ttok)->fingerprint(), "the teacher");
-      !s.ok())
-    return s;
-  auto teacher = LoadModel(config.teacher(), config.teacher().path());
-  if (!teacher.ok()) return teacher.status();
-  auto ex = EvalExamples(config);
-  if (!ex.ok()) return ex.status();
-  p.tok = *std::move(tok);
-  p.teacher = *std::move(teacher);
-  p.examples = *std::move(ex);
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto tok, tokenizer::Tokenizer::Load(config.student().path()));
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto ttok, tokenizer::Tokenizer::Load(config.teacher().path()));
+  CMDISTILL_RETURN_IF_ERROR(tokenizer::CheckSameTokenizer(
+      tok->fingerprint(), ttok->fingerprint(), "the teacher"));
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto teacher, LoadModel(config.teacher(), config.teacher().path()));
+  CMDISTILL_ASSIGN_OR_RETURN(auto ex, EvalExamples(config));
+  p.tok = std::move(tok);
+  p.teacher = std::move(teacher);
+  p.examples = std::move(ex);
   p.config = std::move(config);
   return p;
 }

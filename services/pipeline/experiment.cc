@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "common/config/config.h"
 #include "common/rl/stats.h"
+#include "common/status/status_macros.h"
 #include "common/util/files.h"
 #include "embedded_script.h"  // generated: scripts/plot_experiment.py
 #include "services/pipeline/bootstrap.h"
@@ -282,15 +283,14 @@ absl::StatusOr<RunRow> TrainAndEvaluate(const ExperimentOptions& o,
         "data.train_path=" + resolved.data().train_path(),
         "data.test_path=" + resolved.data().test_path()})
     over.push_back(x);
-  auto c = o.load(over);
-  if (!c.ok()) return c.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto c, o.load(over));
   DistillResult reused;
   reused.final_model = out + "/final";
   reused.curve_csv = out + "/training_curve.csv";
   const bool reuse = o.reuse &&
                      fs::exists(reused.final_model + "/config.json") &&
                      LineCount(reused.curve_csv) ==
-                         static_cast<uint64_t>(c->training().max_steps()) + 1;
+                         static_cast<uint64_t>(c.training().max_steps()) + 1;
   absl::StatusOr<DistillResult> run = reused;
   if (reuse) {
     log << "reusing the trained run in " << out << "\n";
@@ -298,17 +298,16 @@ absl::StatusOr<RunRow> TrainAndEvaluate(const ExperimentOptions& o,
     ClearPreviousRun(out);
     DistillOptions dopt;
     dopt.binary = o.binary;
-    dopt.actors = static_cast<int>(c->local().actors());
+    dopt.actors = static_cast<int>(c.local().actors());
     dopt.signals = o.signals;
     dopt.label = absl::StrCat(v.label, " s", s);
-    run = RunDistillation(*c, dopt, log);
+    run = RunDistillation(c, dopt, log);
   }
-  if (!run.ok()) return run.status();
+  CMDISTILL_RETURN_IF_ERROR(run.status());
   std::vector<eval::EvalReport> r;
-  if (auto st = EvaluateBoth(v.label, run->final_model, prep.teacher.get(),
-                             *prep.tok, prep.examples, *c, log, &r);
-      !st.ok())
-    return st;
+  CMDISTILL_RETURN_IF_ERROR(EvaluateBoth(v.label, run->final_model,
+                                         prep.teacher.get(), *prep.tok,
+                                         prep.examples, c, log, &r));
   RunRow row{v.label,      static_cast<int>(s), r[0],
              std::nullopt, run->curve_csv,      run->seconds};
   if (r.size() > 1) row.sampled = r[1];
@@ -324,8 +323,8 @@ absl::StatusOr<bool> WriteReport(const std::string& dir,
         {"results.json", report.results.dump(2) + "\n"},
         {"summary.md", report.summary_md},
         {"plot_experiment.py", kPlotExperimentPy}}) {
-    if (auto s = util::WriteFileAtomically(dir + "/" + name, text); !s.ok())
-      return s;
+    CMDISTILL_RETURN_IF_ERROR(
+        util::WriteFileAtomically(dir + "/" + name, text));
   }
   const std::string py =
       fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
@@ -339,40 +338,35 @@ absl::StatusOr<bool> WriteReport(const std::string& dir,
 
 absl::StatusOr<ExperimentResult> RunExperiment(const ExperimentOptions& o,
                                                std::ostream& log) {
-  auto base = o.load({});
-  if (!base.ok()) return base.status();
-  auto prep = Prepare(*base, log);
-  if (!prep.ok()) return prep.status();
-  const v1::RunConfig& resolved = prep->config;
+  CMDISTILL_ASSIGN_OR_RETURN(auto base, o.load({}));
+  CMDISTILL_ASSIGN_OR_RETURN(auto prep, Prepare(base, log));
+  const v1::RunConfig& resolved = prep.config;
   ExperimentResult result;
   result.dir = resolved.output_dir() + "/experiment";
   std::error_code ec;
   fs::create_directories(result.dir, ec);
   std::vector<eval::EvalReport> reference;
-  if (auto s = EvaluateBoth("teacher", prep->teacher.get(), nullptr, *prep->tok,
-                            prep->examples, resolved, log, &reference);
-      !s.ok())
-    return s;
-  if (auto s = EvaluateBoth("warm start", resolved.student().path(),
-                            prep->teacher.get(), *prep->tok, prep->examples,
-                            resolved, log, &reference);
-      !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(EvaluateBoth("teacher", prep.teacher.get(), nullptr,
+                                         *prep.tok, prep.examples, resolved,
+                                         log, &reference));
+  CMDISTILL_RETURN_IF_ERROR(
+      EvaluateBoth("warm start", resolved.student().path(), prep.teacher.get(),
+                   *prep.tok, prep.examples, resolved, log, &reference));
   std::vector<RunRow> rows;
   for (const Variant& v : o.variants) {
     for (int64_t s = 0; s < o.seeds; ++s) {
       log << "\n== " << v.label << ", seed " << s << " (" << rows.size() + 1
           << "/" << o.variants.size() * static_cast<size_t>(o.seeds) << ")\n";
-      auto row = TrainAndEvaluate(o, v, s, *prep, result.dir, log);
-      if (!row.ok()) return row.status();
-      rows.push_back(*std::move(row));
+      CMDISTILL_ASSIGN_OR_RETURN(
+          auto row, TrainAndEvaluate(o, v, s, prep, result.dir, log));
+      rows.push_back(std::move(row));
     }
   }
   result.report = BuildReport(resolved, o.variants, reference, rows,
-                              prep->examples.size(), o.seeds);
-  auto plotted = WriteReport(result.dir, result.report);
-  if (!plotted.ok()) return plotted.status();
-  result.plotted = *plotted;
+                              prep.examples.size(), o.seeds);
+  CMDISTILL_ASSIGN_OR_RETURN(auto plotted,
+                             WriteReport(result.dir, result.report));
+  result.plotted = plotted;
   return result;
 }
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "common/config/config.h"
 #include "common/process/signals.h"
+#include "common/status/status_macros.h"
 #include "common/util/files.h"
 #include "services/pipeline/bootstrap.h"
 #include "services/pipeline/monitor.h"
@@ -22,16 +23,13 @@ namespace {
 // results.md, one JSON per evaluation, and eval.prom beside the children's
 // metrics.
 absl::Status WriteEvaluations(const LocalResult& r) {
-  if (auto s = util::WriteFileAtomically(r.eval_dir + "/results.md", r.table);
-      !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(
+      util::WriteFileAtomically(r.eval_dir + "/results.md", r.table));
   for (const auto& rep : r.reports) {
     std::string file = rep.name;
     std::replace(file.begin(), file.end(), ' ', '_');
-    if (auto s = util::WriteFileAtomically(r.eval_dir + "/" + file + ".json",
-                                           eval::ReportJson(rep, true));
-        !s.ok())
-      return s;
+    CMDISTILL_RETURN_IF_ERROR(util::WriteFileAtomically(
+        r.eval_dir + "/" + file + ".json", eval::ReportJson(rep, true)));
   }
   return util::WriteFileAtomically(r.run.metrics_dir + "/eval.prom",
                                    eval::ReportsToPrometheus(r.reports));
@@ -48,31 +46,26 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
     MonitorOptions mo;
     mo.dir = loaded.output_dir() + "/monitor";
     mo.port = o.monitor_port;
-    auto m = Monitor::Start(mo);
-    if (!m.ok()) return m.status();
-    monitor = *std::move(m);
+    CMDISTILL_ASSIGN_OR_RETURN(auto m, Monitor::Start(mo));
+    monitor = std::move(m);
     log << "cmdistill local: Prometheus at " << monitor->Url()
         << " (rules loaded; dashboard: deploy/grafana/cmdistill.json)\n";
   }
-  auto prep = Prepare(std::move(loaded), log);
-  if (!prep.ok()) return prep.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto prep, Prepare(std::move(loaded), log));
   LocalResult r;
-  r.config = prep->config;
+  r.config = prep.config;
   v1::RunConfig& config = r.config;
   if (!o.resume) {
     ClearPreviousRun(config.output_dir());
     config.mutable_training()->set_resume("never");
   }
-  if (auto s = EvaluateBoth("teacher", prep->teacher.get(), nullptr, *prep->tok,
-                            prep->examples, config, log, &r.reports);
-      !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(EvaluateBoth("teacher", prep.teacher.get(), nullptr,
+                                         *prep.tok, prep.examples, config, log,
+                                         &r.reports));
   const size_t before_begin = r.reports.size();
-  if (auto s = EvaluateBoth("student before", config.student().path(),
-                            prep->teacher.get(), *prep->tok, prep->examples,
-                            config, log, &r.reports);
-      !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(EvaluateBoth(
+      "student before", config.student().path(), prep.teacher.get(), *prep.tok,
+      prep.examples, config, log, &r.reports));
   const size_t before_end = r.reports.size();
   const bool select =
       config.eval().final_selection() == v1::FINAL_SELECTION_BEST_VALIDATION;
@@ -82,8 +75,7 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
         "eval.final_selection best_validation needs a validation split: "
         "data.validation_path, or local.datagen.validation > 0");
   }
-  auto signals = ShutdownSignal::Install();
-  if (!signals.ok()) return signals.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto signals, ShutdownSignal::Install());
   DistillOptions dopt;
   if (monitor != nullptr) {
     dopt.on_metrics_targets = [&](const std::map<std::string, int>& t) {
@@ -93,42 +85,38 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
   }
   dopt.binary = o.binary;
   dopt.actors = static_cast<int>(config.local().actors());
-  dopt.signals = signals->get();
+  dopt.signals = signals.get();
   dopt.label = config::MethodLabel(config);
   dopt.status_out = o.status_out;
   auto run = RunDistillation(config, dopt, log);
   if (monitor != nullptr) monitor->Stop();  // flushes its data to disk
-  if (!run.ok()) return run.status();
+  CMDISTILL_RETURN_IF_ERROR(run.status());
   r.run = *std::move(run);
   if (select) {
-    auto sel = SelectFinal(config, r.run.final_model, prep->teacher.get(),
-                           *prep->tok, log);
-    if (!sel.ok()) return sel.status();
-    r.selection = absl::StrCat(sel->candidates[sel->chosen].label,
-                               " chosen: ", sel->rule, ".");
-    r.selection_table = sel->summary;
+    CMDISTILL_ASSIGN_OR_RETURN(
+        auto sel, SelectFinal(config, r.run.final_model, prep.teacher.get(),
+                              *prep.tok, log));
+    r.selection = absl::StrCat(sel.candidates[sel.chosen].label,
+                               " chosen: ", sel.rule, ".");
+    r.selection_table = sel.summary;
   }
   const size_t after_begin = r.reports.size();
-  if (auto s =
-          EvaluateBoth("student after", r.run.final_model, prep->teacher.get(),
-                       *prep->tok, prep->examples, config, log, &r.reports);
-      !s.ok())
-    return s;
-  r.problems = prep->examples.size();
-  if (auto s = WriteModelCard(
-          config, r.run.final_model,
-          {r.reports.begin() + after_begin, r.reports.end()},
-          {r.reports.begin() + before_begin, r.reports.begin() + before_end},
-          static_cast<int64_t>(r.run.steps.size()),
-          static_cast<int64_t>(r.problems),
-          r.selection.empty()
-              ? ""
-              : absl::StrCat(r.selection, "\n\n", r.selection_table));
-      !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(
+      EvaluateBoth("student after", r.run.final_model, prep.teacher.get(),
+                   *prep.tok, prep.examples, config, log, &r.reports));
+  r.problems = prep.examples.size();
+  CMDISTILL_RETURN_IF_ERROR(WriteModelCard(
+      config, r.run.final_model,
+      {r.reports.begin() + after_begin, r.reports.end()},
+      {r.reports.begin() + before_begin, r.reports.begin() + before_end},
+      static_cast<int64_t>(r.run.steps.size()),
+      static_cast<int64_t>(r.problems),
+      r.selection.empty()
+          ? ""
+          : absl::StrCat(r.selection, "\n\n", r.selection_table)));
   r.eval_dir = config.output_dir() + "/eval";
   r.table = eval::MarkdownTable(r.reports, config);
-  if (auto s = WriteEvaluations(r); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(WriteEvaluations(r));
   if (monitor != nullptr) {
     r.monitor_url = monitor->Url();
     r.monitor_reopen = monitor->ReopenCommand();

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/net/http_get.h"
+#include "common/status/status_macros.h"
 #include "common/util/files.h"
 #include "embedded_rules.h"  // generated: deploy/prometheus/rules.yml
 #include "nlohmann/json.hpp"
@@ -105,29 +106,28 @@ absl::StatusOr<std::unique_ptr<Monitor>> Monitor::Start(MonitorOptions o) {
         absl::StrCat("cannot create ", o.dir, "/data: ", ec.message()));
   }
   if (o.port == 0) {
-    auto port = FreePort();
-    if (!port.ok()) return port.status();
-    o.port = *port;
+    CMDISTILL_ASSIGN_OR_RETURN(auto port, FreePort());
+    o.port = port;
   }
   for (const auto& [name, body] :
        {std::pair<std::string, std::string>{"prometheus.yml",
                                             PrometheusConfigYaml(o)},
         {"rules.yml", kPrometheusRulesYml},
         {"targets.json", "[]\n"}}) {
-    if (auto s = util::WriteFileAtomically(o.dir + "/" + name, body); !s.ok())
-      return s;
+    CMDISTILL_RETURN_IF_ERROR(
+        util::WriteFileAtomically(o.dir + "/" + name, body));
   }
   std::unique_ptr<Monitor> m(new Monitor(o));
   m->has_written_ = true;
   const std::string dir = fs::absolute(o.dir).string();
-  auto child = ChildProcess::Spawn(
-      "prometheus",
-      {exe, "--config.file=" + dir + "/prometheus.yml",
-       "--storage.tsdb.path=" + dir + "/data",
-       absl::StrCat("--web.listen-address=127.0.0.1:", o.port)},
-      dir + "/prometheus.log", [](const std::string&) {});
-  if (!child.ok()) return child.status();
-  m->child_ = *std::move(child);
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto child, ChildProcess::Spawn(
+                      "prometheus",
+                      {exe, "--config.file=" + dir + "/prometheus.yml",
+                       "--storage.tsdb.path=" + dir + "/data",
+                       absl::StrCat("--web.listen-address=127.0.0.1:", o.port)},
+                      dir + "/prometheus.log", [](const std::string&) {}));
+  m->child_ = std::move(child);
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (absl::Now() < deadline) {
     if (auto code = m->child_->Poll()) {
@@ -155,10 +155,8 @@ void Monitor::Stop() {
 
 absl::Status Monitor::SetTargets(const MetricsTargets& targets) {
   if (has_written_ && targets == written_) return absl::OkStatus();
-  if (auto s = util::WriteFileAtomically(options_.dir + "/targets.json",
-                                         FileSdJson(targets));
-      !s.ok())
-    return s;
+  CMDISTILL_RETURN_IF_ERROR(util::WriteFileAtomically(
+      options_.dir + "/targets.json", FileSdJson(targets)));
   written_ = targets;
   has_written_ = true;
   return absl::OkStatus();

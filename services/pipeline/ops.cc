@@ -10,6 +10,7 @@
 #include "cmdistill/v1/learner.grpc.pb.h"
 #include "common/net/client.h"
 #include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "services/common/wiring.h"
 
@@ -18,11 +19,10 @@ namespace cmdistill::pipeline {
 absl::StatusOr<std::string> QueryHealth(const v1::RunConfig& config,
                                         const std::string& address,
                                         absl::Duration timeout) {
-  auto options = services::ChannelOptionsFor(config, address);
-  if (!options.ok()) return options.status();
-  auto channel = net::MakeChannel(*options);
-  if (!channel.ok()) return channel.status();
-  auto stub = grpc::health::v1::Health::NewStub(*channel);
+  CMDISTILL_ASSIGN_OR_RETURN(auto options,
+                             services::ChannelOptionsFor(config, address));
+  CMDISTILL_ASSIGN_OR_RETURN(auto channel, net::MakeChannel(options));
+  auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   grpc::health::v1::HealthCheckRequest req;
@@ -38,22 +38,17 @@ absl::StatusOr<std::string> QueryHealth(const v1::RunConfig& config,
 
 absl::StatusOr<v1::GetStatusResponse> QueryLearnerStatus(
     const v1::RunConfig& config, const std::string& address) {
-  auto options = services::ChannelOptionsFor(config, address);
-  if (!options.ok()) return options.status();
-  auto call = services::CallOptionsFor(config);
-  if (!call.ok()) return call.status();
-  auto channel = net::MakeChannel(*options);
-  if (!channel.ok()) return channel.status();
-  auto stub = v1::LearnerService::NewStub(*channel);
+  CMDISTILL_ASSIGN_OR_RETURN(auto options,
+                             services::ChannelOptionsFor(config, address));
+  CMDISTILL_ASSIGN_OR_RETURN(auto call, services::CallOptionsFor(config));
+  CMDISTILL_ASSIGN_OR_RETURN(auto channel, net::MakeChannel(options));
+  auto stub = v1::LearnerService::NewStub(channel);
   v1::GetStatusResponse st;
-  call->timeout = std::min(call->timeout, absl::Seconds(10));
-  const grpc::Status s = net::CallWithRetry(*call, [&](grpc::ClientContext* c) {
+  call.timeout = std::min(call.timeout, absl::Seconds(10));
+  const grpc::Status s = net::CallWithRetry(call, [&](grpc::ClientContext* c) {
     return stub->GetStatus(c, v1::GetStatusRequest(), &st);
   });
-  if (!s.ok()) {
-    const absl::Status e = FromGrpcStatus(s);
-    return absl::Status(e.code(), absl::StrCat(address, ": ", e.message()));
-  }
+  CMDISTILL_RETURN_IF_ERROR_ANNOTATED(FromGrpcStatus(s), address);
   return st;
 }
 

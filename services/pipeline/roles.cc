@@ -128,11 +128,8 @@ absl::StatusOr<std::optional<learner::FoundCheckpoint>> FindResume(
     return *std::move(f);
   }
   auto f = learner::ReadCheckpoint(resume, num_prompts);
-  if (!f.ok()) {
-    return absl::Status(f.status().code(),
-                        absl::StrCat("cannot resume from ", resume, ": ",
-                                     f.status().message()));
-  }
+  CMDISTILL_RETURN_IF_ERROR_ANNOTATED(f.status(), "cannot resume from ",
+                                      resume);
   return *std::move(f);
 }
 
@@ -204,12 +201,11 @@ void AnnounceStep(const learner::StepStats& s, uint64_t version) {
 
 // Blocks until training is finished (and lingered linger_seconds so that
 // every actor hears it) or a signal came; true for the former.
-bool ServeUntilFinished(services::ServiceHost& host,
-                        learner::LearnerServiceImpl& service,
+bool ServeUntilFinished(services::ServiceHost& host, learner::Learner& learner,
                         absl::Duration linger) {
   std::atomic<bool> stopping{false};
   std::thread finisher([&] {
-    service.WaitUntilFinished();
+    learner.WaitUntilFinished();
     const absl::Time until = absl::Now() + linger;
     while (!stopping.load() && absl::Now() < until)
       absl::SleepFor(absl::Milliseconds(50));
@@ -217,7 +213,7 @@ bool ServeUntilFinished(services::ServiceHost& host,
   });
   const int sig = host.WaitForShutdownSignal();
   stopping.store(true);
-  service.Close();
+  learner.Close();
   finisher.join();
   return sig == ShutdownSignal::kNotified;
 }
@@ -234,22 +230,20 @@ absl::Status SaveFinalModel(const v1::RunConfig& config,
   wo.generation = {decimal(gen.temperature()), decimal(gen.top_p()),
                    static_cast<int64_t>(gen.top_k()),
                    static_cast<int64_t>(gen.max_new_tokens())};
-  if (auto s = student.Save(final_dir, wo); !s.ok()) {
-    return absl::Status(s.code(),
-                        absl::StrCat("saving ", final_dir, ": ", s.message()));
-  }
+  CMDISTILL_RETURN_IF_ERROR_ANNOTATED(student.Save(final_dir, wo), "saving ",
+                                      final_dir);
   return absl::OkStatus();
 }
 
 // Exactly-once, from outside: groups trained and distinct prompts among
 // them, in total and per epoch, restored across resumes.
-void AnnounceFinished(const learner::LearnerServiceImpl& service,
+void AnnounceFinished(const learner::Learner& learner,
                       const std::string& final_dir, bool complete) {
   services::FinishedLine f;
-  f.step = service.step();
+  f.step = learner.step();
   f.model = final_dir;
   f.complete = complete;
-  for (const v1::EpochStatus& e : service.epoch_status()) {
+  for (const v1::EpochStatus& e : learner.epoch_status()) {
     f.prompts += e.trained();
     f.unique += e.unique();
     f.epochs.emplace_back(e.trained(), e.unique());
@@ -359,29 +353,26 @@ absl::Status RunLearnerRole(const v1::RunConfig& config,
                              MakeHost("learner", student->device_name(), config,
                                       config.services().learner()));
   CMDISTILL_ASSIGN_OR_RETURN(
-      auto service,
-      learner::LearnerServiceImpl::Create(
-          std::move(prompts), trainer.get(), host->gate_ptr(),
-          host->registry().get(), LearnerOptionsFrom(config, checkpoint_dir),
-          AnnounceStep, found ? &found->state : nullptr));
-  CMDISTILL_RETURN_IF_ERROR(host->Start({service.get()}));
+      auto learner,
+      learner::Learner::Create(std::move(prompts), trainer.get(),
+                               host->registry().get(),
+                               LearnerOptionsFrom(config, checkpoint_dir),
+                               AnnounceStep, found ? &found->state : nullptr));
+  learner::LearnerServiceImpl service(learner.get(), host->gate_ptr());
+  CMDISTILL_RETURN_IF_ERROR(host->Start({&service}));
   const bool done =
-      ServeUntilFinished(*host, *service, absl::Seconds(tr.linger_seconds()));
+      ServeUntilFinished(*host, *learner, absl::Seconds(tr.linger_seconds()));
   // The final checkpoint and the final model are both tried; FINISHED is
   // announced when the final model is written. A finished run's checkpoint
   // was written before the actors were told (written again only if that
   // failed); a stopped one's is written now.
-  absl::Status checkpointed = done && service->final_checkpoint().ok()
+  absl::Status checkpointed = done && learner->final_checkpoint().ok()
                                   ? absl::OkStatus()
-                                  : service->SaveCheckpoint();
-  if (!checkpointed.ok()) {
-    checkpointed = absl::Status(
-        checkpointed.code(),
-        absl::StrCat("final checkpoint: ", checkpointed.message()));
-  }
+                                  : learner->SaveCheckpoint();
+  checkpointed = Annotate(checkpointed, "final checkpoint");
   const std::string final_dir = config.output_dir() + "/final";
   const absl::Status saved = SaveFinalModel(config, *student, final_dir);
-  if (saved.ok()) AnnounceFinished(*service, final_dir, done);
+  if (saved.ok()) AnnounceFinished(*learner, final_dir, done);
   host->Shutdown();
   if (!saved.ok() && !checkpointed.ok())
     log << "cmdistill learner: " << checkpointed.message() << "\n";

@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status/status_macros.h"
 #include "services/eval/evaluation.h"
 #include "services/pipeline/bootstrap.h"
 #include "services/pipeline/workflow.h"
@@ -108,11 +109,11 @@ absl::StatusOr<Selection> SelectFinal(const v1::RunConfig& config,
       config.eval().sampled_temperature());
   log << "selection: " << sel.rule << "\n";
   for (SelectionCandidate& c : sel.candidates) {
-    auto r = EvaluateOne("validation " + c.label, c.dir, teacher, tokenizer,
-                         *examples, ec_config, log);
-    if (!r.ok()) return r.status();
-    c.correctness = r->metrics.correctness;
-    c.satisfaction = r->metrics.satisfaction;
+    CMDISTILL_ASSIGN_OR_RETURN(
+        auto r, EvaluateOne("validation " + c.label, c.dir, teacher, tokenizer,
+                            *examples, ec_config, log));
+    c.correctness = r.metrics.correctness;
+    c.satisfaction = r.metrics.satisfaction;
   }
   sel.chosen = ChooseCandidate(sel.candidates, target);
   sel.summary =
@@ -135,7 +136,7 @@ absl::StatusOr<Selection> SelectFinal(const v1::RunConfig& config,
       return absl::InternalError(absl::StrCat("cannot move ", final_dir, " to ",
                                               last, ": ", ec.message()));
     }
-    if (auto s = CopyModel(chosen.dir, final_dir); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(CopyModel(chosen.dir, final_dir));
     log << "selection: the last step's student is kept in " << last << "\n";
   }
   return sel;

@@ -17,6 +17,7 @@
 #include "common/config/config.h"
 #include "common/net/http_get.h"
 #include "common/process/child.h"
+#include "common/status/status_macros.h"
 #include "common/util/files.h"
 #include "services/common/child_protocol.h"
 #include "services/pipeline/progress.h"
@@ -73,7 +74,7 @@ class Children {
             shared->finished = true;
           }
         });
-    if (!child.ok()) return child.status();
+    CMDISTILL_RETURN_IF_ERROR(child.status());
     children_.push_back(*std::move(child));
     return absl::OkStatus();
   }
@@ -175,11 +176,11 @@ class Distillation {
 
   absl::StatusOr<DistillResult> Run() {
     const absl::Time t0 = absl::Now();
-    if (auto s = WriteRunFile(); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(WriteRunFile());
     if (auto s = StartServices(); !s.ok()) return Fail(s);
     if (auto s = StartActors(); !s.ok()) return Fail(s);
-    if (auto s = Watch(); !s.ok()) return s;
-    if (auto s = Finish(); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(Watch());
+    CMDISTILL_RETURN_IF_ERROR(Finish());
     result_.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
     return result_;
   }
@@ -258,12 +259,12 @@ class Distillation {
   // Teacher and reward, then the learner (its checks need both).
   absl::Status StartServices() {
     for (const char* svc : {"teacher", "reward"}) {
-      if (auto s = children_.Start(svc, Args(svc)); !s.ok()) return s;
+      CMDISTILL_RETURN_IF_ERROR(children_.Start(svc, Args(svc)));
     }
-    if (auto s = AwaitReady({"teacher", "reward"}, absl::Minutes(5)); !s.ok())
-      return s;
-    if (auto s = children_.Start("learner", Args("learner")); !s.ok()) return s;
-    if (auto s = AwaitReady({"learner"}, absl::Minutes(5)); !s.ok()) return s;
+    CMDISTILL_RETURN_IF_ERROR(
+        AwaitReady({"teacher", "reward"}, absl::Minutes(5)));
+    CMDISTILL_RETURN_IF_ERROR(children_.Start("learner", Args("learner")));
+    CMDISTILL_RETURN_IF_ERROR(AwaitReady({"learner"}, absl::Minutes(5)));
     absl::MutexLock l(&shared_.mu);
     ports_ = shared_.ready;
     return absl::OkStatus();
@@ -278,14 +279,11 @@ class Distillation {
     for (int i = 0; i < o_.actors; ++i) {
       const std::string name = absl::StrCat("actor-", i + 1);
       actor_names_.push_back(name);
-      if (auto s = children_.Start(
-              name,
-              Args("actor",
-                   {"--learner", addr("learner"), "--teacher", addr("teacher"),
-                    "--reward", addr("reward"), "--id", name, "--metrics-file",
-                    result_.metrics_dir + "/" + name + ".prom"}));
-          !s.ok())
-        return s;
+      CMDISTILL_RETURN_IF_ERROR(children_.Start(
+          name, Args("actor", {"--learner", addr("learner"), "--teacher",
+                               addr("teacher"), "--reward", addr("reward"),
+                               "--id", name, "--metrics-file",
+                               result_.metrics_dir + "/" + name + ".prom"})));
     }
     if (o_.status_out != nullptr) {
       std::string line = "RUNNING";

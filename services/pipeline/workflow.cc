@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/config/config.h"
+#include "common/status/status_macros.h"
 #include "common/tasks/datagen.h"
 #include "common/util/files.h"
 #include "nlohmann/json.hpp"
@@ -27,11 +28,12 @@ absl::StatusOr<std::vector<tasks::Example>> LoadSplit(
     return absl::InvalidArgumentError(absl::StrCat(
         test ? "data.test_path" : "data.train_path", " is not set"));
   }
-  auto ds = tasks::LoadJsonl(path, services::DatasetOptionsFrom(config, test));
-  if (!ds.ok()) return ds.status();
-  if (ds->examples.empty())
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto ds,
+      tasks::LoadJsonl(path, services::DatasetOptionsFrom(config, test)));
+  if (ds.examples.empty())
     return absl::InvalidArgumentError(path + ": no examples");
-  return std::move(ds->examples);
+  return std::move(ds.examples);
 }
 
 absl::StatusOr<std::vector<tasks::Example>> LoadValidation(
@@ -42,11 +44,12 @@ absl::StatusOr<std::vector<tasks::Example>> LoadValidation(
         path.empty() ? std::string("data.validation_path is not set")
                      : path + " does not exist");
   }
-  auto ds = tasks::LoadJsonl(path, services::DatasetOptionsFrom(config, true));
-  if (!ds.ok()) return ds.status();
-  if (ds->examples.empty())
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto ds,
+      tasks::LoadJsonl(path, services::DatasetOptionsFrom(config, true)));
+  if (ds.examples.empty())
     return absl::InvalidArgumentError(path + ": no examples");
-  return std::move(ds->examples);
+  return std::move(ds.examples);
 }
 
 absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
@@ -104,26 +107,20 @@ absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
     return absl::InvalidArgumentError(
         absl::StrCat("local.datagen: ", s.message()));
   }
-  auto task = tasks::GenerateTask(o, g.train(), g.test(),
-                                  want_validation ? g.validation() : 0);
-  if (!task.ok()) return task.status();
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto task, tasks::GenerateTask(o, g.train(), g.test(),
+                                     want_validation ? g.validation() : 0));
   if (want_validation) {
-    if (auto s = util::WriteFileAtomically(
-            d.validation_path(), tasks::ToGsm8kJsonl(task->validation));
-        !s.ok())
-      return s;
+    CMDISTILL_RETURN_IF_ERROR(util::WriteFileAtomically(
+        d.validation_path(), tasks::ToGsm8kJsonl(task.validation)));
   }
-  if (auto s = util::WriteFileAtomically(d.train_path(),
-                                         tasks::ToGsm8kJsonl(task->train));
-      !s.ok())
-    return s;
-  if (auto s = util::WriteFileAtomically(d.test_path(),
-                                         tasks::ToGsm8kJsonl(task->test));
-      !s.ok())
-    return s;
-  if (auto s = util::WriteFileAtomically(stamp_path, stamp); !s.ok()) return s;
-  log << "data: wrote " << task->train.size() << " training, "
-      << task->validation.size() << " validation and " << task->test.size()
+  CMDISTILL_RETURN_IF_ERROR(util::WriteFileAtomically(
+      d.train_path(), tasks::ToGsm8kJsonl(task.train)));
+  CMDISTILL_RETURN_IF_ERROR(
+      util::WriteFileAtomically(d.test_path(), tasks::ToGsm8kJsonl(task.test)));
+  CMDISTILL_RETURN_IF_ERROR(util::WriteFileAtomically(stamp_path, stamp));
+  log << "data: wrote " << task.train.size() << " training, "
+      << task.validation.size() << " validation and " << task.test.size()
       << " held-out problems to " << d.train_path() << ", "
       << (want_validation ? d.validation_path() + " and " : "") << d.test_path()
       << "\n";
@@ -133,35 +130,30 @@ absl::StatusOr<bool> MakeTaskIfMissing(const v1::RunConfig& config,
 absl::Status MakeTokenizerIfMissing(const v1::RunConfig& config,
                                     const std::string& dir, std::ostream& log) {
   if (fs::exists(fs::path(dir) / "tokenizer.json")) return absl::OkStatus();
-  auto train = LoadSplit(config, /*test=*/false);
-  if (!train.ok()) return train.status();
+  CMDISTILL_ASSIGN_OR_RETURN(auto train, LoadSplit(config, /*test=*/false));
   std::vector<std::string> texts;
-  for (const auto& e : *train) {
+  for (const auto& e : train) {
     texts.push_back(services::PromptText(config, e.question));
     texts.push_back(" " + e.solution);
     if (config.local().student_sft().foreign_style_fraction() > 0)
       texts.push_back(" " + tasks::ForeignStyleSolution(e.solution));
   }
-  auto merges = tokenizer::TrainByteLevelMerges(
-      texts, static_cast<int>(config.local().tokenizer_merges()));
-  if (!merges.ok()) return merges.status();
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto merges,
+      tokenizer::TrainByteLevelMerges(
+          texts, static_cast<int>(config.local().tokenizer_merges())));
   const std::string json =
-      tokenizer::MakeByteLevelTokenizerJson(*merges, {"<|endoftext|>"});
-  if (auto s = util::WriteFileAtomically(
-          (fs::path(dir) / "tokenizer.json").string(), json);
-      !s.ok())
-    return s;
+      tokenizer::MakeByteLevelTokenizerJson(merges, {"<|endoftext|>"});
+  CMDISTILL_RETURN_IF_ERROR(util::WriteFileAtomically(
+      (fs::path(dir) / "tokenizer.json").string(), json));
   const nlohmann::json cfg = {{"eos_token", "<|endoftext|>"},
                               {"pad_token", "<|endoftext|>"},
                               {"clean_up_tokenization_spaces", false},
                               {"tokenizer_class", "PreTrainedTokenizerFast"}};
-  if (auto s = util::WriteFileAtomically(
-          (fs::path(dir) / "tokenizer_config.json").string(),
-          cfg.dump(1) + "\n");
-      !s.ok())
-    return s;
-  log << "tokenizer: learned " << merges->size() << " byte-level BPE merges ("
-      << 256 + merges->size() + 1 << " tokens) -> " << dir << "\n";
+  CMDISTILL_RETURN_IF_ERROR(util::WriteFileAtomically(
+      (fs::path(dir) / "tokenizer_config.json").string(), cfg.dump(1) + "\n"));
+  log << "tokenizer: learned " << merges.size() << " byte-level BPE merges ("
+      << 256 + merges.size() + 1 << " tokens) -> " << dir << "\n";
   return absl::OkStatus();
 }
 
@@ -199,13 +191,11 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
                                   const std::string& label,
                                   std::ostream& progress) {
   const absl::Time start = absl::Now();
-  auto train = LoadSplit(config, false);
-  if (!train.ok()) return train.status();
-  auto test = LoadSplit(config, true);
-  if (!test.ok()) return test.status();
-  if (sft.train_examples() > 0 && train->size() > sft.train_examples())
-    train->resize(sft.train_examples());
-  if (test->size() > sft.eval_examples()) test->resize(sft.eval_examples());
+  CMDISTILL_ASSIGN_OR_RETURN(auto train, LoadSplit(config, false));
+  CMDISTILL_ASSIGN_OR_RETURN(auto test, LoadSplit(config, true));
+  if (sft.train_examples() > 0 && train.size() > sft.train_examples())
+    train.resize(sft.train_examples());
+  if (test.size() > sft.eval_examples()) test.resize(sft.eval_examples());
   const int32_t eos = tokenizer.eos_id();
   if (eos < 0) {
     return absl::FailedPreconditionError(
@@ -217,9 +207,9 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
   // teacher_style_steps after them the teacher's style only.
   std::vector<learner::SftExample> data, foreign;
   const double foreign_share = sft.foreign_style_fraction();
-  for (const auto& e : *train) {
-    auto p = services::EncodePrompt(config, tokenizer, e.question);
-    if (!p.ok()) return p.status();
+  for (const auto& e : train) {
+    CMDISTILL_ASSIGN_OR_RETURN(
+        auto p, services::EncodePrompt(config, tokenizer, e.question));
     for (bool f : {false, true}) {
       if (f && foreign_share <= 0) break;
       const std::string text =
@@ -230,11 +220,10 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
             "<<a+b=c>> and \"#### N\" in every solution; this one has none: ",
             e.solution.substr(0, 80)));
       }
-      auto c = tokenizer.Encode(" " + text);
-      if (!c.ok()) return c.status();
+      CMDISTILL_ASSIGN_OR_RETURN(auto c, tokenizer.Encode(" " + text));
       learner::SftExample x;
-      x.prompt_ids = *p;
-      x.completion_ids = *std::move(c);
+      x.prompt_ids = p;
+      x.completion_ids = std::move(c);
       x.completion_ids.push_back(eos);
       (f ? foreign : data).push_back(std::move(x));
     }
@@ -247,9 +236,9 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
   ao.total_steps = total_steps;
   ao.schedule = learner::ScheduleFrom(sft.schedule());
   ao.grad_clip = 1.0;
-  auto trainer = learner::SftTrainer::Create(model, ao);
-  if (!trainer.ok()) return trainer.status();
-  if (const std::string w = (*trainer)->PrecisionWarning(); !w.empty())
+  CMDISTILL_ASSIGN_OR_RETURN(auto trainer,
+                             learner::SftTrainer::Create(model, ao));
+  if (const std::string w = trainer->PrecisionWarning(); !w.empty())
     progress << label << ": " << w << "\n";
   // Held-out correctness: greedy, on the first eval_examples test problems.
   v1::RunConfig eval_config = config;
@@ -257,10 +246,10 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
   eval_config.mutable_eval()->set_samples_per_prompt(1);
   SftSummary summary;
   auto heldout = [&]() -> absl::Status {
-    auto r =
-        eval::Evaluate(label, model, nullptr, tokenizer, *test, eval_config);
-    if (!r.ok()) return r.status();
-    summary.heldout_correctness = r->metrics.correctness;
+    CMDISTILL_ASSIGN_OR_RETURN(
+        auto r,
+        eval::Evaluate(label, model, nullptr, tokenizer, test, eval_config));
+    summary.heldout_correctness = r.metrics.correctness;
     return absl::OkStatus();
   };
   tasks::SplitMix64 rng(config.seed() * 977 + 13);
@@ -289,14 +278,13 @@ absl::StatusOr<SftSummary> RunSft(model::LanguageModel* model,
                        foreign_share;
       batch.push_back(f ? foreign[i] : data[i]);
     }
-    auto st = (*trainer)->Step(batch);
-    if (!st.ok()) return st.status();
-    loss_avg = loss_avg < 0 ? st->loss : 0.9 * loss_avg + 0.1 * st->loss;
+    CMDISTILL_ASSIGN_OR_RETURN(auto st, trainer->Step(batch));
+    loss_avg = loss_avg < 0 ? st.loss : 0.9 * loss_avg + 0.1 * st.loss;
     summary.final_loss = loss_avg;
     summary.steps = step;
     if ((sft.eval_every() > 0 && step % sft.eval_every() == 0) ||
         step == total_steps) {
-      if (auto s = heldout(); !s.ok()) return s;
+      CMDISTILL_RETURN_IF_ERROR(heldout());
       acc = absl::StrFormat("%.2f", summary.heldout_correctness.value);
     }
     bar.Update(step,
@@ -315,22 +303,21 @@ absl::StatusOr<SftSummary> SftToFolder(const v1::RunConfig& config,
                                  : config.local().student_sft();
   const std::string tok_dir =
       r.model_dir.empty() ? r.tokenizer_dir : r.model_dir;
-  auto tok = tokenizer::Tokenizer::Load(tok_dir);
-  if (!tok.ok()) return tok.status();
-  absl::StatusOr<std::unique_ptr<model::LanguageModel>> model =
+  CMDISTILL_ASSIGN_OR_RETURN(auto tok, tokenizer::Tokenizer::Load(tok_dir));
+  CMDISTILL_ASSIGN_OR_RETURN(
+      std::unique_ptr<model::LanguageModel> model,
       r.model_dir.empty() ? InitSmallModel(r.init_role == "teacher"
                                                ? config.local().teacher_model()
                                                : config.local().student_model(),
-                                           **tok, config.seed())
+                                           *tok, config.seed())
                           : model::LanguageModel::Load(
                                 r.model_dir, config.student().device(),
-                                services::DTypeName(config.student().dtype()));
-  if (!model.ok()) return model.status();
-  auto sum = RunSft(model->get(), **tok, config, sft, "sft", progress);
-  if (!sum.ok()) return sum.status();
+                                services::DTypeName(config.student().dtype())));
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto sum, RunSft(model.get(), *tok, config, sft, "sft", progress));
   checkpoint::WriteOptions wo;
   wo.copy_tokenizer_from = tok_dir;
-  if (auto s = (*model)->Save(r.out, wo); !s.ok()) return s;
+  CMDISTILL_RETURN_IF_ERROR(model->Save(r.out, wo));
   return sum;
 }
 

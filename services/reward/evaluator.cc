@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 #include "common/tasks/reasoning.h"
 
 namespace cmdistill::reward {
@@ -61,25 +62,15 @@ absl::StatusOr<v1::TrajectoryEvaluation> Evaluator::Evaluate(
       if (K <= 0 && T > 0)
         return absl::InvalidArgumentError(
             "support_kl needs a support (k >= 1)");
-      if (auto s = SizeIs(t.support().token_ids(), T * K, "support.token_ids");
-          !s.ok())
-        return s;
-      if (auto s = SizeIs(t.student_support_logprobs(), T * K,
-                          "student_support_logprobs");
-          !s.ok()) {
-        return s;
-      }
-      if (auto s = SizeIs(t.teacher_support_logprobs(), T * K,
-                          "teacher_support_logprobs");
-          !s.ok()) {
-        return s;
-      }
+      CMDISTILL_RETURN_IF_ERROR(
+          SizeIs(t.support().token_ids(), T * K, "support.token_ids"));
+      CMDISTILL_RETURN_IF_ERROR(SizeIs(t.student_support_logprobs(), T * K,
+                                       "student_support_logprobs"));
+      CMDISTILL_RETURN_IF_ERROR(SizeIs(t.teacher_support_logprobs(), T * K,
+                                       "teacher_support_logprobs"));
       if (t.teacher_tail_logprobs_size() != 0) {
-        if (auto s =
-                SizeIs(t.teacher_tail_logprobs(), T, "teacher_tail_logprobs");
-            !s.ok()) {
-          return s;
-        }
+        CMDISTILL_RETURN_IF_ERROR(
+            SizeIs(t.teacher_tail_logprobs(), T, "teacher_tail_logprobs"));
       }
       for (int64_t i = 0; i < T; ++i) {
         const auto* row = t.support().token_ids().data() + i * K;
@@ -90,21 +81,14 @@ absl::StatusOr<v1::TrajectoryEvaluation> Evaluator::Evaluate(
         }
       }
     } else {
-      if (auto s = SizeIs(t.behavior_logprobs(), T, "behavior_logprobs");
-          !s.ok())
-        return s;
-      if (auto s = SizeIs(t.teacher_sampled_logprobs(), T,
-                          "teacher_sampled_logprobs");
-          !s.ok()) {
-        return s;
-      }
+      CMDISTILL_RETURN_IF_ERROR(
+          SizeIs(t.behavior_logprobs(), T, "behavior_logprobs"));
+      CMDISTILL_RETURN_IF_ERROR(
+          SizeIs(t.teacher_sampled_logprobs(), T, "teacher_sampled_logprobs"));
     }
     if (method == rl::Method::kWeakestLink) {
-      if (auto s = SizeIs(t.teacher_sampled_logprobs(), T,
-                          "teacher_sampled_logprobs");
-          !s.ok()) {
-        return s;
-      }
+      CMDISTILL_RETURN_IF_ERROR(
+          SizeIs(t.teacher_sampled_logprobs(), T, "teacher_sampled_logprobs"));
     }
   }
   // Costs (zeros when a method without teacher sends no teacher scores).
@@ -118,9 +102,8 @@ absl::StatusOr<v1::TrajectoryEvaluation> Evaluator::Evaluate(
     lp.teacher_tail = t.teacher_tail_logprobs();
     lp.student_sampled = t.behavior_logprobs();
     lp.teacher_sampled = t.teacher_sampled_logprobs();
-    auto c = rl::PerTokenCosts(lp, options_.cost);
-    if (!c.ok()) return c.status();
-    costs = *std::move(c);
+    CMDISTILL_ASSIGN_OR_RETURN(auto c, rl::PerTokenCosts(lp, options_.cost));
+    costs = std::move(c);
   }
   for (float x : t.behavior_logprobs()) {
     if (!std::isfinite(x) || x > 1e-4f) {
@@ -172,18 +155,18 @@ absl::StatusOr<v1::TrajectoryEvaluation> Evaluator::Evaluate(
       }
     }
   }
-  auto out = rl::ModifiedRewards(reward, costs, t.teacher_sampled_logprobs(),
-                                 options_.reward);
-  if (!out.ok()) return out.status();
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto out, rl::ModifiedRewards(reward, costs, t.teacher_sampled_logprobs(),
+                                    options_.reward));
   ev.set_task_reward(static_cast<float>(reward));
-  for (double c : out->check.costs) ev.add_costs(static_cast<float>(c));
-  for (bool f : out->gate) ev.add_feasible(f);  // the method's own gate
-  for (double r : out->modified_rewards)
+  for (double c : out.check.costs) ev.add_costs(static_cast<float>(c));
+  for (bool f : out.gate) ev.add_feasible(f);  // the method's own gate
+  for (double r : out.modified_rewards)
     ev.add_modified_rewards(static_cast<float>(r));
-  ev.set_trajectory_return(static_cast<float>(out->trajectory_return));
-  ev.set_cost_used(static_cast<float>(out->check.cost_used));
-  ev.set_first_violation_index(out->check.first_violation);
-  ev.set_constraint_satisfied(out->check.satisfied);
+  ev.set_trajectory_return(static_cast<float>(out.trajectory_return));
+  ev.set_cost_used(static_cast<float>(out.check.cost_used));
+  ev.set_first_violation_index(out.check.first_violation);
+  ev.set_constraint_satisfied(out.check.satisfied);
   return ev;
 }
 

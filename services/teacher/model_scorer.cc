@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "common/status/status_macros.h"
 #include "common/tokenizer/tokenizer.h"
 
 namespace cmdistill::teacher {
@@ -51,18 +52,17 @@ std::unique_ptr<Scorer> MakeModelScorer(
 absl::StatusOr<std::unique_ptr<Scorer>> MakeModelScorer(
     const std::string& model_dir, const std::string& device,
     const std::string& dtype, int64_t max_batch_tokens) {
-  auto model = model::LanguageModel::Load(model_dir, device, dtype);
-  if (!model.ok()) return model.status();
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto model, model::LanguageModel::Load(model_dir, device, dtype));
   std::string fingerprint;
   if (std::filesystem::exists(model_dir + "/tokenizer.json")) {
-    auto tok = tokenizer::Tokenizer::Load(model_dir);
-    if (!tok.ok()) return tok.status();
-    fingerprint = (*tok)->fingerprint();
+    CMDISTILL_ASSIGN_OR_RETURN(auto tok, tokenizer::Tokenizer::Load(model_dir));
+    fingerprint = tok->fingerprint();
   }
   std::string id = std::filesystem::path(model_dir).filename().string();
   if (id.empty())
     id = std::filesystem::path(model_dir).parent_path().filename().string();
-  return MakeModelScorer(*std::move(model), id, fingerprint, max_batch_tokens);
+  return MakeModelScorer(std::move(model), id, fingerprint, max_batch_tokens);
 }
 
 }  // namespace cmdistill::teacher

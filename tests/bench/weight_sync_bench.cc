@@ -42,11 +42,12 @@ void BM_FetchPolicy(benchmark::State& state) {
   auto registry = metrics::NewRegistry();
   auto gate = net::GrpcServer::MakeGate({}, registry.get());
   learner::LearnerOptions lo;
-  auto service = *learner::LearnerServiceImpl::Create(
-      {{{1}, "q", "1"}}, trainer.get(), gate, registry.get(), lo);
+  auto learner = *learner::Learner::Create({{{1}, "q", "1"}}, trainer.get(),
+                                           registry.get(), lo);
+  learner::LearnerServiceImpl service(learner.get(), gate);
   net::ServerOptions so;
   so.max_message_bytes = 8 << 20;
-  auto server = *net::GrpcServer::Start(so, gate, {service.get()});
+  auto server = *net::GrpcServer::Start(so, gate, {&service});
   net::ChannelOptions co;
   co.target = "127.0.0.1:" + std::to_string(server->port());
   co.max_message_bytes = so.max_message_bytes;
@@ -81,7 +82,7 @@ void BM_FetchPolicy(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(buf.size()) *
                           state.iterations());
   state.counters["snapshot_MB"] = static_cast<double>(buf.size()) / 1e6;
-  server->Shutdown(absl::Seconds(2), [&] { service->Close(); });
+  server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
 }
 // Args: {big, in_place}: in_place = 0 reads through the generated stub,
 // 1 through policy_wire.

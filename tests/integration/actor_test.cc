@@ -95,9 +95,9 @@ TEST(Actor, TrainsEachLeasedPromptOnceThroughTheServicesAndStops) {
   std::vector<learner::Prompt> prompts = {{{'Q', '1'}, "Q1", "7"},
                                           {{'Q', '2'}, "Q2", "7"},
                                           {{'Q', '3'}, "Q3", "8"}};
-  auto learner = *learner::LearnerServiceImpl::Create(prompts, &trainer, lgate,
-                                                      lreg.get(), lo);
-  auto learner_server = Serve(lgate, learner.get());
+  auto learner = *learner::Learner::Create(prompts, &trainer, lreg.get(), lo);
+  learner::LearnerServiceImpl learner_service(learner.get(), lgate);
+  auto learner_server = Serve(lgate, &learner_service);
   // Teacher over the fake scorer.
   testing::FakeScorer scorer;
   auto treg = metrics::NewRegistry();

@@ -88,8 +88,8 @@ TEST(LearnerService, BadSubmissionsAreRefusedCountedAndHarmless) {
   v1::WaitForPolicyResponse wr;
   ASSERT_TRUE(f.stub->WaitForPolicy(&ctx, w, &wr).ok());
   EXPECT_EQ(wr.policy_version(), 1u);
-  ASSERT_EQ(f.service->epoch_status().size(), 1u);
-  EXPECT_EQ(f.service->epoch_status()[0].trained(), 1u);
+  ASSERT_EQ(f.learner->epoch_status().size(), 1u);
+  EXPECT_EQ(f.learner->epoch_status()[0].trained(), 1u);
   // After training, a resubmission of a trained trajectory is a duplicate.
   EXPECT_EQ(f.Submit(f.Make(l, 1)), v1::SUBMIT_OUTCOME_DUPLICATE);
   EXPECT_EQ(f.Metric("duplicate"), 2);
@@ -121,10 +121,10 @@ TEST(LearnerService, TwentyEpochsExactlyOnceWithFlatStateAndResumedLedger) {
     v1::WaitForPolicyResponse wr;
     ASSERT_TRUE(f.stub->WaitForPolicy(&ctx, w, &wr).ok());
     ASSERT_EQ(wr.policy_version(), static_cast<uint64_t>(step));
-    most_ids = std::max(most_ids, f.service->tracked_ids());
-    if (step == 6) bytes_at_epoch_2 = f.service->CaptureState().ByteSizeLong();
+    most_ids = std::max(most_ids, f.learner->tracked_ids());
+    if (step == 6) bytes_at_epoch_2 = f.learner->CaptureState().ByteSizeLong();
   }
-  const std::vector<v1::EpochStatus> ledger = f.service->epoch_status();
+  const std::vector<v1::EpochStatus> ledger = f.learner->epoch_status();
   ASSERT_EQ(ledger.size(), 20u);
   for (const auto& e : ledger) {
     EXPECT_EQ(e.trained(), 3u) << "epoch " << e.epoch();
@@ -132,7 +132,7 @@ TEST(LearnerService, TwentyEpochsExactlyOnceWithFlatStateAndResumedLedger) {
     EXPECT_EQ(e.trajectories().at("accepted"), 6u) << "epoch " << e.epoch();
   }
   EXPECT_LE(most_ids, 9u);  // one epoch: 3 leases + 6 trajectory ids
-  const size_t bytes_at_epoch_20 = f.service->CaptureState().ByteSizeLong();
+  const size_t bytes_at_epoch_20 = f.learner->CaptureState().ByteSizeLong();
   std::cout << "training state: " << bytes_at_epoch_2
             << " bytes after epoch 2, " << bytes_at_epoch_20
             << " after epoch 20; at most " << most_ids << " ids tracked\n";
@@ -153,9 +153,9 @@ TEST(LearnerService, TwentyEpochsExactlyOnceWithFlatStateAndResumedLedger) {
   EXPECT_EQ(f.Gauge("cmdistill_learner_prompts_trained_total"), 60);
   EXPECT_EQ(f.Metric("accepted"), 120);
   // Resumed from the checkpoint: same ledger, counters continue.
-  const v1::LearnerCheckpoint state = f.service->CaptureState();
+  const v1::LearnerCheckpoint state = f.learner->CaptureState();
   Fixture g(2, "float32", &state, "", /*epochs=*/20);
-  const std::vector<v1::EpochStatus> again = g.service->epoch_status();
+  const std::vector<v1::EpochStatus> again = g.learner->epoch_status();
   ASSERT_EQ(again.size(), 20u);
   for (size_t i = 0; i < again.size(); ++i) {
     EXPECT_EQ(again[i].trained(), ledger[i].trained());
@@ -216,9 +216,9 @@ TEST(LearnerService, FinishedIsAnnouncedOnlyOnceTheFinalStateIsCheckpointed) {
   f.checkpoint_dir = dir.path();
   f.Start(&f.trainer);
   ASSERT_EQ(f.TrainOneStep(), 1u);
-  f.service->WaitUntilFinished();
+  f.learner->WaitUntilFinished();
   EXPECT_TRUE(std::filesystem::is_directory(dir.path() + "/step-00000001"));
-  EXPECT_OK(f.service->final_checkpoint());
+  EXPECT_OK(f.learner->final_checkpoint());
 }
 
 TEST(LearnerService, AFailedStepIsCountedDroppedAndTheRunGoesOn) {
@@ -231,7 +231,7 @@ TEST(LearnerService, AFailedStepIsCountedDroppedAndTheRunGoesOn) {
   ASSERT_EQ(f.TrainOneStep(), 1u);
   EXPECT_EQ(f.Metric("step_failed"), 1);
   EXPECT_EQ(f.trainer.groups_trained, 1);
-  EXPECT_EQ(f.service->step(), 1);
+  EXPECT_EQ(f.learner->step(), 1);
 }
 
 }  // namespace

@@ -100,9 +100,10 @@ TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
   lo.lease.epochs = 1;
   lo.prompts_per_step = 2;
   lo.max_steps = 1000;  // ends with the data
-  auto learner = *learner::LearnerServiceImpl::Create(
-      prompts, trainer.get(), learner_gate, learner_registry.get(), lo);
-  auto learner_server = Serve(learner_gate, learner.get());
+  auto learner = *learner::Learner::Create(
+      prompts, trainer.get(), learner_registry.get(), lo);
+  learner::LearnerServiceImpl learner_service(learner.get(), learner_gate);
+  auto learner_server = Serve(learner_gate, &learner_service);
   // Teacher and reward.
   auto teacher_scorer = teacher::MakeModelScorer(
       *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32"), "teacher",
@@ -192,8 +193,8 @@ TEST(Pipeline, ActorsJoinAndLeaveMidRunAndEveryPromptTrainsOnce) {
   lo.max_steps = 1000;  // ends with the data: 12 steps
   absl::Mutex mu;
   int steps = 0;
-  auto learner = *learner::LearnerServiceImpl::Create(
-      prompts, trainer.get(), learner_gate, learner_registry.get(), lo,
+  auto learner = *learner::Learner::Create(
+      prompts, trainer.get(), learner_registry.get(), lo,
       [&](const learner::StepStats&, uint64_t) {
         absl::MutexLock l(&mu);
         ++steps;
@@ -204,7 +205,8 @@ TEST(Pipeline, ActorsJoinAndLeaveMidRunAndEveryPromptTrainsOnce) {
                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return steps >= n; };
     return mu.AwaitWithTimeout(absl::Condition(&reached), absl::Minutes(2));
   };
-  auto learner_server = Serve(learner_gate, learner.get());
+  learner::LearnerServiceImpl learner_service(learner.get(), learner_gate);
+  auto learner_server = Serve(learner_gate, &learner_service);
   auto teacher_scorer = teacher::MakeModelScorer(
       *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32"), "teacher",
       tok->fingerprint(), 4096);
@@ -292,9 +294,10 @@ TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
   lo.lease.samples_per_prompt = 2;
   lo.prompts_per_step = 2;
   lo.max_steps = 2;
-  auto learner = *learner::LearnerServiceImpl::Create(
-      prompts, trainer.get(), learner_gate, learner_registry.get(), lo);
-  auto learner_server = Serve(learner_gate, learner.get());
+  auto learner = *learner::Learner::Create(
+      prompts, trainer.get(), learner_registry.get(), lo);
+  learner::LearnerServiceImpl learner_service(learner.get(), learner_gate);
+  auto learner_server = Serve(learner_gate, &learner_service);
   reward::EvaluatorOptions eo;
   eo.reward.method = rl::Method::kCmdp;
   eo.reward.budget = {0.35, rl::CostNormalization::kPerMaxLen, 4};
@@ -422,12 +425,13 @@ TEST(Pipeline, TheStudentLearnsThroughTheServices) {
   lo.max_steps = 60;
   lo.max_policy_lag = 1;
   std::vector<double> rewards;
-  auto learner = *learner::LearnerServiceImpl::Create(
-      prompts, trainer.get(), gate, registry.get(), lo,
+  auto learner = *learner::Learner::Create(
+      prompts, trainer.get(), registry.get(), lo,
       [&](const learner::StepStats& s, uint64_t) {
         rewards.push_back(s.mean_task_reward);
       });
-  auto learner_server = Serve(gate, learner.get());
+  learner::LearnerServiceImpl learner_service(learner.get(), gate);
+  auto learner_server = Serve(gate, &learner_service);
   reward::EvaluatorOptions eo;
   eo.reward.method = rl::Method::kGrpo;
   eo.strictness = tasks::Strictness::kLastNumber;
@@ -510,14 +514,15 @@ ConstraintRun TrainThroughServices(rl::Method method,
   lo.max_steps = kSteps;
   lo.max_policy_lag = 1;
   ConstraintRun run;
-  auto learner = *learner::LearnerServiceImpl::Create(
-      prompts, trainer.get(), gate, registry.get(), lo,
+  auto learner = *learner::Learner::Create(
+      prompts, trainer.get(), registry.get(), lo,
       [&](const learner::StepStats& s, uint64_t) {
         run.satisfaction.push_back(s.satisfaction);
         run.reward.push_back(s.mean_task_reward);
         run.kl.push_back(s.mean_token_kl);
       });
-  auto learner_server = Serve(gate, learner.get());
+  learner::LearnerServiceImpl learner_service(learner.get(), gate);
+  auto learner_server = Serve(gate, &learner_service);
   auto teacher_scorer = teacher::MakeModelScorer(
       *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32"), "teacher",
       tok->fingerprint(), 4096);

@@ -48,16 +48,17 @@ struct LearnerFixture {
     lo.chunk_bytes = chunk_bytes;
     std::vector<learner::Prompt> prompts = {
         {{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}};
-    auto created = learner::LearnerServiceImpl::Create(
-        prompts, trainer, gate, registry.get(), lo, {}, resume_);
+    auto created = learner::Learner::Create(prompts, trainer, registry.get(),
+                                            lo, {}, resume_);
     EXPECT_OK(created.status());
-    if (created.ok()) service = *std::move(created);
+    if (created.ok()) learner = *std::move(created);
+    service = std::make_unique<learner::LearnerServiceImpl>(learner.get(), gate);
     server = *net::GrpcServer::Start({}, gate, {service.get()});
     stub = v1::LearnerService::NewStub(server->InProcessChannel());
   }
   void Stop() {
     if (server == nullptr) return;
-    server->Shutdown(absl::Seconds(2), [&] { service->Close(); });
+    server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
     server.reset();
   }
   v1::PromptLease Lease(const std::string& actor_id = "") {
@@ -117,6 +118,7 @@ struct LearnerFixture {
 
   std::shared_ptr<prometheus::Registry> registry;
   std::shared_ptr<net::CallGate> gate;
+  std::unique_ptr<learner::Learner> learner;
   std::unique_ptr<learner::LearnerServiceImpl> service;
   std::unique_ptr<net::GrpcServer> server;
   std::unique_ptr<v1::LearnerService::Stub> stub;

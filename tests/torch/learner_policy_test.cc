@@ -101,7 +101,7 @@ TEST(LearnerService, StaleSamplesAbandonTheLeaseAndSnapshotsVerify) {
 TEST(LearnerService, Bfloat16CheckpointsCarryMasterWeightsAndResumeExactly) {
   Fixture f(2, "bfloat16");
   ASSERT_EQ(f.TrainOneStep(), 1u);
-  const v1::LearnerCheckpoint saved = f.service->CaptureState();
+  const v1::LearnerCheckpoint saved = f.learner->CaptureState();
   // One float32 master per (bf16) parameter, as big as the parameter in fp32.
   ASSERT_EQ(saved.optimizer_master_weights_size(),
             saved.optimizer_moments_size() / 2);
@@ -113,7 +113,7 @@ TEST(LearnerService, Bfloat16CheckpointsCarryMasterWeightsAndResumeExactly) {
   // the same master weights, not ones re-rounded from the bf16 copy.
   ASSERT_OK_AND_ASSIGN(std::string weights, f.student->SerializeWeights());
   Fixture g(2, "bfloat16", &saved, weights);
-  const v1::LearnerCheckpoint resumed = g.service->CaptureState();
+  const v1::LearnerCheckpoint resumed = g.learner->CaptureState();
   ASSERT_EQ(resumed.optimizer_master_weights_size(),
             saved.optimizer_master_weights_size());
   for (int i = 0; i < saved.optimizer_master_weights_size(); ++i) {
@@ -124,7 +124,7 @@ TEST(LearnerService, Bfloat16CheckpointsCarryMasterWeightsAndResumeExactly) {
   EXPECT_EQ(resumed.optimizer_step(), 1);
   // A float32 learner has none to store.
   Fixture h;
-  const v1::LearnerCheckpoint fp32 = h.service->CaptureState();
+  const v1::LearnerCheckpoint fp32 = h.learner->CaptureState();
   for (const std::string& m : fp32.optimizer_master_weights())
     EXPECT_TRUE(m.empty());
 }

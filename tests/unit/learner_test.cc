@@ -1,0 +1,191 @@
+// The learner's update loop driven directly, without gRPC: leases and
+// submissions on the messages, steps on a FakeTrainer, the end of a run and
+// its durable checkpoint (tests/integration/learner_service_test.cc: the
+// same learner behind its RPCs).
+#include "services/learner/learner.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/metrics/metrics.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/learner/checkpoints.h"
+#include "tests/testing/fake_trainer.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_util.h"
+
+namespace cmdistill::learner {
+namespace {
+
+using ::cmdistill::testing::StatusIs;
+using ::testing::HasSubstr;
+
+struct Loop {
+  explicit Loop(int64_t max_steps, std::string checkpoint_dir = "",
+                int64_t checkpoint_every = 0) {
+    LearnerOptions o;
+    o.lease.samples_per_prompt = 2;
+    o.prompts_per_step = 1;
+    o.max_steps = max_steps;
+    o.checkpoint_dir = std::move(checkpoint_dir);
+    o.checkpoint_every = checkpoint_every;
+    o.buffer_capacity = 4;
+    std::vector<Prompt> prompts = {
+        {{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}};
+    auto created = Learner::Create(prompts, &trainer, registry.get(), o,
+                                   [this](const StepStats&, uint64_t version) {
+                                     versions.push_back(version);
+                                   });
+    EXPECT_OK(created.status());
+    learner = *std::move(created);
+  }
+  v1::PromptLease Lease() {
+    v1::LeasePromptsRequest req;
+    req.set_max_prompts(1);
+    v1::LeasePromptsResponse resp;
+    EXPECT_OK(learner->Lease(req, &resp));
+    EXPECT_EQ(resp.leases_size(), 1);
+    return resp.leases(0);
+  }
+  absl::Status SubmitGroup(const v1::PromptLease& l) {
+    v1::SubmitTrajectoriesRequest req;
+    for (uint32_t i = 0; i < 2; ++i) {
+      v1::Trajectory* t = req.add_trajectories();
+      *t->mutable_lease() = l.lease();
+      t->set_sample_index(i);
+      t->set_trajectory_id(l.lease().lease_id() + "/" + std::to_string(i));
+      t->mutable_prompt_ids()->CopyFrom(l.prompt_ids());
+      t->add_completion_ids(3);
+      t->add_behavior_logprobs(-1.5f);
+      t->mutable_evaluation()->add_feasible(true);
+      t->mutable_evaluation()->set_trajectory_return(1.0f);
+    }
+    v1::SubmitTrajectoriesResponse resp;
+    absl::Status s = learner->Submit(req, &resp);
+    for (int i = 0; i < resp.outcomes_size(); ++i)
+      EXPECT_EQ(resp.outcomes(i), v1::SUBMIT_OUTCOME_ACCEPTED)
+          << resp.reasons(i);
+    return s;
+  }
+  double Metric(const std::string& series) {
+    auto m = *testing::ParsePrometheusText(metrics::Serialize(*registry));
+    return m[series];
+  }
+
+  testing::FakeTrainer trainer;
+  std::shared_ptr<prometheus::Registry> registry = metrics::NewRegistry();
+  std::vector<uint64_t> versions;  // the observer's, one per step
+  std::unique_ptr<Learner> learner;
+};
+
+TEST(Learner, TrainsEachGroupOnceAndFinishesDurablyAtMaxSteps) {
+  testing::TempDir dir;
+  Loop l(/*max_steps=*/2, dir.path());
+  EXPECT_EQ(l.learner->policy_version(), 0u);
+  ASSERT_OK(l.SubmitGroup(l.Lease()));
+  ASSERT_OK(l.SubmitGroup(l.Lease()));
+  l.learner->WaitUntilFinished();
+  EXPECT_TRUE(l.learner->finished());
+  EXPECT_EQ(l.learner->step(), 2);
+  EXPECT_EQ(l.learner->policy_version(), 2u);
+  EXPECT_EQ(l.versions, (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(l.trainer.groups_trained, 2);
+  // The state that "finished" describes was written before it was announced.
+  EXPECT_OK(l.learner->final_checkpoint());
+  EXPECT_TRUE(std::filesystem::is_directory(dir.path() + "/step-00000002"));
+  v1::LeasePromptsRequest req;
+  req.set_max_prompts(1);
+  v1::LeasePromptsResponse resp;
+  EXPECT_THAT(l.learner->Lease(req, &resp),
+              StatusIs(absl::StatusCode::kOutOfRange, "training is finished"));
+  v1::GetStatusResponse status;
+  l.learner->Status(&status);
+  EXPECT_TRUE(status.finished());
+  EXPECT_EQ(status.step(), 2u);
+  ASSERT_EQ(status.epochs_size(), 1);
+  EXPECT_EQ(status.epochs(0).trained(), 2u);
+}
+
+TEST(Learner, RefusesWhatDoesNotFitAndZeroPrompts) {
+  Loop l(/*max_steps=*/100);
+  v1::LeasePromptsRequest zero;
+  v1::LeasePromptsResponse resp;
+  EXPECT_THAT(
+      l.learner->Lease(zero, &resp),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_prompts")));
+  v1::SubmitTrajectoriesRequest big;
+  for (int i = 0; i < 5; ++i) big.add_trajectories();  // capacity is 4
+  v1::SubmitTrajectoriesResponse refused;
+  EXPECT_THAT(l.learner->Submit(big, &refused),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("buffer is full")));
+  EXPECT_EQ(refused.outcomes_size(), 0);  // nothing taken
+  EXPECT_EQ(l.learner->step(), 0);
+}
+
+TEST(Learner, AFailedCheckpointIsCountedAndTrainingGoesOn) {
+  // The checkpoint root is a file: every write fails.
+  testing::TempDir dir;
+  const std::string root = dir.Write("not-a-folder", "x");
+  Loop l(/*max_steps=*/2, root, /*checkpoint_every=*/1);
+  ASSERT_OK(l.SubmitGroup(l.Lease()));
+  ASSERT_OK(l.SubmitGroup(l.Lease()));
+  l.learner->WaitUntilFinished();
+  EXPECT_EQ(l.learner->step(), 2);
+  EXPECT_FALSE(l.learner->final_checkpoint().ok());
+  // Step 1's periodic checkpoint and the final one.
+  EXPECT_EQ(l.Metric("cmdistill_learner_trajectories_total{outcome="
+                     "\"checkpoint_failed\"}"),
+            2);
+}
+
+TEST(Learner, ResumesAFinishedRunWithoutTraining) {
+  Loop first(/*max_steps=*/1);
+  ASSERT_OK(first.SubmitGroup(first.Lease()));
+  first.learner->WaitUntilFinished();
+  const v1::LearnerCheckpoint state = first.learner->CaptureState();
+  first.learner->Close();
+  EXPECT_EQ(state.step(), 1);
+  EXPECT_EQ(TrainerStateOf(state).step, 1);
+
+  testing::FakeTrainer trainer;
+  auto registry = metrics::NewRegistry();
+  LearnerOptions o;
+  o.lease.samples_per_prompt = 2;
+  o.prompts_per_step = 1;
+  o.max_steps = 1;
+  auto again = Learner::Create(
+      {{{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}}, &trainer,
+      registry.get(), o, {}, &state);
+  ASSERT_OK(again.status());
+  (*again)->WaitUntilFinished();
+  EXPECT_TRUE((*again)->finished());
+  EXPECT_EQ((*again)->step(), 1);
+  EXPECT_EQ((*again)->policy_version(), state.policy_version());
+  EXPECT_EQ(trainer.groups_trained, 0);
+  EXPECT_OK((*again)->final_checkpoint());  // nothing new to make durable
+}
+
+TEST(Learner, TrainerStateMapsBothWays) {
+  TrainerState ts;
+  ts.step = 7;
+  ts.lagrange = {0.25, 1.5, -0.5, 3};
+  ts.moments = {"m0", "v0"};
+  ts.master_weights = {"", "w1"};
+  v1::LearnerCheckpoint c;
+  SetTrainerState(ts, &c);
+  const TrainerState back = TrainerStateOf(c);
+  EXPECT_EQ(back.step, 7);
+  EXPECT_EQ(back.lagrange.lambda, 0.25);
+  EXPECT_EQ(back.lagrange.integral, 1.5);
+  EXPECT_EQ(back.lagrange.previous_error, -0.5);
+  EXPECT_EQ(back.lagrange.updates, 3);
+  EXPECT_EQ(back.moments, ts.moments);
+  EXPECT_EQ(back.master_weights, ts.master_weights);
+}
+
+}  // namespace
+}  // namespace cmdistill::learner
