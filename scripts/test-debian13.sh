@@ -98,30 +98,50 @@ fi
 INNER
 )
 
+# The mounts live in a private mount namespace, so they vanish with it. Inside a chroot (/ is
+# not a mount point, e.g. ../shared/tools/fresh-machine-test) no namespace can make its
+# propagation private: there the mounts are made in this namespace, with no recursive bind
+# (unmounting an rbind's copies would propagate to the host's /dev), and unmounted on exit.
+if unshare --mount --propagation private true 2>/dev/null; then
+  namespace=(unshare --mount --propagation private)
+  export OWN_NAMESPACE=1
+else
+  namespace=()
+  export OWN_NAMESPACE=0
+fi
 run_in_root() {  # run_in_root SCRIPT [ARGS...]: bash -c SCRIPT inside the root, tree mounted
   local script=$1
   shift
-  unshare --mount --propagation private bash -s -- "$chroot_dir" "$root" "$shared" "$script" \
-    "$@" <<'MOUNTS'
+  "${namespace[@]}" bash -s -- "$chroot_dir" "$root" "$shared" "$script" "$@" <<'MOUNTS'
 set -euo pipefail
 r=$1 tree=$2 shared=$3 script=$4
+mounted=()
+if [[ $OWN_NAMESPACE == 0 ]]; then
+  trap 'for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" || true; done' EXIT
+fi
+mnt() { mount "$@"; mounted+=("${@: -1}"); }
 # The root a mount point of its own: `ip netns exec` remounts / (--make-rslave) inside it.
-mount --bind "$r" "$r"
-mount -t proc proc "$r/proc"
-mount -t sysfs sysfs "$r/sys"
-mount --rbind /dev "$r/dev"
+mnt --bind "$r" "$r"
+mnt -t proc proc "$r/proc"
+mnt -t sysfs sysfs "$r/sys"
+if [[ $OWN_NAMESPACE == 1 ]]; then
+  mnt --rbind /dev "$r/dev"
+else
+  mnt --bind /dev "$r/dev"
+  mnt --bind /dev/pts "$r/dev/pts"
+fi
 mkdir -p "$r/run" "$r/tmp"
-mount -t tmpfs tmpfs "$r/run"
-mount -t tmpfs -o size=8g tmpfs "$r/tmp"
+mnt -t tmpfs tmpfs "$r/run"
+mnt -t tmpfs -o size=8g tmpfs "$r/tmp"
 mkdir -p "$r$tree"
-mount --bind "$tree" "$r$tree"
-if [[ -d $shared ]]; then mkdir -p "$r$shared"; mount --bind "$shared" "$r$shared"; fi
+mnt --bind "$tree" "$r$tree"
+if [[ -d $shared ]]; then mkdir -p "$r$shared"; mnt --bind "$shared" "$r$shared"; fi
 # kubectl (a static binary; not packaged by Debian) for the k8s_manifests test, from the host.
 if [[ -n $KUBECTL ]]; then
   touch "$r/usr/local/bin/kubectl"
-  mount --bind "$KUBECTL" "$r/usr/local/bin/kubectl"
+  mnt --bind "$KUBECTL" "$r/usr/local/bin/kubectl"
 fi
-exec chroot "$r" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+chroot "$r" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TREE="$tree" EXTRA="$EXTRA" \
   LIBTORCH="$LIBTORCH" \
   JOBS="$JOBS" CMDISTILL_WERROR="${CMDISTILL_WERROR:-0}" CMDISTILL_MODE="$MODE" \
