@@ -3,10 +3,13 @@ function(cmdistill_apply_warnings target)
   target_compile_options(${target} PRIVATE ${CMDISTILL_WARNING_FLAGS})
 endfunction()
 
-# cmdistill_test(NAME name SOURCES ... DEPS ... LABELS ... [TIMEOUT s])
+# cmdistill_test(NAME name SOURCES ... DEPS ... LABELS ... [TIMEOUT s] [BINARY])
 # One GoogleTest binary, registered with CTest as one test (fast to discover, labelled).
+# BINARY: the test runs the cmdistill binary (CMDISTILL_BIN is set only then); it is labelled
+# torch, since the binary links LibTorch. Label torch by hand a test that links LibTorch:
+# the test_labels test checks both (tests/check_labels.py), so `ctest -LE torch` needs none.
 function(cmdistill_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(T "BINARY" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${T_NAME} ${T_SOURCES})
   target_link_libraries(${T_NAME} PRIVATE ${T_DEPS} GTest::gmock_main GTest::gmock)
   cmdistill_apply_warnings(${T_NAME})
@@ -14,10 +17,11 @@ function(cmdistill_test)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 120)
   endif()
-  if(TARGET cmdistill)
-    set(_env "CMDISTILL_BIN=$<TARGET_FILE:cmdistill>;CMDISTILL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
-  else()  # CMDISTILL_TORCH_ONLY: no binary
-    set(_env "CMDISTILL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  set(_env "CMDISTILL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  if(T_BINARY)
+    list(APPEND _env "CMDISTILL_BIN=$<TARGET_FILE:cmdistill>")
+    list(APPEND T_LABELS torch)
+    list(REMOVE_DUPLICATES T_LABELS)
   endif()
   set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
     ENVIRONMENT "${_env}")
