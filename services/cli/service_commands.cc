@@ -1,16 +1,19 @@
 // The service subcommands: flags and the run file, the checks of what the
-// role needs, then the role itself (services/pipeline/roles.h).
+// role needs, then the role itself (services/<service>/role.h).
 #include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/rl/constraint.h"
+#include "services/actor/role.h"
 #include "services/cli/commands.h"
 #include "services/cli/flags.h"
 #include "services/cli/run_config_flags.h"
 #include "services/common/task_options.h"
-#include "services/pipeline/roles.h"
+#include "services/learner/role.h"
+#include "services/reward/role.h"
+#include "services/teacher/role.h"
 
 namespace cmdistill::cli {
 namespace {
@@ -39,7 +42,7 @@ int RunTeacher(const v1::RunConfig& config, const FlagSet& flags, Io io) {
         << "cmdistill teacher: no model (give --model DIR or teacher.path)\n";
     return kExitUsage;
   }
-  return Failed("teacher", pipeline::RunTeacherRole(config, dir, io.err), io);
+  return Failed("teacher", teacher::RunTeacherRole(config, dir, io.err), io);
 }
 
 int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
@@ -50,15 +53,14 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   }
   const std::string resume =
       flags.IsSet("resume") ? flags.Get("resume") : config.training().resume();
-  return Failed("learner", pipeline::RunLearnerRole(config, resume, io.err),
-                io);
+  return Failed("learner", learner::RunLearnerRole(config, resume, io.err), io);
 }
 
 int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   auto flag_or = [&](const char* name, const std::string& fallback) {
     return flags.IsSet(name) ? flags.Get(name) : fallback;
   };
-  pipeline::ActorRoleOptions o;
+  actor::ActorRoleOptions o;
   o.learner = flag_or("learner", config.services().learner().address());
   o.teacher = flag_or("teacher", config.services().teacher().address());
   o.reward = flag_or("reward", config.services().reward().address());
@@ -78,11 +80,11 @@ int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
               "tokenizer)\n";
     return kExitUsage;
   }
-  return Failed("actor", pipeline::RunActorRole(config, o, io.err), io);
+  return Failed("actor", actor::RunActorRole(config, o, io.err), io);
 }
 
 int RunReward(const v1::RunConfig& config, const FlagSet&, Io io) {
-  return Failed("reward", pipeline::RunRewardRole(config, io.err), io);
+  return Failed("reward", reward::RunRewardRole(config, io.err), io);
 }
 
 int RunService(const ServiceSpec& spec, const std::vector<std::string>& args,

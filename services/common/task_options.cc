@@ -129,16 +129,6 @@ absl::StatusOr<std::vector<int32_t>> StopTokenIds(
   return ids;
 }
 
-reward::EvaluatorOptions EvaluatorOptionsFrom(const v1::RunConfig& config) {
-  reward::EvaluatorOptions eo;
-  eo.reward = RewardOptionsFrom(config);
-  eo.cost = CostOptionsFrom(config);
-  eo.strictness = StrictnessFrom(config);
-  // The generator's data (local.datagen) is the only data with a known style.
-  eo.classify_styles = config.has_local() && config.local().has_datagen();
-  return eo;
-}
-
 std::string DTypeName(v1::ModelDType dtype) {
   return dtype == v1::MODEL_D_TYPE_BFLOAT16 ? "bfloat16" : "float32";
 }

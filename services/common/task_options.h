@@ -16,7 +16,6 @@
 #include "common/tasks/answer.h"
 #include "common/tasks/dataset.h"
 #include "common/tokenizer/tokenizer.h"
-#include "services/reward/evaluator.h"
 
 namespace cmdistill::services {
 
@@ -27,9 +26,6 @@ rl::LagrangeOptions LagrangeOptionsFrom(const v1::RunConfig& config);
 tasks::DatasetOptions DatasetOptionsFrom(const v1::RunConfig& config,
                                          bool test_split);
 tasks::Strictness StrictnessFrom(const v1::RunConfig& config);
-// The reward/constraint evaluator as the run file sets it (reward, cost,
-// strictness; vocab_size left 0 for the caller).
-reward::EvaluatorOptions EvaluatorOptionsFrom(const v1::RunConfig& config);
 // "bfloat16" or "float32": the dtype name the model library takes.
 std::string DTypeName(v1::ModelDType dtype);
 

@@ -15,6 +15,7 @@
 #include "services/common/task_options.h"
 #include "services/common/trajectory.h"
 #include "services/reward/evaluator.h"
+#include "services/reward/options.h"
 
 namespace cmdistill::eval {
 
@@ -75,7 +76,7 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& name,
 
   // Constraint bookkeeping as the reward service does it (a method that needs
   // the teacher, so that costs are computed).
-  reward::EvaluatorOptions eo = services::EvaluatorOptionsFrom(config);
+  reward::EvaluatorOptions eo = reward::EvaluatorOptionsFrom(config);
   eo.reward.method = teacher != nullptr ? rl::Method::kCmdp : rl::Method::kGrpo;
   eo.vocab_size = V;
   reward::Evaluator evaluator(&tokenizer, eo);

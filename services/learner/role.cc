@@ -1,82 +1,29 @@
-#include "services/pipeline/roles.h"
+#include "services/learner/role.h"
 
 #include <atomic>
 #include <cmath>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "common/checkpoint/hf_checkpoint.h"
-#include "common/config/config.h"
-#include "common/metrics/metrics.h"
-#include "common/metrics/process.h"
 #include "common/model/language_model.h"
-#include "common/net/client.h"
-#include "common/process/signals.h"
 #include "common/status/status_macros.h"
 #include "common/tasks/dataset.h"
 #include "common/tokenizer/tokenizer.h"
-#include "common/util/files.h"
-#include "services/actor/actor.h"
-#include "services/actor/model_policy.h"
 #include "services/common/child_protocol.h"
-#include "services/common/service_host.h"
+#include "services/common/role_host.h"
 #include "services/common/task_options.h"
-#include "services/common/wiring.h"
 #include "services/learner/checkpoints.h"
+#include "services/learner/learner.h"
 #include "services/learner/learner_service.h"
+#include "services/learner/optimizer_options.h"
 #include "services/learner/policy_trainer.h"
-#include "services/reward/evaluator.h"
-#include "services/reward/reward_service.h"
-#include "services/teacher/model_scorer.h"
-#include "services/teacher/teacher_service.h"
 
-namespace cmdistill::pipeline {
+namespace cmdistill::learner {
 namespace {
-
-// A ServiceHost for `name` on `endpoint` of the run file.
-absl::StatusOr<std::unique_ptr<services::ServiceHost>> MakeHost(
-    const std::string& name, const std::string& device,
-    const v1::RunConfig& config, const v1::EndpointConfig& endpoint,
-    std::string* listen_address = nullptr) {
-  CMDISTILL_ASSIGN_OR_RETURN(auto server,
-                             services::ServerOptionsFor(config, endpoint));
-  if (listen_address != nullptr) *listen_address = server.listen_address;
-  services::ServiceHostOptions ho;
-  ho.name = name;
-  ho.server = server;
-  ho.metrics_listen = endpoint.metrics_listen();
-  ho.device = device;
-  ho.shutdown_grace = absl::Seconds(config.services().shutdown_grace_seconds());
-  return services::ServiceHost::Create(ho);
-}
-
-// Serves what `make` builds until SIGTERM/SIGINT, then drains (STYLE.md
-// order): `before_shutdown` runs after the server stops taking calls.
-absl::Status Serve(
-    const std::string& name, const std::string& device,
-    const v1::RunConfig& config, const v1::EndpointConfig& endpoint,
-    std::ostream& log,
-    const std::function<std::vector<grpc::Service*>(services::ServiceHost&)>&
-        make,
-    const std::function<void()>& before_shutdown) {
-  std::string address;
-  CMDISTILL_ASSIGN_OR_RETURN(
-      auto host, MakeHost(name, device, config, endpoint, &address));
-  CMDISTILL_RETURN_IF_ERROR(host->Start(make(*host)));
-  log << "cmdistill " << name << ": serving on " << address << " (port "
-      << host->grpc_port() << "), metrics port " << host->metrics_port()
-      << "\n";
-  const int sig = host->WaitForShutdownSignal();
-  log << "cmdistill " << name << ": signal " << sig << ", draining\n";
-  host->Shutdown(before_shutdown);
-  log << "cmdistill " << name << ": stopped\n";
-  return absl::OkStatus();
-}
 
 // ------------------------------------------------------------ learner
 
@@ -253,76 +200,6 @@ void AnnounceFinished(const learner::Learner& learner,
 
 }  // namespace
 
-absl::Status RunTeacherRole(const v1::RunConfig& config,
-                            const std::string& model_dir, std::ostream& log) {
-  const auto& tc = config.teacher_service();
-  CMDISTILL_ASSIGN_OR_RETURN(
-      auto scorer,
-      teacher::MakeModelScorer(model_dir, config.teacher().device(),
-                               services::DTypeName(config.teacher().dtype()),
-                               tc.max_batch_tokens()));
-  teacher::TeacherServiceOptions o;
-  o.max_batch_tokens = tc.max_batch_tokens();
-  o.batch_timeout = absl::Milliseconds(tc.batch_timeout_ms());
-  o.queue_capacity = tc.queue_capacity();
-  o.max_request_sequences = tc.max_request_sequences();
-  o.max_request_tokens = tc.max_request_tokens();
-  std::unique_ptr<teacher::TeacherServiceImpl> service;
-  return Serve(
-      "teacher", scorer->info().device, config, config.services().teacher(),
-      log,
-      [&](services::ServiceHost& host) -> std::vector<grpc::Service*> {
-        service = std::make_unique<teacher::TeacherServiceImpl>(
-            scorer.get(), host.gate_ptr(), host.registry().get(), o);
-        return {service.get()};
-      },
-      [&] { service->Close(); });
-}
-
-absl::Status RunRewardRole(const v1::RunConfig& config, std::ostream& log) {
-  std::string tok_path = config.reward().tokenizer_path();
-  if (tok_path.empty()) tok_path = config.student().path();
-  std::unique_ptr<tokenizer::Tokenizer> tok;
-  if (!tok_path.empty()) {
-    CMDISTILL_ASSIGN_OR_RETURN(tok, tokenizer::Tokenizer::Load(tok_path));
-  } else {
-    log << "cmdistill reward: no tokenizer (reward.tokenizer_path / "
-           "student.path): trajectories must carry completion_text\n";
-  }
-  reward::EvaluatorOptions eo = services::EvaluatorOptionsFrom(config);
-  if (!config.student().path().empty()) {
-    // The models' vocabulary bounds token ids (it may exceed the tokenizer's).
-    const std::string path = config.student().path() + "/config.json";
-    if (auto text = util::ReadFile(path); text.ok()) {
-      auto mc = checkpoint::ParseModelConfig(*text, path);
-      if (mc.ok()) eo.vocab_size = mc->vocab_size;
-    }
-  }
-  reward::Evaluator evaluator(tok.get(), eo);
-  reward::RewardServiceOptions o;
-  o.queue_capacity = config.reward().queue_capacity();
-  o.workers = static_cast<int>(config.reward().workers());
-  o.max_request_trajectories = config.reward().max_request_trajectories();
-  o.rolling_window = config.reward().rolling_window();
-  o.method_name = config::MethodName(config.method());
-  o.normalization_name = config::EnumShortName(
-      *v1::CostNormalization_descriptor()->FindValueByNumber(
-          config.constraint().cost_normalization()));
-  o.estimator_name =
-      config::EnumShortName(*v1::CostEstimator_descriptor()->FindValueByNumber(
-          config.constraint().cost_estimator()));
-  o.tokenizer_fingerprint = tok ? tok->fingerprint() : "";
-  std::unique_ptr<reward::RewardServiceImpl> service;
-  return Serve(
-      "reward", "none", config, config.services().reward(), log,
-      [&](services::ServiceHost& host) -> std::vector<grpc::Service*> {
-        service = std::make_unique<reward::RewardServiceImpl>(
-            &evaluator, host.gate_ptr(), host.registry().get(), o);
-        return {service.get()};
-      },
-      [&] { service->Close(); });
-}
-
 absl::Status RunLearnerRole(const v1::RunConfig& config,
                             const std::string& resume, std::ostream& log) {
   const auto& tr = config.training();
@@ -349,9 +226,9 @@ absl::Status RunLearnerRole(const v1::RunConfig& config,
                                                    TrainerOptionsFrom(config)));
   if (const std::string w = trainer->PrecisionWarning(); !w.empty())
     log << "cmdistill learner: " << w << "\n";
-  CMDISTILL_ASSIGN_OR_RETURN(auto host,
-                             MakeHost("learner", student->device_name(), config,
-                                      config.services().learner()));
+  CMDISTILL_ASSIGN_OR_RETURN(
+      auto host, services::MakeRoleHost("learner", student->device_name(),
+                                        config, config.services().learner()));
   CMDISTILL_ASSIGN_OR_RETURN(
       auto learner,
       learner::Learner::Create(std::move(prompts), trainer.get(),
@@ -379,115 +256,4 @@ absl::Status RunLearnerRole(const v1::RunConfig& config,
   return saved.ok() ? checkpointed : saved;
 }
 
-// ------------------------------------------------------------ actor
-
-namespace {
-
-actor::ActorOptions ActorOptionsFrom(const v1::RunConfig& config,
-                                     const ActorRoleOptions& r) {
-  actor::ActorOptions ao;
-  ao.actor_id = r.id;
-  ao.prompts_per_lease = config.actor().prompts_per_lease();
-  const auto& g = config.generation();
-  ao.sampling.temperature = g.temperature();
-  ao.sampling.top_p = g.top_p();
-  ao.sampling.top_k = g.top_k();
-  ao.sampling.max_new_tokens = g.max_new_tokens();
-  ao.sampling.support_k =
-      g.support_k() == 0 ? (int64_t{1} << 40) : g.support_k();
-  ao.sampling.seed =
-      config.seed() * 7919 + std::hash<std::string>()(ao.actor_id);
-  // A reward-only method still asks a configured teacher: its scores feed the
-  // constraint-satisfaction and KL metrics (and nothing else).
-  ao.needs_teacher = rl::NeedsTeacher(services::MethodFrom(config.method())) ||
-                     !r.teacher.empty();
-  return ao;
-}
-
-// Writes the registry as Prometheus text to `path` every 2 s and once more
-// when stopped, so the last counts survive the process (a scrape races the
-// actor's exit at the end of training). Nothing when `path` is empty.
-class MetricsFile {
- public:
-  MetricsFile(std::string path, prometheus::Registry* registry)
-      : path_(std::move(path)), registry_(registry) {
-    if (path_.empty()) return;
-    thread_ = std::thread([this] {
-      while (!done_.WaitForNotificationWithTimeout(absl::Seconds(2))) Dump();
-    });
-  }
-  ~MetricsFile() {
-    if (path_.empty()) return;
-    done_.Notify();
-    thread_.join();
-    Dump();
-  }
-
- private:
-  void Dump() {
-    // Best effort: the next dump writes it again.
-    (void)util::WriteFileAtomically(path_, metrics::Serialize(*registry_));
-  }
-  const std::string path_;
-  prometheus::Registry* registry_;
-  absl::Notification done_;
-  std::thread thread_;
-};
-
-}  // namespace
-
-absl::Status RunActorRole(const v1::RunConfig& config,
-                          const ActorRoleOptions& r, std::ostream& log) {
-  CMDISTILL_ASSIGN_OR_RETURN(
-      auto tok, tokenizer::Tokenizer::Load(config.student().path()));
-  CMDISTILL_ASSIGN_OR_RETURN(
-      auto policy, model::LanguageModel::Load(
-                       config.student().path(), config.student().device(),
-                       services::DTypeName(config.student().dtype())));
-  CMDISTILL_ASSIGN_OR_RETURN(auto call, services::CallOptionsFor(config));
-  actor::ActorOptions ao = ActorOptionsFrom(config, r);
-  CMDISTILL_ASSIGN_OR_RETURN(
-      ao.sampling.stop_token_ids,
-      services::StopTokenIds(config, policy->config().eos_token_ids, *tok));
-  ao.tokenizer_fingerprint = tok->fingerprint();
-  ao.call = call;
-  auto channel = [&](const std::string& a) -> std::shared_ptr<grpc::Channel> {
-    auto o = services::ChannelOptionsFor(config, a);
-    if (!o.ok()) return nullptr;
-    auto c = net::MakeChannel(*o);
-    return c.ok() ? *c : nullptr;
-  };
-  CMDISTILL_ASSIGN_OR_RETURN(auto signals, ShutdownSignal::Install());
-  auto registry = metrics::NewRegistry();
-  metrics::RegisterBuildInfo(registry.get(), "actor", policy->device_name());
-  std::unique_ptr<metrics::HttpExposer> exposer;
-  if (!config.services().actor_metrics_listen().empty()) {
-    CMDISTILL_ASSIGN_OR_RETURN(
-        exposer, metrics::HttpExposer::Start(
-                     config.services().actor_metrics_listen(), registry));
-  }
-  actor::ModelPolicy seam(policy.get());
-  actor::Actor a(ao, &seam, channel(r.learner),
-                 ao.needs_teacher ? channel(r.teacher) : nullptr,
-                 channel(r.reward), registry.get());
-  std::atomic<bool> stop{false};
-  std::thread watcher([&] {
-    signals->Wait();
-    stop.store(true);
-  });
-  absl::Status s;
-  {
-    MetricsFile dump(r.metrics_file, registry.get());
-    services::Announce(
-        services::FormatReady({"actor", 0, exposer ? exposer->port() : 0}));
-    s = a.Run(stop);
-  }
-  signals->Notify();  // release the watcher if we ended on our own
-  watcher.join();
-  log << "cmdistill actor: " << (s.ok() ? "done" : std::string(s.message()))
-      << " after " << a.rounds() << " round(s), policy version "
-      << a.policy_version() << "\n";
-  return s;
-}
-
-}  // namespace cmdistill::pipeline
+}  // namespace cmdistill::learner

@@ -1,0 +1,38 @@
+// What every service role does around its own objects: a ServiceHost on the
+// run file's endpoint (gRPC server, /metrics, signals), and serving until
+// SIGTERM/SIGINT, then draining in STYLE.md's order. Each service's role
+// (services/<service>/role.h) builds its objects and calls these.
+#ifndef CMDISTILL_SERVICES_COMMON_ROLE_HOST_H_
+#define CMDISTILL_SERVICES_COMMON_ROLE_HOST_H_
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cmdistill/v1/config.pb.h"
+#include "services/common/service_host.h"
+
+namespace cmdistill::services {
+
+// A ServiceHost for `name` on `endpoint` of the run file; its listen address
+// in `listen_address` when given.
+absl::StatusOr<std::unique_ptr<ServiceHost>> MakeRoleHost(
+    const std::string& name, const std::string& device,
+    const v1::RunConfig& config, const v1::EndpointConfig& endpoint,
+    std::string* listen_address = nullptr);
+
+// Serves what `make` builds until SIGTERM/SIGINT, then drains (STYLE.md
+// order): `before_shutdown` runs after the server stops taking calls.
+absl::Status ServeRole(
+    const std::string& name, const std::string& device,
+    const v1::RunConfig& config, const v1::EndpointConfig& endpoint,
+    std::ostream& log,
+    const std::function<std::vector<grpc::Service*>(ServiceHost&)>& make,
+    const std::function<void()>& before_shutdown);
+
+}  // namespace cmdistill::services
+
+#endif  // CMDISTILL_SERVICES_COMMON_ROLE_HOST_H_
