@@ -18,6 +18,7 @@
 #include "services/actor/actor.h"
 #include "services/actor/model_policy.h"
 #include "services/common/child_protocol.h"
+#include "services/common/compute_threads.h"
 #include "services/common/task_options.h"
 #include "services/common/wiring.h"
 
@@ -81,6 +82,7 @@ absl::Status RunActorRole(const v1::RunConfig& config,
                           const ActorRoleOptions& r, std::ostream& log) {
   CMDISTILL_ASSIGN_OR_RETURN(
       auto tok, tokenizer::Tokenizer::Load(config.student().path()));
+  services::SetRoleComputeThreads(config, "actor", log);
   CMDISTILL_ASSIGN_OR_RETURN(
       auto policy, model::LanguageModel::Load(
                        config.student().path(), config.student().device(),

@@ -14,6 +14,7 @@
 #include "common/tasks/dataset.h"
 #include "common/tokenizer/tokenizer.h"
 #include "services/common/child_protocol.h"
+#include "services/common/compute_threads.h"
 #include "services/common/role_host.h"
 #include "services/common/task_options.h"
 #include "services/learner/checkpoints.h"
@@ -216,6 +217,7 @@ absl::Status RunLearnerRole(const v1::RunConfig& config,
         << found->state.step() << ", policy version "
         << found->state.policy_version() << ")\n";
   }
+  services::SetRoleComputeThreads(config, "learner", log);
   CMDISTILL_ASSIGN_OR_RETURN(
       auto student, model::LanguageModel::Load(
                         found ? found->dir : config.student().path(),

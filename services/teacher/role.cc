@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/status/status_macros.h"
+#include "services/common/compute_threads.h"
 #include "services/common/role_host.h"
 #include "services/common/task_options.h"
 #include "services/teacher/model_scorer.h"
@@ -14,6 +15,7 @@ namespace cmdistill::teacher {
 absl::Status RunTeacherRole(const v1::RunConfig& config,
                             const std::string& model_dir, std::ostream& log) {
   const auto& tc = config.teacher_service();
+  services::SetRoleComputeThreads(config, "teacher", log);
   CMDISTILL_ASSIGN_OR_RETURN(
       auto scorer,
       teacher::MakeModelScorer(model_dir, config.teacher().device(),

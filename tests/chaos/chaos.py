@@ -109,6 +109,7 @@ reward: {{answer_strictness: last_number}}
 actor: {{retry_max_backoff_seconds: 1}}
 services:
   rpc_deadline_seconds: 5
+  compute_threads: 1  # six roles share this machine (on a cluster each has its own)
   shutdown_grace_seconds: 2
   learner: {{listen: "127.0.0.1:{ports['learner']}", address: "127.0.0.1:{ports['learner']}"}}
   teacher: {{listen: "127.0.0.1:{ports['teacher']}", address: "127.0.0.1:{ports['teacher']}"}}

@@ -100,6 +100,7 @@ reward: {{answer_strictness: last_number}}
 actor: {{retry_max_backoff_seconds: 1}}
 services:
   rpc_deadline_seconds: 3
+  compute_threads: 1  # the "hosts" share this machine's cores
   learner: {{listen: "0.0.0.0:50051", address: "{ip['learner']}:50051"}}
   teacher: {{listen: "0.0.0.0:50052", address: "{ip['teacher']}:50052"}}
   reward: {{listen: "0.0.0.0:50053", address: "{ip['reward']}:50053"}}

@@ -28,6 +28,7 @@
 #include "services/teacher/model_scorer.h"
 #include "services/teacher/teacher_service.h"
 #include "tests/testing/model_configs.h"
+#include "tests/testing/pipeline_fixture.h"
 #include "tests/testing/serve.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
@@ -46,21 +47,6 @@ checkpoint::ModelConfig Tiny() {
   testing::TinyShape s;
   s.vocab = 257;  // the byte-level tokenizer: 256 bytes + <|endoftext|>
   return testing::TinyConfig(s);
-}
-
-using testing::Dial;
-using testing::Serve;
-
-// An actor sampling from `policy` through its ModelPolicy (kept in `seams`).
-std::unique_ptr<actor::Actor> NewActor(
-    const actor::ActorOptions& ao, model::LanguageModel* policy,
-    std::vector<std::unique_ptr<actor::ModelPolicy>>* seams,
-    std::shared_ptr<grpc::Channel> learner,
-    std::shared_ptr<grpc::Channel> teacher,
-    std::shared_ptr<grpc::Channel> reward, prometheus::Registry* registry) {
-  seams->push_back(std::make_unique<actor::ModelPolicy>(policy));
-  return std::make_unique<actor::Actor>(ao, seams->back().get(), learner,
-                                        teacher, reward, registry);
 }
 
 // The tokenizer of the tests: 256 byte tokens + <|endoftext|>.
@@ -83,94 +69,65 @@ std::vector<learner::Prompt> QPrompts(const tokenizer::Tokenizer& tok, int n) {
   return prompts;
 }
 
+// The options every test's actors share; each test changes what it tests.
+actor::ActorOptions BaseActor(const tokenizer::Tokenizer& tok, int a) {
+  actor::ActorOptions ao;
+  ao.actor_id = "actor-" + std::to_string(a);
+  ao.prompts_per_lease = 1;
+  ao.sampling.max_new_tokens = 4;
+  ao.sampling.support_k = 1000;  // whole vocabulary
+  ao.sampling.seed = static_cast<uint64_t>(a);
+  ao.tokenizer_fingerprint = tok.fingerprint();
+  ao.call.timeout = absl::Seconds(30);
+  ao.call.retry.initial_backoff = absl::Milliseconds(5);
+  ao.idle_wait = absl::Milliseconds(100);
+  return ao;
+}
+
+// A cmdp pipeline over `prompts` (G samples each, 2 prompts a step) with the
+// byte tokenizer's tiny models.
+testing::PipelineSpec CmdpSpec(std::vector<learner::Prompt> prompts, int G) {
+  testing::PipelineSpec spec;
+  spec.prompts = std::move(prompts);
+  spec.student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+  spec.trainer.method = rl::Method::kCmdp;
+  spec.trainer.optimizer.lr = 1e-2;
+  spec.learner.lease.samples_per_prompt = G;
+  spec.learner.prompts_per_step = 2;
+  spec.learner.max_steps = 1000;  // ends with the data
+  spec.reward.reward.method = rl::Method::kCmdp;
+  spec.reward.reward.budget = {0.35, rl::CostNormalization::kPerMaxLen, 4};
+  spec.teacher_config = Tiny();
+  return spec;
+}
+
 TEST(Pipeline, TrainsEveryPromptExactlyOnceWithTwoActors) {
   auto tok = ByteTokenizer();
   constexpr int kPrompts = 12, kG = 4;
-  const std::vector<learner::Prompt> prompts = QPrompts(*tok, kPrompts);
-  // Learner.
-  auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
-  learner::TrainerOptions to;
-  to.method = rl::Method::kCmdp;
-  to.optimizer.lr = 1e-2;
-  auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
-  auto learner_registry = metrics::NewRegistry();
-  auto learner_gate = net::GrpcServer::MakeGate({}, learner_registry.get());
-  learner::LearnerOptions lo;
-  lo.lease.samples_per_prompt = kG;
-  lo.lease.epochs = 1;
-  lo.prompts_per_step = 2;
-  lo.max_steps = 1000;  // ends with the data
-  auto learner = *learner::Learner::Create(
-      prompts, trainer.get(), learner_registry.get(), lo);
-  learner::LearnerServiceImpl learner_service(learner.get(), learner_gate);
-  auto learner_server = Serve(learner_gate, &learner_service);
-  // Teacher and reward.
-  auto teacher_scorer = teacher::MakeModelScorer(
-      *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32"), "teacher",
-      tok->fingerprint(), 4096);
-  auto reg2 = metrics::NewRegistry();
-  auto teacher_gate = net::GrpcServer::MakeGate({}, reg2.get());
-  teacher::TeacherServiceImpl teacher_service(teacher_scorer.get(),
-                                              teacher_gate, reg2.get(), {});
-  auto teacher_server = Serve(teacher_gate, &teacher_service);
-  reward::EvaluatorOptions eo;
-  eo.reward.method = rl::Method::kCmdp;
-  eo.reward.budget = {0.35, rl::CostNormalization::kPerMaxLen, 4};
-  eo.strictness = tasks::Strictness::kLastNumber;
-  reward::Evaluator evaluator(tok.get(), eo);
-  auto reg3 = metrics::NewRegistry();
-  auto reward_gate = net::GrpcServer::MakeGate({}, reg3.get());
-  reward::RewardServiceImpl reward_service(&evaluator, reward_gate, reg3.get(),
-                                           {});
-  auto reward_server = Serve(reward_gate, &reward_service);
+  testing::PipelineSpec spec = CmdpSpec(QPrompts(*tok, kPrompts), kG);
+  spec.learner.lease.epochs = 1;
+  spec.reward.strictness = tasks::Strictness::kLastNumber;
+  testing::InProcessPipeline p(tok.get(), std::move(spec));
   // Two actors, each with its own copy of the policy.
-  std::atomic<bool> stop{false};
-  std::vector<std::unique_ptr<model::LanguageModel>> policies;
-  std::vector<std::unique_ptr<actor::ModelPolicy>> seams;
-  std::vector<std::unique_ptr<actor::Actor>> actors;
-  std::vector<absl::Status> results(2);
-  std::vector<std::thread> threads;
-  auto actor_registry = metrics::NewRegistry();
-  for (int a = 0; a < 2; ++a) {
-    policies.push_back(
-        *model::LanguageModel::InitRandom(Tiny(), 50 + a, "cpu", "float32"));
-    actor::ActorOptions ao;
-    ao.actor_id = "actor-" + std::to_string(a);
-    ao.prompts_per_lease = 1;
-    ao.sampling.max_new_tokens = 4;
-    ao.sampling.support_k = 1000;  // whole vocabulary
-    ao.sampling.seed = static_cast<uint64_t>(a);
-    ao.tokenizer_fingerprint = tok->fingerprint();
-    ao.call.timeout = absl::Seconds(30);
-    ao.call.retry.initial_backoff = absl::Milliseconds(5);
-    ao.idle_wait = absl::Milliseconds(100);
-    actors.push_back(NewActor(ao, policies.back().get(), &seams,
-                              Dial(*learner_server), Dial(*teacher_server),
-                              Dial(*reward_server), actor_registry.get()));
-  }
-  for (int a = 0; a < 2; ++a) {
-    threads.emplace_back([&, a] { results[a] = actors[a]->Run(stop); });
-  }
-  learner->WaitUntilFinished();
-  for (auto& t : threads) t.join();
-  for (const auto& r : results) EXPECT_OK(r);
+  for (int a = 0; a < 2; ++a) p.AddActor(BaseActor(*tok, a), 50 + a, Tiny());
+  p.RunAll();
+  p.WaitUntilFinished();
+  for (const auto& r : p.results()) EXPECT_OK(r);
   // Exactly once: every prompt trained, none twice.
-  const std::vector<v1::EpochStatus> epochs = learner->epoch_status();
+  const std::vector<v1::EpochStatus> epochs = p.learner().epoch_status();
   ASSERT_EQ(epochs.size(), 1u);
   EXPECT_EQ(epochs[0].trained(), static_cast<uint64_t>(kPrompts));
   EXPECT_EQ(epochs[0].unique(), static_cast<uint64_t>(kPrompts));
-  EXPECT_EQ(learner->step(), kPrompts / 2);
-  EXPECT_EQ(learner->policy_version(), static_cast<uint64_t>(kPrompts / 2));
-  EXPECT_GT(actors[0]->rounds() + actors[1]->rounds(), 0);
-  EXPECT_GT(std::max(actors[0]->policy_version(), actors[1]->policy_version()),
+  EXPECT_EQ(p.learner().step(), kPrompts / 2);
+  EXPECT_EQ(p.learner().policy_version(), static_cast<uint64_t>(kPrompts / 2));
+  EXPECT_GT(p.actor(0).rounds() + p.actor(1).rounds(), 0);
+  EXPECT_GT(std::max(p.actor(0).policy_version(), p.actor(1).policy_version()),
             0u);
-  auto m = *testing::ParsePrometheusText(metrics::Serialize(*learner_registry));
+  auto m =
+      *testing::ParsePrometheusText(metrics::Serialize(p.learner_registry()));
   EXPECT_EQ(m["cmdistill_learner_trajectories_total{outcome=\"accepted\"}"],
             kPrompts * kG);
   EXPECT_EQ(m["cmdistill_learner_step"], kPrompts / 2);
-  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
-  teacher_server->Shutdown(absl::Seconds(2), [&] { teacher_service.Close(); });
-  reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
 }
 
 TEST(Pipeline, ActorsJoinAndLeaveMidRunAndEveryPromptTrainsOnce) {
@@ -179,101 +136,44 @@ TEST(Pipeline, ActorsJoinAndLeaveMidRunAndEveryPromptTrainsOnce) {
   // the epoch is still trained exactly once, and the learner counted 4 actors.
   auto tok = ByteTokenizer();
   constexpr int kPrompts = 24, kG = 2;
-  const std::vector<learner::Prompt> prompts = QPrompts(*tok, kPrompts);
-  auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
-  learner::TrainerOptions to;
-  to.method = rl::Method::kCmdp;
-  to.optimizer.lr = 1e-2;
-  auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
-  auto learner_registry = metrics::NewRegistry();
-  auto learner_gate = net::GrpcServer::MakeGate({}, learner_registry.get());
-  learner::LearnerOptions lo;
-  lo.lease.samples_per_prompt = kG;
-  lo.prompts_per_step = 2;
-  lo.max_steps = 1000;  // ends with the data: 12 steps
+  testing::PipelineSpec spec = CmdpSpec(QPrompts(*tok, kPrompts), kG);
   absl::Mutex mu;
   int steps = 0;
-  auto learner = *learner::Learner::Create(
-      prompts, trainer.get(), learner_registry.get(), lo,
-      [&](const learner::StepStats&, uint64_t) {
-        absl::MutexLock l(&mu);
-        ++steps;
-      });
+  spec.observer = [&](const learner::StepStats&, uint64_t) {
+    absl::MutexLock l(&mu);
+    ++steps;
+  };
   auto wait_for_step = [&](int n) {
     absl::MutexLock l(&mu);
     auto reached = [&]()
                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return steps >= n; };
     return mu.AwaitWithTimeout(absl::Condition(&reached), absl::Minutes(2));
   };
-  learner::LearnerServiceImpl learner_service(learner.get(), learner_gate);
-  auto learner_server = Serve(learner_gate, &learner_service);
-  auto teacher_scorer = teacher::MakeModelScorer(
-      *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32"), "teacher",
-      tok->fingerprint(), 4096);
-  auto reg2 = metrics::NewRegistry();
-  auto teacher_gate = net::GrpcServer::MakeGate({}, reg2.get());
-  teacher::TeacherServiceImpl teacher_service(teacher_scorer.get(),
-                                              teacher_gate, reg2.get(), {});
-  auto teacher_server = Serve(teacher_gate, &teacher_service);
-  reward::EvaluatorOptions eo;
-  eo.reward.method = rl::Method::kCmdp;
-  eo.reward.budget = {0.35, rl::CostNormalization::kPerMaxLen, 4};
-  reward::Evaluator evaluator(tok.get(), eo);
-  auto reg3 = metrics::NewRegistry();
-  auto reward_gate = net::GrpcServer::MakeGate({}, reg3.get());
-  reward::RewardServiceImpl reward_service(&evaluator, reward_gate, reg3.get(),
-                                           {});
-  auto reward_server = Serve(reward_gate, &reward_service);
+  testing::InProcessPipeline p(tok.get(), std::move(spec));  // 12 steps
   constexpr int kActors = 4;
-  std::vector<std::unique_ptr<model::LanguageModel>> policies;
-  std::vector<std::unique_ptr<actor::ModelPolicy>> seams;
-  std::vector<std::unique_ptr<actor::Actor>> actors;
-  std::vector<std::unique_ptr<std::atomic<bool>>> stops;
-  std::vector<absl::Status> results(kActors);
-  auto actor_registry = metrics::NewRegistry();
   for (int a = 0; a < kActors; ++a) {
-    policies.push_back(
-        *model::LanguageModel::InitRandom(Tiny(), 50 + a, "cpu", "float32"));
-    actor::ActorOptions ao;
-    ao.actor_id = "actor-" + std::to_string(a);
-    ao.prompts_per_lease = 1;
-    ao.sampling.max_new_tokens = 4;
-    ao.sampling.support_k = 1000;
-    ao.sampling.seed = static_cast<uint64_t>(a);
-    ao.tokenizer_fingerprint = tok->fingerprint();
-    ao.call.timeout = absl::Seconds(30);
-    ao.call.retry.initial_backoff = absl::Milliseconds(5);
+    actor::ActorOptions ao = BaseActor(*tok, a);
     ao.idle_wait = absl::Milliseconds(20);
-    actors.push_back(NewActor(ao, policies.back().get(), &seams,
-                              Dial(*learner_server), Dial(*teacher_server),
-                              Dial(*reward_server), actor_registry.get()));
-    stops.push_back(std::make_unique<std::atomic<bool>>(false));
+    p.AddActor(ao, 50 + a, Tiny());
   }
-  std::vector<std::thread> threads;
-  auto start = [&](int a) {
-    threads.emplace_back([&, a] { results[a] = actors[a]->Run(*stops[a]); });
-  };
-  start(0);
+  p.Run(0);
   ASSERT_TRUE(wait_for_step(2));
-  for (int a = 1; a < kActors; ++a) start(a);
+  for (int a = 1; a < kActors; ++a) p.Run(a);
   ASSERT_TRUE(wait_for_step(6));
-  stops[1]->store(true);  // two leave mid-run
-  stops[2]->store(true);
-  learner->WaitUntilFinished();
-  for (auto& t : threads) t.join();
-  for (const auto& r : results) EXPECT_OK(r);
-  const std::vector<v1::EpochStatus> epochs = learner->epoch_status();
+  p.Leave(1);  // two leave mid-run
+  p.Leave(2);
+  p.WaitUntilFinished();
+  for (const auto& r : p.results()) EXPECT_OK(r);
+  const std::vector<v1::EpochStatus> epochs = p.learner().epoch_status();
   ASSERT_EQ(epochs.size(), 1u);
   EXPECT_EQ(epochs[0].trained(), static_cast<uint64_t>(kPrompts));
   EXPECT_EQ(epochs[0].unique(), static_cast<uint64_t>(kPrompts));
-  EXPECT_EQ(learner->step(), kPrompts / 2);
-  auto m = *testing::ParsePrometheusText(metrics::Serialize(*learner_registry));
+  EXPECT_EQ(p.learner().step(), kPrompts / 2);
+  auto m =
+      *testing::ParsePrometheusText(metrics::Serialize(p.learner_registry()));
   EXPECT_EQ(m["cmdistill_learner_live_actors"], kActors);
   EXPECT_EQ(m["cmdistill_learner_trajectories_total{outcome=\"duplicate\"}"],
             0);
-  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
-  teacher_server->Shutdown(absl::Seconds(2), [&] { teacher_service.Close(); });
-  reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
 }
 
 TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
@@ -282,44 +182,16 @@ TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
   // once the teacher comes up, instead of exiting (found by the chaos harness:
   // a teacher gone for 30 s ended a fresh actor).
   auto tok = ByteTokenizer();
-  const std::vector<learner::Prompt> prompts = QPrompts(*tok, 4);
-  auto student = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
-  learner::TrainerOptions to;
-  to.method = rl::Method::kCmdp;
-  to.optimizer.lr = 1e-2;
-  auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
-  auto learner_registry = metrics::NewRegistry();
-  auto learner_gate = net::GrpcServer::MakeGate({}, learner_registry.get());
-  learner::LearnerOptions lo;
-  lo.lease.samples_per_prompt = 2;
-  lo.prompts_per_step = 2;
-  lo.max_steps = 2;
-  auto learner = *learner::Learner::Create(
-      prompts, trainer.get(), learner_registry.get(), lo);
-  learner::LearnerServiceImpl learner_service(learner.get(), learner_gate);
-  auto learner_server = Serve(learner_gate, &learner_service);
-  reward::EvaluatorOptions eo;
-  eo.reward.method = rl::Method::kCmdp;
-  eo.reward.budget = {0.35, rl::CostNormalization::kPerMaxLen, 4};
-  reward::Evaluator evaluator(tok.get(), eo);
-  auto reg3 = metrics::NewRegistry();
-  auto reward_gate = net::GrpcServer::MakeGate({}, reg3.get());
-  reward::RewardServiceImpl reward_service(&evaluator, reward_gate, reg3.get(),
-                                           {});
-  auto reward_server = Serve(reward_gate, &reward_service);
+  testing::PipelineSpec spec = CmdpSpec(QPrompts(*tok, 4), 2);
+  spec.learner.max_steps = 2;
+  spec.serve_teacher = false;  // served below, late
+  testing::InProcessPipeline p(tok.get(), std::move(spec));
   // A free port for the teacher, with nothing on it yet.
-  auto reg2 = metrics::NewRegistry();
-  auto teacher_gate = net::GrpcServer::MakeGate({}, reg2.get());
-  auto teacher_scorer = teacher::MakeModelScorer(
-      *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32"), "teacher",
-      tok->fingerprint(), 4096);
-  teacher::TeacherServiceImpl teacher_service(teacher_scorer.get(),
-                                              teacher_gate, reg2.get(), {});
   int port = 0;
   {
     auto probe_registry = metrics::NewRegistry();
     auto probe_gate = net::GrpcServer::MakeGate({}, probe_registry.get());
-    teacher::TeacherServiceImpl probe_service(teacher_scorer.get(), probe_gate,
+    teacher::TeacherServiceImpl probe_service(p.teacher_scorer(), probe_gate,
                                               probe_registry.get(), {});
     auto probe = net::GrpcServer::Start(net::ServerOptions{}, probe_gate,
                                         {&probe_service});
@@ -327,7 +199,6 @@ TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
     port = (*probe)->port();
     (*probe)->Shutdown(absl::ZeroDuration(), [&] { probe_service.Close(); });
   }
-  auto policy = *model::LanguageModel::InitRandom(Tiny(), 9, "cpu", "float32");
   actor::ActorOptions ao;
   ao.prompts_per_lease = 1;
   ao.sampling.max_new_tokens = 4;
@@ -339,20 +210,16 @@ TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
   ao.idle_wait = absl::Milliseconds(50);
   net::ChannelOptions co;
   co.target = "127.0.0.1:" + std::to_string(port);
-  auto actor_registry = metrics::NewRegistry();
-  actor::ModelPolicy seam(policy.get());
-  actor::Actor a(ao, &seam, Dial(*learner_server), *net::MakeChannel(co),
-                 Dial(*reward_server), actor_registry.get());
-  std::atomic<bool> stop{false};
-  absl::Status result = absl::UnknownError("not run");
-  std::thread t([&] { result = a.Run(stop); });
+  actor::Actor& a = *p.AddActor(ao, 9, Tiny(), *net::MakeChannel(co));
+  p.Run(0);
   // Wait (bounded) until two start-up checks have failed.
   const std::string checks =
       "cmdistill_actor_rpc_seconds_count{method=\"GetInfo\",peer=\"teacher\"}";
   const absl::Time give_up = absl::Now() + absl::Seconds(60);
   double failed = 0;
   while (absl::Now() < give_up) {
-    auto m = testing::ParsePrometheusText(metrics::Serialize(*actor_registry));
+    auto m =
+        testing::ParsePrometheusText(metrics::Serialize(p.actor_registry()));
     failed = m.ok() ? (*m)[checks] : 0;
     if (failed >= 2) break;
     absl::SleepFor(absl::Milliseconds(20));
@@ -362,18 +229,16 @@ TEST(Pipeline, AnActorOutlastsATeacherThatStartsLate) {
   net::ServerOptions so;
   so.listen_address = "127.0.0.1:" + std::to_string(port);
   auto teacher_server =
-      net::GrpcServer::Start(so, teacher_gate, {&teacher_service});
+      net::GrpcServer::Start(so, p.teacher_gate(), {&p.teacher_service()});
   ASSERT_OK(teacher_server.status()) << "port " << port << " was taken";
-  learner->WaitUntilFinished();
-  t.join();
-  EXPECT_OK(result);
-  EXPECT_EQ(learner->step(), 2);
+  p.WaitUntilFinished();
+  EXPECT_OK(p.results()[0]);
+  EXPECT_EQ(p.learner().step(), 2);
   EXPECT_GT(a.rounds(), 0);
-  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
+  p.Stop();
   (*teacher_server)->Shutdown(absl::Seconds(2), [&] {
-    teacher_service.Close();
+    p.teacher_service().Close();
   });
-  reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
 }
 
 // `n` prompts "Q0:".."Q7:" whose gold answer is always "7".
@@ -410,64 +275,37 @@ std::unique_ptr<model::LanguageModel> StudentLeaningToSeven(
 // completion in five), then learns by RL with two actors.
 TEST(Pipeline, TheStudentLearnsThroughTheServices) {
   auto tok = ByteTokenizer();
-  const std::vector<learner::Prompt> prompts = SevenPrompts(*tok, 240);
-  auto student = StudentLeaningToSeven(*tok);
-  learner::TrainerOptions to;
-  to.method = rl::Method::kGrpo;
-  to.optimizer.lr = 5e-2;
-  to.optimizer.total_steps = 60;
-  auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
-  auto registry = metrics::NewRegistry();
-  auto gate = net::GrpcServer::MakeGate({}, registry.get());
-  learner::LearnerOptions lo;
-  lo.lease.samples_per_prompt = 8;
-  lo.prompts_per_step = 4;
-  lo.max_steps = 60;
-  lo.max_policy_lag = 1;
+  testing::PipelineSpec spec;
+  spec.prompts = SevenPrompts(*tok, 240);
+  spec.student = StudentLeaningToSeven(*tok);
+  spec.trainer.method = rl::Method::kGrpo;
+  spec.trainer.optimizer.lr = 5e-2;
+  spec.trainer.optimizer.total_steps = 60;
+  spec.learner.lease.samples_per_prompt = 8;
+  spec.learner.prompts_per_step = 4;
+  spec.learner.max_steps = 60;
+  spec.learner.max_policy_lag = 1;
   std::vector<double> rewards;
-  auto learner = *learner::Learner::Create(
-      prompts, trainer.get(), registry.get(), lo,
-      [&](const learner::StepStats& s, uint64_t) {
-        rewards.push_back(s.mean_task_reward);
-      });
-  learner::LearnerServiceImpl learner_service(learner.get(), gate);
-  auto learner_server = Serve(gate, &learner_service);
-  reward::EvaluatorOptions eo;
-  eo.reward.method = rl::Method::kGrpo;
-  eo.strictness = tasks::Strictness::kLastNumber;
-  reward::Evaluator evaluator(tok.get(), eo);
-  auto reg3 = metrics::NewRegistry();
-  auto reward_gate = net::GrpcServer::MakeGate({}, reg3.get());
-  reward::RewardServiceImpl reward_service(&evaluator, reward_gate, reg3.get(),
-                                           {});
-  auto reward_server = Serve(reward_gate, &reward_service);
-  std::atomic<bool> stop{false};
-  std::vector<std::unique_ptr<model::LanguageModel>> policies;
-  std::vector<std::unique_ptr<actor::ModelPolicy>> seams;
-  std::vector<std::unique_ptr<actor::Actor>> actors;
-  std::vector<std::thread> threads;
-  auto actor_registry = metrics::NewRegistry();
+  spec.observer = [&](const learner::StepStats& s, uint64_t) {
+    rewards.push_back(s.mean_task_reward);
+  };
+  spec.reward.reward.method = rl::Method::kGrpo;
+  spec.reward.strictness = tasks::Strictness::kLastNumber;
+  spec.serve_teacher = false;  // grpo
+  spec.teacher_config = Tiny();
+  testing::InProcessPipeline p(tok.get(), std::move(spec));
   for (int a = 0; a < 2; ++a) {
-    policies.push_back(
-        *model::LanguageModel::InitRandom(Tiny(), 9, "cpu", "float32"));
-    actor::ActorOptions ao;
-    ao.actor_id = "actor-" + std::to_string(a);
-    ao.prompts_per_lease = 1;
+    actor::ActorOptions ao = BaseActor(*tok, a);
     ao.sampling.max_new_tokens = 1;  // the answer is the one token
+    ao.sampling.support_k = 0;
     ao.sampling.seed = static_cast<uint64_t>(a + 1);
+    ao.tokenizer_fingerprint.clear();
     ao.needs_teacher = false;  // grpo
-    ao.call.timeout = absl::Seconds(30);
-    ao.call.retry.initial_backoff = absl::Milliseconds(5);
-    ao.idle_wait = absl::Milliseconds(100);
-    actors.push_back(NewActor(ao, policies.back().get(), &seams,
-                              Dial(*learner_server), nullptr,
-                              Dial(*reward_server), actor_registry.get()));
+    p.AddActor(ao, 9, Tiny());
   }
-  for (int a = 0; a < 2; ++a) {
-    threads.emplace_back([&, a] { EXPECT_OK(actors[a]->Run(stop)); });
-  }
-  learner->WaitUntilFinished();
-  for (auto& t : threads) t.join();
+  p.RunAll();
+  p.WaitUntilFinished();
+  for (const auto& r : p.results()) EXPECT_OK(r);
   ASSERT_EQ(rewards.size(), 60u);
   const double first = (rewards[0] + rewards[1] + rewards[2]) / 3;
   const double last = (rewards[57] + rewards[58] + rewards[59]) / 3;
@@ -480,8 +318,6 @@ TEST(Pipeline, TheStudentLearnsThroughTheServices) {
   EXPECT_LT(first, 0.5);
   EXPECT_GT(last, 0.7);
   EXPECT_GT(last, first + 0.4);
-  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
-  reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
 }
 
 // The constraint binds through the running services: the same student, teacher,
@@ -497,83 +333,41 @@ struct ConstraintRun {
 ConstraintRun TrainThroughServices(rl::Method method,
                                    double budget = kBindingBudget) {
   auto tok = ByteTokenizer();
-  const std::vector<learner::Prompt> prompts = SevenPrompts(*tok, 400);
-  auto student = StudentLeaningToSeven(*tok);
   constexpr int kNew = 3, kSteps = 40;
-  learner::TrainerOptions to;
-  to.method = method;
-  to.optimizer.lr = 3e-2;
-  to.optimizer.total_steps = kSteps;
-  to.kappa = 5.0;  // term II pulls infeasible tokens back firmly
-  auto trainer = *learner::PolicyTrainer::Create(student.get(), to);
-  auto registry = metrics::NewRegistry();
-  auto gate = net::GrpcServer::MakeGate({}, registry.get());
-  learner::LearnerOptions lo;
-  lo.lease.samples_per_prompt = 8;
-  lo.prompts_per_step = 4;
-  lo.max_steps = kSteps;
-  lo.max_policy_lag = 1;
+  testing::PipelineSpec spec;
+  spec.prompts = SevenPrompts(*tok, 400);
+  spec.student = StudentLeaningToSeven(*tok);
+  spec.trainer.method = method;
+  spec.trainer.optimizer.lr = 3e-2;
+  spec.trainer.optimizer.total_steps = kSteps;
+  spec.trainer.kappa = 5.0;  // term II pulls infeasible tokens back firmly
+  spec.learner.lease.samples_per_prompt = 8;
+  spec.learner.prompts_per_step = 4;
+  spec.learner.max_steps = kSteps;
+  spec.learner.max_policy_lag = 1;
   ConstraintRun run;
-  auto learner = *learner::Learner::Create(
-      prompts, trainer.get(), registry.get(), lo,
-      [&](const learner::StepStats& s, uint64_t) {
-        run.satisfaction.push_back(s.satisfaction);
-        run.reward.push_back(s.mean_task_reward);
-        run.kl.push_back(s.mean_token_kl);
-      });
-  learner::LearnerServiceImpl learner_service(learner.get(), gate);
-  auto learner_server = Serve(gate, &learner_service);
-  auto teacher_scorer = teacher::MakeModelScorer(
-      *model::LanguageModel::InitRandom(Tiny(), 2, "cpu", "float32"), "teacher",
-      tok->fingerprint(), 4096);
-  auto reg2 = metrics::NewRegistry();
-  auto teacher_gate = net::GrpcServer::MakeGate({}, reg2.get());
-  teacher::TeacherServiceImpl teacher_service(teacher_scorer.get(),
-                                              teacher_gate, reg2.get(), {});
-  auto teacher_server = Serve(teacher_gate, &teacher_service);
-  reward::EvaluatorOptions eo;
-  eo.reward.method = method;
-  eo.reward.penalty = 1;
-  eo.reward.budget = {budget, rl::CostNormalization::kPerMaxLen, kNew};
-  eo.strictness = tasks::Strictness::kLastNumber;
-  reward::Evaluator evaluator(tok.get(), eo);
-  auto reg3 = metrics::NewRegistry();
-  auto reward_gate = net::GrpcServer::MakeGate({}, reg3.get());
-  reward::RewardServiceImpl reward_service(&evaluator, reward_gate, reg3.get(),
-                                           {});
-  auto reward_server = Serve(reward_gate, &reward_service);
-  std::atomic<bool> stop{false};
-  std::vector<std::unique_ptr<model::LanguageModel>> policies;
-  std::vector<std::unique_ptr<actor::ModelPolicy>> seams;
-  std::vector<std::unique_ptr<actor::Actor>> actors;
-  std::vector<std::thread> threads;
-  auto actor_registry = metrics::NewRegistry();
+  spec.observer = [&](const learner::StepStats& s, uint64_t) {
+    run.satisfaction.push_back(s.satisfaction);
+    run.reward.push_back(s.mean_task_reward);
+    run.kl.push_back(s.mean_token_kl);
+  };
+  spec.reward.reward.method = method;
+  spec.reward.reward.penalty = 1;
+  spec.reward.reward.budget = {budget, rl::CostNormalization::kPerMaxLen, kNew};
+  spec.reward.strictness = tasks::Strictness::kLastNumber;
+  spec.teacher_config = Tiny();
+  testing::InProcessPipeline p(tok.get(), std::move(spec));
   for (int a = 0; a < 2; ++a) {
-    policies.push_back(
-        *model::LanguageModel::InitRandom(Tiny(), 9, "cpu", "float32"));
-    actor::ActorOptions ao;
-    ao.actor_id = "actor-" + std::to_string(a);
-    ao.prompts_per_lease = 1;
+    actor::ActorOptions ao = BaseActor(*tok, a);
     ao.sampling.max_new_tokens = kNew;
     ao.sampling.support_k = 1000;  // whole vocabulary: exact KL
     ao.sampling.seed = static_cast<uint64_t>(a + 1);
     ao.needs_teacher = true;  // grpo too: the teacher's scores feed the CSR
-    ao.tokenizer_fingerprint = tok->fingerprint();
-    ao.call.timeout = absl::Seconds(30);
-    ao.call.retry.initial_backoff = absl::Milliseconds(5);
-    ao.idle_wait = absl::Milliseconds(100);
-    actors.push_back(NewActor(ao, policies.back().get(), &seams,
-                              Dial(*learner_server), Dial(*teacher_server),
-                              Dial(*reward_server), actor_registry.get()));
+    p.AddActor(ao, 9, Tiny());
   }
-  for (int a = 0; a < 2; ++a) {
-    threads.emplace_back([&, a] { EXPECT_OK(actors[a]->Run(stop)); });
-  }
-  learner->WaitUntilFinished();
-  for (auto& t : threads) t.join();
-  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
-  teacher_server->Shutdown(absl::Seconds(2), [&] { teacher_service.Close(); });
-  reward_server->Shutdown(absl::Seconds(2), [&] { reward_service.Close(); });
+  p.RunAll();
+  p.WaitUntilFinished();
+  for (const auto& r : p.results()) EXPECT_OK(r);
   return run;
 }
 

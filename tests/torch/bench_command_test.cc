@@ -84,9 +84,11 @@ TEST(BenchCommand, JsonHasTheMeasuredFields) {
   const json tj = json::parse(t.out);
   const double tps = tj["tokens_per_s"]["median"];
   EXPECT_GT(tps, 0);
-  // Tied embeddings: every parameter is a matmul parameter.
+  // Tied embeddings: every parameter is a matmul parameter. Within what the
+  // JSON's rounding allows: tokens/s printed to 0.1 (0.3% at the 17 tokens/s
+  // of a loaded machine), FLOP/s to 4 significant digits.
   EXPECT_NEAR(tj["model_flops_per_s"].get<double>(), 6.0 * 1976576 * tps,
-              1e-3 * 6.0 * 1976576 * tps);
+              6.0 * 1976576 * 0.05 + 1e-3 * 6.0 * 1976576 * tps);
   EXPECT_NEAR(tj["mfu"].get<double>(),
               tj["model_flops_per_s"].get<double>() / 1e12, 1e-4);
   const Result s = Bench({"score", "--batch", "2", "--seq-len", "16",
