@@ -121,8 +121,8 @@ absl::Status Learner::Lease(const v1::LeasePromptsRequest& req,
                             v1::LeasePromptsResponse* resp) {
   if (req.max_prompts() == 0)
     return absl::InvalidArgumentError("max_prompts must be > 0");
-  const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();  // after the lock: leases last their time
   if (!req.actor_id().empty()) actor_seen_[req.actor_id()] = now;
   CountLiveActors(now);
   if (finished_) return absl::OutOfRangeError("training is finished");

@@ -138,9 +138,10 @@ class Learner {
   // the end of training.
   Next NextBatch(std::vector<std::vector<v1::Trajectory>>* groups)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Publishes a step's result and its bookkeeping; kStep to go on, kFinish /
-  // kFinishDurably when training ends, kStop when the step could not be
-  // published. Sets `checkpoint` when one is due.
+  // Publishes a step's result and its bookkeeping: kFinishDurably when it
+  // reached max_steps, otherwise kStep (also when the weights could not be
+  // serialised: that step is not published and the loop goes on). Sets
+  // `checkpoint` when one is due.
   Next FinishStep(const std::vector<std::vector<v1::Trajectory>>& groups,
                   const StepStats& stats, bool* checkpoint)
       ABSL_LOCKS_EXCLUDED(mu_);

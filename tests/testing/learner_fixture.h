@@ -50,9 +50,10 @@ struct LearnerFixture {
         {{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}};
     auto created = learner::Learner::Create(prompts, trainer, registry.get(),
                                             lo, {}, resume_);
-    EXPECT_OK(created.status());
-    if (created.ok()) learner = *std::move(created);
-    service = std::make_unique<learner::LearnerServiceImpl>(learner.get(), gate);
+    ASSERT_OK(created.status());
+    learner = *std::move(created);
+    service =
+        std::make_unique<learner::LearnerServiceImpl>(learner.get(), gate);
     server = *net::GrpcServer::Start({}, gate, {service.get()});
     stub = v1::LearnerService::NewStub(server->InProcessChannel());
   }
