@@ -331,7 +331,8 @@ struct ConstraintRun {
 };
 
 ConstraintRun TrainThroughServices(rl::Method method,
-                                   double budget = kBindingBudget) {
+                                   double budget = kBindingBudget,
+                                   uint64_t actor_seed = 1) {
   auto tok = ByteTokenizer();
   constexpr int kNew = 3, kSteps = 40;
   testing::PipelineSpec spec;
@@ -361,7 +362,7 @@ ConstraintRun TrainThroughServices(rl::Method method,
     actor::ActorOptions ao = BaseActor(*tok, a);
     ao.sampling.max_new_tokens = kNew;
     ao.sampling.support_k = 1000;  // whole vocabulary: exact KL
-    ao.sampling.seed = static_cast<uint64_t>(a + 1);
+    ao.sampling.seed = actor_seed + static_cast<uint64_t>(a);
     ao.needs_teacher = true;  // grpo too: the teacher's scores feed the CSR
     p.AddActor(ao, 9, Tiny());
   }
@@ -407,13 +408,23 @@ TEST(Pipeline, CmdpGainsRewardThatDistillationAloneDoesNot) {
   // within the budget. Rewards of the training batches (sampled, T = 1).
   const ConstraintRun gkd =
       TrainThroughServices(rl::Method::kGkd, kRoomyBudget);
+  // cmdp twice (actor seeds 1 and 3): one run's outcome depends on the
+  // actors' interleaving, and 1 in about 17 loaded runs of one seed ended at
+  // 0.01 (2026-12-07); the assertion is on their mean.
   const ConstraintRun cmdp =
       TrainThroughServices(rl::Method::kCmdp, kRoomyBudget);
+  const ConstraintRun cmdp2 =
+      TrainThroughServices(rl::Method::kCmdp, kRoomyBudget, 3);
   ASSERT_EQ(gkd.reward.size(), 40u);
   ASSERT_EQ(cmdp.reward.size(), 40u);
+  ASSERT_EQ(cmdp2.reward.size(), 40u);
   const double warm = (cmdp.reward[0] + gkd.reward[0]) / 2;
-  const double g = MeanOfLast(gkd.reward, 20), c = MeanOfLast(cmdp.reward, 20);
-  std::printf("reward: warm %.3f gkd %.3f cmdp %.3f\n", warm, g, c);
+  const double g = MeanOfLast(gkd.reward, 20);
+  const double c1 = MeanOfLast(cmdp.reward, 20),
+               c2 = MeanOfLast(cmdp2.reward, 20);
+  const double c = (c1 + c2) / 2;
+  std::printf("reward: warm %.3f gkd %.3f cmdp %.3f (%.3f, %.3f)\n", warm, g, c,
+              c1, c2);
   RecordProperty("gkd_reward", std::to_string(g));
   RecordProperty("cmdp_reward", std::to_string(c));
   // 14 runs on a loaded machine (an experiment beside them): gkd 0.000 every
