@@ -6,10 +6,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h on 2.x)
 
-#include <atomic>
 #include <cstdio>
-#include <set>
-#include <thread>
 
 #include "common/metrics/metrics.h"
 #include "common/model/language_model.h"
@@ -20,16 +17,11 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/actor/actor.h"
-#include "services/actor/model_policy.h"
-#include "services/learner/learner_service.h"
-#include "services/learner/policy_trainer.h"
+#include "services/learner/learner.h"
 #include "services/reward/evaluator.h"
-#include "services/reward/reward_service.h"
-#include "services/teacher/model_scorer.h"
 #include "services/teacher/teacher_service.h"
 #include "tests/testing/model_configs.h"
 #include "tests/testing/pipeline_fixture.h"
-#include "tests/testing/serve.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_util.h"
 
