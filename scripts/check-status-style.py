@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fails on hand-written status propagation in common/ and services/.
+"""Fails on hand-written status propagation in common/, services/ and app/.
 
 One way to propagate an absl::Status (docs/architecture.md, "Errors"): the
 macros of common/status/status_macros.h. This finds the forms they replace,
@@ -29,7 +29,7 @@ def grpc_status(text, var, pos):
 def main():
   root = pathlib.Path(__file__).resolve().parent.parent
   files = subprocess.run(
-      ['git', 'ls-files', 'common/*.cc', 'common/*.h', 'services/*.cc',
+      ['git', 'ls-files', 'common/*.cc', 'common/*.h', 'services/*.cc', 'app/*.cc', 'app/*.h',
        'services/*.h'],
       cwd=root, check=True, capture_output=True, text=True).stdout.split()
   found = []

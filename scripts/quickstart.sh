@@ -19,4 +19,4 @@ cmake --build "$build" -j "${JOBS:-$(nproc)}" --target cmdistill
 echo "quickstart: cmdistill local --config configs/quickstart.yaml $*"
 echo "  (data -> tokenizer -> teacher SFT [cached] -> student warm start -> learner, teacher,"
 echo "   reward and two actors as processes -> cmdp training -> evaluation table)"
-exec "$build/services/cli/cmdistill" local --config configs/quickstart.yaml "$@"
+exec "$build/app/cli/cmdistill" local --config configs/quickstart.yaml "$@"

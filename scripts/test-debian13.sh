@@ -177,11 +177,11 @@ if [[ $CMDISTILL_MODE == cuda ]]; then
   done < <(find "$build" -type f -executable \( -name '*_test' -o -name '*_bench' \
              -o -name '*_fuzz' -o -name cmdistill \) | sort)
   echo "executables whose NEEDED list has libtorch_cuda.so: $n of $total"
-  echo "services/cli/cmdistill:"
-  readelf -d "$build/services/cli/cmdistill" | grep -E 'NEEDED.*(torch|c10)'
+  echo "app/cli/cmdistill:"
+  readelf -d "$build/app/cli/cmdistill" | grep -E 'NEEDED.*(torch|c10)'
   echo "as the loader resolves it (no GPU driver, no cuDNN here):"
-  ldd "$build/services/cli/cmdistill" | grep -E 'torch_cuda|cudart|cublas\.|cudnn'
-  readelf -d "$build/services/cli/cmdistill" | grep -q 'NEEDED.*libtorch_cuda\.so' ||
+  ldd "$build/app/cli/cmdistill" | grep -E 'torch_cuda|cudart|cublas\.|cudnn'
+  readelf -d "$build/app/cli/cmdistill" | grep -q 'NEEDED.*libtorch_cuda\.so' ||
     { echo "cmdistill does not link libtorch_cuda" >&2; exit 1; }
   exit 0
 fi

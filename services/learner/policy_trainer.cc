@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/model/transformer.h"
 #include "common/rl/losses.h"
+#include "common/rl/trajectory_checks.h"
 #include "common/status/status_macros.h"
 #include "services/learner/adamw.h"
 
@@ -87,17 +88,21 @@ bool UsesKl(rl::Method m) {
          m == rl::Method::kLagrangian || m == rl::Method::kGkd;
 }
 
-// The checks of one trajectory against the method's needs; updates the
-// batch's support size `K` (-1 until known) and whether every trajectory
-// carries the teacher's scores.
-absl::Status CheckTrajectory(const v1::Trajectory& t, bool uses_kl,
-                             int64_t vocab, int64_t* K,
-                             bool* have_teacher_data) {
+// The wire contract (rl::ValidateTrajectory), then the method's needs of one
+// trajectory: sampled and evaluated arrays complete, the teacher's scores for
+// the KL methods, one support size per batch. Updates the batch's support
+// size `K` (-1 until known) and whether every trajectory carries the
+// teacher's scores.
+absl::Status CheckForMethod(const v1::Trajectory& t, bool uses_kl,
+                            int64_t vocab, int64_t* K,
+                            bool* have_teacher_data) {
   const int64_t T = t.completion_ids_size();
   const auto& ev = t.evaluation();
   const std::string where = absl::StrCat("trajectory ", t.trajectory_id());
-  if (t.prompt_ids_size() == 0)
-    return absl::InvalidArgumentError(where + ": empty prompt");
+  rl::TrajectoryContract contract;
+  contract.vocab_size = vocab;
+  CMDISTILL_RETURN_IF_ERROR_ANNOTATED(rl::ValidateTrajectory(t, contract),
+                                      where);
   if (t.behavior_logprobs_size() != T || ev.feasible_size() != T) {
     return absl::InvalidArgumentError(
         where +
@@ -108,8 +113,7 @@ absl::Status CheckTrajectory(const v1::Trajectory& t, bool uses_kl,
   if (!uses_kl && T > 0) {
     // Reward-only methods: the teacher's scores, when the actors asked for
     // them, only feed the KL statistic.
-    const bool complete = k > 0 ? t.support().token_ids_size() == T * k &&
-                                      t.teacher_support_logprobs_size() == T * k
+    const bool complete = k > 0 ? t.teacher_support_logprobs_size() == T * k
                                 : t.teacher_sampled_logprobs_size() == T;
     if (*K < 0) *K = k;
     *have_teacher_data = *have_teacher_data && complete && k == *K;
@@ -119,24 +123,14 @@ absl::Status CheckTrajectory(const v1::Trajectory& t, bool uses_kl,
     if (k != *K)
       return absl::InvalidArgumentError(where +
                                         ": support sizes differ in a batch");
-    if (k > 0 && (t.support().token_ids_size() != T * k ||
-                  t.teacher_support_logprobs_size() != T * k)) {
+    if (k > 0 && t.teacher_support_logprobs_size() != T * k) {
       return absl::InvalidArgumentError(
-          where + ": support arrays must have T*K values");
+          where + ": teacher_support_logprobs missing (the method needs T*K)");
     }
     if (k == 0 && t.teacher_sampled_logprobs_size() != T) {
       return absl::InvalidArgumentError(where +
                                         ": teacher_sampled_logprobs missing");
     }
-  }
-  for (int i = 0; i < T; ++i) {
-    if (t.completion_ids(i) < 0 || t.completion_ids(i) >= vocab) {
-      return absl::InvalidArgumentError(where +
-                                        ": token id outside the vocabulary");
-    }
-  }
-  if (!std::isfinite(ev.trajectory_return())) {
-    return absl::InvalidArgumentError(where + ": non-finite return");
   }
   return absl::OkStatus();
 }
@@ -154,7 +148,7 @@ absl::StatusOr<StepBatch> CollectBatch(
     std::vector<double> returns;
     for (const v1::Trajectory& t : group) {
       CMDISTILL_RETURN_IF_ERROR(
-          CheckTrajectory(t, uses_kl, vocab, &K, &have_teacher_data));
+          CheckForMethod(t, uses_kl, vocab, &K, &have_teacher_data));
       const auto& ev = t.evaluation();
       returns.push_back(ev.trajectory_return());
       b.stats.mean_return += ev.trajectory_return();

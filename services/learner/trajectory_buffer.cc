@@ -5,8 +5,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/rl/trajectory_checks.h"
 #include "common/status/status_macros.h"
-#include "services/learner/trajectory_checks.h"
+#include "services/learner/lease_manager.h"
 
 namespace cmdistill::learner {
 namespace {
@@ -15,6 +16,26 @@ namespace {
 constexpr const char* kOutcomeNames[] = {
     "unspecified", "accepted",      "duplicate",    "too_stale",
     "invalid",     "unknown_lease", "stale_history"};
+
+// The wire contract (rl::ValidateTrajectory), then the learner's own needs:
+// the id the lease implies, and a trajectory sampled (behaviour
+// log-probabilities) and evaluated (per-token feasibility). "" when trainable.
+std::string SubmissionProblem(const v1::Trajectory& t, int64_t vocab_size) {
+  rl::TrajectoryContract contract;
+  contract.vocab_size = vocab_size;
+  if (absl::Status s = rl::ValidateTrajectory(t, contract); !s.ok())
+    return std::string(s.message());
+  if (t.trajectory_id() !=
+      LeaseManager::TrajectoryId(t.lease().lease_id(), t.sample_index())) {
+    return "trajectory_id must be <lease_id>/<sample_index>";
+  }
+  const int T = t.completion_ids_size();
+  if (t.behavior_logprobs_size() != T)
+    return "behavior_logprobs must have one value per token";
+  if (t.evaluation().feasible_size() != T)
+    return "evaluation.feasible must have one value per token";
+  return "";
+}
 
 }  // namespace
 
@@ -73,7 +94,7 @@ v1::SubmitOutcome TrajectoryBuffer::Check(const v1::Trajectory& t,
       *reason = absl::StrCat("epoch ", *e, " is finished");
     return v1::SUBMIT_OUTCOME_UNKNOWN_LEASE;
   }
-  if (*reason = CheckTrajectory(t, options_.vocab_size); !reason->empty())
+  if (*reason = SubmissionProblem(t, options_.vocab_size); !reason->empty())
     return v1::SUBMIT_OUTCOME_INVALID;
   const Prompt& p = prompts_[leased->second];
   if (!std::equal(p.ids.begin(), p.ids.end(), t.prompt_ids().begin(),

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/rl/trajectory_checks.h"
 #include "common/status/status_macros.h"
 #include "common/tasks/reasoning.h"
 
@@ -38,48 +39,33 @@ absl::StatusOr<v1::TrajectoryEvaluation> Evaluator::Evaluate(
   const bool has_teacher = t.teacher_support_logprobs_size() > 0 ||
                            t.teacher_sampled_logprobs_size() > 0;
   const bool need_teacher = rl::NeedsTeacher(method);
+  // The wire contract (shapes, vocabulary, log-probabilities), then what the
+  // configured method and estimator read. The prompt is not graded: it may be
+  // absent.
+  rl::TrajectoryContract contract;
+  contract.require_prompt = false;
+  if (options_.vocab_size > 0) {
+    contract.vocab_size = options_.vocab_size;
+  } else if (tokenizer_ != nullptr) {
+    contract.vocab_size = tokenizer_->vocab_size();
+  }
+  CMDISTILL_RETURN_IF_ERROR(rl::ValidateTrajectory(t, contract));
   if (need_teacher && !has_teacher && T > 0) {
     return absl::InvalidArgumentError(
         "teacher scores are missing (the method needs them)");
   }
-  if (tokenizer_ != nullptr || options_.vocab_size > 0) {
-    const int64_t V = options_.vocab_size > 0 ? options_.vocab_size
-                                              : tokenizer_->vocab_size();
-    for (const auto* ids : {&t.completion_ids(), &t.support().token_ids()}) {
-      for (int32_t id : *ids) {
-        if (id < 0 || id >= V) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "token id ", id, " is outside the vocabulary [0, ", V, ")"));
-        }
-      }
-    }
-  }
   const bool support_kl =
       options_.cost.estimator == rl::CostEstimator::kSupportKl;
-  // The arrays the configured estimator reads must be complete.
+  // The arrays the configured estimator reads must be present.
   if (has_teacher || need_teacher) {
     if (support_kl) {
       if (K <= 0 && T > 0)
         return absl::InvalidArgumentError(
             "support_kl needs a support (k >= 1)");
-      CMDISTILL_RETURN_IF_ERROR(
-          SizeIs(t.support().token_ids(), T * K, "support.token_ids"));
       CMDISTILL_RETURN_IF_ERROR(SizeIs(t.student_support_logprobs(), T * K,
                                        "student_support_logprobs"));
       CMDISTILL_RETURN_IF_ERROR(SizeIs(t.teacher_support_logprobs(), T * K,
                                        "teacher_support_logprobs"));
-      if (t.teacher_tail_logprobs_size() != 0) {
-        CMDISTILL_RETURN_IF_ERROR(
-            SizeIs(t.teacher_tail_logprobs(), T, "teacher_tail_logprobs"));
-      }
-      for (int64_t i = 0; i < T; ++i) {
-        const auto* row = t.support().token_ids().data() + i * K;
-        if (std::find(row, row + K, t.completion_ids(static_cast<int>(i))) ==
-            row + K) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "support row ", i, " does not contain the sampled token"));
-        }
-      }
     } else {
       CMDISTILL_RETURN_IF_ERROR(
           SizeIs(t.behavior_logprobs(), T, "behavior_logprobs"));
@@ -104,12 +90,6 @@ absl::StatusOr<v1::TrajectoryEvaluation> Evaluator::Evaluate(
     lp.teacher_sampled = t.teacher_sampled_logprobs();
     CMDISTILL_ASSIGN_OR_RETURN(auto c, rl::PerTokenCosts(lp, options_.cost));
     costs = std::move(c);
-  }
-  for (float x : t.behavior_logprobs()) {
-    if (!std::isfinite(x) || x > 1e-4f) {
-      return absl::InvalidArgumentError(
-          "behavior_logprobs has a non-finite or positive value");
-    }
   }
   // Task reward: grade the completion text. Verifier problems give 0 and a
   // flag.

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/metrics/metrics.h"
+#include "common/rl/trajectory_checks.h"
 #include "common/status/grpc_status.h"
 
 namespace cmdistill::teacher {
@@ -101,7 +102,7 @@ void TeacherServiceImpl::Close() {
 }
 
 grpc::ServerUnaryReactor* TeacherServiceImpl::Refuse(
-    grpc::ServerUnaryReactor* reactor, const char* reason,
+    grpc::ServerUnaryReactor* reactor, const std::string& reason,
     const std::string& message) {
   refused_family_->Add({{"reason", reason}}).Increment();
   reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message));
@@ -130,20 +131,18 @@ grpc::ServerUnaryReactor* TeacherServiceImpl::Score(
   pending->top_k = std::min<int64_t>(req->teacher_top_k(), info.vocab_size);
   pending->arrived = absl::Now();
   pending->inputs.reserve(n);
+  rl::TrajectoryContract contract;
+  contract.vocab_size = info.vocab_size;
   for (int i = 0; i < n; ++i) {
     const v1::ScoreSequence& s = req->sequences(i);
     const int64_t T = s.completion_ids_size();
     const int64_t K = s.support().k();
     model::ScoreInput in;
-    if (s.prompt_ids_size() == 0) {
-      return Refuse(reactor, "empty",
-                    absl::StrCat("sequence ", i, ": empty prompt"));
-    }
-    if (s.support().token_ids_size() != T * K) {
-      return Refuse(reactor, "length_mismatch",
-                    absl::StrCat("sequence ", i, ": support has ",
-                                 s.support().token_ids_size(),
-                                 " ids, expected T*K = ", T * K));
+    if (absl::Status st = rl::ValidateTokens(s.prompt_ids(), s.completion_ids(),
+                                             s.support(), contract);
+        !st.ok()) {
+      return Refuse(reactor, rl::TrajectoryViolation(st),
+                    absl::StrCat("sequence ", i, ": ", st.message()));
     }
     const int64_t len = s.prompt_ids_size() + T;
     if (len > info.max_sequence_length) {
@@ -151,27 +150,6 @@ grpc::ServerUnaryReactor* TeacherServiceImpl::Score(
                     absl::StrCat("sequence ", i, " has ", len,
                                  " tokens; the teacher allows ",
                                  info.max_sequence_length));
-    }
-    for (const auto* ids :
-         {&s.prompt_ids(), &s.completion_ids(), &s.support().token_ids()}) {
-      for (int32_t id : *ids) {
-        if (id < 0 || id >= info.vocab_size) {
-          return Refuse(reactor, "token_out_of_vocab",
-                        absl::StrCat("sequence ", i, ": token id ", id,
-                                     " is outside the vocabulary [0, ",
-                                     info.vocab_size, ")"));
-        }
-      }
-    }
-    for (int64_t t = 0; t < T && K > 0; ++t) {
-      const auto* row = s.support().token_ids().data() + t * K;
-      if (std::find(row, row + K, s.completion_ids(static_cast<int>(t))) ==
-          row + K) {
-        return Refuse(
-            reactor, "support_without_token",
-            absl::StrCat("sequence ", i, " position ", t,
-                         ": the support does not contain the sampled token"));
-      }
     }
     in.prompt_ids.assign(s.prompt_ids().begin(), s.prompt_ids().end());
     in.completion_ids.assign(s.completion_ids().begin(),

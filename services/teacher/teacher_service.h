@@ -62,7 +62,7 @@ class TeacherServiceImpl final : public v1::TeacherService::CallbackService {
   void RunBatch(std::vector<std::unique_ptr<Pending>>& batch);
   // Refuses with INVALID_ARGUMENT and counts `reason`.
   grpc::ServerUnaryReactor* Refuse(grpc::ServerUnaryReactor* reactor,
-                                   const char* reason,
+                                   const std::string& reason,
                                    const std::string& message);
 
   Scorer* scorer_;

@@ -7,7 +7,7 @@
 #                                           DTYPE=float32, SHAPES="small medium")
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-bin=${1:-$root/build}/services/cli/cmdistill
+bin=${1:-$root/build}/app/cli/cmdistill
 threads=${THREADS:-1} repeats=${REPEATS:-3} device=${DEVICE:-cpu} dtype=${DTYPE:-float32}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

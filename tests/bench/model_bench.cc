@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "app/bench/throughput.h"
 #include "common/checkpoint/hf_checkpoint.h"
 #include "common/model/language_model.h"
 #include "common/model/transformer.h"
-#include "services/bench/throughput.h"
 #ifdef CMDISTILL_BENCH_TOKENIZER
 #include "common/tokenizer/tokenizer.h"
 #endif

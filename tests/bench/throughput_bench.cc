@@ -1,5 +1,5 @@
 // `cmdistill bench decode/score/train` for the LibTorch subset (no cmdistill
-// binary there): the same measurements (services/bench/throughput.h) as one
+// binary there): the same measurements (app/bench/throughput.h) as one
 // JSON object, for scripts/gpu-check.sh.
 //
 // usage: throughput_bench [--shape small|medium|qwen05b | --model DIR]
@@ -15,7 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "services/bench/throughput.h"
+#include "app/bench/throughput.h"
 
 namespace cmdistill {
 namespace {

@@ -10,12 +10,12 @@
 
 #include <cstdlib>
 
+#include "app/bench/throughput.h"
 #include "cmdistill/v1/learner.grpc.pb.h"
 #include "common/metrics/metrics.h"
 #include "common/model/language_model.h"
 #include "common/net/client.h"
 #include "common/net/server.h"
-#include "services/bench/throughput.h"
 #include "services/common/policy_wire.h"
 #include "services/learner/learner_service.h"
 #include "services/learner/policy_trainer.h"

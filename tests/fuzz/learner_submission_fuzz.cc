@@ -1,6 +1,7 @@
 // Fuzz target: the learner's handling of submitted trajectories, torch-free:
 // the input is decoded as a SubmitTrajectoriesRequest; each trajectory is
-// checked (CheckTrajectory, what SubmitTrajectories refuses as invalid) and
+// checked against the wire contract (rl::ValidateTrajectory, what every service
+// refuses as invalid) and
 // accounted against a lease manager holding real leases (exactly-once
 // bookkeeping: duplicates, unknown leases, out-of-range samples). The
 // invariant: no prompt is ever done twice in an epoch.
@@ -10,8 +11,8 @@
 
 #include "absl/time/clock.h"
 #include "cmdistill/v1/learner.pb.h"
+#include "common/rl/trajectory_checks.h"
 #include "services/learner/lease_manager.h"
-#include "services/learner/trajectory_checks.h"
 
 using cmdistill::learner::LeaseManager;
 
@@ -26,7 +27,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto got = leases.Acquire(4, now);
   std::set<std::pair<uint64_t, uint64_t>> done;  // (epoch, prompt)
   for (const auto& t : req.trajectories()) {
-    (void)cmdistill::learner::CheckTrajectory(t, 260);
+    cmdistill::rl::TrajectoryContract contract;
+    contract.vocab_size = 260;
+    const absl::Status st = cmdistill::rl::ValidateTrajectory(t, contract);
+    if (!st.ok() && cmdistill::rl::TrajectoryViolation(st).empty())
+      __builtin_trap();
     (void)LeaseManager::LeaseEpoch(t.lease().lease_id());
     // Fuzzed lease ids, and the real ones picked by the fuzzed prompt id.
     std::string id = t.lease().lease_id();

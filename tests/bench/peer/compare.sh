@@ -9,7 +9,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 build=${1:-$root/build}
-bin=$build/services/cli/cmdistill
+bin=$build/app/cli/cmdistill
 py=${PYTHON:-/usr/bin/python3}
 threads=${THREADS:-2}
 repeats=${REPEATS:-3}
