@@ -33,7 +33,8 @@ struct BufferOptions {
   LeaseOptions lease;
   size_t capacity = 4096;  // trajectories held (partial + ready groups)
   uint32_t max_policy_lag = 2;
-  int64_t vocab_size = 0;  // of the policy (ids outside are INVALID)
+  int64_t vocab_size =
+      0;  // of the policy: ids outside are INVALID (0: not checked)
 };
 
 // What one submitted trajectory came to.

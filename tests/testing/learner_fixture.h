@@ -1,7 +1,7 @@
 // A learner service over any Trainer, served in-process with a stub and the
 // helpers its tests share (lease, make a trajectory, submit, train a step,
-// read a metric). tests/integration/learner_service_test.cc drives it with
-// FakeTrainer (no LibTorch); tests/torch/learner_policy_test.cc with the real
+// read a metric). tests/services/learner/learner_service_test.cc drives it with
+// FakeTrainer (no LibTorch); tests/services/learner/learner_policy_test.cc with the real
 // PolicyTrainer.
 #ifndef CMDISTILL_TESTS_TESTING_LEARNER_FIXTURE_H_
 #define CMDISTILL_TESTS_TESTING_LEARNER_FIXTURE_H_

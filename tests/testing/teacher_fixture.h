@@ -1,6 +1,6 @@
 // The teacher service served in-process over any Scorer, and the distinct
-// sequences its tests score (tests/integration/teacher_service_test.cc with
-// FakeScorer, tests/torch/teacher_model_test.cc with the model-backed one).
+// sequences its tests score (tests/services/teacher/teacher_service_test.cc with
+// FakeScorer, tests/services/teacher/teacher_model_test.cc with the model-backed one).
 #ifndef CMDISTILL_TESTS_TESTING_TEACHER_FIXTURE_H_
 #define CMDISTILL_TESTS_TESTING_TEACHER_FIXTURE_H_
 

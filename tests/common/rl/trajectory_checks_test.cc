@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -133,6 +134,11 @@ TEST(TrajectoryChecks, RoundingAboveZeroIsALogProbabilityAndLabelsOnlyOurs) {
   EXPECT_TRUE(ValidateTrajectory(t, Vocab(10)).ok());
   EXPECT_EQ(TrajectoryViolation(absl::InvalidArgumentError("other")), "");
   EXPECT_EQ(TrajectoryViolation(absl::OkStatus()), "");
+  // The label survives a caller's annotation (the trainer prefixes the id).
+  t.clear_prompt_ids();
+  EXPECT_EQ(TrajectoryViolation(
+                Annotate(ValidateTrajectory(t, Vocab(10)), "trajectory x/0")),
+            "empty");
 }
 
 TEST(TrajectoryChecks, ThePromptIsOptionalWhereTheContractSaysSo) {

@@ -67,6 +67,11 @@ TEST(StatusMacros, AnnotatePrefixesMessageAndKeepsCode) {
       Annotate(absl::DataLossError("bad crc"), "model.safetensors"),
       StatusIs(absl::StatusCode::kDataLoss, "model.safetensors: bad crc"));
   EXPECT_OK(Annotate(absl::OkStatus(), "x"));
+  absl::Status labelled = absl::InvalidArgumentError("bad");
+  labelled.SetPayload("type.example/label", absl::Cord("why"));
+  const absl::Status annotated = Annotate(labelled, "ctx");
+  ASSERT_TRUE(annotated.GetPayload("type.example/label").has_value());
+  EXPECT_EQ(*annotated.GetPayload("type.example/label"), "why");
 }
 
 TEST(GrpcStatus, EveryCanonicalCodeRoundTrips) {

@@ -1,7 +1,7 @@
 // The learner service over the real PolicyTrainer (LibTorch): snapshots load
 // into another model, and bf16 students checkpoint their float32 master
 // weights and resume exactly. The service's own contract is tested torch-free
-// in tests/integration/learner_service_test.cc.
+// in tests/services/learner/learner_service_test.cc.
 #include <grpcpp/grpcpp.h>
 
 #include "common/model/language_model.h"

@@ -1,6 +1,6 @@
 // The learner's update loop driven directly, without gRPC: leases and
 // submissions on the messages, steps on a FakeTrainer, the end of a run and
-// its durable checkpoint (tests/integration/learner_service_test.cc: the
+// its durable checkpoint (tests/services/learner/learner_service_test.cc: the
 // same learner behind its RPCs).
 #include "services/learner/learner.h"
 

@@ -1,7 +1,7 @@
 // The teacher service in-process over a scripted FakeScorer (links no
 // LibTorch): load shedding and deadlines are deterministic with a held
 // backend, every refusal has its code and metric. The model-backed scorer
-// under dynamic batching: tests/torch/teacher_model_test.cc.
+// under dynamic batching: tests/services/teacher/teacher_model_test.cc.
 #include "services/teacher/teacher_service.h"
 
 #include <grpcpp/grpcpp.h>
