@@ -133,6 +133,10 @@ Actor::Actor(ActorOptions options, Policy* policy,
 }
 
 void Actor::Count(Rpc rpc, const grpc::Status& s, absl::Time start) {
+  if (rpc <= kReturnLeases && s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+      s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    learner_seen_ = absl::Now();
+  }
   rpcs_->Add({{"peer", kRpcPeer[rpc]}, {"code", CodeName(s.error_code())}})
       .Increment();
   if (attempts_ > 1) {
@@ -150,6 +154,33 @@ grpc::Status Actor::Call(Rpc rpc, Attempt&& attempt) {
       net::CallWithRetry(o_.call, std::forward<Attempt>(attempt), &attempts_);
   Count(rpc, s, start);
   return s;
+}
+
+bool Actor::LearnerPastHorizon() {
+  if (o_.learner_horizon <= absl::ZeroDuration() ||
+      absl::Now() - learner_seen_ < o_.learner_horizon) {
+    return false;
+  }
+  // Once more, briefly: a learner that answers anything is there.
+  v1::GetStatusResponse st;
+  grpc::ClientContext ctx;
+  net::PrepareContext(&ctx, absl::Now() + absl::Seconds(5),
+                      o_.call.bearer_token);
+  const grpc::StatusCode code = learner_->GetStatus(&ctx, {}, &st).error_code();
+  if (code != grpc::StatusCode::UNAVAILABLE &&
+      code != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    learner_seen_ = absl::Now();
+    return false;
+  }
+  std::fprintf(stderr,
+               "%s: the learner has not answered for %.0f s "
+               "(actor.learner_horizon_seconds = %.0f): the run has ended "
+               "without this actor hearing it; stopping\n",
+               o_.actor_id.c_str(),
+               absl::ToDoubleSeconds(absl::Now() - learner_seen_),
+               absl::ToDoubleSeconds(o_.learner_horizon));
+  learner_gone_ = true;
+  return true;
 }
 
 absl::Status Actor::CheckTeacher() {
@@ -437,7 +468,7 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
     const absl::Status s = CheckTeacher();
     if (s.ok()) break;
     if (Permanent(s)) return s;
-    if (stop.load()) return absl::OkStatus();
+    if (stop.load() || LearnerPastHorizon()) return absl::OkStatus();
     if (!logged) {
       std::fprintf(stderr,
                    "%s: the teacher is not reachable yet (%s); retrying until "
@@ -455,8 +486,12 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
     if (absl::IsCancelled(s)) break;
     if (Permanent(s)) return s;
     // Anything else (a peer restarting, a deadline): the round is abandoned,
-    // its leases expire and are re-issued; try again after a pause.
-    if (!s.ok()) absl::SleepFor(o_.call.retry.initial_backoff);
+    // its leases expire and are re-issued; try again after a pause, unless
+    // the learner has stayed away past the horizon (the run ended).
+    if (!s.ok()) {
+      if (LearnerPastHorizon()) return absl::OkStatus();
+      absl::SleepFor(o_.call.retry.initial_backoff);
+    }
   }
   return absl::OkStatus();
 }

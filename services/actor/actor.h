@@ -43,6 +43,10 @@ struct ActorOptions {
   net::CallOptions call;
   absl::Duration idle_wait = absl::Milliseconds(500);
   int64_t max_rounds = 0;  // 0 = until the learner says training is finished
+  // The learner has not answered for this long (UNAVAILABLE or a deadline on
+  // every call since): the run is taken as ended and Run() returns OK. Zero =
+  // wait forever.
+  absl::Duration learner_horizon = absl::ZeroDuration();
 };
 
 class Actor {
@@ -55,7 +59,9 @@ class Actor {
 
   // Checks the teacher (vocabulary, tokenizer), retrying with capped backoff
   // while it is unreachable, then runs rounds until the learner reports
-  // OUT_OF_RANGE (training finished; returns OK), `stop` becomes true (OK; the
+  // OUT_OF_RANGE (training finished; returns OK), the learner has not answered
+  // for `learner_horizon` (the run ended while this actor was away; OK, and
+  // learner_gone() is true), `stop` becomes true (OK; the
   // leases of a round cut short are returned), or a non-retryable error
   // (FAILED_PRECONDITION for a tokenizer mismatch, INVALID_ARGUMENT for a
   // refused request). Blocks the calling thread.
@@ -67,9 +73,14 @@ class Actor {
   absl::Status SyncPolicy(bool force = false);
   uint64_t policy_version() const { return version_; }
   int64_t rounds() const { return rounds_; }
+  // Run() ended because the learner stayed away past the horizon.
+  bool learner_gone() const { return learner_gone_; }
 
  private:
   absl::Status CheckTeacher();
+  // True (and logged) when the learner has not answered for the horizon; it
+  // is asked once more (GetStatus) before the actor gives up on it.
+  bool LearnerPastHorizon();
   // One round; OUT_OF_RANGE when training is finished. Its phases: lease
   // prompts (or, with none, wait for a new policy), sample G per prompt,
   // give the leases back when stopping, have the teacher score, have the
@@ -116,6 +127,10 @@ class Actor {
   bool have_policy_ = false;
   std::string policy_sha256_;  // digest of the policy held
   int64_t rounds_ = 0;
+  // The learner's last answer (any code but UNAVAILABLE / DEADLINE_EXCEEDED);
+  // the actor's start until the first.
+  absl::Time learner_seen_ = absl::Now();
+  bool learner_gone_ = false;
   // Policy snapshots: received into whichever of the two the policy does not
   // hold (it may keep the last one it adopted); reused between versions.
   std::shared_ptr<std::string> receive_buffers_[2];

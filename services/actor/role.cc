@@ -43,6 +43,7 @@ actor::ActorOptions ActorOptionsFrom(const v1::RunConfig& config,
   // constraint-satisfaction and KL metrics (and nothing else).
   ao.needs_teacher = rl::NeedsTeacher(services::MethodFrom(config.method())) ||
                      !r.teacher.empty();
+  ao.learner_horizon = absl::Seconds(config.actor().learner_horizon_seconds());
   return ao;
 }
 
@@ -127,7 +128,10 @@ absl::Status RunActorRole(const v1::RunConfig& config,
   }
   signals->Notify();  // release the watcher if we ended on our own
   watcher.join();
-  log << "cmdistill actor: " << (s.ok() ? "done" : std::string(s.message()))
+  log << "cmdistill actor: "
+      << (!s.ok()            ? std::string(s.message())
+          : a.learner_gone() ? "done (the learner stayed away past the horizon)"
+                             : "done")
       << " after " << a.rounds() << " round(s), policy version "
       << a.policy_version() << "\n";
   return s;

@@ -11,10 +11,10 @@ loopback ports, and random faults while the learner trains several epochs:
 
 Passes when: the learner's last incarnation prints FINISHED at the configured step and exits 0;
 every prompt of every epoch was trained exactly once (its per-epoch ledger, restored across the
-learner's restarts: trained == unique == prompts for each epoch); every actor exits 0, by itself
-or on SIGTERM 20 s after the learner's exit (as `cmdistill local` stops them: one that was hung
-while the learner lingered keeps retrying a learner it takes for restarting); teacher and reward
-exit 0 on SIGTERM; nothing is left running; and
+learner's restarts: trained == unique == prompts for each epoch); every actor exits 0 by itself
+within 20 s of the learner's exit (one that heard "finished" at once; one that was hung or
+restarted across the end when the learner stays away for actor.learner_horizon_seconds, set to
+8 s here, plus at most one RPC deadline); teacher and reward exit 0 on SIGTERM; nothing is left running; and
 the whole run stays within a bound (a hung peer costs at most an RPC deadline, never forever).
 
   tests/chaos/chaos.py CMDISTILL_BINARY [--faults 20] [--runs 1] [--seed S] [--keep DIR]
@@ -57,6 +57,7 @@ class Proc:
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                   start_new_session=True)
         self.lines = []
+        self.exited_at = None  # time.time() when it exited (its stdout closed)
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()
 
@@ -65,6 +66,8 @@ class Proc:
             self.lines.append(line.rstrip("\n"))
             self.log.write(line)
             self.log.flush()
+        self.p.wait()
+        self.exited_at = time.time()
 
     def alive(self):
         return self.p.poll() is None
@@ -106,7 +109,7 @@ training: {{prompts_per_step: {PER_STEP}, max_steps: {STEPS}, epochs: {EPOCHS},
            checkpoint_every_steps: 2, lease_seconds: 3, linger_seconds: 3}}
 optimizer: {{lr: 1.0e-3}}
 reward: {{answer_strictness: last_number}}
-actor: {{retry_max_backoff_seconds: 1}}
+actor: {{retry_max_backoff_seconds: 1, learner_horizon_seconds: 8}}
 services:
   rpc_deadline_seconds: 5
   compute_threads: 1  # six roles share this machine (on a cluster each has its own)
@@ -233,24 +236,29 @@ services:
     exactly_once = len(per_epoch) == EPOCHS and all(t == u == PROMPTS for t, u in per_epoch)
     if not exactly_once:
         why.append(f"per-epoch trained/unique {per_epoch}, want {EPOCHS} x {PROMPTS}/{PROMPTS}")
-    # Actors that heard "finished" exit by themselves; one that was hung or
-    # retrying a killed peer while the learner lingered did not hear it and
-    # retries the learner it takes for restarting. As `cmdistill local` does,
-    # those get SIGTERM 20 s after the learner's exit and must stop cleanly.
-    actors_end = time.time() + 20
-    stopped = 0
+    # Every actor stops by itself: one that heard "finished" at once, one that
+    # was hung or restarted across the end once the learner has stayed away
+    # for the horizon. One still running 20 s after the learner's exit fails
+    # the run (and is then stopped with SIGTERM, which it must obey).
+    learner.t.join(timeout=5)
+    learner_exit = learner.exited_at or time.time()
+    actors_end = learner_exit + 20
+    actor_exit_s = {}
     for a in range(3):
         p = procs[f"actor-{a}"]
         while p.alive() and time.time() < actors_end:
             time.sleep(0.1)
         if p.alive():
-            stopped += 1
+            why.append(f"actor-{a} still running 20 s after the learner's exit")
             p.signal(signal.SIGTERM)
             try:
                 p.p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 why.append(f"actor-{a} ignored SIGTERM")
                 continue
+        else:
+            p.t.join(timeout=5)
+            actor_exit_s[a] = round((p.exited_at or time.time()) - learner_exit, 1)
         if p.p.returncode != 0:
             why.append(f"actor-{a} exited {p.p.returncode}")
     for name in ("teacher", "reward"):
@@ -271,7 +279,7 @@ services:
     trained = sum(t for t, _ in per_epoch)
     return {"passed": not why, "why": why, "seed": seed, "faults": done,
             "faults_total": injected, "learner_incarnations": incarnations,
-            "actors_stopped_after_finish": stopped,
+            "actor_exit_after_learner_s": actor_exit_s,
             "step_at_last_fault": last_fault_step,
             "epochs": EPOCHS, "prompts": PROMPTS, "steps": STEPS,
             "trained_groups": trained,

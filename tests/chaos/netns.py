@@ -97,7 +97,7 @@ training: {{prompts_per_step: {PER_STEP}, max_steps: {STEPS}, epochs: {EPOCHS},
            checkpoint_every_steps: 4, lease_seconds: 4, linger_seconds: 4}}
 optimizer: {{lr: 1.0e-3}}
 reward: {{answer_strictness: last_number}}
-actor: {{retry_max_backoff_seconds: 1}}
+actor: {{retry_max_backoff_seconds: 1, learner_horizon_seconds: 15}}
 services:
   rpc_deadline_seconds: 3
   compute_threads: 1  # the "hosts" share this machine's cores

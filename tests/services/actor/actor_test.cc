@@ -249,6 +249,37 @@ SyncOutcome SyncAgainst(ScriptedLearner& learner) {
   return out;
 }
 
+// An actor that missed the learner's "finished" (started after the learner
+// had gone): it stops by itself once the learner has not answered for the
+// horizon, and only then.
+TEST(Actor, StopsByItselfWhenTheLearnerStaysAwayPastTheHorizon) {
+  FakePolicy policy;
+  ActorOptions ao;
+  ao.actor_id = "late-actor";
+  ao.needs_teacher = false;
+  ao.call.timeout = absl::Milliseconds(300);
+  ao.call.retry.initial_backoff = absl::Milliseconds(5);
+  ao.learner_horizon = absl::Seconds(1);
+  // Nothing listens on port 1: every learner call fails UNAVAILABLE.
+  auto nowhere =
+      grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());
+  auto areg = metrics::NewRegistry();
+  Actor actor(ao, &policy, nowhere, nullptr, nowhere, areg.get());
+  std::atomic<bool> stop{false};
+  const absl::Time start = absl::Now();
+  ASSERT_OK(actor.Run(stop));
+  EXPECT_TRUE(actor.learner_gone());
+  EXPECT_GE(absl::Now() - start, ao.learner_horizon);
+  EXPECT_EQ(actor.rounds(), 0);
+  auto m = *testing::ParsePrometheusText(metrics::Serialize(*areg));
+  // Each call ends UNAVAILABLE, or DEADLINE_EXCEEDED while retrying that.
+  EXPECT_GT(
+      m["cmdistill_actor_rpcs_total{code=\"unavailable\",peer=\"learner\"}"] +
+          m["cmdistill_actor_rpcs_total{code=\"deadline_exceeded\",peer="
+            "\"learner\"}"],
+      0);
+}
+
 TEST(Actor, ChecksASnapshotBeforeLoadingItAndReadsOlderLearners) {
   const std::string weights =
       "fake weights of version 1;" + std::string(5000, 'w');
