@@ -77,6 +77,8 @@ absl::Status Learner::Restore(const v1::LearnerCheckpoint& c) {
   m_->prompts_trained->Increment(static_cast<double>(buffer_.TrainedTotal()));
   step_ = c.step();
   resumed_version_ = c.policy_version();
+  for (const auto& [id, ms] : c.actors_last_seen_unix_ms())
+    actor_last_[id] = absl::FromUnixMillis(ms);
   return absl::OkStatus();
 }
 
@@ -87,6 +89,8 @@ v1::LearnerCheckpoint Learner::CaptureState() const {
   buffer_.Capture(&c);
   c.set_step(step_);
   c.set_policy_version(store_->version());
+  for (const auto& [id, seen] : actor_last_)
+    (*c.mutable_actors_last_seen_unix_ms())[id] = absl::ToUnixMillis(seen);
   return c;
 }
 
@@ -123,15 +127,23 @@ absl::Status Learner::Lease(const v1::LeasePromptsRequest& req,
     return absl::InvalidArgumentError("max_prompts must be > 0");
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();  // after the lock: leases last their time
-  if (!req.actor_id().empty()) actor_seen_[req.actor_id()] = now;
+  if (!req.actor_id().empty()) {
+    actor_seen_[req.actor_id()] = now;
+    actor_last_[req.actor_id()] = now;
+  }
   CountLiveActors(now);
-  if (finished_) return absl::OutOfRangeError("training is finished");
+  if (finished_) {
+    told_finished_.insert(req.actor_id());
+    return absl::OutOfRangeError("training is finished");
+  }
   resp->set_policy_version(store_->version());
   if (buffer_.full()) return absl::OkStatus();  // no new work while full
   auto leases = buffer_.Acquire(
       std::min(req.max_prompts(), options_.max_lease_prompts), now);
-  if (!leases.ok())
+  if (!leases.ok()) {  // every epoch's prompts are done: the actor stops too
+    told_finished_.insert(req.actor_id());
     return absl::OutOfRangeError(std::string(leases.status().message()));
+  }
   for (const learner::Lease& l : *leases) {
     const Prompt& p = buffer_.prompts()[l.prompt_id];
     v1::PromptLease* out = resp->add_leases();
@@ -232,6 +244,24 @@ absl::Status Learner::final_checkpoint() const {
   return final_checkpoint_;
 }
 
+bool Learner::EveryRecentActorHeard(absl::Duration window,
+                                    std::vector<std::string>* unheard) const {
+  absl::MutexLock lock(&mu_);
+  if (!finished_) return false;
+  bool all = true;
+  for (const auto& [id, seen] : actor_last_) {
+    if (seen < finished_at_ - window || told_finished_.count(id)) continue;
+    all = false;
+    if (unheard != nullptr) unheard->push_back(id);
+  }
+  return all;
+}
+
+bool Learner::trained_here() const {
+  absl::MutexLock lock(&mu_);
+  return steps_here_ > 0;
+}
+
 void Learner::WaitUntilFinished() {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
@@ -253,6 +283,7 @@ void Learner::Finish(bool durably) {
   absl::MutexLock lock(&mu_);
   if (durably) final_checkpoint_ = std::move(saved);
   finished_ = true;
+  finished_at_ = absl::Now();
   store_->Finish();
 }
 
@@ -280,6 +311,7 @@ Learner::Next Learner::FinishStep(
     const StepStats& stats, bool* checkpoint) {
   absl::Status published = Publish([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ++step_;
+    ++steps_here_;
     last_ = stats;
     buffer_.RecordTrained(groups);
     m_->prompts_trained->Increment(static_cast<double>(groups.size()));

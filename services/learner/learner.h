@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -98,6 +99,15 @@ class Learner {
 
   // Blocks until training is finished (max_steps or data exhausted) or Close().
   void WaitUntilFinished();
+  // After the finish: whether every actor that asked for work within `window`
+  // before it has since been told "finished" (so the learner may stop
+  // lingering). The actors' last requests are kept in checkpoints, so a
+  // learner resumed at the end waits for those of its previous incarnation.
+  // `unheard` (optional) gets the ids still waited for.
+  bool EveryRecentActorHeard(absl::Duration window,
+                             std::vector<std::string>* unheard = nullptr) const;
+  // Whether this incarnation trained any step (false: resumed finished).
+  bool trained_here() const;
   // Stops the update thread and the store's; pending long-polls are answered.
   // Idempotent.
   void Close();
@@ -169,6 +179,12 @@ class Learner {
   // Actor id -> its last LeasePrompts call; entries older than the lease
   // duration are dropped (such an actor would have lost its leases anyway).
   std::map<std::string, absl::Time> actor_seen_ ABSL_GUARDED_BY(mu_);
+  // Every actor's last LeasePrompts call (never dropped), and those told
+  // "finished" (OUT_OF_RANGE: finished, or every epoch's prompts done).
+  std::map<std::string, absl::Time> actor_last_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> told_finished_ ABSL_GUARDED_BY(mu_);
+  absl::Time finished_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  int64_t steps_here_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::thread update_thread_;
   std::atomic<bool> closed_{false};

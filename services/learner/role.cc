@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/checkpoint/hf_checkpoint.h"
 #include "common/model/language_model.h"
 #include "common/status/status_macros.h"
@@ -147,16 +149,38 @@ void AnnounceStep(const learner::StepStats& s, uint64_t version) {
   services::Announce(services::FormatStep(l));
 }
 
-// Blocks until training is finished (and lingered linger_seconds so that
-// every actor hears it) or a signal came; true for the former.
+// Blocks until training is finished and lingered, or a signal came; true for
+// the former. The linger answers "finished" until every actor that asked for
+// work within linger_seconds before the finish has heard it (a hung or
+// restarted actor asks again and hears it), at most linger_seconds. A learner
+// resumed on an already finished run trains nothing and waits only for the
+// actors its checkpoint saw shortly before (none: it ends at once).
 bool ServeUntilFinished(services::ServiceHost& host, learner::Learner& learner,
-                        absl::Duration linger) {
+                        absl::Duration linger, std::ostream& log) {
   std::atomic<bool> stopping{false};
   std::thread finisher([&] {
     learner.WaitUntilFinished();
-    const absl::Time until = absl::Now() + linger;
-    while (!stopping.load() && absl::Now() < until)
+    const absl::Time start = absl::Now();
+    const absl::Time until = start + linger;
+    if (!learner.trained_here() && learner.finished()) {
+      log << "cmdistill learner: run already finished at step "
+          << learner.step() << "; training nothing\n";
+    }
+    bool heard = false;
+    while (!stopping.load() && absl::Now() < until &&
+           !(heard = learner.EveryRecentActorHeard(linger))) {
       absl::SleepFor(absl::Milliseconds(50));
+    }
+    std::vector<std::string> unheard;
+    if (!heard && !stopping.load() &&
+        !learner.EveryRecentActorHeard(linger, &unheard) && !unheard.empty()) {
+      log << "cmdistill learner: linger over; not heard \"finished\": "
+          << absl::StrJoin(unheard, ", ") << "\n";
+    } else if (heard) {
+      log << "cmdistill learner: every recent actor heard \"finished\" after "
+          << absl::StrFormat("%.1f", absl::ToDoubleSeconds(absl::Now() - start))
+          << " s\n";
+    }
     host.signals().Notify();
   });
   const int sig = host.WaitForShutdownSignal();
@@ -239,8 +263,8 @@ absl::Status RunLearnerRole(const v1::RunConfig& config,
                                AnnounceStep, found ? &found->state : nullptr));
   learner::LearnerServiceImpl service(learner.get(), host->gate_ptr());
   CMDISTILL_RETURN_IF_ERROR(host->Start({&service}));
-  const bool done =
-      ServeUntilFinished(*host, *learner, absl::Seconds(tr.linger_seconds()));
+  const bool done = ServeUntilFinished(*host, *learner,
+                                       absl::Seconds(tr.linger_seconds()), log);
   // The final checkpoint and the final model are both tried; FINISHED is
   // announced when the final model is written. A finished run's checkpoint
   // was written before the actors were told (written again only if that

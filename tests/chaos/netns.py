@@ -94,7 +94,7 @@ teacher: {{path: {d}/teacher, device: cpu}}
 data: {{train_path: {d}/data/train.jsonl}}
 generation: {{max_new_tokens: 6, samples_per_prompt: 2}}
 training: {{prompts_per_step: {PER_STEP}, max_steps: {STEPS}, epochs: {EPOCHS},
-           checkpoint_every_steps: 4, lease_seconds: 4, linger_seconds: 4}}
+           checkpoint_every_steps: 4, lease_seconds: 4, linger_seconds: 20}}
 optimizer: {{lr: 1.0e-3}}
 reward: {{answer_strictness: last_number}}
 actor: {{retry_max_backoff_seconds: 1, learner_horizon_seconds: 15}}

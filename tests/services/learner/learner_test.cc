@@ -42,9 +42,10 @@ struct Loop {
     EXPECT_OK(created.status());
     learner = *std::move(created);
   }
-  v1::PromptLease Lease() {
+  v1::PromptLease Lease(const std::string& actor = "") {
     v1::LeasePromptsRequest req;
     req.set_max_prompts(1);
+    req.set_actor_id(actor);
     v1::LeasePromptsResponse resp;
     EXPECT_OK(learner->Lease(req, &resp));
     EXPECT_EQ(resp.leases_size(), 1);
@@ -144,7 +145,7 @@ TEST(Learner, AFailedCheckpointIsCountedAndTrainingGoesOn) {
 
 TEST(Learner, ResumesAFinishedRunWithoutTraining) {
   Loop first(/*max_steps=*/1);
-  ASSERT_OK(first.SubmitGroup(first.Lease()));
+  ASSERT_OK(first.SubmitGroup(first.Lease("actor-a")));
   first.learner->WaitUntilFinished();
   const v1::LearnerCheckpoint state = first.learner->CaptureState();
   first.learner->Close();
@@ -167,6 +168,49 @@ TEST(Learner, ResumesAFinishedRunWithoutTraining) {
   EXPECT_EQ((*again)->policy_version(), state.policy_version());
   EXPECT_EQ(trainer.groups_trained, 0);
   EXPECT_OK((*again)->final_checkpoint());  // nothing new to make durable
+  // The actors the first incarnation saw (kept in its checkpoint) are waited
+  // for until they hear "finished"; one seen long ago is not.
+  EXPECT_FALSE((*again)->trained_here());
+  std::vector<std::string> unheard;
+  EXPECT_FALSE((*again)->EveryRecentActorHeard(absl::Hours(1), &unheard));
+  EXPECT_EQ(unheard, (std::vector<std::string>{"actor-a"}));
+  EXPECT_TRUE((*again)->EveryRecentActorHeard(absl::ZeroDuration()));
+  v1::LeasePromptsRequest req;
+  req.set_max_prompts(1);
+  req.set_actor_id("actor-a");
+  v1::LeasePromptsResponse resp;
+  EXPECT_THAT((*again)->Lease(req, &resp),
+              StatusIs(absl::StatusCode::kOutOfRange));
+  EXPECT_TRUE((*again)->EveryRecentActorHeard(absl::Hours(1)));
+}
+
+// The linger ends once every actor that asked for work shortly before the
+// finish has been told "finished"; one seen only long before does not count.
+TEST(Learner, KnowsWhenEveryRecentActorHeardFinished) {
+  Loop l(/*max_steps=*/2);
+  ASSERT_OK(l.SubmitGroup(l.Lease("actor-a")));
+  EXPECT_FALSE(l.learner->EveryRecentActorHeard(absl::Hours(1)));  // running
+  ASSERT_OK(l.SubmitGroup(l.Lease("actor-b")));
+  l.learner->WaitUntilFinished();
+  EXPECT_TRUE(l.learner->trained_here());
+  std::vector<std::string> unheard;
+  EXPECT_FALSE(l.learner->EveryRecentActorHeard(absl::Hours(1), &unheard));
+  EXPECT_EQ(unheard, (std::vector<std::string>{"actor-a", "actor-b"}));
+  // Both were seen before the finish, not within a zero window before it.
+  EXPECT_TRUE(l.learner->EveryRecentActorHeard(absl::ZeroDuration()));
+  v1::LeasePromptsRequest req;
+  req.set_max_prompts(1);
+  req.set_actor_id("actor-b");
+  v1::LeasePromptsResponse resp;
+  EXPECT_THAT(l.learner->Lease(req, &resp),
+              StatusIs(absl::StatusCode::kOutOfRange));
+  unheard.clear();
+  EXPECT_FALSE(l.learner->EveryRecentActorHeard(absl::Hours(1), &unheard));
+  EXPECT_EQ(unheard, (std::vector<std::string>{"actor-a"}));
+  req.set_actor_id("actor-a");  // e.g. back from a hang, or restarted
+  EXPECT_THAT(l.learner->Lease(req, &resp),
+              StatusIs(absl::StatusCode::kOutOfRange));
+  EXPECT_TRUE(l.learner->EveryRecentActorHeard(absl::Hours(1)));
 }
 
 TEST(Learner, TrainerStateMapsBothWays) {
