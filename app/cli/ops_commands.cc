@@ -4,29 +4,49 @@
 // ledger). TLS, client certificates and the token come from the run file
 // when --config is given.
 
+#include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "app/cli/commands.h"
 #include "app/cli/flags.h"
 #include "app/cli/run_config_flags.h"
 #include "app/tools/ops.h"
+#include "common/net/http_get.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace cmdistill::cli {
 namespace {
 
 int RunHealthCommand(const std::vector<std::string>& args, Io io) {
-  FlagSet flags("cmdistill health", "--address HOST:PORT [--config FILE]",
+  FlagSet flags("cmdistill health",
+                "--address HOST:PORT [--config FILE] | --http-port PORT",
                 "Asks a learner, teacher or reward service for its gRPC health "
                 "(grpc.health.v1).\nExit 0 when it answers SERVING, 1 "
                 "otherwise (NOT_SERVING while it drains,\nor no answer). TLS "
                 "and client certificates come from the run file's security\n"
-                "section when --config is given.");
+                "section when --config is given. With --http-port, asks "
+                "GET /healthz on\n127.0.0.1:PORT instead (an actor's metrics "
+                "port: 503 when its loop is stuck).");
   AddRunConfigFlags(&flags, "YAML run file for TLS settings (optional)");
   flags.AddString("address", "HOST:PORT", "the service to check");
+  flags.AddString("http-port", "PORT",
+                  "check GET /healthz on 127.0.0.1:PORT (actors)");
   flags.AddString("timeout", "SECONDS", "how long to wait for the answer", "3");
   if (auto code = ParseOrExit(&flags, args, io)) return *code;
+  if (flags.IsSet("http-port")) {
+    int port = 0;
+    if (!absl::SimpleAtoi(flags.Get("http-port"), &port) || port <= 0 ||
+        port > 65535) {
+      io.err << "cmdistill health: --http-port must be a port number\n";
+      return kExitUsage;
+    }
+    auto body = net::HttpGet(port, "/healthz");
+    if (!body.ok()) return Fail(io, "health", body.status());
+    io.out << "127.0.0.1:" << port << "/healthz: " << *body;
+    return kExitOk;
+  }
   if (!flags.IsSet("address")) {
-    io.err << "cmdistill health: --address HOST:PORT is required\n";
+    io.err << "cmdistill health: --address HOST:PORT or --http-port PORT is "
+              "required\n";
     return kExitUsage;
   }
   double timeout = 0;

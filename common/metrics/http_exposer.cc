@@ -279,6 +279,11 @@ void HttpExposer::Progress(Connection* c, short events) {
   c->done = true;
 }
 
+void HttpExposer::SetHealthCheck(std::function<std::string()> check) {
+  absl::MutexLock lock(&health_mu_);
+  health_ = std::move(check);
+}
+
 std::string HttpExposer::Respond(const std::string& request) {
   const std::string line = request.substr(0, request.find("\r\n"));
   std::vector<std::string> parts = absl::StrSplit(line, ' ');
@@ -297,7 +302,15 @@ std::string HttpExposer::Respond(const std::string& request) {
     if (parts[0] == "HEAD") response.resize(response.size() - body.size());
     return response;
   }
-  if (path == "/healthz") return Response(200, "OK", "text/plain", "ok\n");
+  if (path == "/healthz") {
+    std::string why;
+    {
+      absl::MutexLock lock(&health_mu_);
+      if (health_) why = health_();
+    }
+    if (why.empty()) return Response(200, "OK", "text/plain", "ok\n");
+    return Response(503, "Service Unavailable", "text/plain", why + "\n");
+  }
   return Response(404, "Not Found", "text/plain", "try /metrics\n");
 }
 

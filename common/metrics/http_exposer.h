@@ -1,5 +1,6 @@
 // A minimal HTTP/1.1 server for Prometheus scrapes: GET /metrics (text format
-// 0.0.4) and GET /healthz. One thread with a non-blocking event loop over at
+// 0.0.4) and GET /healthz (200, or 503 with the reason its health check
+// gives). One thread with a non-blocking event loop over at
 // most kMaxConnections connections, each with a whole-request deadline
 // (kRequestDeadline), Connection: close: a slow or idle client cannot delay
 // another scrape. It starts no civetweb threads (see STYLE.md: civetweb cannot
@@ -8,11 +9,13 @@
 #define CMDISTILL_COMMON_METRICS_HTTP_EXPOSER_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/metrics/metrics.h"
 
@@ -36,6 +39,10 @@ class HttpExposer {
   HttpExposer& operator=(const HttpExposer&) = delete;
 
   int port() const { return port_; }
+  // What GET /healthz reports: "" = healthy (200 "ok"), anything else is the
+  // reason for a 503. Without a check (or after SetHealthCheck(nullptr)) it is
+  // always 200. Called on the serving thread, once per /healthz request.
+  void SetHealthCheck(std::function<std::string()> check);
   // Idempotent; returns once the serving thread has exited.
   void Stop();
 
@@ -50,6 +57,8 @@ class HttpExposer {
   int port_;
   int stop_pipe_[2] = {-1, -1};
   std::shared_ptr<Registry> registry_;
+  absl::Mutex health_mu_;
+  std::function<std::string()> health_ ABSL_GUARDED_BY(health_mu_);
   std::thread thread_;
   std::atomic<bool> stopped_{false};
   prometheus::Counter* scrapes_ = nullptr;

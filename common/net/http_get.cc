@@ -49,7 +49,12 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
     return absl::DataLossError("no HTTP header end");
   const std::string status_line = resp.substr(0, resp.find("\r\n"));
   if (status_line.find(" 200 ") == std::string::npos) {
-    return absl::NotFoundError(status_line);
+    // The body says why (e.g. /healthz's reason), on one line.
+    std::string body = resp.substr(header_end + 4, 200);
+    while (!body.empty() && (body.back() == '\n' || body.back() == '\r'))
+      body.pop_back();
+    return absl::NotFoundError(
+        body.empty() ? status_line : absl::StrCat(status_line, ": ", body));
   }
   return resp.substr(header_end + 4);
 }

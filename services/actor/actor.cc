@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/metrics/metrics.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
@@ -154,6 +155,16 @@ grpc::Status Actor::Call(Rpc rpc, Attempt&& attempt) {
       net::CallWithRetry(o_.call, std::forward<Attempt>(attempt), &attempts_);
   Count(rpc, s, start);
   return s;
+}
+
+std::string Actor::Health(absl::Time now, absl::Duration stall) const {
+  if (stall <= absl::ZeroDuration()) return "";
+  const absl::Duration idle = now - absl::FromUnixNanos(progress_ns_.load());
+  if (idle <= stall) return "";
+  return absl::StrFormat(
+      "no progress for %.0f s (actor.stall_seconds = %.0f): the actor's loop "
+      "is stuck",
+      absl::ToDoubleSeconds(idle), absl::ToDoubleSeconds(stall));
 }
 
 bool Actor::LearnerPastHorizon() {
@@ -303,19 +314,23 @@ absl::Status Actor::SyncPolicy(bool force) {
 
 absl::Status Actor::Round(const std::atomic<bool>& stop) {
   CMDISTILL_RETURN_IF_ERROR(SyncPolicy());
+  Progress();
   v1::LeasePromptsResponse leases;
   CMDISTILL_RETURN_IF_ERROR(Lease(&leases));
+  Progress();
   if (leases.leases_size() == 0) {
     IdleWait();  // nothing to do until the learner trains
     return absl::OkStatus();
   }
   CMDISTILL_ASSIGN_OR_RETURN(auto trajs, Sample(leases));
+  Progress();
   if (stop.load()) {
     ReturnLeases(leases);  // re-issued at once
     return absl::CancelledError("stopping");
   }
   if (o_.needs_teacher) {
     CMDISTILL_RETURN_IF_ERROR(ScoreWithTeacher(&trajs));
+    Progress();
   }
   CMDISTILL_RETURN_IF_ERROR(EvaluateAndSubmit(&trajs));
   ++rounds_;
@@ -465,6 +480,7 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
   // of failures is logged.
   bool logged = false;
   for (absl::Duration backoff = o_.call.retry.initial_backoff;;) {
+    Progress();
     const absl::Status s = CheckTeacher();
     if (s.ok()) break;
     if (Permanent(s)) return s;
@@ -480,6 +496,7 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
     backoff = std::min(2 * backoff, o_.call.retry.max_backoff);
   }
   while (!stop.load()) {
+    Progress();
     if (o_.max_rounds > 0 && rounds_ >= o_.max_rounds) return absl::OkStatus();
     absl::Status s = Round(stop);
     if (absl::IsOutOfRange(s)) return absl::OkStatus();  // training finished

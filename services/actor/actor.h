@@ -75,6 +75,10 @@ class Actor {
   int64_t rounds() const { return rounds_; }
   // Run() ended because the learner stayed away past the horizon.
   bool learner_gone() const { return learner_gone_; }
+  // The liveness of Run()'s loop, for /healthz: "" while it has made progress
+  // (a phase of a round, a retry, an idle wait) within `stall` before `now`;
+  // otherwise why not. A zero `stall` never reports a stall.
+  std::string Health(absl::Time now, absl::Duration stall) const;
 
  private:
   absl::Status CheckTeacher();
@@ -131,6 +135,9 @@ class Actor {
   // the actor's start until the first.
   absl::Time learner_seen_ = absl::Now();
   bool learner_gone_ = false;
+  // When Run()'s loop last moved (unix ns): read by Health() on another thread.
+  std::atomic<int64_t> progress_ns_{absl::ToUnixNanos(absl::Now())};
+  void Progress() { progress_ns_.store(absl::ToUnixNanos(absl::Now())); }
   // Policy snapshots: received into whichever of the two the policy does not
   // hold (it may keep the last one it adopted); reused between versions.
   std::shared_ptr<std::string> receive_buffers_[2];

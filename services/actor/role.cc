@@ -114,6 +114,11 @@ absl::Status RunActorRole(const v1::RunConfig& config,
   actor::Actor a(ao, &seam, channel(r.learner),
                  ao.needs_teacher ? channel(r.teacher) : nullptr,
                  channel(r.reward), registry.get());
+  if (exposer) {
+    const absl::Duration stall = absl::Seconds(config.actor().stall_seconds());
+    exposer->SetHealthCheck(
+        [&a, stall] { return a.Health(absl::Now(), stall); });
+  }
   std::atomic<bool> stop{false};
   std::thread watcher([&] {
     signals->Wait();
@@ -126,6 +131,7 @@ absl::Status RunActorRole(const v1::RunConfig& config,
         services::FormatReady({"actor", 0, exposer ? exposer->port() : 0}));
     s = a.Run(stop);
   }
+  if (exposer) exposer->SetHealthCheck(nullptr);  // `a` goes before `exposer`
   signals->Notify();  // release the watcher if we ended on our own
   watcher.join();
   log << "cmdistill actor: "

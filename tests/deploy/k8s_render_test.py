@@ -12,7 +12,11 @@ For each overlay of deploy/k8s (secrets made by make-secrets.sh in a scratch cop
   * every ConfigMap, Secret and PersistentVolumeClaim a pod references exists, and every file
     the run file names (token, certificates) lies in a mounted volume whose source has that key;
   * graceful termination outlasts services.shutdown_grace_seconds; the learner has a PDB;
-    the gpu overlay gives the learner, teachers and actors a GPU.
+    the gpu overlay gives the learner, teachers and actors a GPU;
+  * a finite run ends: the learner is a Job (one completion, restartPolicy OnFailure, a backoff
+    limit, output_dir on a PersistentVolumeClaim it mounts), the actors are a Job whose
+    parallelism is the knob (no completions: done when they have exited 0 with the learner,
+    OnFailure, a backoff limit), teacher and reward are Deployments, and no StatefulSet is left.
 Usage: k8s_render_test.py CMDISTILL_BINARY SOURCE_DIR. Exit 77 (skipped) without kubectl/yaml.
 """
 import os
@@ -198,9 +202,58 @@ def check_overlay(overlay, objs, by, check_cli, binary, tmp):
             check(int(port) in [p["port"] for p in s["spec"]["ports"]], f"{overlay}: Service {host} has no port {port}")
             if dns:
                 check(s["spec"].get("clusterIP") == "None", f"{overlay}: {addr} needs a headless Service")
+    check_finite_run(overlay, objs, by, run)
     pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
     check(any(p["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == "learner" for p in pdbs),
           f"{overlay}: no PodDisruptionBudget for the learner")
+
+
+def check_finite_run(overlay, objs, by, run):
+    """The shape of a run that ends (issue 26): Jobs for learner and actors."""
+    check(not [o for o in objs if o["kind"] == "StatefulSet"], f"{overlay}: a StatefulSet is left")
+    for name in ("teacher", "reward"):
+        check(("Deployment", name) in by, f"{overlay}: {name} is not a Deployment")
+    learner, actor = by.get(("Job", "learner")), by.get(("Job", "actor"))
+    if check(learner is not None, f"{overlay}: the learner is not a Job"):
+        spec = learner["spec"]
+        pod = spec["template"]["spec"]
+        check(pod.get("restartPolicy") == "OnFailure",
+              f"{overlay}: learner restartPolicy {pod.get('restartPolicy')}, want OnFailure")
+        check(spec.get("completions") == 1 and spec.get("parallelism", 1) == 1,
+              f"{overlay}: learner Job completions/parallelism {spec.get('completions')}/"
+              f"{spec.get('parallelism')}, want 1/1")
+        check(isinstance(spec.get("backoffLimit"), int) and spec["backoffLimit"] >= 1,
+              f"{overlay}: learner Job without a backoffLimit")
+        # output_dir (checkpoints, final/) survives a restarted pod: it is on a PVC.
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        c = pod["containers"][0]
+        out = run["output_dir"]
+        on_pvc = [m for m in c.get("volumeMounts", [])
+                  if (out + "/").startswith(m["mountPath"].rstrip("/") + "/")
+                  and "persistentVolumeClaim" in volumes.get(m["name"], {})
+                  and not m.get("readOnly")]
+        check(on_pvc, f"{overlay}: the learner's output_dir {out} is not on a writable PVC")
+    if check(actor is not None, f"{overlay}: the actors are not a Job"):
+        spec = actor["spec"]
+        check(spec["template"]["spec"].get("restartPolicy") == "OnFailure",
+              f"{overlay}: actor restartPolicy, want OnFailure")
+        check("completions" not in spec,
+              f"{overlay}: the actor Job sets completions (it is done when the learner is)")
+        check(isinstance(spec.get("parallelism"), int) and spec["parallelism"] >= 1,
+              f"{overlay}: the actor Job has no parallelism (the knob)")
+        check(isinstance(spec.get("backoffLimit"), int) and spec["backoffLimit"] >= 1,
+              f"{overlay}: actor Job without a backoffLimit")
+        if overlay == "gpu":
+            check(spec.get("parallelism") == 8, f"{overlay}: {spec.get('parallelism')} actors, want 8")
+        # Liveness and readiness reflect progress: /healthz on the metrics port.
+        c = spec["template"]["spec"]["containers"][0]
+        metrics_port = port_of(run["services"]["actor_metrics_listen"])
+        ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+        for probe in ("livenessProbe", "readinessProbe"):
+            get = c.get(probe, {}).get("httpGet", {})
+            port = get.get("port")
+            check(get.get("path") == "/healthz" and ports.get(port, port) == metrics_port,
+                  f"{overlay}: actor {probe} is not GET /healthz on its metrics port")
 
 
 def check_cuda_dockerfile(src):

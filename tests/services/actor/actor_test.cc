@@ -12,11 +12,15 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/metrics/http_exposer.h"
 #include "common/metrics/metrics.h"
 #include "common/net/client.h"
+#include "common/net/http_get.h"
 #include "common/net/server.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/util/sha256.h"
@@ -278,6 +282,82 @@ TEST(Actor, StopsByItselfWhenTheLearnerStaysAwayPastTheHorizon) {
           m["cmdistill_actor_rpcs_total{code=\"deadline_exceeded\",peer="
             "\"learner\"}"],
       0);
+}
+
+// Samples one token, but blocks in Generate until released: a stuck loop (the
+// process runs and answers scrapes, its work does not move).
+class StuckPolicy final : public Policy {
+ public:
+  int64_t vocab_size() const override { return 100; }
+  absl::Status LoadWeights(const std::string&) override {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<model::GenerationResult>> Generate(
+      const std::vector<std::vector<int32_t>>& prompts,
+      const model::SamplingOptions&) override {
+    if (!entered.HasBeenNotified()) entered.Notify();
+    release.WaitForNotification();
+    std::vector<model::GenerationResult> out(prompts.size());
+    for (auto& r : out) {
+      r.tokens = {'7'};
+      r.logprobs = {-0.5f};
+    }
+    return out;
+  }
+  absl::Notification entered, release;
+};
+
+// The liveness probe of an actor (GET /healthz on its metrics port) fails
+// while its loop is stuck, and recovers when it moves again.
+TEST(Actor, HealthzFailsWhileTheLoopIsStuck) {
+  testing::FakeTrainer trainer(/*vocab_size=*/100);
+  auto lreg = metrics::NewRegistry();
+  auto lgate = net::GrpcServer::MakeGate({}, lreg.get());
+  learner::LearnerOptions lo;
+  lo.lease.samples_per_prompt = 1;
+  lo.prompts_per_step = 1;
+  lo.max_steps = 100;
+  auto learner = *learner::Learner::Create({{{'Q', '1'}, "Q1", "7"}}, &trainer,
+                                           lreg.get(), lo);
+  learner::LearnerServiceImpl learner_service(learner.get(), lgate);
+  auto learner_server = Serve(lgate, &learner_service);
+
+  StuckPolicy policy;
+  ActorOptions ao;
+  ao.actor_id = "stuck-actor";
+  ao.needs_teacher = false;
+  ao.call.timeout = absl::Seconds(5);
+  ao.call.retry.initial_backoff = absl::Milliseconds(5);
+  auto areg = metrics::NewRegistry();
+  auto nowhere =
+      grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());
+  Actor actor(ao, &policy, Dial(*learner_server), nullptr, nowhere, areg.get());
+  auto exposer = *metrics::HttpExposer::Start("127.0.0.1:0", areg);
+  const absl::Duration stall = absl::Milliseconds(200);
+  exposer->SetHealthCheck([&] { return actor.Health(absl::Now(), stall); });
+  EXPECT_EQ(actor.Health(absl::Now(), absl::Hours(1)), "");  // just made
+
+  std::atomic<bool> stop{false};
+  std::thread run([&] { (void)actor.Run(stop); });
+  policy.entered.WaitForNotification();  // stuck in sampling from now on
+  absl::StatusOr<std::string> probe;
+  const absl::Time until = absl::Now() + absl::Seconds(30);
+  do {
+    absl::SleepFor(absl::Milliseconds(20));
+    probe = net::HttpGet(exposer->port(), "/healthz");
+  } while (probe.ok() && absl::Now() < until);
+  EXPECT_THAT(probe.status().message(), ::testing::HasSubstr("503"));
+  EXPECT_THAT(probe.status().message(),
+              ::testing::HasSubstr("no progress for"));
+  // The stall is measured, not guessed: not before `stall` has passed.
+  EXPECT_EQ(actor.Health(absl::Now(), absl::Hours(1)), "");
+
+  stop.store(true);
+  policy.release.Notify();  // it moves again (and stops)
+  run.join();
+  exposer->SetHealthCheck(nullptr);
+  EXPECT_OK(net::HttpGet(exposer->port(), "/healthz"));
+  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
 }
 
 TEST(Actor, ChecksASnapshotBeforeLoadingItAndReadsOlderLearners) {
