@@ -70,19 +70,29 @@ absl::Status WriteCheckpoint(const std::string& root,
   const std::string tmp = absl::StrCat(root, "/.tmp-", name, "-", getpid());
   const std::string final_dir = root + "/" + name;
   fs::remove_all(tmp, ec);
-  // Each file written atomically.
-  CMDISTILL_RETURN_IF_ERROR(policy.SavePolicy(tmp, tokenizer_from));
-  std::string bytes;
-  if (!state.SerializeToString(&bytes))
-    return absl::InternalError("cannot serialise state");
-  CMDISTILL_RETURN_IF_ERROR(
-      util::WriteFileAtomically(tmp + "/" + kState, bytes));
-  FsyncPath(tmp);
-  fs::remove_all(final_dir, ec);  // a re-run of the same step replaces it
-  fs::rename(tmp, final_dir, ec);
-  if (ec)
-    return absl::InternalError(
-        absl::StrCat("rename to ", final_dir, ": ", ec.message()));
+  // Each file written atomically; on any failure (a full disk) the partial
+  // folder goes, so it neither fills the disk further nor looks like a
+  // checkpoint, and the older ones stay as they are.
+  absl::Status written = [&]() -> absl::Status {
+    CMDISTILL_RETURN_IF_ERROR(policy.SavePolicy(tmp, tokenizer_from));
+    std::string bytes;
+    if (!state.SerializeToString(&bytes))
+      return absl::InternalError("cannot serialise state");
+    CMDISTILL_RETURN_IF_ERROR(
+        util::WriteFileAtomically(tmp + "/" + kState, bytes));
+    FsyncPath(tmp);
+    fs::remove_all(final_dir, ec);  // a re-run of the same step replaces it
+    fs::rename(tmp, final_dir, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("rename to ", final_dir, ": ", ec.message()));
+    }
+    return absl::OkStatus();
+  }();
+  if (!written.ok()) {
+    fs::remove_all(tmp, ec);
+    return Annotate(written, absl::StrCat("checkpoint ", name));
+  }
   FsyncPath(root);
   // Keep the newest `keep`.
   std::vector<std::string> steps;

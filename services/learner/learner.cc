@@ -102,7 +102,19 @@ absl::Status Learner::SaveCheckpoint() {
 
 absl::Status Learner::SaveCheckpointCounted() {
   absl::Status s = SaveCheckpoint();
-  if (!s.ok()) m_->Outcome("checkpoint_failed").Increment();
+  if (s.ok()) {
+    if (!options_.checkpoint_dir.empty())
+      m_->last_checkpoint->Set(
+          absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+    return s;
+  }
+  m_->Outcome("checkpoint_failed").Increment();
+  m_->checkpoint_failures->Increment();
+  if (options_.log) {
+    options_.log(
+        absl::StrCat("checkpoint failed: ", s.message(),
+                     " (training goes on; the newest good checkpoint stays)"));
+  }
   return s;
 }
 

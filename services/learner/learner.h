@@ -58,6 +58,8 @@ struct LearnerOptions {
   // the methods that have one, λ.
   double budget = 0.35;
   bool has_lambda = false;
+  // Told of a failed checkpoint write (one line); none = not told.
+  std::function<void(const std::string&)> log;
 };
 
 // Called after each update (from the update thread): step statistics and the

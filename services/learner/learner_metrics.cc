@@ -114,6 +114,17 @@ LearnerMetrics::LearnerMetrics(prometheus::Registry& registry, bool has_lambda)
                "checkpoint at a resume, like the outcome counts)")
            .Register(r)
            .Add({});
+  checkpoint_failures =
+      &prometheus::BuildCounter()
+           .Name("cmdistill_learner_checkpoint_failures_total")
+           .Help(
+               "Checkpoint writes that failed (full disk, read-only volume); "
+               "training goes on and the newest good checkpoint stays")
+           .Register(r)
+           .Add({});
+  last_checkpoint =
+      &Gauge("cmdistill_learner_last_checkpoint_timestamp_seconds",
+             "Unix time of the newest checkpoint written");
   epoch = &Gauge("cmdistill_learner_epoch", "The epoch being leased");
   epoch_prompts = &prometheus::BuildGauge()
                        .Name("cmdistill_learner_epoch_prompts")

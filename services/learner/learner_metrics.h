@@ -45,6 +45,10 @@ class LearnerMetrics {
   prometheus::Histogram *lease_rpc, *return_rpc, *submit_rpc, *wait_rpc,
       *fetch_rpc, *status_rpc;
   prometheus::Counter *tokens_trained, *prompts_trained;
+  // Checkpoint writes that failed (a full disk, a read-only volume), and when
+  // the newest good one was written.
+  prometheus::Counter* checkpoint_failures;
+  prometheus::Gauge* last_checkpoint;
 
  private:
   prometheus::Gauge& Gauge(const char* name, const char* help);

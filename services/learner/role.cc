@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -113,6 +114,9 @@ learner::LearnerOptions LearnerOptionsFrom(const v1::RunConfig& config,
                                            const std::string& checkpoint_dir) {
   const auto& tr = config.training();
   learner::LearnerOptions lo;
+  lo.log = [](const std::string& line) {
+    std::cerr << "cmdistill learner: " << line << "\n";
+  };
   lo.lease.lease_duration = absl::Seconds(tr.lease_seconds());
   lo.lease.samples_per_prompt = config.generation().samples_per_prompt();
   lo.lease.epochs = tr.epochs();

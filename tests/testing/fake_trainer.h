@@ -70,6 +70,7 @@ class FakeTrainer final : public learner::Trainer {
     std::filesystem::create_directories(dir, ec);
     std::ofstream out(dir + "/fake_policy.bin", std::ios::binary);
     out << *w;
+    out.close();  // a full disk shows at the flush
     return out ? absl::OkStatus()
                : absl::InternalError(absl::StrCat("cannot write ", dir));
   }

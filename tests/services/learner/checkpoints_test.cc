@@ -3,8 +3,12 @@
 // of the previous one.
 #include "services/learner/checkpoints.h"
 
+#include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -85,6 +89,61 @@ TEST(Checkpoints, KeepsTheNewestKAndSkipsCorruptOnes) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("99")));
   EXPECT_THAT(FindLatestCheckpoint(dir.File("nothing"), 5, nullptr),
               StatusIs(absl::StatusCode::kNotFound));
+  // A training state cut short (a write that stopped half-way) is caught.
+  ASSERT_OK(WriteCheckpoint(dir.path(), State(10), *policy, "", /*keep=*/5));
+  const std::string state10 = dir.File("step-00000010/training_state.pb");
+  std::filesystem::resize_file(state10,
+                               std::filesystem::file_size(state10) / 2);
+  skipped.clear();
+  ASSERT_OK_AND_ASSIGN(f, FindLatestCheckpoint(dir.path(), 5, &skipped));
+  EXPECT_EQ(f.state.step(), 4);
+  ASSERT_EQ(skipped.size(), 3u);
+  EXPECT_THAT(skipped[0], HasSubstr("step-00000010"));
+}
+
+// A full disk during a checkpoint (a size-limited tmpfs; needs root): the
+// write fails with the reason, leaves no partial folder, and the newest good
+// checkpoint resumes (weights validated); with space freed the next one is
+// written.
+TEST(Checkpoints, AFullDiskLeavesTheNewestGoodCheckpointResumable) {
+  testing::TempDir dir;
+  const std::string disk = dir.path() + "/disk";
+  std::filesystem::create_directories(disk);
+  if (mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=512k") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root): "
+                 << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{disk};
+  auto m = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
+  auto policy = *PolicyTrainer::Create(m.get(), {});
+  const std::string root = disk + "/checkpoints";
+  ASSERT_OK(WriteCheckpoint(root, State(2), *policy, "", /*keep=*/3));
+  struct statvfs fs;
+  ASSERT_EQ(statvfs(disk.c_str(), &fs), 0);
+  {
+    std::ofstream filler(disk + "/filler", std::ios::binary);
+    filler << std::string(fs.f_bavail * fs.f_bsize, 'x');
+  }
+  const absl::Status full =
+      WriteCheckpoint(root, State(4), *policy, "", /*keep=*/3);
+  EXPECT_FALSE(full.ok());
+  EXPECT_THAT(full.message(), HasSubstr("step-00000004"));
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(root))
+    names.push_back(e.path().filename().string());
+  EXPECT_THAT(names, ::testing::ElementsAre("step-00000002"));
+  std::vector<std::string> skipped;
+  ASSERT_OK_AND_ASSIGN(FoundCheckpoint f,
+                       FindLatestCheckpoint(root, 5, &skipped));
+  EXPECT_EQ(f.state.step(), 2);
+  EXPECT_TRUE(skipped.empty());
+  std::filesystem::remove(disk + "/filler");
+  ASSERT_OK(WriteCheckpoint(root, State(4), *policy, "", /*keep=*/3));
+  ASSERT_OK_AND_ASSIGN(f, FindLatestCheckpoint(root, 5, &skipped));
+  EXPECT_EQ(f.state.step(), 4);
 }
 
 TEST(Checkpoints, StaleTemporaryFoldersOfDeadLearnersAreRemoved) {

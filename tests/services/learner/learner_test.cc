@@ -4,7 +4,16 @@
 // same learner behind its RPCs).
 #include "services/learner/learner.h"
 
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -211,6 +220,113 @@ TEST(Learner, KnowsWhenEveryRecentActorHeardFinished) {
   EXPECT_THAT(l.learner->Lease(req, &resp),
               StatusIs(absl::StatusCode::kOutOfRange));
   EXPECT_TRUE(l.learner->EveryRecentActorHeard(absl::Hours(1)));
+}
+
+std::vector<std::string> Listing(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::map<std::string, std::string> Contents(const std::string& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    files[e.path().filename().string()] = std::string(
+        std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return files;
+}
+
+// A full disk during a checkpoint (a size-limited tmpfs; needs root): the
+// write fails, is counted and logged, training goes on, the newest good
+// checkpoint stays intact and resumable with no partial folder beside it; with
+// space freed the next checkpoint succeeds.
+TEST(Learner, AFullDiskFailsACheckpointAndLosesNothing) {
+  testing::TempDir dir;
+  const std::string disk = dir.path() + "/disk";
+  std::filesystem::create_directories(disk);
+  if (mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=256k") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root): "
+                 << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{disk};
+  const std::string root = disk + "/checkpoints";
+  Loop first(/*max_steps=*/1, root);
+  ASSERT_OK(first.SubmitGroup(first.Lease()));
+  first.learner->WaitUntilFinished();
+  ASSERT_OK(first.learner->final_checkpoint());
+  const v1::LearnerCheckpoint state = first.learner->CaptureState();
+  first.learner->Close();
+  const auto before = Contents(root + "/step-00000001");
+  ASSERT_EQ(before.size(), 2u);  // the policy and the training state
+
+  // Fill the disk: what is left is less than a checkpoint needs.
+  struct statvfs fs;
+  ASSERT_EQ(statvfs(disk.c_str(), &fs), 0);
+  {
+    std::ofstream filler(disk + "/filler", std::ios::binary);
+    filler << std::string(fs.f_bavail * fs.f_bsize, 'x');
+  }
+  std::vector<std::string> lines;
+  testing::FakeTrainer trainer;
+  auto registry = metrics::NewRegistry();
+  LearnerOptions o;
+  o.lease.samples_per_prompt = 2;
+  o.prompts_per_step = 1;
+  o.max_steps = 2;
+  o.checkpoint_dir = root;
+  o.log = [&](const std::string& line) { lines.push_back(line); };
+  auto second = *Learner::Create(
+      {{{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}}, &trainer,
+      registry.get(), o, {}, &state);
+  v1::LeasePromptsRequest req;
+  req.set_max_prompts(1);
+  v1::LeasePromptsResponse leased;
+  ASSERT_OK(second->Lease(req, &leased));
+  ASSERT_EQ(leased.leases_size(), 1);
+  v1::SubmitTrajectoriesRequest sub;
+  for (uint32_t i = 0; i < 2; ++i) {
+    v1::Trajectory* t = sub.add_trajectories();
+    *t->mutable_lease() = leased.leases(0).lease();
+    t->set_sample_index(i);
+    t->set_trajectory_id(leased.leases(0).lease().lease_id() + "/" +
+                         std::to_string(i));
+    t->mutable_prompt_ids()->CopyFrom(leased.leases(0).prompt_ids());
+    t->add_completion_ids(3);
+    t->add_behavior_logprobs(-1.5f);
+    t->mutable_evaluation()->add_feasible(true);
+  }
+  v1::SubmitTrajectoriesResponse submitted;
+  ASSERT_OK(second->Submit(sub, &submitted));
+  second->WaitUntilFinished();
+  // Training went on: step 2 trained; its checkpoint could not be written.
+  EXPECT_EQ(second->step(), 2);
+  EXPECT_FALSE(second->final_checkpoint().ok());
+  auto m = *testing::ParsePrometheusText(metrics::Serialize(*registry));
+  EXPECT_EQ(m["cmdistill_learner_checkpoint_failures_total"], 1);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_THAT(lines[0], HasSubstr("checkpoint failed"));
+  EXPECT_THAT(lines[0], HasSubstr("step-00000002"));
+  // The newest good checkpoint is as it was; no partial folder beside it
+  // (checkpoints_test: the same with real weights, resumed).
+  EXPECT_EQ(Listing(root), std::vector<std::string>{"step-00000001"});
+  EXPECT_EQ(Contents(root + "/step-00000001"), before);
+  // Space freed: the next checkpoint succeeds.
+  std::filesystem::remove(disk + "/filler");
+  ASSERT_OK(second->SaveCheckpoint());
+  EXPECT_EQ(Listing(root),
+            (std::vector<std::string>{"step-00000001", "step-00000002"}));
+  v1::LearnerCheckpoint written;
+  ASSERT_TRUE(written.ParseFromString(
+      Contents(root + "/step-00000002").at("training_state.pb")));
+  EXPECT_EQ(written.step(), 2);
+  second->Close();
 }
 
 TEST(Learner, TrainerStateMapsBothWays) {
