@@ -19,6 +19,7 @@
 #include "services/actor/model_policy.h"
 #include "services/common/child_protocol.h"
 #include "services/common/compute_threads.h"
+#include "services/common/role_host.h"
 #include "services/common/task_options.h"
 #include "services/common/wiring.h"
 
@@ -130,6 +131,9 @@ absl::Status RunActorRole(const v1::RunConfig& config,
     services::Announce(
         services::FormatReady({"actor", 0, exposer ? exposer->port() : 0}));
     s = a.Run(stop);
+    // Ended by itself (not by a signal): the last values get their scrape.
+    if (s.ok() && exposer && !stop.load())
+      services::ServeFinalScrape(config, "actor", *signals, log);
   }
   if (exposer) exposer->SetHealthCheck(nullptr);  // `a` goes before `exposer`
   signals->Notify();  // release the watcher if we ended on our own

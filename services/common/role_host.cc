@@ -1,5 +1,6 @@
 #include "services/common/role_host.h"
 
+#include "absl/time/clock.h"
 #include "common/status/status_macros.h"
 #include "services/common/wiring.h"
 
@@ -38,6 +39,18 @@ absl::Status ServeRole(
   host->Shutdown(before_shutdown);
   log << "cmdistill " << name << ": stopped\n";
   return absl::OkStatus();
+}
+
+void ServeFinalScrape(const v1::RunConfig& config, const std::string& name,
+                      ShutdownSignal& signals, std::ostream& log) {
+  const double seconds = config.services().final_scrape_seconds();
+  if (seconds <= 0) return;
+  log << "cmdistill " << name << ": serving /metrics " << seconds
+      << " s more for the final scrape\n";
+  const int signals_before = signals.signal_count();
+  const absl::Time until = absl::Now() + absl::Seconds(seconds);
+  while (absl::Now() < until && signals.signal_count() == signals_before)
+    absl::SleepFor(absl::Milliseconds(100));
 }
 
 }  // namespace cmdistill::services

@@ -33,6 +33,13 @@ absl::Status ServeRole(
     const std::function<std::vector<grpc::Service*>(ServiceHost&)>& make,
     const std::function<void()>& before_shutdown);
 
+// A role that ended by itself (the learner after FINISHED, an actor told so)
+// keeps serving /metrics for services.final_scrape_seconds, so that its last
+// values reach Prometheus however short the run; a SIGTERM/SIGINT arriving
+// meanwhile ends the wait. Nothing when the setting is 0.
+void ServeFinalScrape(const v1::RunConfig& config, const std::string& name,
+                      ShutdownSignal& signals, std::ostream& log);
+
 }  // namespace cmdistill::services
 
 #endif  // CMDISTILL_SERVICES_COMMON_ROLE_HOST_H_

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/net/http_get.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -49,9 +50,14 @@ TEST(ProcessPipeline, FourRolesAsProcessesTrainAndExitCleanly) {
           "}\ngeneration: {max_new_tokens: 6, samples_per_prompt: 4}\n"
           "training: {prompts_per_step: 2, max_steps: 4}\noptimizer: {lr: "
           "1e-3}\n"
-          "reward: {answer_strictness: last_number}\n");
+          "reward: {answer_strictness: last_number}\n"
+          // Learner and actors keep /metrics up after they end, until a
+          // signal: the run's last values can be scraped.
+          "services: {final_scrape_seconds: 60, actor_metrics_listen: "
+          "\"127.0.0.1:0\", learner: {metrics_listen: \"127.0.0.1:0\"}}\n");
   std::vector<std::unique_ptr<Subprocess>> services;
   std::vector<int> ports;
+  int learner_metrics_port = 0;
   const absl::Time deadline = absl::Now() + absl::Seconds(120);
   for (const char* role : {"teacher", "reward", "learner"}) {
     services.push_back(std::make_unique<Subprocess>(
@@ -61,14 +67,20 @@ TEST(ProcessPipeline, FourRolesAsProcessesTrainAndExitCleanly) {
     ASSERT_THAT(ready, HasSubstr(std::string("READY name=") + role))
         << services.back()->Stderr();
     ports.push_back(PortOf(ready));
+    learner_metrics_port = PortOf(ready, "metrics_port");  // the last: learner
   }
   auto addr = [](int p) { return "127.0.0.1:" + std::to_string(p); };
   std::vector<std::unique_ptr<Subprocess>> actors;
+  std::vector<int> actor_metrics;
   for (int a = 0; a < 2; ++a) {
     actors.push_back(std::make_unique<Subprocess>(std::vector<std::string>{
         B, "actor", "--config", run, "--teacher", addr(ports[0]), "--reward",
         addr(ports[1]), "--learner", addr(ports[2]), "--id",
         "a" + std::to_string(a)}));
+    ASSERT_OK_AND_ASSIGN(std::string ready, actors.back()->ReadLine(deadline));
+    ASSERT_THAT(ready, HasSubstr("READY name=actor"))
+        << actors.back()->Stderr();
+    actor_metrics.push_back(PortOf(ready, "metrics_port"));
   }
   // The learner reports each step, then FINISHED, and exits by itself.
   int steps = 0;
@@ -85,9 +97,33 @@ TEST(ProcessPipeline, FourRolesAsProcessesTrainAndExitCleanly) {
   EXPECT_EQ(steps, 4);
   EXPECT_THAT(line, HasSubstr("step=4"));
   EXPECT_THAT(line, HasSubstr("complete=1"));
+  // After FINISHED the learner still serves its final values (the window),
+  // and the actors, told "finished", theirs: then a SIGTERM ends each wait.
+  ASSERT_OK_AND_ASSIGN(std::string learner_metrics,
+                       net::HttpGet(learner_metrics_port, "/metrics"));
+  EXPECT_THAT(learner_metrics, HasSubstr("cmdistill_learner_step 4"));
+  // 4 steps x 2 prompts x 4 samples trained: the actors' final counts (at
+  // least those) stay readable after the learner finished.
+  double generated = 0;
+  while (absl::Now() < deadline) {
+    generated = 0;
+    for (int port : actor_metrics) {
+      auto m = net::HttpGet(port, "/metrics");
+      ASSERT_OK(m.status()) << "an actor stopped serving its final values";
+      generated += (*testing::ParsePrometheusText(
+          *m))["cmdistill_actor_trajectories_total"];
+    }
+    if (generated >= 32) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_GE(generated, 32);
+  services[2]->Signal(SIGTERM);
   ASSERT_OK_AND_ASSIGN(int learner_code, services[2]->Wait(deadline));
   EXPECT_EQ(learner_code, 0) << services[2]->Stderr();
+  EXPECT_THAT(services[2]->Stderr(),
+              HasSubstr("serving /metrics 60 s more for the final scrape"));
   for (auto& a : actors) {
+    a->Signal(SIGTERM);
     ASSERT_OK_AND_ASSIGN(int code, a->Wait(deadline));
     EXPECT_EQ(code, 0) << a->Stderr();
   }
