@@ -59,6 +59,14 @@ until podman logs "$learner" 2>&1 | grep -q '^FINISHED '; do
 done
 say "learner: $(podman logs "$learner" 2>&1 | grep '^FINISHED ' | tail -1)"
 
+# The learner and the actors keep /metrics up for services.final_scrape_seconds after they
+# end: once the learner's container has exited, that window is over for everyone, and every
+# role's last values must be in Prometheus however fast the run was.
+podman wait --condition=exited "$learner" >/dev/null 2>&1 || true
+for a in $(podman ps -a --filter "name=${project}_actor" --format '{{.Names}}'); do
+  podman wait --condition=exited "$a" >/dev/null 2>&1 || true
+done
+say "learner and actors exited (after their final scrape window)"
 # Every role scraped, both actors among them (max over the run: actors exit when done).
 query='count by (role) (max_over_time(up[15m]) == 1)'
 got=$(curl -sf "http://127.0.0.1:$CMDISTILL_PROMETHEUS_PORT/api/v1/query" --data-urlencode "query=$query")
@@ -69,7 +77,9 @@ counts = {r["metric"].get("role"): int(float(r["value"][1])) for r in doc["data"
 print("test-compose: targets scraped by role:", counts)
 want = {"learner": 1, "teacher": 1, "reward": 1, "actor": 2}
 bad = {k: counts.get(k, 0) for k, v in want.items() if counts.get(k, 0) < v}
-sys.exit(f"FAIL: roles not scraped (or too few): {bad}" if bad else 0)'
+sys.exit(f"FAIL: roles not scraped (or too few): {bad}" if bad else 0)' || {
+  curl -sf "http://127.0.0.1:$CMDISTILL_PROMETHEUS_PORT/api/v1/targets?state=any" | head -c 3000; echo
+  exit 1; }
 rules=$(curl -sf "http://127.0.0.1:$CMDISTILL_PROMETHEUS_PORT/api/v1/rules" |
   python3 -c 'import json,sys; print(sum(len(g["rules"]) for g in json.load(sys.stdin)["data"]["groups"]))')
 [[ $rules -ge 10 ]] || { echo "FAIL: only $rules rules loaded"; exit 1; }

@@ -1,10 +1,13 @@
 // The service subcommands: flags and the run file, the checks of what the
 // role needs, then the role itself (services/<service>/role.h).
+#include <unistd.h>
+
 #include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "app/cli/commands.h"
 #include "app/cli/flags.h"
 #include "app/cli/run_config_flags.h"
@@ -56,6 +59,15 @@ int RunLearner(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   return Failed("learner", learner::RunLearnerRole(config, resume, io.err), io);
 }
 
+// Unique per process: two actors of one run never share an id (nor a
+// sampling seed) unless told to.
+std::string DefaultActorId() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return absl::StrCat("actor-", host[0] != '\0' ? host : "local", "-",
+                      getpid());
+}
+
 int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   auto flag_or = [&](const char* name, const std::string& fallback) {
     return flags.IsSet(name) ? flags.Get(name) : fallback;
@@ -64,7 +76,7 @@ int RunActor(const v1::RunConfig& config, const FlagSet& flags, Io io) {
   o.learner = flag_or("learner", config.services().learner().address());
   o.teacher = flag_or("teacher", config.services().teacher().address());
   o.reward = flag_or("reward", config.services().reward().address());
-  o.id = flag_or("id", "actor");
+  o.id = flag_or("id", DefaultActorId());
   o.metrics_file = flag_or("metrics-file", "");
   const bool needs_teacher =
       rl::NeedsTeacher(services::MethodFrom(config.method()));
@@ -122,7 +134,10 @@ std::vector<ServiceSpec> Specs() {
        {{"learner", "learner address (host:port or dns:///name:port)"},
         {"teacher", "teacher address"},
         {"reward", "reward service address"},
-        {"id", "actor id for logs (default: actor)"},
+        {"id",
+         "actor id: logs, its sampling seed, and whom a finishing learner "
+         "waits for; a stable one (the pod name) lets a restarted actor be "
+         "recognised (default: actor-<host>-<pid>)"},
         {"metrics-file",
          "also write /metrics as Prometheus text to this file (every 2 s and "
          "at exit)"}},

@@ -65,6 +65,18 @@ def main():
                 fails.append(f"{name}: address {run[role]['address']} names no compose service")
         elif role == "actor":
             mport = int(run["actor_metrics_listen"].rsplit(":", 1)[1])
+            # Liveness from progress: /healthz on its metrics port. A replicated service's
+            # test must be a string: podman-compose 1.0.3 pops a list's "CMD" in place, and
+            # the second replica's `up` fails.
+            test = svc.get("healthcheck", {}).get("test")
+            if not isinstance(test, str) or f"--http-port {mport}" not in test:
+                fails.append(f"{name}: health check is not 'cmdistill health --http-port "
+                             f"{mport}' as a string: {test!r}")
+            else:
+                h = subprocess.run([binary] + test.split()[1:2] + ["--help"],
+                                   capture_output=True, text=True).stdout
+                if "--http-port" not in h:
+                    fails.append(f"{name}: cmdistill health has no --http-port")
         else:
             continue
         if scraped.get(role) != mport:

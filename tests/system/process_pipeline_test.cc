@@ -48,8 +48,8 @@ TEST(ProcessPipeline, FourRolesAsProcessesTrainAndExitCleanly) {
           ", device: cpu}\nteacher: {path: " + dir.File("teacher") +
           ", device: cpu}\ndata: {train_path: " + dir.File("data/train.jsonl") +
           "}\ngeneration: {max_new_tokens: 6, samples_per_prompt: 4}\n"
-          "training: {prompts_per_step: 2, max_steps: 4}\noptimizer: {lr: "
-          "1e-3}\n"
+          "training: {prompts_per_step: 2, max_steps: 4, linger_seconds: 5}\n"
+          "optimizer: {lr: 1e-3}\n"
           "reward: {answer_strictness: last_number}\n"
           // Learner and actors keep /metrics up after they end, until a
           // signal: the run's last values can be scraped.
@@ -138,6 +138,20 @@ TEST(ProcessPipeline, FourRolesAsProcessesTrainAndExitCleanly) {
       {B, "score", "--model", dir.File("run/final"), "--device", "cpu"}, t,
       "{\"ids\": [1, 2, 3]}\n");
   EXPECT_EQ(score.exit_code, 0) << score.err;
+  // A learner started again on the finished run (a Job's pod restarted after
+  // the end) says so, trains nothing and exits 0 — at once once the actors
+  // its checkpoint saw have had their linger (here they are gone: <= 5 s).
+  Subprocess again({B, "learner", "--config", run});
+  int again_steps = 0;
+  for (;;) {
+    auto l = again.ReadLine(deadline);
+    if (!l.ok()) break;
+    if (l->rfind("STEP ", 0) == 0) ++again_steps;
+  }
+  ASSERT_OK_AND_ASSIGN(int again_code, again.Wait(deadline));
+  EXPECT_EQ(again_code, 0) << again.Stderr();
+  EXPECT_EQ(again_steps, 0);
+  EXPECT_THAT(again.Stderr(), HasSubstr("run already finished at step 4"));
 }
 
 int FreePort() {
