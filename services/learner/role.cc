@@ -280,7 +280,9 @@ absl::Status RunLearnerRole(const v1::RunConfig& config,
   const std::string final_dir = config.output_dir() + "/final";
   const absl::Status saved = SaveFinalModel(config, *student, final_dir);
   if (saved.ok()) AnnounceFinished(*learner, final_dir, done);
-  if (done) services::ServeFinalScrape(config, "learner", host->signals(), log);
+  // A learner that resumed a finished run has nothing new to show: it ends.
+  if (done && learner->trained_here())
+    services::ServeFinalScrape(config, "learner", host->signals(), log);
   host->Shutdown();
   if (!saved.ok() && !checkpointed.ok())
     log << "cmdistill learner: " << checkpointed.message() << "\n";

@@ -186,7 +186,9 @@ TEST(ProcessPipeline, KilledLearnerResumesAndNothingIsTrainedTwice) {
           "}\ngeneration: {max_new_tokens: 6, samples_per_prompt: 2}\n"
           "training: {prompts_per_step: 2, max_steps: 8, "
           "checkpoint_every_steps: 2, "
-          "lease_seconds: 2}\n"
+          // The killed actor never hears "finished": the learner waits for
+          // it at most this long.
+          "lease_seconds: 2, linger_seconds: 3}\n"
           "optimizer: {lr: 1e-3}\nreward: {answer_strictness: last_number}\n"
           "services:\n  learner: {listen: \"127.0.0.1:" +
           std::to_string(port) + "\"}\n");
