@@ -168,8 +168,8 @@ std::string Actor::Health(absl::Time now, absl::Duration stall) const {
 }
 
 bool Actor::LearnerPastHorizon() {
-  if (o_.learner_horizon <= absl::ZeroDuration() ||
-      absl::Now() - learner_seen_ < o_.learner_horizon) {
+  if (o_.learner_horizon <= absl::ZeroDuration() || !learner_seen_ ||
+      absl::Now() - *learner_seen_ < o_.learner_horizon) {
     return false;
   }
   // Once more, briefly: a learner that answers anything is there.
@@ -188,7 +188,7 @@ bool Actor::LearnerPastHorizon() {
                "(actor.learner_horizon_seconds = %.0f): the run has ended "
                "without this actor hearing it; stopping\n",
                o_.actor_id.c_str(),
-               absl::ToDoubleSeconds(absl::Now() - learner_seen_),
+               absl::ToDoubleSeconds(absl::Now() - *learner_seen_),
                absl::ToDoubleSeconds(o_.learner_horizon));
   learner_gone_ = true;
   return true;

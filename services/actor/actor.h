@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,9 +44,9 @@ struct ActorOptions {
   net::CallOptions call;
   absl::Duration idle_wait = absl::Milliseconds(500);
   int64_t max_rounds = 0;  // 0 = until the learner says training is finished
-  // The learner has not answered for this long (UNAVAILABLE or a deadline on
-  // every call since): the run is taken as ended and Run() returns OK. Zero =
-  // wait forever.
+  // The learner, having answered before, has not answered for this long
+  // (UNAVAILABLE or a deadline on every call since): the run is taken as ended
+  // and Run() returns OK. Zero = wait forever.
   absl::Duration learner_horizon = absl::ZeroDuration();
 };
 
@@ -132,8 +133,9 @@ class Actor {
   std::string policy_sha256_;  // digest of the policy held
   int64_t rounds_ = 0;
   // The learner's last answer (any code but UNAVAILABLE / DEADLINE_EXCEEDED);
-  // the actor's start until the first.
-  absl::Time learner_seen_ = absl::Now();
+  // none yet: the horizon does not run (a learner that is slow to start is
+  // not an ended run).
+  std::optional<absl::Time> learner_seen_;
   bool learner_gone_ = false;
   // When Run()'s loop last moved (unix ns): read by Health() on another thread.
   std::atomic<int64_t> progress_ns_{absl::ToUnixNanos(absl::Now())};

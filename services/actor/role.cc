@@ -131,9 +131,10 @@ absl::Status RunActorRole(const v1::RunConfig& config,
     services::Announce(
         services::FormatReady({"actor", 0, exposer ? exposer->port() : 0}));
     s = a.Run(stop);
+    const int signals_seen = signals->signal_count();
     // Ended by itself (not by a signal): the last values get their scrape.
     if (s.ok() && exposer && !stop.load())
-      services::ServeFinalScrape(config, "actor", *signals, log);
+      services::ServeFinalScrape(config, "actor", *signals, signals_seen, log);
   }
   if (exposer) exposer->SetHealthCheck(nullptr);  // `a` goes before `exposer`
   signals->Notify();  // release the watcher if we ended on our own

@@ -42,14 +42,14 @@ absl::Status ServeRole(
 }
 
 void ServeFinalScrape(const v1::RunConfig& config, const std::string& name,
-                      ShutdownSignal& signals, std::ostream& log) {
+                      ShutdownSignal& signals, int signals_seen,
+                      std::ostream& log) {
   const double seconds = config.services().final_scrape_seconds();
-  if (seconds <= 0) return;
+  if (seconds <= 0 || signals.signal_count() != signals_seen) return;
   log << "cmdistill " << name << ": serving /metrics " << seconds
       << " s more for the final scrape\n";
-  const int signals_before = signals.signal_count();
   const absl::Time until = absl::Now() + absl::Seconds(seconds);
-  while (absl::Now() < until && signals.signal_count() == signals_before)
+  while (absl::Now() < until && signals.signal_count() == signals_seen)
     absl::SleepFor(absl::Milliseconds(100));
 }
 

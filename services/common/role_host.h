@@ -35,10 +35,12 @@ absl::Status ServeRole(
 
 // A role that ended by itself (the learner after FINISHED, an actor told so)
 // keeps serving /metrics for services.final_scrape_seconds, so that its last
-// values reach Prometheus however short the run; a SIGTERM/SIGINT arriving
-// meanwhile ends the wait. Nothing when the setting is 0.
+// values reach Prometheus however short the run; a SIGTERM/SIGINT beyond the
+// `signals_seen` counted when the role ended (ShutdownSignal::signal_count())
+// ends the wait, or prevents it. Nothing when the setting is 0.
 void ServeFinalScrape(const v1::RunConfig& config, const std::string& name,
-                      ShutdownSignal& signals, std::ostream& log);
+                      ShutdownSignal& signals, int signals_seen,
+                      std::ostream& log);
 
 }  // namespace cmdistill::services
 

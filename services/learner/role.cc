@@ -1,5 +1,6 @@
 #include "services/learner/role.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <iostream>
@@ -171,13 +172,17 @@ bool ServeUntilFinished(services::ServiceHost& host, learner::Learner& learner,
           << learner.step() << "; training nothing\n";
     }
     bool heard = false;
+    // Who to wait for: every actor seen within a lease before the finish (it
+    // may be mid-round), or within the linger when that is longer.
+    const absl::Duration recent =
+        std::max(linger, learner.options().lease.lease_duration);
     while (!stopping.load() && absl::Now() < until &&
-           !(heard = learner.EveryRecentActorHeard(linger))) {
+           !(heard = learner.EveryRecentActorHeard(recent))) {
       absl::SleepFor(absl::Milliseconds(50));
     }
     std::vector<std::string> unheard;
     if (!heard && !stopping.load() &&
-        !learner.EveryRecentActorHeard(linger, &unheard) && !unheard.empty()) {
+        !learner.EveryRecentActorHeard(recent, &unheard) && !unheard.empty()) {
       log << "cmdistill learner: linger over; not heard \"finished\": "
           << absl::StrJoin(unheard, ", ") << "\n";
     } else if (heard) {
@@ -267,8 +272,12 @@ absl::Status RunLearnerRole(const v1::RunConfig& config,
                                AnnounceStep, found ? &found->state : nullptr));
   learner::LearnerServiceImpl service(learner.get(), host->gate_ptr());
   CMDISTILL_RETURN_IF_ERROR(host->Start({&service}));
-  const bool done = ServeUntilFinished(*host, *learner,
-                                       absl::Seconds(tr.linger_seconds()), log);
+  // Ended by itself (true), or by a signal, perhaps during the linger of a
+  // run that is nonetheless finished.
+  const bool by_itself = ServeUntilFinished(
+      *host, *learner, absl::Seconds(tr.linger_seconds()), log);
+  const int signals_seen = host->signals().signal_count();
+  const bool done = by_itself || learner->finished();
   // The final checkpoint and the final model are both tried; FINISHED is
   // announced when the final model is written. A finished run's checkpoint
   // was written before the actors were told (written again only if that
@@ -281,8 +290,10 @@ absl::Status RunLearnerRole(const v1::RunConfig& config,
   const absl::Status saved = SaveFinalModel(config, *student, final_dir);
   if (saved.ok()) AnnounceFinished(*learner, final_dir, done);
   // A learner that resumed a finished run has nothing new to show: it ends.
-  if (done && learner->trained_here())
-    services::ServeFinalScrape(config, "learner", host->signals(), log);
+  if (by_itself && learner->trained_here()) {
+    services::ServeFinalScrape(config, "learner", host->signals(), signals_seen,
+                               log);
+  }
   host->Shutdown();
   if (!saved.ok() && !checkpointed.ok())
     log << "cmdistill learner: " << checkpointed.message() << "\n";

@@ -253,28 +253,57 @@ SyncOutcome SyncAgainst(ScriptedLearner& learner) {
   return out;
 }
 
-// An actor that missed the learner's "finished" (started after the learner
-// had gone): it stops by itself once the learner has not answered for the
-// horizon, and only then.
+// An actor whose learner answered and then went away for good (the run ended
+// while the actor was away longer than the learner's linger): it stops by
+// itself once the learner has not answered for the horizon. Before any answer
+// the horizon does not run (a learner slow to start has not ended the run).
 TEST(Actor, StopsByItselfWhenTheLearnerStaysAwayPastTheHorizon) {
+  testing::FakeTrainer trainer(/*vocab_size=*/100);
+  auto lreg = metrics::NewRegistry();
+  auto lgate = net::GrpcServer::MakeGate({}, lreg.get());
+  learner::LearnerOptions lo;
+  lo.lease.samples_per_prompt = 1;
+  lo.lease.lease_duration = absl::Milliseconds(200);  // re-leased at once
+  lo.prompts_per_step = 1;
+  lo.max_steps = 100;
+  auto learner = *learner::Learner::Create({{{'Q', '1'}, "Q1", "7"}}, &trainer,
+                                           lreg.get(), lo);
+  learner::LearnerServiceImpl learner_service(learner.get(), lgate);
+  auto learner_server = Serve(lgate, &learner_service);
+
   FakePolicy policy;
   ActorOptions ao;
-  ao.actor_id = "late-actor";
+  ao.actor_id = "away-actor";
   ao.needs_teacher = false;
   ao.call.timeout = absl::Milliseconds(300);
   ao.call.retry.initial_backoff = absl::Milliseconds(5);
   ao.learner_horizon = absl::Seconds(1);
-  // Nothing listens on port 1: every learner call fails UNAVAILABLE.
+  // The reward service is unreachable: every round fails after its lease.
   auto nowhere =
       grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());
   auto areg = metrics::NewRegistry();
-  Actor actor(ao, &policy, nowhere, nullptr, nowhere, areg.get());
+  Actor actor(ao, &policy, Dial(*learner_server), nullptr, nowhere, areg.get());
   std::atomic<bool> stop{false};
-  const absl::Time start = absl::Now();
-  ASSERT_OK(actor.Run(stop));
+  absl::Status ran;
+  absl::Notification ended;
+  std::thread run([&] {
+    ran = actor.Run(stop);
+    ended.Notify();
+  });
+  // Rounds fail at the reward service while the learner answers: no horizon.
+  auto learner_answers = [&] {
+    auto m = *testing::ParsePrometheusText(metrics::Serialize(*areg));
+    return m["cmdistill_actor_rpcs_total{code=\"ok\",peer=\"learner\"}"];
+  };
+  while (learner_answers() < 10) absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_FALSE(ended.HasBeenNotified());
+  const absl::Time gone = absl::Now();
+  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
+  ASSERT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  run.join();
+  EXPECT_OK(ran);
   EXPECT_TRUE(actor.learner_gone());
-  EXPECT_GE(absl::Now() - start, ao.learner_horizon);
-  EXPECT_EQ(actor.rounds(), 0);
+  EXPECT_GE(absl::Now() - gone, ao.learner_horizon);
   auto m = *testing::ParsePrometheusText(metrics::Serialize(*areg));
   // Each call ends UNAVAILABLE, or DEADLINE_EXCEEDED while retrying that.
   EXPECT_GT(
