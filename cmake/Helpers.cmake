@@ -17,7 +17,12 @@ function(cmdistill_test)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 120)
   endif()
-  set(_env "CMDISTILL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  # One compute thread per test process: ctest runs as many tests as there are cores, and
+  # LibTorch 2.x sizes its pool at every core (1.13 took 1 here), so two LibTorch tests side by
+  # side spun 4 OpenMP threads on 2 cores (bootstrap_test: 2.7 s on 1.13, 45 s on 2.6, and a
+  # 120 s timeout beside local_pipeline_test). Roles run by a test set their own
+  # (services.compute_threads).
+  set(_env "CMDISTILL_SOURCE_DIR=${CMAKE_SOURCE_DIR}" "OMP_NUM_THREADS=1")
   if(T_BINARY)
     list(APPEND _env "CMDISTILL_BIN=$<TARGET_FILE:cmdistill>")
     list(APPEND T_LABELS torch)
