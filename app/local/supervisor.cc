@@ -225,6 +225,11 @@ class Distillation {
       children_config.mutable_services()->set_compute_threads(
           static_cast<uint32_t>(std::max(1, cores / (2 + o_.actors))));
     }
+    // This supervisor scrapes the learner when it sees its last STEP (it reads
+    // the lines every 100 ms); a learner that ends at once (every actor heard
+    // "finished") must still be there: 1 s of final-scrape window.
+    if (children_config.services().final_scrape_seconds() == 0)
+      children_config.mutable_services()->set_final_scrape_seconds(1);
     return util::WriteFileAtomically(
         result_.run_file,
         "# Written by cmdistill local: the resolved run file every child "

@@ -319,8 +319,9 @@ Learner::Next Learner::NextBatch(
 }
 
 Learner::Next Learner::FinishStep(
-    const std::vector<std::vector<v1::Trajectory>>& groups,
-    const StepStats& stats, bool* checkpoint) {
+    const std::vector<std::vector<v1::Trajectory>>& groups, StepStats stats,
+    bool* checkpoint) {
+  const absl::Time publishing = absl::Now();
   absl::Status published = Publish([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ++step_;
     ++steps_here_;
@@ -330,6 +331,10 @@ Learner::Next Learner::FinishStep(
     m_->RecordBuffer(buffer_);
   });
   if (!published.ok()) return Next::kStep;
+  stats.publish_seconds = absl::ToDoubleSeconds(absl::Now() - publishing);
+  m_->phase_seconds[0]->Observe(stats.wait_seconds);
+  m_->phase_seconds[1]->Observe(stats.update_seconds);
+  m_->phase_seconds[2]->Observe(stats.publish_seconds);
   absl::MutexLock lock(&mu_);
   m_->RecordStep(stats, step_);
   if (observer_) observer_(stats, store_->version());
@@ -342,19 +347,28 @@ Learner::Next Learner::FinishStep(
 void Learner::UpdateLoop() {
   for (;;) {
     std::vector<std::vector<v1::Trajectory>> groups;
+    const absl::Time waiting = absl::Now();
     Next next = NextBatch(&groups);
     if (next == Next::kStep) {
       const absl::Time start = absl::Now();
       auto stats = trainer_->Step(groups);
-      m_->step_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+      const absl::Time updated = absl::Now();
+      m_->step_seconds->Observe(absl::ToDoubleSeconds(updated - start));
       if (!stats.ok()) {
         // A bug or a NaN: the batch is dropped and counted, the run goes on.
         m_->Outcome("step_failed").Increment();
         continue;
       }
+      stats->wait_seconds = absl::ToDoubleSeconds(start - waiting);
+      stats->update_seconds = absl::ToDoubleSeconds(updated - start);
       bool checkpoint = false;
       next = FinishStep(groups, *stats, &checkpoint);
-      if (checkpoint) (void)SaveCheckpointCounted();
+      if (checkpoint) {
+        const absl::Time saving = absl::Now();
+        (void)SaveCheckpointCounted();
+        m_->phase_seconds[3]->Observe(
+            absl::ToDoubleSeconds(absl::Now() - saving));
+      }
       if (next == Next::kStep) continue;
     }
     if (next != Next::kStop) Finish(next == Next::kFinishDurably);

@@ -154,9 +154,9 @@ class Learner {
   // reached max_steps, otherwise kStep (also when the weights could not be
   // serialised: that step is not published and the loop goes on). Sets
   // `checkpoint` when one is due.
+  // `stats` gets the publish time.
   Next FinishStep(const std::vector<std::vector<v1::Trajectory>>& groups,
-                  const StepStats& stats, bool* checkpoint)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                  StepStats stats, bool* checkpoint) ABSL_LOCKS_EXCLUDED(mu_);
   // Saves a checkpoint (counting a failure) with no lock held.
   absl::Status SaveCheckpointCounted() ABSL_LOCKS_EXCLUDED(mu_);
   // Marks training finished (actors are told); `durably`: after writing the

@@ -85,6 +85,18 @@ LearnerMetrics::LearnerMetrics(prometheus::Registry& registry, bool has_lambda)
                       .Help("Time of one update step")
                       .Register(r)
                       .Add({}, metrics::LatencyBuckets());
+  auto& phase = prometheus::BuildHistogram()
+                    .Name("cmdistill_learner_step_phase_seconds")
+                    .Help(
+                        "Where a step's wall time goes: waiting for "
+                        "trajectories, the update, publishing the weights, "
+                        "the checkpoint (when one is written)")
+                    .Register(r);
+  const char* phases[] = {"wait", "update", "publish", "checkpoint"};
+  for (int i = 0; i < 4; ++i) {
+    phase_seconds[i] =
+        &phase.Add({{"phase", phases[i]}}, metrics::LatencyBuckets());
+  }
   auto& rpc = prometheus::BuildHistogram()
                   .Name("cmdistill_learner_rpc_seconds")
                   .Help(

@@ -41,6 +41,9 @@ class LearnerMetrics {
   prometheus::Gauge* lambda = nullptr;  // methods with a λ only
   prometheus::Family<prometheus::Gauge>* epoch_prompts;
   prometheus::Histogram *lag, *step_seconds;
+  // cmdistill_learner_step_phase_seconds by phase: wait, update, publish,
+  // checkpoint (in that order).
+  prometheus::Histogram* phase_seconds[4];
   // cmdistill_learner_rpc_seconds, one per method.
   prometheus::Histogram *lease_rpc, *return_rpc, *submit_rpc, *wait_rpc,
       *fetch_rpc, *status_rpc;

@@ -151,6 +151,9 @@ void AnnounceStep(const learner::StepStats& s, uint64_t version) {
   l.loss = s.loss;
   l.diagnostics = s.diagnostics;
   l.tokens = s.tokens;
+  l.wait_s = s.wait_seconds;
+  l.update_s = s.update_seconds;
+  l.publish_s = s.publish_seconds;
   services::Announce(services::FormatStep(l));
 }
 

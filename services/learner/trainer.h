@@ -32,6 +32,10 @@ struct StepStats {
   double lr = 0;
   int64_t tokens = 0;
   rl::StepDiagnostics diagnostics;
+  // Where the step's wall time went (filled by the Learner, not the trainer):
+  // waiting for enough trajectories, the update (forward, backward,
+  // optimizer), publishing the new weights (serialise, hash, store).
+  double wait_seconds = 0, update_seconds = 0, publish_seconds = 0;
 };
 
 // Optimizer and controller state, for checkpoints.

@@ -38,6 +38,9 @@ TEST(ChildProtocol, StepRoundTripsEveryField) {
   s.lambda = 1.5;
   s.loss = -0.03125;
   s.tokens = 4096;
+  s.wait_s = 0.5;
+  s.update_s = 0.25;
+  s.publish_s = 0.0625;
   const std::string line = FormatStep(s);
   EXPECT_THAT(line, ::testing::StartsWith("STEP step=12 version=12 "));
   auto p = ParseStep(line);
@@ -52,6 +55,9 @@ TEST(ChildProtocol, StepRoundTripsEveryField) {
   EXPECT_DOUBLE_EQ(p->lambda, 1.5);
   EXPECT_DOUBLE_EQ(p->loss, -0.03125);
   EXPECT_EQ(p->tokens, 4096);
+  EXPECT_DOUBLE_EQ(p->wait_s, 0.5);
+  EXPECT_DOUBLE_EQ(p->update_s, 0.25);
+  EXPECT_DOUBLE_EQ(p->publish_s, 0.0625);
   // Not classified (not the embedded task): no style keys, -1 back.
   EXPECT_THAT(line, ::testing::Not(::testing::HasSubstr("style")));
   EXPECT_DOUBLE_EQ(p->diagnostics.foreign_style, -1);

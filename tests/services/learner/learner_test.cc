@@ -44,10 +44,12 @@ struct Loop {
     o.buffer_capacity = 4;
     std::vector<Prompt> prompts = {
         {{1, 2}, "a", "1"}, {{3, 4}, "b", "2"}, {{5, 6}, "c", "3"}};
-    auto created = Learner::Create(prompts, &trainer, registry.get(), o,
-                                   [this](const StepStats&, uint64_t version) {
-                                     versions.push_back(version);
-                                   });
+    auto created =
+        Learner::Create(prompts, &trainer, registry.get(), o,
+                        [this](const StepStats& s, uint64_t version) {
+                          versions.push_back(version);
+                          stats.push_back(s);
+                        });
     EXPECT_OK(created.status());
     learner = *std::move(created);
   }
@@ -88,6 +90,7 @@ struct Loop {
   testing::FakeTrainer trainer;
   std::shared_ptr<prometheus::Registry> registry = metrics::NewRegistry();
   std::vector<uint64_t> versions;  // the observer's, one per step
+  std::vector<StepStats> stats;    // likewise
   std::unique_ptr<Learner> learner;
 };
 
@@ -117,6 +120,46 @@ TEST(Learner, TrainsEachGroupOnceAndFinishesDurablyAtMaxSteps) {
   EXPECT_EQ(status.step(), 2u);
   ASSERT_EQ(status.epochs_size(), 1);
   EXPECT_EQ(status.epochs(0).trained(), 2u);
+}
+
+// A step's wall time, broken down: waiting for trajectories, the update and
+// publishing the weights; no part negative, the parts within the whole.
+TEST(Learner, AStepsTimeIsBrokenDownAndAddsUp) {
+  testing::TempDir dir;
+  Loop l(/*max_steps=*/2, dir.path(), /*checkpoint_every=*/1);
+  const absl::Time start = absl::Now();
+  ASSERT_OK(l.SubmitGroup(l.Lease()));
+  ASSERT_OK(l.SubmitGroup(l.Lease()));
+  l.learner->WaitUntilFinished();
+  const double whole = absl::ToDoubleSeconds(absl::Now() - start);
+  ASSERT_EQ(l.stats.size(), 2u);
+  double parts = 0;
+  for (const StepStats& s : l.stats) {
+    EXPECT_GE(s.wait_seconds, 0);
+    EXPECT_GE(s.update_seconds, 0);
+    EXPECT_GE(s.publish_seconds, 0);
+    parts += s.wait_seconds + s.update_seconds + s.publish_seconds;
+  }
+  EXPECT_LE(parts, whole);
+  // The same in the metrics: one observation per step and phase; one
+  // checkpoint (step 1's; the final one is the durable finish).
+  for (const char* phase : {"wait", "update", "publish"}) {
+    EXPECT_EQ(l.Metric(absl::StrCat(
+                  "cmdistill_learner_step_phase_seconds_count{phase=\"", phase,
+                  "\"}")),
+              2)
+        << phase;
+  }
+  EXPECT_EQ(l.Metric("cmdistill_learner_step_phase_seconds_count{phase="
+                     "\"checkpoint\"}"),
+            1);
+  EXPECT_LE(
+      l.Metric("cmdistill_learner_step_phase_seconds_sum{phase=\"wait\"}") +
+          l.Metric("cmdistill_learner_step_phase_seconds_sum{phase="
+                   "\"update\"}") +
+          l.Metric("cmdistill_learner_step_phase_seconds_sum{phase="
+                   "\"publish\"}"),
+      whole);
 }
 
 TEST(Learner, RefusesWhatDoesNotFitAndZeroPrompts) {
