@@ -190,7 +190,10 @@ TEST(ProcessPipeline, KilledLearnerResumesAndNothingIsTrainedTwice) {
           // it at most this long.
           "lease_seconds: 2, linger_seconds: 3}\n"
           "optimizer: {lr: 1e-3}\nreward: {answer_strictness: last_number}\n"
-          "services:\n  learner: {listen: \"127.0.0.1:" +
+          // It stays up a little after the end, so that the `cmdistill
+          // status` started at its first resumed step still finds it.
+          "services:\n  final_scrape_seconds: 5\n  learner: {listen: "
+          "\"127.0.0.1:" +
           std::to_string(port) + "\"}\n");
   const absl::Time deadline = absl::Now() + absl::Seconds(150);
   std::vector<std::unique_ptr<Subprocess>> services;
