@@ -139,10 +139,7 @@ absl::Status Learner::Lease(const v1::LeasePromptsRequest& req,
     return absl::InvalidArgumentError("max_prompts must be > 0");
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();  // after the lock: leases last their time
-  if (!req.actor_id().empty()) {
-    actor_seen_[req.actor_id()] = now;
-    actor_last_[req.actor_id()] = now;
-  }
+  if (!req.actor_id().empty()) actor_last_[req.actor_id()] = now;
   CountLiveActors(now);
   if (finished_) {
     told_finished_.insert(req.actor_id());
@@ -173,14 +170,11 @@ absl::Status Learner::Lease(const v1::LeasePromptsRequest& req,
 }
 
 void Learner::CountLiveActors(absl::Time now) {
-  for (auto it = actor_seen_.begin(); it != actor_seen_.end();) {
-    if (now - it->second > options_.lease.lease_duration) {
-      it = actor_seen_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  m_->live_actors->Set(static_cast<double>(actor_seen_.size()));
+  // Live: asked within a lease (an actor away longer has lost its leases).
+  int live = 0;
+  for (const auto& [id, seen] : actor_last_)
+    live += now - seen <= options_.lease.lease_duration;
+  m_->live_actors->Set(live);
 }
 
 void Learner::ReturnLeases(const v1::ReturnLeasesRequest& req,

@@ -178,11 +178,9 @@ class Learner {
   absl::Status final_checkpoint_ ABSL_GUARDED_BY(mu_);  // Finish(durably)'s
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   StepStats last_ ABSL_GUARDED_BY(mu_);
-  // Actor id -> its last LeasePrompts call; entries older than the lease
-  // duration are dropped (such an actor would have lost its leases anyway).
-  std::map<std::string, absl::Time> actor_seen_ ABSL_GUARDED_BY(mu_);
-  // Every actor's last LeasePrompts call (never dropped), and those told
-  // "finished" (OUT_OF_RANGE: finished, or every epoch's prompts done).
+  // Every actor's last LeasePrompts call (kept in checkpoints; live: within
+  // the lease duration), and those told "finished" (OUT_OF_RANGE: finished,
+  // or every epoch's prompts done).
   std::map<std::string, absl::Time> actor_last_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> told_finished_ ABSL_GUARDED_BY(mu_);
   absl::Time finished_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();

@@ -5,7 +5,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,6 +64,34 @@ int MsLeft(absl::Time deadline) {
 }
 
 }  // namespace
+
+std::unique_ptr<SmallDisk> SmallDisk::Mount(const std::string& path,
+                                            const std::string& size,
+                                            std::string* why) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  const std::string options = "size=" + size;
+  if (mount("tmpfs", path.c_str(), "tmpfs", 0, options.c_str()) != 0) {
+    *why = absl::StrCat("cannot mount a tmpfs at ", path,
+                        " (needs root): ", std::strerror(errno));
+    return nullptr;
+  }
+  return std::unique_ptr<SmallDisk>(new SmallDisk(path));
+}
+
+SmallDisk::~SmallDisk() { umount2(path_.c_str(), MNT_DETACH); }
+
+void SmallDisk::Fill() {
+  struct statvfs fs;
+  if (statvfs(path_.c_str(), &fs) != 0) return;
+  std::ofstream filler(path_ + "/filler", std::ios::binary);
+  filler << std::string(fs.f_bavail * fs.f_bsize, 'x');
+}
+
+void SmallDisk::Free() {
+  std::error_code ec;
+  std::filesystem::remove(path_ + "/filler", ec);
+}
 
 TempDir::TempDir() {
   const char* base = std::getenv("TEST_TMPDIR");

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,24 @@
 #include "common/net/http_get.h"
 
 namespace cmdistill::testing {
+
+// A size-limited tmpfs mounted at `path` (created), unmounted on destruction:
+// a disk that can be filled. Mounting needs root: Mount() is nullptr (and
+// `why` says why) where it cannot be made.
+class SmallDisk {
+ public:
+  static std::unique_ptr<SmallDisk> Mount(const std::string& path,
+                                          const std::string& size,
+                                          std::string* why);
+  ~SmallDisk();
+  // Writes a file that takes every free byte; Free() removes it.
+  void Fill();
+  void Free();
+
+ private:
+  explicit SmallDisk(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
 
 // A fresh folder under $TEST_TMPDIR or /tmp, removed with its contents on
 // destruction.

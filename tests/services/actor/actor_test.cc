@@ -253,23 +253,36 @@ SyncOutcome SyncAgainst(ScriptedLearner& learner) {
   return out;
 }
 
+// A learner with one prompt (G = 1) behind its real gRPC service on
+// 127.0.0.1:0, over a FakeTrainer.
+struct OnePromptLearner {
+  explicit OnePromptLearner(absl::Duration lease = absl::Seconds(120)) {
+    learner::LearnerOptions lo;
+    lo.lease.samples_per_prompt = 1;
+    lo.lease.lease_duration = lease;
+    lo.prompts_per_step = 1;
+    lo.max_steps = 100;
+    learner = *learner::Learner::Create({{{'Q', '1'}, "Q1", "7"}}, &trainer,
+                                        registry.get(), lo);
+    service =
+        std::make_unique<learner::LearnerServiceImpl>(learner.get(), gate);
+    server = Serve(gate, service.get());
+  }
+  testing::FakeTrainer trainer{/*vocab_size=*/100};
+  std::shared_ptr<prometheus::Registry> registry = metrics::NewRegistry();
+  std::shared_ptr<net::CallGate> gate =
+      net::GrpcServer::MakeGate({}, registry.get());
+  std::unique_ptr<learner::Learner> learner;
+  std::unique_ptr<learner::LearnerServiceImpl> service;
+  std::unique_ptr<net::GrpcServer> server;
+};
+
 // An actor whose learner answered and then went away for good (the run ended
 // while the actor was away longer than the learner's linger): it stops by
 // itself once the learner has not answered for the horizon. Before any answer
 // the horizon does not run (a learner slow to start has not ended the run).
 TEST(Actor, StopsByItselfWhenTheLearnerStaysAwayPastTheHorizon) {
-  testing::FakeTrainer trainer(/*vocab_size=*/100);
-  auto lreg = metrics::NewRegistry();
-  auto lgate = net::GrpcServer::MakeGate({}, lreg.get());
-  learner::LearnerOptions lo;
-  lo.lease.samples_per_prompt = 1;
-  lo.lease.lease_duration = absl::Milliseconds(200);  // re-leased at once
-  lo.prompts_per_step = 1;
-  lo.max_steps = 100;
-  auto learner = *learner::Learner::Create({{{'Q', '1'}, "Q1", "7"}}, &trainer,
-                                           lreg.get(), lo);
-  learner::LearnerServiceImpl learner_service(learner.get(), lgate);
-  auto learner_server = Serve(lgate, &learner_service);
+  OnePromptLearner l(absl::Milliseconds(200));  // re-leased at once
 
   FakePolicy policy;
   ActorOptions ao;
@@ -282,7 +295,7 @@ TEST(Actor, StopsByItselfWhenTheLearnerStaysAwayPastTheHorizon) {
   auto nowhere =
       grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());
   auto areg = metrics::NewRegistry();
-  Actor actor(ao, &policy, Dial(*learner_server), nullptr, nowhere, areg.get());
+  Actor actor(ao, &policy, Dial(*l.server), nullptr, nowhere, areg.get());
   std::atomic<bool> stop{false};
   absl::Status ran;
   absl::Notification ended;
@@ -300,10 +313,10 @@ TEST(Actor, StopsByItselfWhenTheLearnerStaysAwayPastTheHorizon) {
   const absl::Time gone = absl::Now();
   // The server goes; the learner itself is closed only after the actor ended
   // (a closing learner's answers could look like "finished").
-  learner_server->Shutdown(absl::Seconds(2), [] {});
+  l.server->Shutdown(absl::Seconds(2), [] {});
   ASSERT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(60)));
   run.join();
-  learner->Close();
+  l.learner->Close();
   EXPECT_OK(ran);
   EXPECT_TRUE(actor.learner_gone());
   EXPECT_GE(absl::Now() - gone, ao.learner_horizon);
@@ -342,17 +355,7 @@ class StuckPolicy final : public Policy {
 // The liveness probe of an actor (GET /healthz on its metrics port) fails
 // while its loop is stuck, and recovers when it moves again.
 TEST(Actor, HealthzFailsWhileTheLoopIsStuck) {
-  testing::FakeTrainer trainer(/*vocab_size=*/100);
-  auto lreg = metrics::NewRegistry();
-  auto lgate = net::GrpcServer::MakeGate({}, lreg.get());
-  learner::LearnerOptions lo;
-  lo.lease.samples_per_prompt = 1;
-  lo.prompts_per_step = 1;
-  lo.max_steps = 100;
-  auto learner = *learner::Learner::Create({{{'Q', '1'}, "Q1", "7"}}, &trainer,
-                                           lreg.get(), lo);
-  learner::LearnerServiceImpl learner_service(learner.get(), lgate);
-  auto learner_server = Serve(lgate, &learner_service);
+  OnePromptLearner l;
 
   StuckPolicy policy;
   ActorOptions ao;
@@ -363,7 +366,7 @@ TEST(Actor, HealthzFailsWhileTheLoopIsStuck) {
   auto areg = metrics::NewRegistry();
   auto nowhere =
       grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());
-  Actor actor(ao, &policy, Dial(*learner_server), nullptr, nowhere, areg.get());
+  Actor actor(ao, &policy, Dial(*l.server), nullptr, nowhere, areg.get());
   auto exposer = *metrics::HttpExposer::Start("127.0.0.1:0", areg);
   const absl::Duration stall = absl::Milliseconds(200);
   exposer->SetHealthCheck([&] { return actor.Health(absl::Now(), stall); });
@@ -389,7 +392,7 @@ TEST(Actor, HealthzFailsWhileTheLoopIsStuck) {
   run.join();
   exposer->SetHealthCheck(nullptr);
   EXPECT_OK(net::HttpGet(exposer->port(), "/healthz"));
-  learner_server->Shutdown(absl::Seconds(2), [&] { learner->Close(); });
+  l.server->Shutdown(absl::Seconds(2), [&] { l.learner->Close(); });
 }
 
 TEST(Actor, ChecksASnapshotBeforeLoadingItAndReadsOlderLearners) {

@@ -3,12 +3,8 @@
 // of the previous one.
 #include "services/learner/checkpoints.h"
 
-#include <sys/mount.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -108,25 +104,14 @@ TEST(Checkpoints, KeepsTheNewestKAndSkipsCorruptOnes) {
 TEST(Checkpoints, AFullDiskLeavesTheNewestGoodCheckpointResumable) {
   testing::TempDir dir;
   const std::string disk = dir.path() + "/disk";
-  std::filesystem::create_directories(disk);
-  if (mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=512k") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs here (needs root): "
-                 << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
-  } unmount{disk};
+  std::string why;
+  auto small = testing::SmallDisk::Mount(disk, "512k", &why);
+  if (small == nullptr) GTEST_SKIP() << why;
   auto m = *model::LanguageModel::InitRandom(Tiny(), 1, "cpu", "float32");
   auto policy = *PolicyTrainer::Create(m.get(), {});
   const std::string root = disk + "/checkpoints";
   ASSERT_OK(WriteCheckpoint(root, State(2), *policy, "", /*keep=*/3));
-  struct statvfs fs;
-  ASSERT_EQ(statvfs(disk.c_str(), &fs), 0);
-  {
-    std::ofstream filler(disk + "/filler", std::ios::binary);
-    filler << std::string(fs.f_bavail * fs.f_bsize, 'x');
-  }
+  small->Fill();
   const absl::Status full =
       WriteCheckpoint(root, State(4), *policy, "", /*keep=*/3);
   EXPECT_FALSE(full.ok());
@@ -140,7 +125,7 @@ TEST(Checkpoints, AFullDiskLeavesTheNewestGoodCheckpointResumable) {
                        FindLatestCheckpoint(root, 5, &skipped));
   EXPECT_EQ(f.state.step(), 2);
   EXPECT_TRUE(skipped.empty());
-  std::filesystem::remove(disk + "/filler");
+  small->Free();
   ASSERT_OK(WriteCheckpoint(root, State(4), *policy, "", /*keep=*/3));
   ASSERT_OK_AND_ASSIGN(f, FindLatestCheckpoint(root, 5, &skipped));
   EXPECT_EQ(f.state.step(), 4);

@@ -3,7 +3,8 @@
 // with their outcome and counted, and the run is unaffected; the exactly-once
 // ledger over many epochs and across a resume; snapshots stream what the
 // trainer serialised. Driven by a FakeTrainer: links no LibTorch (the same
-// service over the real PolicyTrainer: tests/services/learner/learner_policy_test.cc).
+// service over the real PolicyTrainer:
+// tests/services/learner/learner_policy_test.cc).
 #include "services/learner/learner_service.h"
 
 #include <grpcpp/grpcpp.h>

@@ -4,12 +4,7 @@
 // same learner behind its RPCs).
 #include "services/learner/learner.h"
 
-#include <sys/mount.h>
-#include <sys/statvfs.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -290,15 +285,9 @@ std::map<std::string, std::string> Contents(const std::string& dir) {
 TEST(Learner, AFullDiskFailsACheckpointAndLosesNothing) {
   testing::TempDir dir;
   const std::string disk = dir.path() + "/disk";
-  std::filesystem::create_directories(disk);
-  if (mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=256k") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs here (needs root): "
-                 << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
-  } unmount{disk};
+  std::string why;
+  auto small = testing::SmallDisk::Mount(disk, "256k", &why);
+  if (small == nullptr) GTEST_SKIP() << why;
   const std::string root = disk + "/checkpoints";
   Loop first(/*max_steps=*/1, root);
   ASSERT_OK(first.SubmitGroup(first.Lease()));
@@ -309,13 +298,7 @@ TEST(Learner, AFullDiskFailsACheckpointAndLosesNothing) {
   const auto before = Contents(root + "/step-00000001");
   ASSERT_EQ(before.size(), 2u);  // the policy and the training state
 
-  // Fill the disk: what is left is less than a checkpoint needs.
-  struct statvfs fs;
-  ASSERT_EQ(statvfs(disk.c_str(), &fs), 0);
-  {
-    std::ofstream filler(disk + "/filler", std::ios::binary);
-    filler << std::string(fs.f_bavail * fs.f_bsize, 'x');
-  }
+  small->Fill();  // less is left than a checkpoint needs
   std::vector<std::string> lines;
   testing::FakeTrainer trainer;
   auto registry = metrics::NewRegistry();
@@ -361,7 +344,7 @@ TEST(Learner, AFullDiskFailsACheckpointAndLosesNothing) {
   EXPECT_EQ(Listing(root), std::vector<std::string>{"step-00000001"});
   EXPECT_EQ(Contents(root + "/step-00000001"), before);
   // Space freed: the next checkpoint succeeds.
-  std::filesystem::remove(disk + "/filler");
+  small->Free();
   ASSERT_OK(second->SaveCheckpoint());
   EXPECT_EQ(Listing(root),
             (std::vector<std::string>{"step-00000001", "step-00000002"}));
