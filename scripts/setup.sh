@@ -8,7 +8,7 @@ PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config ccache lld git ca-certificates clang-format
   # the stack
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libopenblas0-openmp
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev libicu-dev
   libxxhash-dev
@@ -65,7 +65,27 @@ install_node_modules() {
   fi
 }
 
+# LibTorch falls back to reference BLAS (~10x slower) unless an optimised one is selected; the
+# OpenMP build of OpenBLAS shares LibTorch's OpenMP thread pool, where the pthreads build keeps a
+# second pool whose threads spin against LibTorch's (2 threads were 0.2-0.4x of 1 at decode
+# batch 8/64: docs/benchmarks.md, "Thread scaling").
+select_blas() {
+  command -v update-alternatives >/dev/null || return 0
+  local alt cand
+  for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu \
+             libopenblas.so.0-x86_64-linux-gnu; do
+    cand=$(update-alternatives --list "$alt" 2>/dev/null | grep -m1 openblas-openmp || true)
+    [[ -z $cand ]] && continue
+    update-alternatives --query "$alt" 2>/dev/null | grep -qx "Value: $cand" && continue
+    "${SUDO[@]}" update-alternatives --set "$alt" "$cand" >/dev/null || true
+  done
+}
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then SUDO=(sudo); fi
+
 if [[ ${#missing[@]} -eq 0 ]]; then
+  select_blas
   install_node_modules
   echo "setup: all packages present"
   exit 0
@@ -82,12 +102,6 @@ export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
-# LibTorch falls back to reference BLAS (~10x slower) unless an optimised one is selected.
-if command -v update-alternatives >/dev/null; then
-  for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu; do
-    cand=$(update-alternatives --list "$alt" 2>/dev/null | grep -m1 openblas-pthread || true)
-    [[ -n $cand ]] && "${SUDO[@]}" update-alternatives --set "$alt" "$cand" >/dev/null || true
-  done
-fi
+select_blas
 install_node_modules
 echo "setup: done"

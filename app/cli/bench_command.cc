@@ -25,7 +25,8 @@
 namespace cmdistill::cli {
 namespace {
 
-constexpr const char* kModes = "decode, score, train, sync, gemm or overload";
+constexpr const char* kModes =
+    "decode, score, train, sync, gemm, memory or overload";
 
 std::string RateJson(const bench::Rate& r) {
   std::vector<std::string> runs;
@@ -89,7 +90,8 @@ FlagSet BenchFlags() {
       "an\n"
       "in-process learner over loopback TCP, against plain loopback TCP), "
       "gemm\n"
-      "(a plain [n, n] matmul: the machine's dense peak).");
+      "(a plain [n, n] matmul: the machine's dense peak), memory (the read\n"
+      "bandwidth a decode bound by its weights is held to).");
   flags.AllowPositional("MODE", kModes);
   flags.AddString("model", "DIR", "a Hugging Face model folder");
   flags.AddString("shape", "NAME",
@@ -101,6 +103,7 @@ FlagSet BenchFlags() {
   flags.AddString("new-tokens", "T", "decode: new tokens per sequence", "128");
   flags.AddString("seq-len", "T", "score / train: tokens per sequence");
   flags.AddString("gemm-size", "N", "gemm: matrix size", "1024");
+  flags.AddString("memory-mib", "M", "memory: MiB read per run", "1024");
   flags.AddString("chunk-bytes", "B", "sync: bytes per stream message",
                   "1048576");
   flags.AddString("device", "D", "cpu, cuda, cuda:N or auto", "cpu");
@@ -172,6 +175,7 @@ class Bench {
   int Run() {
     if (auto code = ParseCommon()) return *code;
     if (mode_ == "gemm") return Gemm();
+    if (mode_ == "memory") return Memory();
     if (auto code = LoadModel()) return *code;
     if (mode_ == "overload")
       return Overload(std::move(m_), desc_, flags_, json_, io_);
@@ -208,6 +212,25 @@ class Bench {
     return kExitOk;
   }
 
+  int Memory() {
+    auto mib = Count("memory-mib", "1024");
+    if (!mib.ok()) return Fail(io_, mib.status(), kExitUsage);
+    auto b = model::MemoryReadBytesPerSecond(*mib << 20, rep_.repeats);
+    if (!b.ok()) return Fail(io_, b.status());
+    if (json_) {
+      io_.out
+          << absl::StrFormat(
+                 R"({"mode": "memory", "bytes": %d, "threads": %d, "read_bytes_per_s": %.4g})",
+                 *mib << 20, model::ComputeThreads(), *b)
+          << "\n";
+    } else {
+      io_.out << absl::StrFormat(
+          "cmdistill bench memory: reading %d MiB, %d threads: %.1f GB/s\n",
+          *mib, model::ComputeThreads(), *b / 1e9);
+    }
+    return kExitOk;
+  }
+
   // --model DIR or a random --shape; an exit code on failure.
   std::optional<int> LoadModel() {
     std::string what;
@@ -225,14 +248,17 @@ class Bench {
       what = "random " + flags_.Get("shape");
     }
     desc_ = absl::StrFormat(
-        "%s (%.1fM parameters, %s), %s %s, %s attention, %d threads", what,
-        m_->num_parameters() / 1e6, m_->config().model_type, m_->device_name(),
-        m_->dtype_name(), m_->attention_name(), model::ComputeThreads());
+        "%s (%.1fM parameters, %s), %s %s, %s attention, %d threads "
+        "(OpenBLAS %s, threads policy %s)",
+        what, m_->num_parameters() / 1e6, m_->config().model_type,
+        m_->device_name(), m_->dtype_name(), m_->attention_name(),
+        model::ComputeThreads(), model::BlasThreading(),
+        model::ThreadsPolicyName());
     parts_.push_back(absl::StrFormat(
-        R"("mode": "%s", "model": "%s", "parameters": %d, "device": "%s", "dtype": "%s", "attention": "%s", "threads": %d, "warmup": %d, "repeats": %d)",
+        R"("mode": "%s", "model": "%s", "parameters": %d, "device": "%s", "dtype": "%s", "attention": "%s", "threads": %d, "blas": "%s", "threads_policy": "%s", "warmup": %d, "repeats": %d)",
         mode_, what, m_->num_parameters(), m_->device_name(), m_->dtype_name(),
-        m_->attention_name(), model::ComputeThreads(), rep_.warmup,
-        rep_.repeats));
+        m_->attention_name(), model::ComputeThreads(), model::BlasThreading(),
+        model::ThreadsPolicyName(), rep_.warmup, rep_.repeats));
     return std::nullopt;
   }
 
@@ -343,7 +369,8 @@ int RunBench(const std::vector<std::string>& args, Io io) {
   }
   const std::string mode = flags.positional()[0];
   if (mode != "decode" && mode != "score" && mode != "train" &&
-      mode != "sync" && mode != "gemm" && mode != "overload") {
+      mode != "sync" && mode != "gemm" && mode != "memory" &&
+      mode != "overload") {
     io.err << "cmdistill bench: unknown mode '" << mode << "' (" << kModes
            << ")\n";
     return kExitUsage;
@@ -354,9 +381,9 @@ int RunBench(const std::vector<std::string>& args, Io io) {
 }  // namespace
 
 void AddBenchCommands(std::vector<Command>* commands) {
-  commands->push_back({"bench",
-                       "throughput: decode, score, train, policy sync, gemm",
-                       RunBench});
+  commands->push_back(
+      {"bench", "throughput: decode, score, train, policy sync, gemm, memory",
+       RunBench});
 }
 
 }  // namespace cmdistill::cli

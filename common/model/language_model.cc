@@ -6,15 +6,16 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h on 2.x)
-#include <dlfcn.h>
 #include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "common/model/threads.h"
 #include "common/model/transformer.h"
 #include "common/status/status_macros.h"
 
@@ -207,8 +208,6 @@ auto Guard(F&& f) -> decltype(f()) {
 
 }  // namespace
 
-void MatchBlasThreadsOnce();  // below
-
 LanguageModel::LanguageModel(std::unique_ptr<Transformer> t)
     : transformer_(std::move(t)) {
   MatchBlasThreadsOnce();
@@ -321,6 +320,12 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
     for (auto& r : results) r.support_k = K;
     if (o.max_new_tokens == 0) return results;
     KvCache cache;
+    const int64_t prefill_rows =
+        pad.width * static_cast<int64_t>(prompts.size());
+    std::optional<TunedThreadsScope> prefill_threads(
+        std::in_place, transformer_->threads_tuner(),
+        Transformer::kPrefill + SizeBucket(prefill_rows),
+        WorthThreads(cfg, prefill_rows), static_cast<double>(prefill_rows));
     // Logits at the last prompt position only (left-padded: the same column
     // for every prompt).
     at::Tensor last = transformer_->Head(
@@ -329,6 +334,7 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
     at::Tensor mask = pad.mask;
     at::Tensor next_pos =
         at::tensor(pad.lengths, at::kLong).to(dev);  // position of next token
+    prefill_threads.reset();
     std::vector<int64_t> active(prompts.size());
     std::iota(active.begin(), active.end(), 0);
     at::Generator gen = at::detail::createCPUGenerator(o.seed);
@@ -337,6 +343,11 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
       // (float, and a double copy on the CPU) stay under the mmap threshold
       // with a real vocabulary; rows are drawn in order from one generator.
       const int64_t A_now = last.size(0);
+      // The step's sampling and the forward for the next one.
+      const TunedThreadsScope threads(
+          transformer_->threads_tuner(),
+          Transformer::kDecodeStep + SizeBucket(A_now),
+          WorthThreads(cfg, A_now), 1.0);
       const int64_t step_rows =
           o.sample_chunk_rows > 0
               ? o.sample_chunk_rows
@@ -501,6 +512,11 @@ absl::StatusOr<std::vector<SequenceScore>> LanguageModel::Score(
       std::vector<const std::vector<int32_t>*> ptrs;
       for (size_t j = start; j < end; ++j) ptrs.push_back(&full[order[j]]);
       Padded pad = LeftPad(ptrs, dev);
+      const int64_t pass_rows = pad.width * static_cast<int64_t>(ptrs.size());
+      const TunedThreadsScope threads(
+          transformer_->threads_tuner(),
+          Transformer::kScoreBatch + SizeBucket(pass_rows),
+          WorthThreads(cfg, pass_rows), static_cast<double>(pass_rows));
       const at::Tensor hidden =
           transformer_->Hidden(pad.ids, pad.positions, pad.mask, nullptr);
       // The head over the rows that predict completion tokens only, in one
@@ -576,37 +592,6 @@ absl::StatusOr<std::vector<std::vector<float>>> LanguageModel::TokenLogprobs(
 
 namespace cmdistill::model {
 
-namespace {
-
-// OpenBLAS keeps a thread pool of its own (one thread per core by default)
-// that LibTorch does not size when it links the generic libblas (Debian): each
-// small matmul of a decode step then wakes threads that spin in sched_yield
-// next to LibTorch's — measured as 37% of a batch-1 decode's time in
-// sched_yield and the kernel. The pool is sized with LibTorch's when the
-// process has OpenBLAS.
-void SetBlasThreads(int n) {
-  using SetThreads = void (*)(int);
-  static const auto set = reinterpret_cast<SetThreads>(
-      dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  if (set != nullptr) set(n);
-}
-
-}  // namespace
-
-void SetComputeThreads(int n) {
-  at::set_num_threads(std::max(1, n));
-  SetBlasThreads(std::max(1, n));
-}
-int ComputeThreads() { return at::get_num_threads(); }
-
-void MatchBlasThreadsOnce() {
-  static const bool done = [] {
-    SetBlasThreads(at::get_num_threads());
-    return true;
-  }();
-  (void)done;
-}
-
 absl::StatusOr<double> MatmulFlopsPerSecond(int64_t n,
                                             const std::string& device,
                                             const std::string& dtype,
@@ -627,6 +612,30 @@ absl::StatusOr<double> MatmulFlopsPerSecond(int64_t n,
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
               .count();
       if (i > 0) rates.push_back(2.0 * n * n * n / s);  // i == 0: warm-up
+    }
+    std::sort(rates.begin(), rates.end());
+    return rates[rates.size() / 2];
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("LibTorch: ", e.what_without_backtrace()));
+  }
+}
+
+absl::StatusOr<double> MemoryReadBytesPerSecond(int64_t bytes, int repeats) {
+  if (bytes < 4) return absl::InvalidArgumentError("memory size must be >= 4");
+  try {
+    at::NoGradGuard no_grad;
+    // Written once (every page touched), then only read.
+    const at::Tensor a = at::ones({bytes / 4}, at::kFloat);
+    std::vector<double> rates;
+    for (int i = 0; i <= std::max(1, repeats); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const double sum = a.sum().item<double>();
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+              .count();
+      if (!(sum > 0)) return absl::InternalError("the read went wrong");
+      if (i > 0) rates.push_back(static_cast<double>(a.nbytes()) / s);
     }
     std::sort(rates.begin(), rates.end());
     return rates[rates.size() / 2];

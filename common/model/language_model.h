@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/checkpoint/hf_checkpoint.h"
+#include "common/model/threads.h"  // SetComputeThreads, for the callers
 #include "common/model/types.h"
 
 namespace cmdistill::model {
@@ -78,10 +79,6 @@ class LanguageModel {
   std::unique_ptr<Transformer> transformer_;
 };
 
-// LibTorch's intra-op threads for this process (n >= 1), and their number.
-void SetComputeThreads(int n);
-int ComputeThreads();
-
 // The achieved FLOP/s of a plain [n, n] x [n, n] matmul on `device` in
 // `dtype` (the median of `repeats` after one warm-up; ends with a device
 // sync): the machine's dense peak for the work the model does.
@@ -90,6 +87,12 @@ absl::StatusOr<double> MatmulFlopsPerSecond(int64_t n,
                                             const std::string& device,
                                             const std::string& dtype,
                                             int repeats = 5);
+
+// The achieved read bandwidth (bytes/s) of summing a `bytes`-sized float32
+// tensor on the CPU with ComputeThreads() threads (the median of `repeats`
+// after one warm-up): what decoding a model whose weights exceed the caches
+// is bound by. INVALID_ARGUMENT below 4 bytes.
+absl::StatusOr<double> MemoryReadBytesPerSecond(int64_t bytes, int repeats = 5);
 
 }  // namespace cmdistill::model
 

@@ -13,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/model/threads.h"
 #include "common/status/status_macros.h"
 
 // at::scaled_dot_product_attention has its `scale` argument from 2.1 on.
@@ -400,6 +401,7 @@ at::Tensor Transformer::Hidden(const at::Tensor& input_ids,
                                KvCache* cache) const {
   const ModelConfig& c = config_;
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  const ComputeThreadsScope threads(WorthThreads(c, B * T));
   const int64_t P = cache != nullptr ? cache->length() : 0;
   const int64_t H = c.num_attention_heads, Hkv = c.num_key_value_heads,
                 D = c.head_dim;

@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/checkpoint/hf_checkpoint.h"
+#include "common/model/threads.h"
 
 namespace cmdistill::model {
 
@@ -148,6 +149,13 @@ class Transformer {
   absl::Status Save(const std::string& dir,
                     const checkpoint::WriteOptions& options = {}) const;
 
+  // Threads or one thread for this model's recurring work (threads.h); kinds:
+  // kDecodeStep + SizeBucket(rows), kScoreBatch + SizeBucket(tokens),
+  // kTrainStep + SizeBucket(tokens), kPrefill + SizeBucket(tokens).
+  static constexpr int kDecodeStep = 0, kScoreBatch = 100, kTrainStep = 200,
+                       kPrefill = 300;
+  ThreadsTuner* threads_tuner() const { return &threads_tuner_; }
+
  private:
   Transformer(ModelConfig config, c10::Device device, c10::ScalarType dtype);
   absl::StatusOr<std::map<std::string, checkpoint::TensorInfo>> CheckSnapshot(
@@ -168,6 +176,7 @@ class Transformer {
   std::vector<std::pair<std::string, at::Tensor>> params_;
   at::Tensor embed_, final_norm_, lm_head_, inv_freq_;
   std::vector<Layer> layers_;
+  mutable ThreadsTuner threads_tuner_;
 };
 
 }  // namespace cmdistill::model

@@ -405,6 +405,15 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
   const size_t micro = o.micro_batch_sequences > 0
                            ? static_cast<size_t>(o.micro_batch_sequences)
                            : n;
+  // Prompt and completion rows: what the step's forward and backward cover.
+  int64_t step_rows = 0;
+  for (const v1::Trajectory* t : batch.trajs)
+    step_rows += t->prompt_ids_size() + t->completion_ids_size();
+  const model::TunedThreadsScope threads(
+      I.t->threads_tuner(),
+      model::Transformer::kTrainStep + model::SizeBucket(step_rows),
+      model::WorthThreads(I.t->config(), step_rows),
+      static_cast<double>(step_rows));
   try {
     for (at::Tensor& p : I.t->parameters()) p.mutable_grad() = at::Tensor();
     double kl_sum = 0;

@@ -143,5 +143,25 @@ TEST(BenchCommand, GemmReportsFlops) {
   EXPECT_GT(j["flops_per_s"].get<double>(), 1e6);
 }
 
+TEST(BenchCommand, MemoryReportsReadBandwidth) {
+  const Result r =
+      Bench({"memory", "--memory-mib", "8", "--repeats", "1", "--json"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["bytes"], 8 << 20);
+  EXPECT_GT(j["read_bytes_per_s"].get<double>(), 1e8);
+  EXPECT_EQ(Bench({"memory", "--memory-mib", "0"}).code, kExitUsage);
+}
+
+TEST(BenchCommand, SaysWhichOpenBlasAndThreadsPolicyItRanWith) {
+  const Result r = Bench({"decode", "--shape", "small", "--batch", "1",
+                          "--new-tokens", "2", "--repeats", "1", "--json"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_THAT(j["blas"].get<std::string>(),
+              ::testing::AnyOf("openmp", "pthreads", "serial", "none"));
+  EXPECT_EQ(j["threads_policy"], "tuned");
+}
+
 }  // namespace
 }  // namespace cmdistill::cli
