@@ -28,7 +28,9 @@ import tempfile
 import threading
 import time
 
-PROMPTS, EPOCHS, PER_STEP = 16, 2, 2
+# 32 steps: one actor alone trains ~2 steps/s here, so work remains after actor-0's 6 s
+# partition for the teacher's (with 16, the run sometimes ended before the second began).
+PROMPTS, EPOCHS, PER_STEP = 32, 2, 2
 STEPS = PROMPTS * EPOCHS // PER_STEP
 
 
@@ -160,11 +162,14 @@ services:
         wait_step(2)
         partition("actor0", 6)
         wait_step(step() + 1)
+        ended_early = learner.poll() is not None
         partition("teacher", 6)
         t_end = time.time() + 240
         while learner.poll() is None and time.time() < t_end:
             time.sleep(0.2)
         why = []
+        if ended_early:
+            why.append("the run ended before the teacher's partition began (make it longer)")
         if learner.poll() is None:
             why.append("the learner did not finish")
         finished = next((l for l in ll if l.startswith("FINISHED ")), "")
