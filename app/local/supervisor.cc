@@ -68,6 +68,10 @@ class Children {
             r.loss = step->loss;
             r.tokens = step->tokens;
             r.diagnostics = step->diagnostics;
+            r.wait_s = step->wait_s;
+            r.update_s = step->update_s;
+            r.publish_s = step->publish_s;
+            r.checkpoint_s = step->checkpoint_s;
             r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
             absl::MutexLock l(&shared->mu);
             shared->steps.push_back(r);
@@ -223,7 +227,8 @@ class Distillation {
       const int cores =
           std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
       children_config.mutable_services()->set_compute_threads(
-          static_cast<uint32_t>(std::max(1, cores / (2 + o_.actors))));
+          static_cast<uint32_t>(
+              std::max(1, cores / (1 + o_.teachers + o_.actors))));
     }
     // This supervisor scrapes the learner when it sees its last STEP (it reads
     // the lines every 100 ms); a learner that ends at once (every actor heard
@@ -273,13 +278,23 @@ class Distillation {
     }
   }
 
-  // Teacher and reward, then the learner (its checks need both).
+  // teacher, teacher-2, ...
+  std::vector<std::string> TeacherNames() const {
+    std::vector<std::string> names = {"teacher"};
+    for (int i = 2; i <= o_.teachers; ++i)
+      names.push_back(absl::StrCat("teacher-", i));
+    return names;
+  }
+
+  // Teachers and reward, then the learner (its checks need both).
   absl::Status StartServices() {
-    for (const char* svc : {"teacher", "reward"}) {
-      CMDISTILL_RETURN_IF_ERROR(children_.Start(svc, Args(svc)));
+    std::vector<std::string> services = TeacherNames();
+    services.push_back("reward");
+    for (const std::string& svc : services) {
+      CMDISTILL_RETURN_IF_ERROR(children_.Start(
+          svc, Args(svc.rfind("teacher", 0) == 0 ? "teacher" : "reward")));
     }
-    CMDISTILL_RETURN_IF_ERROR(
-        AwaitReady({"teacher", "reward"}, absl::Minutes(5)));
+    CMDISTILL_RETURN_IF_ERROR(AwaitReady(services, absl::Minutes(5)));
     CMDISTILL_RETURN_IF_ERROR(children_.Start("learner", Args("learner")));
     CMDISTILL_RETURN_IF_ERROR(AwaitReady({"learner"}, absl::Minutes(5)));
     absl::MutexLock l(&shared_.mu);
@@ -291,6 +306,12 @@ class Distillation {
     auto addr = [&](const std::string& n) {
       return absl::StrCat("127.0.0.1:", ports_[n].grpc);
     };
+    // Several teachers: one target naming them all (the actors' channels
+    // balance round-robin).
+    std::string teachers;
+    for (const std::string& t : TeacherNames())
+      absl::StrAppend(&teachers, teachers.empty() ? "" : ",", addr(t));
+    if (o_.teachers > 1) teachers = "ipv4:" + teachers;
     children_.SetStart(absl::Now());
     train_start_ = absl::Now();
     for (int i = 0; i < o_.actors; ++i) {
@@ -298,8 +319,8 @@ class Distillation {
       actor_names_.push_back(name);
       CMDISTILL_RETURN_IF_ERROR(children_.Start(
           name, Args("actor", {"--learner", addr("learner"), "--teacher",
-                               addr("teacher"), "--reward", addr("reward"),
-                               "--id", name, "--metrics-file",
+                               teachers, "--reward", addr("reward"), "--id",
+                               name, "--metrics-file",
                                result_.metrics_dir + "/" + name + ".prom"})));
     }
     if (o_.status_out != nullptr) {
@@ -308,7 +329,10 @@ class Distillation {
         absl::StrAppend(&line, " ", c->name(), "=", c->pid());
       *o_.status_out << line << std::endl;
     }
-    progress_ << o_.label << ": learner, teacher, reward and " << o_.actors
+    progress_ << o_.label << ": learner, "
+              << (o_.teachers > 1 ? absl::StrCat(o_.teachers, " teachers")
+                                  : std::string("teacher"))
+              << ", reward and " << o_.actors
               << " actors running (logs: " << result_.logs_dir << ")\n";
     return absl::OkStatus();
   }
@@ -439,7 +463,8 @@ class Distillation {
   // The services' last metrics, every child stopped (a service that then
   // fails is ABORTED), the steps and the training curve.
   absl::Status Finish() {
-    ScrapeMetrics("teacher", ports_["teacher"], result_.metrics_dir);
+    for (const std::string& t : TeacherNames())
+      ScrapeMetrics(t, ports_[t], result_.metrics_dir);
     ScrapeMetrics("reward", ports_["reward"], result_.metrics_dir);
     children_.StopAll();
     for (ChildProcess* c : children_.All()) {
@@ -457,17 +482,19 @@ class Distillation {
     std::string csv =
         "step,seconds,reward,satisfaction,cost,kl,lambda,loss,tokens,"
         "clip_fraction,approx_kl,entropy,ratio_mean,ratio_max,advantage_std,"
-        "groups_with_signal,length,teacher_style,foreign_style\n";
+        "groups_with_signal,length,wait_s,update_s,publish_s,checkpoint_s,"
+        "teacher_style,foreign_style\n";
     for (const StepRecord& r : result_.steps) {
       const rl::StepDiagnostics& d = r.diagnostics;
       absl::StrAppend(
           &csv,
           absl::StrFormat("%d,%.3f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d,%.6f,%.6f,"
-                          "%.6f,%.6f,%.6f,%.6f,%.6f,%.3f,",
+                          "%.6f,%.6f,%.6f,%.6f,%.6f,%.3f,%.4f,%.4f,%.4f,%.4f,",
                           r.step, r.seconds, r.reward, r.satisfaction, r.cost,
                           r.kl, r.lambda, r.loss, r.tokens, d.clip_fraction,
                           d.approx_kl, d.entropy, d.ratio_mean, d.ratio_max,
-                          d.advantage_std, d.groups_with_signal, d.length));
+                          d.advantage_std, d.groups_with_signal, d.length,
+                          r.wait_s, r.update_s, r.publish_s, r.checkpoint_s));
       // Empty where the answers are not classified (not the embedded task).
       if (d.teacher_style >= 0) {
         absl::StrAppend(&csv, absl::StrFormat("%.6f,%.6f\n", d.teacher_style,

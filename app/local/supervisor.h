@@ -28,6 +28,9 @@ struct StepRecord {
   int64_t tokens = 0;
   double seconds = 0;  // since training started
   rl::StepDiagnostics diagnostics;
+  // The learner's step time broken down (the STEP line's wait, update,
+  // publish, checkpoint).
+  double wait_s = 0, update_s = 0, publish_s = 0, checkpoint_s = 0;
 };
 
 struct DistillResult {
@@ -43,6 +46,7 @@ struct DistillResult {
 struct DistillOptions {
   std::string binary;  // the cmdistill executable
   int actors = 2;
+  int teachers = 1;
   ShutdownSignal* signals = nullptr;  // Ctrl-C / SIGTERM stop the run
   std::string label = "distill";
   // When set, one line "RUNNING name=pid ..." once every child has started

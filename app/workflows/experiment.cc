@@ -299,6 +299,7 @@ absl::StatusOr<RunRow> TrainAndEvaluate(const ExperimentOptions& o,
     local::DistillOptions dopt;
     dopt.binary = o.binary;
     dopt.actors = static_cast<int>(c.local().actors());
+    dopt.teachers = static_cast<int>(c.local().teachers());
     dopt.signals = o.signals;
     dopt.label = absl::StrCat(v.label, " s", s);
     run = local::RunDistillation(c, dopt, log);

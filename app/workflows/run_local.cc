@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "app/local/monitor.h"
+#include "app/local/time_shares.h"
 #include "app/workflows/bootstrap.h"
 #include "app/workflows/selection.h"
 #include "app/workflows/workflow.h"
@@ -85,6 +86,7 @@ absl::StatusOr<LocalResult> RunLocal(v1::RunConfig loaded,
   }
   dopt.binary = o.binary;
   dopt.actors = static_cast<int>(config.local().actors());
+  dopt.teachers = static_cast<int>(config.local().teachers());
   dopt.signals = signals.get();
   dopt.label = config::MethodLabel(config);
   dopt.status_out = o.status_out;
@@ -146,6 +148,9 @@ std::string LocalSummary(const LocalResult& r) {
               config.constraint().cost_normalization())),
       config::MethodLabel(config), r.run.steps.size(), r.run.seconds,
       r.seconds);
+  const std::string shares =
+      local::FormatTimeShares(local::ReadTimeShares(r.run.metrics_dir));
+  if (!shares.empty()) out << "where the time went:\n" << shares << "\n";
   if (!r.selection.empty()) {
     out << "final/: " << r.selection << "\n\n" << r.selection_table << "\n";
   }

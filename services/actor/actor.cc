@@ -126,6 +126,25 @@ Actor::Actor(ActorOptions options, Policy* policy,
                        .Help("Trajectories generated and submitted")
                        .Register(*registry)
                        .Add({});
+  auto& phase = prometheus::BuildHistogram()
+                    .Name("cmdistill_actor_round_phase_seconds")
+                    .Help(
+                        "Where a round's wall time goes, per completed round: "
+                        "sync (policy), lease, sampling, teacher (scoring), "
+                        "reward, submit, idle (no prompts: waiting for a new "
+                        "policy)")
+                    .Register(*registry);
+  for (int p = 0; p < kNumPhases; ++p) {
+    phase_seconds_[p] =
+        &phase.Add({{"phase", kPhaseName[p]}}, metrics::LatencyBuckets());
+  }
+  round_seconds_ = &prometheus::BuildHistogram()
+                        .Name("cmdistill_actor_round_seconds")
+                        .Help(
+                            "Wall time of a completed round (its phases "
+                            "and the bookkeeping between them)")
+                        .Register(*registry)
+                        .Add({}, metrics::LatencyBuckets());
   version_gauge_ = &prometheus::BuildGauge()
                         .Name("cmdistill_actor_policy_version")
                         .Help("Policy version held by this actor")
@@ -313,16 +332,23 @@ absl::Status Actor::SyncPolicy(bool force) {
 }
 
 absl::Status Actor::Round(const std::atomic<bool>& stop) {
+  const absl::Time round_start = absl::Now();
+  RoundTimes times;
   CMDISTILL_RETURN_IF_ERROR(SyncPolicy());
+  times.Lap(kSync);
   Progress();
   v1::LeasePromptsResponse leases;
   CMDISTILL_RETURN_IF_ERROR(Lease(&leases));
+  times.Lap(kLease);
   Progress();
   if (leases.leases_size() == 0) {
     IdleWait();  // nothing to do until the learner trains
+    times.Lap(kIdle);
+    ObserveRound(times, round_start);
     return absl::OkStatus();
   }
   CMDISTILL_ASSIGN_OR_RETURN(auto trajs, Sample(leases));
+  times.Lap(kSampling);
   Progress();
   if (stop.load()) {
     ReturnLeases(leases);  // re-issued at once
@@ -330,11 +356,26 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
   }
   if (o_.needs_teacher) {
     CMDISTILL_RETURN_IF_ERROR(ScoreWithTeacher(&trajs));
+    times.Lap(kTeacher);
     Progress();
   }
-  CMDISTILL_RETURN_IF_ERROR(EvaluateAndSubmit(&trajs));
+  CMDISTILL_RETURN_IF_ERROR(EvaluateAndSubmit(&trajs, &times));
+  ObserveRound(times, round_start);
   ++rounds_;
   return absl::OkStatus();
+}
+
+void Actor::RoundTimes::Lap(Phase p) {
+  const absl::Time now = absl::Now();
+  seconds[p] += absl::ToDoubleSeconds(now - last);
+  last = now;
+}
+
+void Actor::ObserveRound(const RoundTimes& times, absl::Time start) {
+  for (int p = 0; p < kNumPhases; ++p) {
+    phase_seconds_[p]->Observe(times.seconds[p]);
+  }
+  round_seconds_->Observe(absl::ToDoubleSeconds(times.last - start));
 }
 
 absl::Status Actor::Lease(v1::LeasePromptsResponse* leases) {
@@ -433,7 +474,8 @@ absl::Status Actor::ScoreWithTeacher(std::vector<v1::Trajectory>* trajs) {
   return absl::OkStatus();
 }
 
-absl::Status Actor::EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs) {
+absl::Status Actor::EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs,
+                                      RoundTimes* times) {
   // Rewards and the constraint transform.
   v1::EvaluateRequest ereq;
   for (const auto& t : *trajs) *ereq.add_trajectories() = t;
@@ -448,6 +490,7 @@ absl::Status Actor::EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs) {
         "the reward service answered ", eresp.evaluations_size(),
         " evaluations for ", ereq.trajectories_size(), " trajectories"));
   }
+  times->Lap(kReward);
   v1::SubmitTrajectoriesRequest sub;
   for (size_t k = 0; k < trajs->size(); ++k) {
     *(*trajs)[k].mutable_evaluation() = eresp.evaluations(static_cast<int>(k));
@@ -459,6 +502,7 @@ absl::Status Actor::EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs) {
     return learner_->SubmitTrajectories(ctx, sub, &subr);
   });
   if (!s.ok()) return FromGrpcStatus(s);
+  times->Lap(kSubmit);
   trajectories_->Increment(static_cast<double>(sub.trajectories_size()));
   return absl::OkStatus();
 }

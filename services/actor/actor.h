@@ -97,7 +97,28 @@ class Actor {
       const v1::LeasePromptsResponse& leases);
   void ReturnLeases(const v1::LeasePromptsResponse& leases);
   absl::Status ScoreWithTeacher(std::vector<v1::Trajectory>* trajs);
-  absl::Status EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs);
+  // A round's phases (cmdistill_actor_round_phase_seconds{phase}).
+  enum Phase {
+    kSync,
+    kLease,
+    kSampling,
+    kTeacher,
+    kReward,
+    kSubmit,
+    kIdle,
+    kNumPhases
+  };
+  static constexpr const char* kPhaseName[kNumPhases] = {
+      "sync", "lease", "sampling", "teacher", "reward", "submit", "idle"};
+  struct RoundTimes {
+    double seconds[kNumPhases] = {};
+    absl::Time last = absl::Now();
+    void Lap(Phase p);  // the time since the last lap goes to `p`
+  };
+  // Observes a completed round's phases and its whole (since `start`).
+  void ObserveRound(const RoundTimes& times, absl::Time start);
+  absl::Status EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs,
+                                 RoundTimes* times);
   enum Rpc {
     kWaitForPolicy,
     kFetchPolicy,
@@ -150,6 +171,8 @@ class Actor {
   prometheus::Counter *tokens_, *trajectories_;
   prometheus::Gauge* version_gauge_;
   prometheus::Histogram* latency_[kNumRpcs];
+  prometheus::Histogram* phase_seconds_[kNumPhases];
+  prometheus::Histogram* round_seconds_;
 };
 
 }  // namespace cmdistill::actor

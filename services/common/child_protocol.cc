@@ -56,11 +56,12 @@ std::string FormatStep(const StepLine& s) {
       "STEP step=%d version=%d reward=%.4f return=%.4f satisfaction=%.4f "
       "cost=%.5f kl=%.5f lambda=%.4f loss=%.5f tokens=%d clip=%.4f "
       "approx_kl=%.6f entropy=%.4f ratio=%.4f ratio_max=%.4f adv_std=%.4f "
-      "signal=%.4f length=%.2f wait=%.4f update=%.4f publish=%.4f%s",
+      "signal=%.4f length=%.2f wait=%.4f update=%.4f publish=%.4f "
+      "checkpoint=%.4f%s",
       s.step, s.version, s.reward, s.ret, s.satisfaction, s.cost, s.kl,
       s.lambda, s.loss, s.tokens, d.clip_fraction, d.approx_kl, d.entropy,
       d.ratio_mean, d.ratio_max, d.advantage_std, d.groups_with_signal,
-      d.length, s.wait_s, s.update_s, s.publish_s, styles);
+      d.length, s.wait_s, s.update_s, s.publish_s, s.checkpoint_s, styles);
 }
 
 std::string FormatFinished(const FinishedLine& f) {
@@ -116,6 +117,7 @@ std::optional<StepLine> ParseStep(const std::string& line) {
   Get(*kv, "wait", &s.wait_s);
   Get(*kv, "update", &s.update_s);
   Get(*kv, "publish", &s.publish_s);
+  Get(*kv, "checkpoint", &s.checkpoint_s);
   return s;
 }
 

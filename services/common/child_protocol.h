@@ -36,8 +36,9 @@ struct StepLine {
   int64_t tokens = 0;
   rl::StepDiagnostics diagnostics;  // keys clip, approx_kl, entropy, ratio,
                                     // ratio_max, adv_std, signal, length
-  // The step's time (s): keys wait, update, publish.
-  double wait_s = 0, update_s = 0, publish_s = 0;
+  // The step's time (s): keys wait, update, publish, checkpoint (the one
+  // written after the previous step).
+  double wait_s = 0, update_s = 0, publish_s = 0, checkpoint_s = 0;
 };
 
 struct FinishedLine {

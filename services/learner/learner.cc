@@ -339,6 +339,7 @@ Learner::Next Learner::FinishStep(
 }
 
 void Learner::UpdateLoop() {
+  double checkpoint_seconds = 0;  // after the last step, for the next one
   for (;;) {
     std::vector<std::vector<v1::Trajectory>> groups;
     const absl::Time waiting = absl::Now();
@@ -354,14 +355,16 @@ void Learner::UpdateLoop() {
         continue;
       }
       stats->wait_seconds = absl::ToDoubleSeconds(start - waiting);
+      stats->checkpoint_seconds = checkpoint_seconds;
+      checkpoint_seconds = 0;
       stats->update_seconds = absl::ToDoubleSeconds(updated - start);
       bool checkpoint = false;
       next = FinishStep(groups, *stats, &checkpoint);
       if (checkpoint) {
         const absl::Time saving = absl::Now();
         (void)SaveCheckpointCounted();
-        m_->phase_seconds[3]->Observe(
-            absl::ToDoubleSeconds(absl::Now() - saving));
+        checkpoint_seconds = absl::ToDoubleSeconds(absl::Now() - saving);
+        m_->phase_seconds[3]->Observe(checkpoint_seconds);
       }
       if (next == Next::kStep) continue;
     }

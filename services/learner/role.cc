@@ -154,6 +154,7 @@ void AnnounceStep(const learner::StepStats& s, uint64_t version) {
   l.wait_s = s.wait_seconds;
   l.update_s = s.update_seconds;
   l.publish_s = s.publish_seconds;
+  l.checkpoint_s = s.checkpoint_seconds;
   services::Announce(services::FormatStep(l));
 }
 

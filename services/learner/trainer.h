@@ -34,8 +34,11 @@ struct StepStats {
   rl::StepDiagnostics diagnostics;
   // Where the step's wall time went (filled by the Learner, not the trainer):
   // waiting for enough trajectories, the update (forward, backward,
-  // optimizer), publishing the new weights (serialise, hash, store).
-  double wait_seconds = 0, update_seconds = 0, publish_seconds = 0;
+  // optimizer), publishing the new weights (serialise, hash, store), and
+  // the checkpoint written after the previous step (0 when none was): the
+  // time since the previous step's record is their sum plus bookkeeping.
+  double wait_seconds = 0, update_seconds = 0, publish_seconds = 0,
+         checkpoint_seconds = 0;
 };
 
 // Optimizer and controller state, for checkpoints.

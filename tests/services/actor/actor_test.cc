@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/metrics/http_exposer.h"
@@ -160,6 +161,28 @@ TEST(Actor, TrainsEachLeasedPromptOnceThroughTheServicesAndStops) {
   EXPECT_GE(actor.policy_version(), 1u);
   auto m = *testing::ParsePrometheusText(metrics::Serialize(*areg));
   EXPECT_EQ(m["cmdistill_actor_trajectories_total"], 6);
+  // Every completed round's time broken down: one observation per phase and
+  // round (idle rounds included), no negative part, the parts within the
+  // whole; the RPC phases took time.
+  const double rounds = m["cmdistill_actor_round_seconds_count"];
+  EXPECT_GE(rounds, 3);  // 3 prompts, one per lease
+  double parts = 0;
+  for (const char* p :
+       {"sync", "lease", "sampling", "teacher", "reward", "submit", "idle"}) {
+    const std::string label = absl::StrCat("{phase=\"", p, "\"}");
+    const std::string sum =
+        absl::StrCat("cmdistill_actor_round_phase_seconds_sum", label);
+    ASSERT_EQ(m.count(sum), 1u) << sum;
+    EXPECT_GE(m[sum], 0) << p;
+    EXPECT_EQ(
+        m[absl::StrCat("cmdistill_actor_round_phase_seconds_count", label)],
+        rounds)
+        << p;
+    parts += m[sum];
+  }
+  EXPECT_GT(m["cmdistill_actor_round_phase_seconds_sum{phase=\"teacher\"}"], 0);
+  EXPECT_GT(m["cmdistill_actor_round_phase_seconds_sum{phase=\"submit\"}"], 0);
+  EXPECT_LE(parts, m["cmdistill_actor_round_seconds_sum"] + 1e-6);
   // Prompts 1 and 2 have gold 7: the reward service graded their 4 samples
   // correct, prompt 3's 2 not.
   auto r = *testing::ParsePrometheusText(metrics::Serialize(*rreg));

@@ -41,6 +41,7 @@ TEST(ChildProtocol, StepRoundTripsEveryField) {
   s.wait_s = 0.5;
   s.update_s = 0.25;
   s.publish_s = 0.0625;
+  s.checkpoint_s = 0.125;
   const std::string line = FormatStep(s);
   EXPECT_THAT(line, ::testing::StartsWith("STEP step=12 version=12 "));
   auto p = ParseStep(line);
@@ -58,6 +59,7 @@ TEST(ChildProtocol, StepRoundTripsEveryField) {
   EXPECT_DOUBLE_EQ(p->wait_s, 0.5);
   EXPECT_DOUBLE_EQ(p->update_s, 0.25);
   EXPECT_DOUBLE_EQ(p->publish_s, 0.0625);
+  EXPECT_DOUBLE_EQ(p->checkpoint_s, 0.125);
   // Not classified (not the embedded task): no style keys, -1 back.
   EXPECT_THAT(line, ::testing::Not(::testing::HasSubstr("style")));
   EXPECT_DOUBLE_EQ(p->diagnostics.foreign_style, -1);

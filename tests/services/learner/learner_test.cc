@@ -133,9 +133,19 @@ TEST(Learner, AStepsTimeIsBrokenDownAndAddsUp) {
     EXPECT_GE(s.wait_seconds, 0);
     EXPECT_GE(s.update_seconds, 0);
     EXPECT_GE(s.publish_seconds, 0);
-    parts += s.wait_seconds + s.update_seconds + s.publish_seconds;
+    EXPECT_GE(s.checkpoint_seconds, 0);
+    parts += s.wait_seconds + s.update_seconds + s.publish_seconds +
+             s.checkpoint_seconds;
   }
   EXPECT_LE(parts, whole);
+  // Step 2 carries the checkpoint written after step 1 (a real write: it
+  // took time), step 1 none; the metric saw the same time.
+  EXPECT_EQ(l.stats[0].checkpoint_seconds, 0);
+  EXPECT_GT(l.stats[1].checkpoint_seconds, 0);
+  EXPECT_DOUBLE_EQ(
+      l.Metric(
+          "cmdistill_learner_step_phase_seconds_sum{phase=\"checkpoint\"}"),
+      l.stats[1].checkpoint_seconds);
   // The same in the metrics: one observation per step and phase; one
   // checkpoint (step 1's; the final one is the durable finish).
   for (const char* phase : {"wait", "update", "publish"}) {
