@@ -71,18 +71,20 @@ install_node_modules() {
 # batch 8/64: docs/benchmarks.md, "Thread scaling").
 select_blas() {
   command -v update-alternatives >/dev/null || return 0
-  local alt cand
-  for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu \
-             libopenblas.so.0-x86_64-linux-gnu; do
+  local alt cand arch
+  arch=$(uname -m)-linux-gnu
+  for alt in "libblas.so.3-$arch" "liblapack.so.3-$arch" "libopenblas.so.0-$arch"; do
     cand=$(update-alternatives --list "$alt" 2>/dev/null | grep -m1 openblas-openmp || true)
     [[ -z $cand ]] && continue
     update-alternatives --query "$alt" 2>/dev/null | grep -qx "Value: $cand" && continue
-    "${SUDO[@]}" update-alternatives --set "$alt" "$cand" >/dev/null || true
+    "${SUDO[@]}" update-alternatives --set "$alt" "$cand" >/dev/null ||
+      echo "setup: WARNING: could not select $cand for $alt (not root, no sudo?):" \
+        "two threads may be slower than one (docs/architecture.md, 'One thread pool')" >&2
   done
 }
 
 SUDO=()
-if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then SUDO=(sudo); fi
+if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then SUDO=(sudo -n); fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   select_blas

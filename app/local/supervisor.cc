@@ -9,6 +9,7 @@
 #include <memory>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -216,6 +217,18 @@ class Distillation {
     fs::create_directories(result_.logs_dir, ec);
     fs::create_directories(result_.metrics_dir, ec);
     v1::RunConfig children_config = config_;
+    // Several teachers read one run file: each must pick a free port.
+    const v1::EndpointConfig& teacher = children_config.services().teacher();
+    for (const std::string& listen :
+         {teacher.listen(), teacher.metrics_listen()}) {
+      if (o_.teachers > 1 && !listen.empty() && !absl::EndsWith(listen, ":0")) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "local.teachers is ", o_.teachers,
+            ": services.teacher.listen and metrics_listen must end in :0 (a "
+            "free port for each), not '",
+            listen, "'"));
+      }
+    }
     if (children_config.services().actor_metrics_listen().empty())
       children_config.mutable_services()->set_actor_metrics_listen(
           "127.0.0.1:0");

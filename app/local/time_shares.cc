@@ -106,16 +106,16 @@ std::map<std::string, double> SumByLabel(const std::string& text,
   return out;
 }
 
-TimeShares ReadTimeShares(const std::string& metrics_dir) {
+TimeShares ReadTimeShares(const std::string& metrics_dir, int actors) {
   TimeShares t;
   namespace fs = std::filesystem;
   std::map<std::string, double> actor;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(metrics_dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("actor", 0) != 0 || e.path().extension() != ".prom")
-      continue;
-    const std::string text = ReadAll(e.path());
+  for (int i = 1; i <= actors; ++i) {
+    const fs::path file =
+        fs::path(metrics_dir) / absl::StrCat("actor-", i, ".prom");
+    if (!fs::exists(file, ec)) continue;
+    const std::string text = ReadAll(file);
     ++t.actors;
     for (const auto& [p, v] :
          SumByLabel(text, "cmdistill_actor_round_phase_seconds_sum", "phase"))

@@ -28,9 +28,10 @@ struct TimeShares {
   double rounds = 0, steps = 0;  // completed actor rounds, learner steps
 };
 
-// Reads <metrics_dir>/learner.prom and actor*.prom (missing files: no
-// shares from them).
-TimeShares ReadTimeShares(const std::string& metrics_dir);
+// Reads <metrics_dir>/learner.prom and actor-1.prom .. actor-<actors>.prom,
+// the files of this run's actors (missing files: no shares from them; an
+// earlier run's other actors in the same folder are not read).
+TimeShares ReadTimeShares(const std::string& metrics_dir, int actors);
 
 // "actors (2, 41 rounds, 96 s): sampling 61%, teacher 14%, ...\n"
 // "learner (24 steps, 50 s): waiting for trajectories 70%, update 25%, ...\n"

@@ -148,8 +148,8 @@ std::string LocalSummary(const LocalResult& r) {
               config.constraint().cost_normalization())),
       config::MethodLabel(config), r.run.steps.size(), r.run.seconds,
       r.seconds);
-  const std::string shares =
-      local::FormatTimeShares(local::ReadTimeShares(r.run.metrics_dir));
+  const std::string shares = local::FormatTimeShares(local::ReadTimeShares(
+      r.run.metrics_dir, static_cast<int>(config.local().actors())));
   if (!shares.empty()) out << "where the time went:\n" << shares << "\n";
   if (!r.selection.empty()) {
     out << "final/: " << r.selection << "\n\n" << r.selection_table << "\n";

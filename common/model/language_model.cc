@@ -344,10 +344,9 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
       // with a real vocabulary; rows are drawn in order from one generator.
       const int64_t A_now = last.size(0);
       // The step's sampling and the forward for the next one.
-      const TunedThreadsScope threads(
-          transformer_->threads_tuner(),
-          Transformer::kDecodeStep + SizeBucket(A_now),
-          WorthThreads(cfg, A_now), 1.0);
+      TunedThreadsScope threads(transformer_->threads_tuner(),
+                                Transformer::kDecodeStep + SizeBucket(A_now),
+                                WorthThreads(cfg, A_now), 1.0);
       const int64_t step_rows =
           o.sample_chunk_rows > 0
               ? o.sample_chunk_rows
@@ -395,7 +394,10 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
           keep.push_back(static_cast<int64_t>(a));
         }
       }
-      if (keep.empty() || step + 1 == o.max_new_tokens) break;
+      if (keep.empty() || step + 1 == o.max_new_tokens) {
+        threads.Discard();  // no forward: not a step's time
+        break;
+      }
       at::Tensor next_in = next;
       if (keep.size() != active.size()) {
         const at::Tensor rows = at::tensor(keep, at::kLong).to(dev);

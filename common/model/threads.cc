@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <exception>
 
 namespace cmdistill::model {
 
@@ -123,19 +124,19 @@ ComputeThreadsScope::~ComputeThreadsScope() {
   if (!BlasFollowsOpenMp()) SetBlasThreads(restore_);
 }
 
-bool ThreadsTuner::Choose(int kind) {
+ThreadsTuner::Choice ThreadsTuner::Choose(int kind) {
   std::lock_guard<std::mutex> lock(mu_);
   Kind& k = kinds_[kind];
   const int64_t use = k.uses++;
-  if (k.avg[1] < 0) return true;
-  if (k.avg[0] < 0) return false;
+  if (k.avg[1] < 0) return {true, false};
+  if (k.avg[0] < 0) return {false, false};
   const bool best = k.avg[1] <= k.avg[0];
-  if (use < k.next_probe) return best;
+  if (use < k.next_probe) return {best, false};
   k.next_probe = use + k.interval;
-  return !best;
+  return {!best, true};
 }
 
-void ThreadsTuner::Record(int kind, bool threads, double seconds_per_unit) {
+void ThreadsTuner::Record(int kind, Choice choice, double seconds_per_unit) {
   if (!(seconds_per_unit >= 0)) return;
   std::lock_guard<std::mutex> lock(mu_);
   Kind& k = kinds_[kind];
@@ -143,21 +144,18 @@ void ThreadsTuner::Record(int kind, bool threads, double seconds_per_unit) {
     k.warm = true;
     return;
   }
-  const bool had_both = k.avg[0] >= 0 && k.avg[1] >= 0;
-  const bool best_before = k.avg[1] <= k.avg[0];
-  double& a = k.avg[threads ? 1 : 0];
-  if (a < 0 || (had_both && threads != best_before)) {
+  double& a = k.avg[choice.threads ? 1 : 0];
+  if (a < 0 || choice.probe) {
     // A first measure, or a probe of the other choice: its average was made
     // long ago (before a neighbour came or went), the probe replaces it.
     a = seconds_per_unit;
   } else {
     a = 0.7 * a + 0.3 * seconds_per_unit;
   }
-  if (!had_both || threads == best_before) return;
+  if (!choice.probe) return;
   // The probe lost again (back off) or won (keep watching closely).
-  const bool best_now = k.avg[1] <= k.avg[0];
-  k.interval =
-      best_now == best_before ? std::min<int64_t>(512, 2 * k.interval) : 16;
+  const bool won = (k.avg[1] <= k.avg[0]) == choice.threads;
+  k.interval = won ? 16 : std::min<int64_t>(512, 2 * k.interval);
   k.next_probe = k.uses + k.interval;
 }
 
@@ -167,18 +165,21 @@ TunedThreadsScope::TunedThreadsScope(ThreadsTuner* tuner, int kind,
       kind_(kind),
       tuned_(worth_threads && at::get_num_threads() > 1 &&
              GetThreadsPolicy() == ThreadsPolicy::kTuned),
-      threads_(tuned_ ? tuner->Choose(kind) : worth_threads),
+      choice_(tuned_ ? tuner->Choose(kind)
+                     : ThreadsTuner::Choice{worth_threads, false}),
       units_(units),
+      exceptions_(std::uncaught_exceptions()),
       start_(std::chrono::steady_clock::now()) {
-  scope_.emplace(threads_);
+  scope_.emplace(choice_.threads);
 }
 
 TunedThreadsScope::~TunedThreadsScope() {
-  if (!tuned_ || !(units_ > 0)) return;
+  if (!tuned_ || !(units_ > 0) || std::uncaught_exceptions() > exceptions_)
+    return;
   const double s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
           .count();
-  tuner_->Record(kind_, threads_, s / units_);
+  tuner_->Record(kind_, choice_, s / units_);
 }
 
 int SizeBucket(int64_t n) {

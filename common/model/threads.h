@@ -51,6 +51,11 @@ std::string ThreadsPolicyName();  // "tuned", "size" or "always"
 
 // While alive, this thread's LibTorch and OpenBLAS work runs on one thread
 // unless `use_threads`; scopes nest (an inner scope cannot add threads back).
+// With the OpenMP OpenBLAS both follow the calling thread's OpenMP count; the
+// pthreads OpenBLAS has one count per process, which the scope sets too (so
+// scopes on two threads at once would share it: the roles run their model
+// work on one thread). A LibTorch built with MKL would need MKL's count set
+// as well (Debian's is not).
 class ComputeThreadsScope {
  public:
   explicit ComputeThreadsScope(bool use_threads);
@@ -76,8 +81,13 @@ class ComputeThreadsScope {
 // choice's stale average). Thread-safe.
 class ThreadsTuner {
  public:
-  bool Choose(int kind);
-  void Record(int kind, bool threads, double seconds_per_unit);
+  struct Choice {
+    bool threads = true;
+    bool probe = false;  // the other choice than the best, tried again
+  };
+  Choice Choose(int kind);
+  // The time of a use made with `choice` (from Choose).
+  void Record(int kind, Choice choice, double seconds_per_unit);
 
  private:
   struct Kind {
@@ -100,11 +110,18 @@ class TunedThreadsScope {
   TunedThreadsScope(const TunedThreadsScope&) = delete;
   TunedThreadsScope& operator=(const TunedThreadsScope&) = delete;
 
+  // The work turned out not to be what `kind` times (a decode loop's last
+  // step, which stops before its forward): nothing is reported. Work that
+  // ends by an exception reports nothing either.
+  void Discard() { units_ = 0; }
+
  private:
   ThreadsTuner* tuner_;
   int kind_;
-  bool tuned_, threads_;
+  bool tuned_;
+  ThreadsTuner::Choice choice_;
   double units_;
+  int exceptions_;
   std::chrono::steady_clock::time_point start_;
   std::optional<ComputeThreadsScope> scope_;
 };

@@ -21,7 +21,7 @@ apt-get install -y -qq --no-install-recommends "$@"
 # The OpenMP OpenBLAS (one thread pool with LibTorch's; scripts/setup.sh says why) where
 # installed, also when a package pulled in the pthreads one too.
 for a in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
-  f=/usr/lib/x86_64-linux-gnu/openblas-openmp/$a
-  if [ -e "$f" ]; then update-alternatives --set "$a-x86_64-linux-gnu" "$f"; fi
+  f=/usr/lib/$(uname -m)-linux-gnu/openblas-openmp/$a
+  if [ -e "$f" ]; then update-alternatives --set "$a-$(uname -m)-linux-gnu" "$f"; fi
 done
 rm -rf /var/lib/apt/lists/*

@@ -56,8 +56,9 @@ TEST(TimeShares, ReadsEveryActorAndTheLearnerAndPrintsShares) {
   auto write = [&](const std::string& name, const std::string& text) {
     dir.Write(name, text);
   };
-  write("actor-0.prom", ActorText(6, 2, 0, 4));
-  write("actor-1.prom", ActorText(6, 2, 4, 5));
+  write("actor-1.prom", ActorText(6, 2, 0, 4));
+  write("actor-2.prom", ActorText(6, 2, 4, 5));
+  write("actor-3.prom", ActorText(9, 9, 9, 9));          // an earlier run's
   write("teacher.prom", ActorText(100, 100, 100, 100));  // not an actor
   write("learner.prom",
         "cmdistill_learner_step_phase_seconds_sum{phase=\"wait\"} 7.5\n"
@@ -65,7 +66,7 @@ TEST(TimeShares, ReadsEveryActorAndTheLearnerAndPrintsShares) {
         "cmdistill_learner_step_phase_seconds_sum{phase=\"publish\"} 0.5\n"
         "cmdistill_learner_step_phase_seconds_sum{phase=\"checkpoint\"} 0\n"
         "cmdistill_learner_step_phase_seconds_count{phase=\"update\"} 12\n");
-  const TimeShares t = ReadTimeShares(d);
+  const TimeShares t = ReadTimeShares(d, /*actors=*/2);
   EXPECT_EQ(t.actors, 2);
   EXPECT_EQ(t.rounds, 9);
   EXPECT_EQ(t.steps, 12);
@@ -83,8 +84,8 @@ TEST(TimeShares, ReadsEveryActorAndTheLearnerAndPrintsShares) {
 
 TEST(TimeShares, NothingToShowWithoutFiles) {
   testing::TempDir dir;
-  EXPECT_EQ(FormatTimeShares(ReadTimeShares(dir.path())), "");
-  EXPECT_EQ(FormatTimeShares(ReadTimeShares(dir.path() + "/missing")), "");
+  EXPECT_EQ(FormatTimeShares(ReadTimeShares(dir.path(), 2)), "");
+  EXPECT_EQ(FormatTimeShares(ReadTimeShares(dir.path() + "/missing", 2)), "");
 }
 
 }  // namespace

@@ -4,7 +4,10 @@
 
 #include <ATen/Parallel.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <stdexcept>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -30,21 +33,75 @@ TEST(Threads, SmallWorkRunsOnOneThreadLargeWorkOrLargeWeightsOnAll) {
   EXPECT_TRUE(WorthThreads(medium, 1));
 }
 
+// The threads a LibTorch parallel loop actually ran on (this file is
+// compiled with OpenMP, as LibTorch's kernels are).
+int ThreadsUsed() {
+  std::atomic<int> mask{0};
+  at::parallel_for(0, 64, 1, [&](int64_t, int64_t) {
+    mask |= 1 << at::get_thread_num();
+    // Long enough that every thread of the pool takes a chunk.
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  });
+  return __builtin_popcount(mask.load());
+}
+
 TEST(Threads, AScopeRunsItsWorkOnOneThreadAndRestores) {
   const int before = ComputeThreads();
   SetComputeThreads(2);
   {
     const ComputeThreadsScope all(true);
-    EXPECT_EQ(at::get_num_threads(), 2);
+    EXPECT_EQ(ThreadsUsed(), 2);
     {
       const ComputeThreadsScope one(false);
-      EXPECT_EQ(at::get_num_threads(), 1);
+      EXPECT_EQ(ThreadsUsed(), 1);
       const ComputeThreadsScope inner(true);  // cannot add threads back
-      EXPECT_EQ(at::get_num_threads(), 1);
+      EXPECT_EQ(ThreadsUsed(), 1);
     }
-    EXPECT_EQ(at::get_num_threads(), 2);
+    EXPECT_EQ(ThreadsUsed(), 2);
   }
   EXPECT_EQ(ComputeThreads(), 2);
+  SetComputeThreads(before);
+}
+
+TEST(Threads, ATunedScopeTakesTheTunersChoiceAndReportsItsTime) {
+  const int before = ComputeThreads();
+  SetComputeThreads(2);
+  ThreadsTuner tuner;
+  std::vector<int> used;
+  for (int i = 0; i < 4; ++i) {
+    TunedThreadsScope s(&tuner, /*kind=*/7, /*worth_threads=*/true, 1.0);
+    used.push_back(ThreadsUsed());
+  }
+  // Threaded twice (the first not measured), one thread once, then the faster.
+  EXPECT_EQ(used[0], 2);
+  EXPECT_EQ(used[1], 2);
+  EXPECT_EQ(used[2], 1);
+  {
+    // Not worth threads: one thread, and the tuner is not asked.
+    TunedThreadsScope s(&tuner, /*kind=*/8, /*worth_threads=*/false, 1.0);
+    EXPECT_EQ(ThreadsUsed(), 1);
+  }
+  // A discarded use and one ended by an exception report nothing: kind 9
+  // then still needs its unmeasured and its measured threaded uses before
+  // it tries one thread (had they reported, the next use would be it).
+  {
+    TunedThreadsScope s(&tuner, 9, true, 1.0);
+    s.Discard();
+  }
+  try {
+    TunedThreadsScope s(&tuner, 9, true, 1.0);
+    throw std::runtime_error("failed work");
+  } catch (const std::runtime_error&) {
+  }
+  std::vector<int> after;
+  for (int i = 0; i < 3; ++i) {
+    TunedThreadsScope s(&tuner, 9, true, 1.0);
+    after.push_back(ThreadsUsed());
+  }
+  EXPECT_EQ(after, (std::vector<int>{2, 2, 1}));
   SetComputeThreads(before);
 }
 
@@ -53,9 +110,9 @@ TEST(Threads, AScopeRunsItsWorkOnOneThreadAndRestores) {
 std::vector<bool> Use(ThreadsTuner* t, int n, double threaded, double single) {
   std::vector<bool> out;
   for (int i = 0; i < n; ++i) {
-    const bool c = t->Choose(0);
-    t->Record(0, c, c ? threaded : single);
-    out.push_back(c);
+    const ThreadsTuner::Choice c = t->Choose(0);
+    t->Record(0, c, c.threads ? threaded : single);
+    out.push_back(c.threads);
   }
   return out;
 }
