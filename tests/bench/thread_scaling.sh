@@ -3,7 +3,7 @@
 # neighbour (a second process spinning on one core), on the small and medium checkpoints of
 # compare.sh: decode at batch 1/8/64, score [16, 256], train [8, 128]. docs/benchmarks.md,
 # "Thread scaling", records it.
-#   tests/bench/thread_scaling.sh [BUILD_DIR] [ENV=VALUE...]     (SHAPES="small medium")
+#   tests/bench/thread_scaling.sh [BUILD_DIR] [ENV=VALUE...]     (SHAPES="small medium", THREADS="1 2"; N threads: THREADS="1 2 4 8")
 # ENV=VALUE pairs go to every bench run, e.g. the code before 2026-12-08:
 #   tests/bench/thread_scaling.sh build LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread \
 #     CMDISTILL_THREADS_POLICY=always
@@ -26,7 +26,7 @@ for shape in ${SHAPES:-small medium}; do
   "$bin" init-model --config "$work/$shape.json" --out "$work/$shape" >/dev/null
   for busy in 0 1; do
     if [[ $busy == 1 ]]; then (while :; do :; done) & spin=$!; fi
-    for t in 1 2; do
+    for t in ${THREADS:-1 2}; do
       run() { env "$@" "$bin" bench "${args[@]}" --model "$work/$shape" --threads "$t" \
         --repeats 3 --json; }
       args=(decode --batch 1,8,64 --new-tokens 64); d=$(run "${@:-X=}")
