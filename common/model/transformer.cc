@@ -84,16 +84,41 @@ at::Tensor RotateHalf(const at::Tensor& x) {
   return at::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
 }
 
+// Rows up to which a float32 CPU matmul without autograd runs as one
+// matrix-vector product per row: OpenBLAS's sgemm packs the whole weight
+// matrix on every call, which at few rows costs more than reading it once per
+// row (measured on the model's shapes, 1 thread: M = 2 2.8x, M = 3 2.3-3.0x,
+// M = 4 1.05-1.24x faster per row; M = 8 0.67-0.87x; docs/benchmarks.md,
+// "few rows").
+constexpr int64_t kMatvecRows = 4;
+
 // x @ w^T (+ b). One row (batch-1 decode) goes through a matrix-vector
 // product: sgemm with M = 1 reads the weights at a fraction of the memory
-// bandwidth that sgemv reaches.
+// bandwidth that sgemv reaches; so do up to kMatvecRows rows of inference
+// (a decode step whose batch has shrunk to a few sequences).
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w,
                   const at::Tensor& b = at::Tensor()) {
-  if (x.numel() == x.size(-1)) {
-    std::vector<int64_t> shape = x.sizes().vec();
-    shape.back() = w.size(0);
+  const int64_t rows = x.size(-1) > 0 ? x.numel() / x.size(-1) : 0;
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = w.size(0);
+  if (rows == 1) {
     at::Tensor y = b.defined() ? at::addmv(b, w, x.reshape({-1}))
                                : at::mv(w, x.reshape({-1}));
+    return y.view(shape);
+  }
+  if (rows > 1 && rows <= kMatvecRows && x.device().is_cpu() &&
+      x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+      !at::GradMode::is_enabled()) {
+    const at::Tensor x2 = x.reshape({rows, x.size(-1)});
+    at::Tensor y = at::empty({rows, w.size(0)}, x.options());
+    for (int64_t r = 0; r < rows; ++r) {
+      at::Tensor yr = y.select(0, r);
+      if (b.defined()) {
+        at::addmv_out(yr, b, w, x2.select(0, r));
+      } else {
+        at::mv_out(yr, w, x2.select(0, r));
+      }
+    }
     return y.view(shape);
   }
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);

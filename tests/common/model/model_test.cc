@@ -199,6 +199,30 @@ TEST(Transformer, KvCacheDecodingEqualsFullForward) {
   }
 }
 
+// Inference over 2-4 rows takes one matrix-vector product per row (Linear's
+// kMatvecRows), training the matmul: the same logits either way.
+TEST(Transformer, FewRowsWithoutAutogradEqualTheMatmulPath) {
+  for (const Variant& v : Variants()) {
+    auto m = MakeModel(v.config, 5);
+    for (const auto& [B, T] : std::vector<std::pair<int64_t, int64_t>>{
+             {2, 1}, {3, 1}, {4, 1}, {2, 2}, {5, 1}}) {
+      const at::Tensor ids = at::arange(1, 1 + B * T, at::kLong)
+                                 .remainder(v.config.vocab_size)
+                                 .view({B, T});
+      const at::Tensor pos = at::arange(T, at::kLong).repeat({B, 1});
+      const at::Tensor mask = at::ones({B, T}, at::kLong);
+      const at::Tensor matmul = m->Forward(ids, pos, mask, nullptr);
+      at::Tensor rows;
+      {
+        at::NoGradGuard no_grad;
+        rows = m->Forward(ids, pos, mask, nullptr);
+      }
+      EXPECT_LT(RelErr(rows, matmul), 1e-5)
+          << v.name << " B=" << B << " T=" << T;
+    }
+  }
+}
+
 TEST(Transformer, LeftPaddedBatchEqualsUnbatched) {
   const Variant v = Variants()[0];
   auto m = MakeModel(v.config, 5);
