@@ -12,7 +12,6 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
-#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/model/threads.h"
@@ -320,21 +319,20 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
     for (auto& r : results) r.support_k = K;
     if (o.max_new_tokens == 0) return results;
     KvCache cache;
-    const int64_t prefill_rows =
-        pad.width * static_cast<int64_t>(prompts.size());
-    std::optional<TunedThreadsScope> prefill_threads(
-        std::in_place, transformer_->threads_tuner(),
-        Transformer::kPrefill + SizeBucket(prefill_rows),
-        WorthThreads(cfg, prefill_rows), static_cast<double>(prefill_rows));
     // Logits at the last prompt position only (left-padded: the same column
     // for every prompt).
-    at::Tensor last = transformer_->Head(
-        transformer_->Hidden(pad.ids, pad.positions, pad.mask, &cache)
-            .select(1, pad.width - 1));  // [A, V]
+    at::Tensor last;
+    {
+      const int64_t rows = pad.width * static_cast<int64_t>(prompts.size());
+      const TunedThreadsScope threads = transformer_->ThreadsFor(
+          Transformer::kPrefill, rows, static_cast<double>(rows));
+      last = transformer_->Head(
+          transformer_->Hidden(pad.ids, pad.positions, pad.mask, &cache)
+              .select(1, pad.width - 1));  // [A, V]
+    }
     at::Tensor mask = pad.mask;
     at::Tensor next_pos =
         at::tensor(pad.lengths, at::kLong).to(dev);  // position of next token
-    prefill_threads.reset();
     std::vector<int64_t> active(prompts.size());
     std::iota(active.begin(), active.end(), 0);
     at::Generator gen = at::detail::createCPUGenerator(o.seed);
@@ -344,9 +342,8 @@ absl::StatusOr<std::vector<GenerationResult>> LanguageModel::Generate(
       // with a real vocabulary; rows are drawn in order from one generator.
       const int64_t A_now = last.size(0);
       // The step's sampling and the forward for the next one.
-      TunedThreadsScope threads(transformer_->threads_tuner(),
-                                Transformer::kDecodeStep + SizeBucket(A_now),
-                                WorthThreads(cfg, A_now), 1.0);
+      TunedThreadsScope threads =
+          transformer_->ThreadsFor(Transformer::kDecodeStep, A_now, 1.0);
       const int64_t step_rows =
           o.sample_chunk_rows > 0
               ? o.sample_chunk_rows
@@ -515,10 +512,8 @@ absl::StatusOr<std::vector<SequenceScore>> LanguageModel::Score(
       for (size_t j = start; j < end; ++j) ptrs.push_back(&full[order[j]]);
       Padded pad = LeftPad(ptrs, dev);
       const int64_t pass_rows = pad.width * static_cast<int64_t>(ptrs.size());
-      const TunedThreadsScope threads(
-          transformer_->threads_tuner(),
-          Transformer::kScoreBatch + SizeBucket(pass_rows),
-          WorthThreads(cfg, pass_rows), static_cast<double>(pass_rows));
+      const TunedThreadsScope threads = transformer_->ThreadsFor(
+          Transformer::kScoreBatch, pass_rows, static_cast<double>(pass_rows));
       const at::Tensor hidden =
           transformer_->Hidden(pad.ids, pad.positions, pad.mask, nullptr);
       // The head over the rows that predict completion tokens only, in one

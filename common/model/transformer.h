@@ -149,12 +149,15 @@ class Transformer {
   absl::Status Save(const std::string& dir,
                     const checkpoint::WriteOptions& options = {}) const;
 
-  // Threads or one thread for this model's recurring work (threads.h); kinds:
-  // kDecodeStep + SizeBucket(rows), kScoreBatch + SizeBucket(tokens),
-  // kTrainStep + SizeBucket(tokens), kPrefill + SizeBucket(tokens).
+  // Threads or one thread for this model's recurring work (threads.h): a
+  // scope for one piece of work of `kind` over `rows` token rows (tuned per
+  // kind and size of rows, when worth threads at all), timed per `units`.
   static constexpr int kDecodeStep = 0, kScoreBatch = 100, kTrainStep = 200,
                        kPrefill = 300;
-  ThreadsTuner* threads_tuner() const { return &threads_tuner_; }
+  TunedThreadsScope ThreadsFor(int kind, int64_t rows, double units) const {
+    return TunedThreadsScope(&threads_tuner_, kind + SizeBucket(rows),
+                             WorthThreads(config_, rows), units);
+  }
 
  private:
   Transformer(ModelConfig config, c10::Device device, c10::ScalarType dtype);

@@ -332,7 +332,6 @@ absl::Status Actor::SyncPolicy(bool force) {
 }
 
 absl::Status Actor::Round(const std::atomic<bool>& stop) {
-  const absl::Time round_start = absl::Now();
   RoundTimes times;
   CMDISTILL_RETURN_IF_ERROR(SyncPolicy());
   times.Lap(kSync);
@@ -344,7 +343,7 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
   if (leases.leases_size() == 0) {
     IdleWait();  // nothing to do until the learner trains
     times.Lap(kIdle);
-    ObserveRound(times, round_start);
+    ObserveRound(times);
     return absl::OkStatus();
   }
   CMDISTILL_ASSIGN_OR_RETURN(auto trajs, Sample(leases));
@@ -360,7 +359,7 @@ absl::Status Actor::Round(const std::atomic<bool>& stop) {
     Progress();
   }
   CMDISTILL_RETURN_IF_ERROR(EvaluateAndSubmit(&trajs, &times));
-  ObserveRound(times, round_start);
+  ObserveRound(times);
   ++rounds_;
   return absl::OkStatus();
 }
@@ -371,11 +370,11 @@ void Actor::RoundTimes::Lap(Phase p) {
   last = now;
 }
 
-void Actor::ObserveRound(const RoundTimes& times, absl::Time start) {
+void Actor::ObserveRound(const RoundTimes& times) {
   for (int p = 0; p < kNumPhases; ++p) {
     phase_seconds_[p]->Observe(times.seconds[p]);
   }
-  round_seconds_->Observe(absl::ToDoubleSeconds(times.last - start));
+  round_seconds_->Observe(absl::ToDoubleSeconds(times.last - times.start));
 }
 
 absl::Status Actor::Lease(v1::LeasePromptsResponse* leases) {

@@ -112,11 +112,11 @@ class Actor {
       "sync", "lease", "sampling", "teacher", "reward", "submit", "idle"};
   struct RoundTimes {
     double seconds[kNumPhases] = {};
-    absl::Time last = absl::Now();
+    absl::Time start = absl::Now(), last = start;
     void Lap(Phase p);  // the time since the last lap goes to `p`
   };
-  // Observes a completed round's phases and its whole (since `start`).
-  void ObserveRound(const RoundTimes& times, absl::Time start);
+  // Observes a completed round's phases and its whole (start to last lap).
+  void ObserveRound(const RoundTimes& times);
   absl::Status EvaluateAndSubmit(std::vector<v1::Trajectory>* trajs,
                                  RoundTimes* times);
   enum Rpc {

@@ -409,11 +409,9 @@ absl::StatusOr<StepStats> PolicyTrainer::Step(
   int64_t step_rows = 0;
   for (const v1::Trajectory* t : batch.trajs)
     step_rows += t->prompt_ids_size() + t->completion_ids_size();
-  const model::TunedThreadsScope threads(
-      I.t->threads_tuner(),
-      model::Transformer::kTrainStep + model::SizeBucket(step_rows),
-      model::WorthThreads(I.t->config(), step_rows),
-      static_cast<double>(step_rows));
+  const model::TunedThreadsScope threads =
+      I.t->ThreadsFor(model::Transformer::kTrainStep, step_rows,
+                      static_cast<double>(step_rows));
   try {
     for (at::Tensor& p : I.t->parameters()) p.mutable_grad() = at::Tensor();
     double kl_sum = 0;

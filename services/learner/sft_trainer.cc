@@ -112,10 +112,8 @@ absl::StatusOr<SftStats> SftTrainer::Step(
   int64_t rows = 0;
   for (const SftExample& e : batch)
     rows += static_cast<int64_t>(e.prompt_ids.size() + e.completion_ids.size());
-  const model::TunedThreadsScope threads(
-      impl_->t->threads_tuner(),
-      model::Transformer::kTrainStep + model::SizeBucket(rows),
-      model::WorthThreads(impl_->t->config(), rows), static_cast<double>(rows));
+  const model::TunedThreadsScope threads = impl_->t->ThreadsFor(
+      model::Transformer::kTrainStep, rows, static_cast<double>(rows));
   try {
     CMDISTILL_ASSIGN_OR_RETURN(auto loss, impl_->Loss(batch, &st));
     for (at::Tensor& p : impl_->t->parameters())

@@ -16,14 +16,9 @@ py=${PYTHON:-/usr/bin/python3}
 work=$(mktemp -d)
 spin=
 trap '[[ -n $spin ]] && kill $spin 2>/dev/null; rm -rf "$work"' EXIT
-common='"model_type": "qwen2", "num_attention_heads": 4, "num_key_value_heads": 2,
-  "head_dim": 64, "max_position_embeddings": 1024, "tie_word_embeddings": true'
-echo "{\"vocab_size\": 2048, \"hidden_size\": 256, \"intermediate_size\": 688,
-  \"num_hidden_layers\": 4, $common}" > "$work/small.json"
-echo "{\"vocab_size\": 8192, \"hidden_size\": 512, \"intermediate_size\": 1376,
-  \"num_hidden_layers\": 8, $common}" > "$work/medium.json"
+source "$root/tests/bench/peer/models.sh"
+make_models "$bin" "$work"
 for shape in ${SHAPES:-small medium}; do
-  "$bin" init-model --config "$work/$shape.json" --out "$work/$shape" >/dev/null
   for busy in 0 1; do
     if [[ $busy == 1 ]]; then (while :; do :; done) & spin=$!; fi
     for t in ${THREADS:-1 2}; do

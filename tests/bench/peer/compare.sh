@@ -16,12 +16,8 @@ thread_counts=${THREADS:-1 2}
 repeats=${REPEATS:-3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-common='"model_type": "qwen2", "num_attention_heads": 4, "num_key_value_heads": 2,
-  "head_dim": 64, "max_position_embeddings": 1024, "tie_word_embeddings": true'
-echo "{\"vocab_size\": 2048, \"hidden_size\": 256, \"intermediate_size\": 688,
-  \"num_hidden_layers\": 4, $common}" > "$work/small.json"
-echo "{\"vocab_size\": 8192, \"hidden_size\": 512, \"intermediate_size\": 1376,
-  \"num_hidden_layers\": 8, $common}" > "$work/medium.json"
+source "$root/tests/bench/peer/models.sh"
+make_models "$bin" "$work"
 fmt() { "$py" -c "import sys; print('%.1f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$@"; }
 frac() { "$py" -c "import sys; t, p, bw = map(float, sys.argv[1:]); print('%.2f (%.1f GB/s)' % (t * 4 * p / bw, t * 4 * p / 1e9))" "$@"; }
 ratio() { "$py" -c "import sys; print('%.2fx' % (float(sys.argv[1]) / float(sys.argv[2])))" "$@"; }
@@ -31,9 +27,6 @@ print(d)" "$@"; }
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); thread counts: $thread_counts;" \
   "OpenBLAS: $("$bin" bench decode --shape small --batch 1 --new-tokens 1 --repeats 1 --json |
     "$py" -c 'import json,sys; print(json.load(sys.stdin)["blas"])'); $(date -u +%F)"
-for shape in small medium; do
-  "$bin" init-model --config "$work/$shape.json" --out "$work/$shape" >/dev/null
-done
 echo
 echo "| threads | model | work | cmdistill | eager PyTorch | ratio |"
 echo "|---|---|---|---|---|---|"
