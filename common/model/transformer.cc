@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard (not in ATen.h on 2.x)
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/version.h>
@@ -86,16 +87,20 @@ at::Tensor RotateHalf(const at::Tensor& x) {
 
 // Rows up to which a float32 CPU matmul without autograd runs as one
 // matrix-vector product per row: OpenBLAS's sgemm packs the whole weight
-// matrix on every call, which at few rows costs more than reading it once per
-// row (measured on the model's shapes, 1 thread: M = 2 2.8x, M = 3 2.3-3.0x,
-// M = 4 1.05-1.24x faster per row; M = 8 0.67-0.87x; docs/benchmarks.md,
-// "few rows").
-constexpr int64_t kMatvecRows = 4;
+// matrix on every call, and below 16 rows it runs on one thread whatever the
+// count, while sgemv uses them all. Measured on the model's shapes
+// (docs/benchmarks.md, "few rows"): at 1 thread per-row is 2.3-3.0x faster
+// at 2-3 rows, 1.05-1.25x at 4, 0.67-0.87x at 8; at 2 threads 1.2-1.7x
+// faster at 8 rows and 1.7x at 12, 0.46-0.68x at 16. So: 4 rows per thread
+// of the calling scope, at most 12.
+int64_t MatvecRows() {
+  return std::min<int64_t>(12, 4 * at::get_num_threads());
+}
 
 // x @ w^T (+ b). One row (batch-1 decode) goes through a matrix-vector
 // product: sgemm with M = 1 reads the weights at a fraction of the memory
-// bandwidth that sgemv reaches; so do up to kMatvecRows rows of inference
-// (a decode step whose batch has shrunk to a few sequences).
+// bandwidth that sgemv reaches; so do up to MatvecRows() rows of inference
+// (a small decode batch, or one that has shrunk to a few sequences).
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w,
                   const at::Tensor& b = at::Tensor()) {
   const int64_t rows = x.size(-1) > 0 ? x.numel() / x.size(-1) : 0;
@@ -106,7 +111,7 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w,
                                : at::mv(w, x.reshape({-1}));
     return y.view(shape);
   }
-  if (rows > 1 && rows <= kMatvecRows && x.device().is_cpu() &&
+  if (rows > 1 && x.device().is_cpu() && rows <= MatvecRows() &&
       x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
       !at::GradMode::is_enabled()) {
     const at::Tensor x2 = x.reshape({rows, x.size(-1)});
